@@ -1,0 +1,129 @@
+"""The client side of the engine: find an entity's host and talk to it.
+
+``Cluster`` routes ``(kind, id)`` to a shard and the shard to one of the
+shared hosts, or to the entity's own dedicated host when its kind asks for one.
+Hosts are named, detached Ray actors, so every process that connects with the
+same spec reaches the same hosts, and Ray restarts a host that dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any, Sequence
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from engine.codec import pack, unpack
+from engine.errors import EngineError, HostUnavailable, error_from_wire
+from engine.ray_host import HostActor, HostSpec, load_kind
+from engine.routing import ShardMap
+
+__all__ = ["Cluster"]
+
+_HOST_DOWN = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+class Cluster:
+    def __init__(self, spec: HostSpec, *, namespace: str = "arena", max_restarts: int = -1, max_concurrency: int = 1000):
+        if spec.hosts < 1:
+            raise ValueError(f"a cluster needs at least one host, got {spec.hosts}")
+        self.spec = spec
+        self.namespace = namespace
+        self._options = {
+            "namespace": namespace,
+            "lifetime": "detached",
+            "get_if_exists": True,
+            "max_restarts": max_restarts,
+            "max_task_retries": 0,  # a retried delivery could apply a message twice
+            "max_concurrency": max_concurrency,
+            "num_cpus": 0,
+        }
+        self._map = ShardMap(spec.hosts, spec.shards)
+        self._dedicated_kinds = {
+            cls.kind: path for path in spec.kinds if (cls := load_kind(path)).dedicated
+        }
+        shared = tuple(path for path in spec.kinds if path not in self._dedicated_kinds.values())
+        self._shared_spec = HostSpec(spec.store_url, shared, spec.config, 0, spec.hosts, spec.shards)
+        self._hosts = [self._host(f"arena-host-{i}", self._with(index=i)) for i in range(spec.hosts)]
+        self._dedicated: dict[tuple[str, str], Any] = {}
+
+    def _with(self, **changes: Any) -> HostSpec:
+        base = self._shared_spec
+        fields = {name: getattr(base, name) for name in ("store_url", "kinds", "config", "index", "hosts", "shards")}
+        return HostSpec(**{**fields, **changes})
+
+    def _host(self, name: str, spec: HostSpec) -> Any:
+        return HostActor.options(name=name, **self._options).remote(spec)
+
+    def host_for(self, kind: str, entity_id: str) -> Any:
+        path = self._dedicated_kinds.get(kind)
+        if path is None:
+            return self._hosts[self._map.host_of(kind, entity_id)]
+        key = (kind, entity_id)
+        handle = self._dedicated.get(key)
+        if handle is None:
+            spec = self._with(kinds=(path,), index=0, hosts=1, dedicated=key)
+            handle = self._dedicated[key] = self._host(f"arena-{kind}-{entity_id}", spec)
+        return handle
+
+    @property
+    def hosts(self) -> list[Any]:
+        return [*self._hosts, *self._dedicated.values()]
+
+    async def ask(self, kind: str, entity_id: str, message_type: str, body: Any = None, *, at: float | None = None) -> Any:
+        (result,) = await self.deliver([(kind, entity_id, message_type, body, at)])
+        if isinstance(result, EngineError):
+            raise result
+        return result
+
+    async def deliver(self, envelopes: Sequence[Sequence[Any]]) -> list[Any]:
+        """One Ray call per host involved; answers in the envelopes' order."""
+        by_host: dict[Any, list[int]] = defaultdict(list)
+        for index, envelope in enumerate(envelopes):
+            by_host[self.host_for(envelope[0], envelope[1])].append(index)
+        results: list[Any] = [None] * len(envelopes)
+
+        async def call(handle: Any, indexes: list[int]) -> None:
+            batch = pack([list(envelopes[i]) for i in indexes])
+            answers = await self.call_host(handle, batch, len(indexes))
+            for i, answer in zip(indexes, answers):
+                results[i] = answer
+
+        await asyncio.gather(*(call(handle, indexes) for handle, indexes in by_host.items()))
+        return results
+
+    @staticmethod
+    async def call_host(handle: Any, batch: bytes, size: int) -> list[Any]:
+        """Send a packed batch to one host; a host that is down answers every envelope with HostUnavailable."""
+        try:
+            wire = unpack(await handle.deliver.remote(batch))
+        except _HOST_DOWN as error:
+            return [HostUnavailable(f"the host is down or restarting: {type(error).__name__}")] * size
+        if len(wire) != size:  # the host refused the batch as a whole
+            return [error_from_wire(wire[0][1:])] * size
+        return [item[1] if item[0] == 0 else error_from_wire(item[1:]) for item in wire]
+
+    async def metrics(self) -> list[dict]:
+        return await self._each("metrics")
+
+    async def health(self) -> list[dict]:
+        return await self._each("health")
+
+    async def stop(self) -> None:
+        """Snapshot and stop every host (they restart lazily on the next message)."""
+        await self._each("stop")
+
+    async def _each(self, method: str) -> list[dict]:
+        async def one(handle: Any) -> dict:
+            try:
+                return {"alive": True, **(await getattr(handle, method).remote() or {})}
+            except _HOST_DOWN as error:
+                return {"alive": False, "error": type(error).__name__}
+
+        return list(await asyncio.gather(*(one(h) for h in self.hosts)))
+
+    def kill(self) -> None:
+        for handle in self.hosts:
+            ray.kill(handle, no_restart=True)

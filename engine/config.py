@@ -1,0 +1,26 @@
+"""Tuning of a host; serve/settings.py fills it from ``ARENA_`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HostConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    snapshot_interval: float = 5.0  # seconds between write-behind snapshots of dirty entities
+    passivate_after: float = 600.0  # seconds idle before an entity is flushed and dropped
+    mailbox_capacity: int = 10_000  # messages queued for one entity before it answers Overloaded
+    max_queued: int = 200_000  # messages queued in all mailboxes of a host
+    max_uncommitted: int = 500_000  # journal entries not yet durable before updates answer Overloaded
+    timer_resolution: float = 0.05  # seconds between polls of the timer queue
+    compact_every: int = 1_000  # journal entries folded into snapshots before they are deleted
+
+    def __post_init__(self) -> None:
+        for name in ("snapshot_interval", "passivate_after", "timer_resolution"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"HostConfig.{name} must be positive, got {getattr(self, name)}")
+        for name in ("mailbox_capacity", "max_queued", "max_uncommitted", "compact_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"HostConfig.{name} must be at least 1, got {getattr(self, name)}")

@@ -1,0 +1,143 @@
+"""The entity: state plus message handlers, addressed by ``(kind, id)``.
+
+An entity never sees Ray, sockets or the store. Handlers marked ``@update``
+change state and are journaled; they must be deterministic in the state and the
+message, with time read from ``self.now`` (the instant stamped on the message),
+so replaying the journal rebuilds exactly the same state. Handlers marked
+``@query`` only read and are not journaled.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from engine.errors import MalformedMessage, UnknownMessage
+
+__all__ = ["Entity", "Handler", "update", "query"]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    name: str
+    function: Callable[..., Any]
+    journaled: bool
+    required: frozenset[str]
+    accepted: frozenset[str] | None  # None: takes **kwargs
+
+    def bind(self, kind: str, body: Any) -> dict:
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise MalformedMessage(f"{kind}.{self.name}: the body must be a map of fields, not {type(body).__name__}")
+        keys = body.keys()
+        if not self.required <= keys:
+            missing = ", ".join(sorted(self.required - keys))
+            raise MalformedMessage(f"{kind}.{self.name}: missing field(s) {missing}")
+        if self.accepted is not None and not keys <= self.accepted:
+            extra = ", ".join(sorted(map(str, keys - self.accepted)))
+            raise MalformedMessage(f"{kind}.{self.name}: unknown field(s) {extra}")
+        return body
+
+
+def _handler(function: Callable[..., Any], journaled: bool) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(function):
+        raise TypeError(f"handler {function.__qualname__} must be a plain function: entities do no I/O")
+    params = list(inspect.signature(function).parameters.values())[1:]
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    function.__arena_handler__ = Handler(
+        name=function.__name__,
+        function=function,
+        journaled=journaled,
+        required=frozenset(p.name for p in named if p.default is p.empty),
+        accepted=None if takes_kwargs else frozenset(p.name for p in named),
+    )
+    return function
+
+
+def update(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a state-changing handler: journaled before its caller hears back."""
+    return _handler(function, journaled=True)
+
+
+def query(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a read-only handler: not journaled."""
+    return _handler(function, journaled=False)
+
+
+class Entity:
+    """Subclass with a ``kind``, state set in ``__init__`` and handlers.
+
+    ``snapshot()``/``restore()`` default to the public attributes; override them
+    for state msgpack cannot carry (numpy arrays, sets). Bump ``schema_version``
+    when the snapshot's shape changes and teach ``upgrade`` the old shapes.
+    """
+
+    kind: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+    dedicated: ClassVar[bool] = False  # each entity of this kind gets its own host
+    handlers: ClassVar[dict[str, Handler]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, Handler] = {}
+        for base in reversed(cls.__mro__):
+            for name, value in vars(base).items():
+                handler = getattr(value, "__arena_handler__", None)
+                if handler is not None:
+                    found[name] = handler
+        cls.handlers = found
+
+    def __init__(self, entity_id: str) -> None:
+        self._id = entity_id
+        self._now = 0.0
+        self._timers: dict[str, list] = {}
+        self._timers_changed = False
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def now(self) -> float:
+        """Unix time stamped on the message being handled."""
+        return self._now
+
+    def set_timer(self, name: str, due: float, message_type: str, body: dict | None = None) -> None:
+        """Deliver ``message_type`` to this entity at ``due`` (unix seconds), once.
+
+        Timers are state: they survive passivation and host restarts, and setting
+        one again by name replaces it.
+        """
+        if message_type not in self.handlers or not self.handlers[message_type].journaled:
+            raise ValueError(f"{self.kind}: a timer must target an @update handler, not {message_type!r}")
+        self._timers[name] = [float(due), message_type, body or {}]
+        self._timers_changed = True
+
+    def cancel_timer(self, name: str) -> None:
+        if self._timers.pop(name, None) is not None:
+            self._timers_changed = True
+
+    def snapshot(self) -> Any:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def restore(self, state: Any) -> None:
+        vars(self).update(state)
+
+    @classmethod
+    def upgrade(cls, state: Any, from_version: int) -> Any:
+        """Turn a snapshot written at ``from_version`` into the current shape."""
+        raise ValueError(f"{cls.kind}: no upgrade from snapshot schema {from_version} to {cls.schema_version}")
+
+    @classmethod
+    def upgrade_message(cls, message_type: str, body: Any, from_version: int) -> Any:
+        """Turn a journaled message body written at ``from_version`` into the current shape."""
+        return body
+
+    def handler(self, message_type: str) -> Handler:
+        try:
+            return self.handlers[message_type]
+        except KeyError:
+            raise UnknownMessage(f"{self.kind} has no handler {message_type!r}") from None

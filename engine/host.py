@@ -1,0 +1,545 @@
+"""The host: many entities in one event loop, turn-based, journaled, snapshotted.
+
+A host knows nothing of Ray; ``engine/ray_host.py`` wraps it in a Ray actor.
+Messages to one entity run one at a time in arrival order. Handlers are plain
+functions, so a turn never yields: an active entity with an empty mailbox runs
+its message inline, and a batch of messages costs one pass over a list. An
+entity that is still activating (loading its snapshot and journal) queues its
+messages in its mailbox and drains them in order once it is ready.
+
+An ``@update`` is journaled; its caller hears back only after the group commit
+that carries it is durable. A ``@query`` that reads state changed by an update
+still in flight waits for that commit too, so nobody sees state that could be
+lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any, Callable, Iterable, Sequence
+
+from engine.codec import pack, unpack
+from engine.config import HostConfig
+from engine.entity import Entity, Handler
+from engine.errors import (
+    ActivationFailed,
+    EngineError,
+    HandlerFailed,
+    HostUnavailable,
+    JournalFailed,
+    MalformedMessage,
+    Overloaded,
+    Rejected,
+    UnknownKind,
+)
+from engine.journal import Flush, GroupCommitter
+from engine.store import JournalEntry, Reminder, Snapshot, Store
+from engine.timers import TimerQueue
+
+__all__ = ["Host", "Envelope", "TIMER_MESSAGE", "MAX_ID_LENGTH"]
+
+log = logging.getLogger(__name__)
+
+Envelope = Sequence[Any]  # (kind, entity_id, message_type, body, at | None)
+TIMER_MESSAGE = "$timer"
+MAX_ID_LENGTH = 256
+
+
+class _Reply:
+    """Collects the answers to one call (a single message or a batch)."""
+
+    __slots__ = ("results", "waiting", "ready", "watched")
+
+    def __init__(self, size: int) -> None:
+        self.results: list[Any] = [None] * size
+        self.waiting = 0  # messages still in some mailbox
+        self.ready: asyncio.Future[None] | None = None
+        self.watched: list[tuple[Flush, int]] = []
+
+    def answered(self) -> None:
+        self.waiting -= 1
+        if self.waiting == 0 and self.ready is not None and not self.ready.done():
+            self.ready.set_result(None)
+
+
+class _Activation:
+    __slots__ = (
+        "kind",
+        "entity_id",
+        "entity",
+        "seq",
+        "snapshot_seq",
+        "compacted_seq",
+        "mailbox",
+        "ready",
+        "broken",
+        "last_flush",
+        "last_used",
+        "after",
+    )
+
+    def __init__(self, kind: str, entity_id: str, after: Flush | None = None) -> None:
+        self.kind = kind
+        self.entity_id = entity_id
+        self.entity: Entity | None = None
+        self.seq = 0
+        self.snapshot_seq = 0
+        self.compacted_seq = 0
+        self.mailbox: deque = deque()
+        self.ready = False
+        self.broken = False
+        self.last_flush: Flush | None = None
+        self.last_used = time.monotonic()
+        self.after = after  # a predecessor's last commit, to wait for before loading
+
+    @property
+    def dirty(self) -> bool:
+        return self.seq > self.snapshot_seq
+
+
+class Host:
+    def __init__(
+        self,
+        kinds: Iterable[type[Entity]],
+        store: Store,
+        config: HostConfig | None = None,
+        *,
+        owns: Callable[[str, str], bool] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.kinds: dict[str, type[Entity]] = {}
+        for cls in kinds:
+            if not isinstance(getattr(cls, "kind", None), str) or not cls.kind:
+                raise TypeError(f"{cls.__qualname__} needs a non-empty string `kind`")
+            self.kinds[cls.kind] = cls
+        self.store = store
+        self.config = config or HostConfig()
+        self._owns = owns or (lambda kind, entity_id: True)
+        self._clock = clock
+        self._active: dict[tuple[str, str], _Activation] = {}
+        self._committer: GroupCommitter | None = None
+        self._timers = TimerQueue()
+        self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()
+        self._queued = 0
+        self._closing = False
+        self.started = False
+        self.counters = {
+            "messages": 0,
+            "updates": 0,
+            "rejected": 0,
+            "handler_failures": 0,
+            "overloaded": 0,
+            "activations": 0,
+            "activation_failures": 0,
+            "passivations": 0,
+            "snapshots": 0,
+            "timers_fired": 0,
+        }
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._committer = GroupCommitter(self.store, self._journal_failed)
+        self._committer.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._maintain(), name="arena-host-maintain"),
+            loop.create_task(self._tick_timers(), name="arena-host-timers"),
+        ]
+        self.started = True
+        for reminder in await self.store.reminders():
+            if reminder.kind in self.kinds and self._owns(reminder.kind, reminder.entity_id):
+                self._timers.push(reminder.due or 0.0, reminder.kind, reminder.entity_id, "")
+
+    async def stop(self) -> None:
+        """Refuse new messages, finish the journal, snapshot everything dirty."""
+        if self._closing:
+            return
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._background:
+            await asyncio.wait(self._background, timeout=10.0)
+        if self._committer is not None:
+            await self._committer.stop()
+        await self._snapshot([a for a in self._active.values() if a.ready and a.dirty])
+        await self.store.close()
+
+    # -- messages --------------------------------------------------------
+
+    async def ask(self, kind: str, entity_id: str, message_type: str, body: Any = None, at: float | None = None) -> Any:
+        (result,) = await self.deliver([(kind, entity_id, message_type, body, at)])
+        if isinstance(result, EngineError):
+            raise result
+        return result
+
+    async def deliver(self, envelopes: Sequence[Envelope]) -> list[Any]:
+        """Answer each envelope in order with its result or an ``EngineError``."""
+        reply = _Reply(len(envelopes))
+        if self._closing or not self.started:
+            reply.results = [HostUnavailable("the host is not running")] * len(envelopes)
+            return reply.results
+        for index, envelope in enumerate(envelopes):
+            self._accept(envelope, reply, index)
+        self.counters["messages"] += len(envelopes)
+        if reply.waiting:
+            reply.ready = asyncio.get_running_loop().create_future()
+            await reply.ready
+        if reply.watched:
+            await self._await_commits(reply)
+        return reply.results
+
+    def _accept(self, envelope: Envelope, reply: _Reply, index: int) -> None:
+        try:
+            kind, entity_id, message_type, body, at = envelope
+        except (TypeError, ValueError):
+            reply.results[index] = MalformedMessage("an envelope is [kind, entity_id, message_type, body, at]")
+            return
+        key = (kind, entity_id)
+        activation = self._active.get(key)
+        if activation is None:
+            error = self._check_address(kind, entity_id)
+            if error is not None:
+                reply.results[index] = error
+                return
+            activation = self._activate_later(kind, entity_id)
+        if activation.ready and not activation.mailbox:
+            self._turn(activation, message_type, body, at, reply, index)
+            return
+        if len(activation.mailbox) >= self.config.mailbox_capacity or self._queued >= self.config.max_queued:
+            self.counters["overloaded"] += 1
+            reply.results[index] = Overloaded(f"{kind}/{entity_id} has too many messages waiting; retry later")
+            return
+        activation.mailbox.append((message_type, body, at, reply, index))
+        self._queued += 1
+        reply.waiting += 1
+
+    def _check_address(self, kind: Any, entity_id: Any) -> EngineError | None:
+        if not isinstance(kind, str) or kind not in self.kinds:
+            return UnknownKind(f"no entity kind {kind!r} on this host (known: {', '.join(sorted(self.kinds))})")
+        if not isinstance(entity_id, str) or not entity_id or len(entity_id) > MAX_ID_LENGTH:
+            return MalformedMessage(f"an entity id is a string of 1 to {MAX_ID_LENGTH} characters")
+        return None
+
+    def _turn(self, activation: _Activation, message_type: Any, body: Any, at: Any, reply: _Reply, index: int) -> None:
+        """Run one message against a ready entity; never yields."""
+        entity = activation.entity
+        if at is None:
+            at = self._clock()
+        elif not isinstance(at, (int, float)):
+            reply.results[index] = MalformedMessage("`at` is unix seconds or null")
+            return
+        try:
+            handler, kwargs, journal_body = self._resolve(entity, message_type, body)
+        except EngineError as error:
+            reply.results[index] = error
+            return
+        if handler is None:  # a timer that was cancelled or already fired
+            return
+        committer = self._committer
+        if handler.journaled and committer.pending >= self.config.max_uncommitted:
+            self.counters["overloaded"] += 1
+            reply.results[index] = Overloaded("the journal is behind; retry later")
+            return
+        activation.last_used = time.monotonic()
+        entity._now = float(at)
+        try:
+            result = handler.function(entity, **kwargs)
+        except Rejected as error:
+            self.counters["rejected"] += 1
+            reply.results[index] = error
+            if message_type != TIMER_MESSAGE:
+                return
+            result = error  # the timer was consumed: journal it so a replay consumes it too
+        except Exception as error:
+            self.counters["handler_failures"] += 1
+            log.exception("%s/%s %s failed", activation.kind, activation.entity_id, message_type)
+            reply.results[index] = HandlerFailed(
+                f"{activation.kind}.{message_type} failed: {type(error).__name__}: {error}"
+            )
+            self._invalidate(activation)
+            return
+        if not handler.journaled:
+            reply.results[index] = result
+            last = activation.last_flush
+            if last is not None and not last.done:
+                reply.watched.append((last, index))
+            return
+        activation.seq += 1
+        reminder = None
+        if entity._timers_changed:
+            entity._timers_changed = False
+            reminder = self._schedule(activation)
+        flush = committer.add(
+            JournalEntry(
+                activation.kind,
+                activation.entity_id,
+                activation.seq,
+                message_type,
+                pack(journal_body),
+                float(at),
+                entity.schema_version,
+            ),
+            reminder,
+        )
+        activation.last_flush = flush
+        self.counters["updates"] += 1
+        reply.results[index] = result
+        reply.watched.append((flush, index))
+
+    def _resolve(self, entity: Entity, message_type: Any, body: Any) -> tuple[Handler | None, dict, Any]:
+        """The handler and its arguments; a timer message becomes its target."""
+        if not isinstance(message_type, str):
+            raise MalformedMessage("a message type is a string")
+        if message_type == TIMER_MESSAGE:
+            name = body.get("name") if isinstance(body, dict) else None
+            timer = entity._timers.pop(name, None) if isinstance(name, str) else None
+            if timer is None:
+                return None, {}, None
+            entity._timers_changed = True
+            _, target, target_body = timer
+            handler = entity.handler(target)
+            return handler, handler.bind(entity.kind, target_body), {"name": name}
+        handler = entity.handler(message_type)
+        kwargs = handler.bind(entity.kind, body)
+        return handler, kwargs, kwargs
+
+    async def _await_commits(self, reply: _Reply) -> None:
+        flushes = {id(flush): flush for flush, _ in reply.watched}
+        for flush in flushes.values():
+            await flush.wait()
+        for flush, index in reply.watched:
+            if flush.error is not None:
+                reply.results[index] = JournalFailed(f"the journal did not take the message: {flush.error}")
+
+    # -- activation ------------------------------------------------------
+
+    def _activate_later(self, kind: str, entity_id: str, after: Flush | None = None) -> _Activation:
+        activation = _Activation(kind, entity_id, after)
+        self._active[(kind, entity_id)] = activation
+        self._spawn(self._activate(activation))
+        return activation
+
+    async def _activate(self, activation: _Activation) -> None:
+        kind, entity_id = activation.kind, activation.entity_id
+        cls = self.kinds[kind]
+        try:
+            if activation.after is not None:
+                await activation.after.wait()
+                activation.after = None
+            entity = cls(entity_id)
+            seq = 0
+            snapshot = await self.store.load_snapshot(kind, entity_id)
+            if snapshot is not None:
+                state = unpack(snapshot.state)
+                body = state["state"]
+                if snapshot.schema_version != cls.schema_version:
+                    body = cls.upgrade(body, snapshot.schema_version)
+                entity.restore(body)
+                entity._timers = state["timers"]
+                seq = snapshot.seq
+            activation.snapshot_seq = activation.compacted_seq = seq
+            for entry in await self.store.read_journal(kind, entity_id, seq):
+                if entry.seq != seq + 1:
+                    raise ActivationFailed(f"{kind}/{entity_id}: journal jumps from seq {seq} to {entry.seq}")
+                self._replay(entity, entry)
+                seq = entry.seq
+        except Exception as error:
+            self.counters["activation_failures"] += 1
+            log.exception("activation of %s/%s failed", kind, entity_id)
+            failure = error if isinstance(error, EngineError) else ActivationFailed(
+                f"{kind}/{entity_id} could not be loaded: {type(error).__name__}: {error}"
+            )
+            if self._active.get((kind, entity_id)) is activation:
+                del self._active[(kind, entity_id)]
+            self._fail_mailbox(activation, failure)
+            return
+        entity._timers_changed = False
+        activation.entity = entity
+        activation.seq = seq
+        activation.ready = True
+        self.counters["activations"] += 1
+        if entity._timers:
+            self._schedule(activation)
+        self._drain(activation)
+
+    def _replay(self, entity: Entity, entry: JournalEntry) -> None:
+        body = unpack(entry.body)
+        if entry.schema_version != entity.schema_version and entry.message_type != TIMER_MESSAGE:
+            body = entity.upgrade_message(entry.message_type, body, entry.schema_version)
+        handler, kwargs, _ = self._resolve(entity, entry.message_type, body)
+        if handler is None:
+            return
+        entity._now = entry.at
+        try:
+            handler.function(entity, **kwargs)
+        except Rejected:
+            pass  # it was refused live too (a timer whose target said no)
+
+    def _drain(self, activation: _Activation) -> None:
+        mailbox = activation.mailbox
+        while mailbox and not activation.broken:
+            message_type, body, at, reply, index = mailbox.popleft()
+            self._queued -= 1
+            self._turn(activation, message_type, body, at, reply, index)
+            reply.answered()
+
+    def _fail_mailbox(self, activation: _Activation, error: EngineError) -> None:
+        mailbox = activation.mailbox
+        while mailbox:
+            _, _, _, reply, index = mailbox.popleft()
+            self._queued -= 1
+            reply.results[index] = error
+            reply.answered()
+
+    def _invalidate(self, activation: _Activation) -> None:
+        """Drop an activation whose state can no longer be trusted; reload it from the store."""
+        activation.broken = True
+        key = (activation.kind, activation.entity_id)
+        if self._active.get(key) is activation:
+            del self._active[key]
+        if activation.mailbox:
+            successor = self._activate_later(activation.kind, activation.entity_id, after=activation.last_flush)
+            successor.mailbox, activation.mailbox = activation.mailbox, deque()
+
+    def _journal_failed(self, flush: Flush) -> None:
+        for entry in flush.entries:
+            activation = self._active.get((entry.kind, entry.entity_id))
+            if activation is not None and not activation.broken:
+                self._invalidate(activation)
+
+    # -- timers ----------------------------------------------------------
+
+    def _schedule(self, activation: _Activation) -> Reminder:
+        timers = activation.entity._timers
+        for name, (due, _, _) in timers.items():
+            self._timers.push(due, activation.kind, activation.entity_id, name)
+        due = min((timer[0] for timer in timers.values()), default=None)
+        return Reminder(activation.kind, activation.entity_id, due)
+
+    async def _tick_timers(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.timer_resolution)
+            fired: dict[tuple[str, str], list] = {}
+            for due, kind, entity_id, name in self._timers.pop_due(self._clock()):
+                fired.setdefault((kind, entity_id), []).append((due, name))
+            for (kind, entity_id), timers in fired.items():
+                activation = self._active.get((kind, entity_id))
+                if activation is not None and activation.ready:
+                    pending = activation.entity._timers
+                    timers = [(d, n) for d, n in timers if n in pending and pending[n][0] <= d]
+                    if not timers:
+                        continue
+                # A restarted host knows only that an entity has timers: activating it
+                # registers them, and any already due fire on the next tick.
+                envelopes = [(kind, entity_id, TIMER_MESSAGE, {"name": name}, due) for due, name in timers if name]
+                if not envelopes:
+                    envelopes = [(kind, entity_id, TIMER_MESSAGE, {"name": ""}, None)]
+                self.counters["timers_fired"] += len(envelopes)
+                self._spawn(self.deliver(envelopes))
+
+    # -- snapshots and passivation --------------------------------------
+
+    async def _maintain(self) -> None:
+        last_snapshot = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, self.config.snapshot_interval))
+            now = time.monotonic()
+            idle = [
+                a
+                for a in self._active.values()
+                if a.ready
+                and not a.mailbox
+                and not a.entity._timers
+                and now - a.last_used >= self.config.passivate_after
+            ]
+            if now - last_snapshot >= self.config.snapshot_interval:
+                last_snapshot = now
+                dirty = [a for a in self._active.values() if a.ready and a.dirty]
+            else:
+                dirty = [a for a in idle if a.dirty]
+            try:
+                await self._snapshot(dirty)
+            except Exception:
+                log.exception("write-behind snapshot failed; will retry")
+                continue
+            for activation in idle:
+                key = (activation.kind, activation.entity_id)
+                if (
+                    self._active.get(key) is activation
+                    and not activation.dirty
+                    and not activation.mailbox
+                    and activation.last_used <= now
+                ):
+                    del self._active[key]
+                    self.counters["passivations"] += 1
+
+    async def _snapshot(self, activations: list[_Activation]) -> None:
+        taken: list[tuple[_Activation, Snapshot, Flush | None]] = []
+        for activation in activations:
+            if activation.broken:
+                continue
+            entity = activation.entity
+            state = pack({"state": entity.snapshot(), "timers": entity._timers})
+            snapshot = Snapshot(
+                activation.kind, activation.entity_id, activation.seq, state, self._clock(), entity.schema_version
+            )
+            taken.append((activation, snapshot, activation.last_flush))
+        if not taken:
+            return
+        # A snapshot may include updates still being committed: save it only once they are durable.
+        durable = []
+        for activation, snapshot, flush in taken:
+            if flush is not None and (await flush.wait()) is not None:
+                continue
+            durable.append((activation, snapshot))
+        if not durable:
+            return
+        await self.store.save_snapshots([snapshot for _, snapshot in durable])
+        self.counters["snapshots"] += len(durable)
+        for activation, snapshot in durable:
+            activation.snapshot_seq = max(activation.snapshot_seq, snapshot.seq)
+            if snapshot.seq - activation.compacted_seq >= self.config.compact_every:
+                await self.store.compact(activation.kind, activation.entity_id, snapshot.seq)
+                activation.compacted_seq = snapshot.seq
+
+    # -- introspection ---------------------------------------------------
+
+    @property
+    def active_entities(self) -> int:
+        return len(self._active)
+
+    def metrics(self) -> dict[str, Any]:
+        committer = self._committer
+        now = time.monotonic()
+        active_by_kind: dict[str, int] = {}
+        dirty = 0
+        for (kind, _), activation in self._active.items():
+            active_by_kind[kind] = active_by_kind.get(kind, 0) + 1
+            dirty += activation.ready and activation.dirty
+        return {
+            "active_entities": len(self._active),
+            "active_by_kind": active_by_kind,
+            "mailbox_depth": self._queued,
+            "journal_pending": committer.pending if committer else 0,
+            "journal_lag_seconds": (now - committer.oldest_pending_since)
+            if committer and committer.oldest_pending_since is not None
+            else 0.0,
+            "journal_commits": committer.commits if committer else 0,
+            "journal_entries": committer.committed_entries if committer else 0,
+            "journal_last_commit_seconds": committer.last_commit_seconds if committer else 0.0,
+            "snapshot_lag_entities": dirty,
+            "timers": len(self._timers),
+            **self.counters,
+        }
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -1,0 +1,119 @@
+"""The Ray actor that hosts entities: a thin shell around ``engine.host.Host``.
+
+Calls carry msgpack bytes (Ray moves ``bytes`` without pickling) and answer
+with msgpack bytes: one ``[0, value]`` or ``[1, code, message]`` per envelope.
+Errors travel as values, so one bad message never fails its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from engine.codec import pack, unpack
+from engine.config import HostConfig
+from engine.entity import Entity
+from engine.errors import EngineError, HandlerFailed, MalformedMessage
+from engine.host import Host
+from engine.routing import ShardMap
+
+__all__ = ["HostSpec", "HostActor", "load_kind", "encode_results"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    store_url: str
+    kinds: tuple[str, ...]  # "module:Class" of each Entity subclass
+    config: HostConfig = field(default_factory=HostConfig)
+    index: int = 0
+    hosts: int = 1
+    shards: int = 1024
+    dedicated: tuple[str, str] | None = None  # (kind, id) for a dedicated host
+
+
+def load_kind(path: str) -> type[Entity]:
+    module_name, _, class_name = path.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Entity)):
+        raise TypeError(f"{path!r} does not name an Entity subclass")
+    return cls
+
+
+def encode_results(results: list[Any]) -> bytes:
+    wire = [[1, *r.to_wire()] if isinstance(r, EngineError) else [0, r] for r in results]
+    try:
+        return pack(wire)
+    except (TypeError, ValueError, OverflowError):
+        return pack([_encodable(item) for item in wire])
+
+
+def _encodable(item: list) -> list:
+    try:
+        pack(item)
+        return item
+    except (TypeError, ValueError, OverflowError) as error:
+        return [1, *HandlerFailed(f"the handler's answer cannot be encoded: {error}").to_wire()]
+
+
+@ray.remote
+class HostActor:
+    def __init__(self, spec: HostSpec) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        from persistence import open_store  # the composition of a host: engine + a store
+
+        self._spec = spec
+        kinds = [load_kind(path) for path in spec.kinds]
+        if spec.dedicated is not None:
+            only = spec.dedicated
+            owns = lambda kind, entity_id: (kind, entity_id) == only  # noqa: E731
+        else:
+            shard_map = ShardMap(spec.hosts, spec.shards)
+            owns = lambda kind, entity_id: shard_map.owns(spec.index, kind, entity_id)  # noqa: E731
+        self._host = Host(kinds, open_store(spec.store_url), spec.config, owns=owns)
+        self._started: asyncio.Task | None = None
+
+    async def _ready(self) -> Host:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_task(self._host.start())
+        await asyncio.shield(self._started)
+        return self._host
+
+    async def deliver(self, batch: bytes) -> bytes:
+        """Answer a msgpack list of envelopes ``[kind, id, message_type, body, at]``."""
+        try:
+            envelopes = unpack(batch)
+        except Exception as error:
+            return pack([[1, *MalformedMessage(f"the batch is not valid msgpack: {error}").to_wire()]])
+        if not isinstance(envelopes, list):
+            return pack([[1, *MalformedMessage("a batch is a list of envelopes").to_wire()]])
+        host = await self._ready()
+        return encode_results(await host.deliver(envelopes))
+
+    async def metrics(self) -> dict:
+        host = await self._ready()
+        return {"pid": os.getpid(), "index": self._spec.index, "dedicated": self._spec.dedicated, **host.metrics()}
+
+    async def health(self) -> dict:
+        host = await self._ready()
+        return {
+            "pid": os.getpid(),
+            "index": self._spec.index,
+            "dedicated": self._spec.dedicated,
+            "active_entities": host.active_entities,
+            "store": await host.store.health(),
+        }
+
+    async def stop(self) -> None:
+        host = await self._ready()
+        await host.stop()
+
+    def pid(self) -> int:
+        return os.getpid()

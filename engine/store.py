@@ -1,0 +1,95 @@
+"""The store protocol: what a host needs from durable storage.
+
+A host journals facts write-through (``append``) and snapshots derived state
+write-behind (``save_snapshots``). Activation reads the latest snapshot and the
+journal after it. ``persistence/`` implements this protocol for SQLite and
+PostgreSQL; both pass ``tests/test_store_contract.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+__all__ = ["JournalEntry", "Snapshot", "Reminder", "Store", "StoreError", "JournalConflict"]
+
+
+class StoreError(Exception):
+    """The store could not do what was asked; the operation had no effect."""
+
+
+class JournalConflict(StoreError):
+    """An entry's ``(kind, entity_id, seq)`` is already journaled.
+
+    Two activations of one entity wrote the same sequence number: the whole
+    batch is rejected so neither overwrites the other.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    kind: str
+    entity_id: str
+    seq: int  # 1, 2, 3… per entity, no gaps
+    message_type: str
+    body: bytes  # msgpack
+    at: float  # unix seconds, stamped by the host; handlers see it as ``now``
+    schema_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    kind: str
+    entity_id: str
+    seq: int  # the last journal seq folded into ``state``
+    state: bytes  # msgpack
+    taken_at: float
+    schema_version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Reminder:
+    """The durable index of entities with pending timers; ``due=None`` removes it."""
+
+    kind: str
+    entity_id: str
+    due: float | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    name: str  # "sqlite" or "postgresql"
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None: ...
+
+    async def append(self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = ()) -> None:
+        """Journal ``entries`` and apply ``reminders`` in one transaction.
+
+        Raises ``JournalConflict`` (and writes nothing) if any entry's seq exists.
+        """
+
+    async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
+        """Entries with ``seq > after_seq``, in seq order."""
+
+    async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        """Upsert each entity's latest snapshot; an older seq never replaces a newer one."""
+
+    async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None: ...
+
+    async def compact(self, kind: str, entity_id: str, up_to_seq: int) -> int:
+        """Delete journal entries with ``seq <= up_to_seq`` (already in a snapshot); returns the count."""
+
+    async def reminders(self) -> list[Reminder]:
+        """Every entity with a pending timer, for hosts to reactivate after a restart."""
+
+    async def delete_entity(self, kind: str, entity_id: str) -> None:
+        """Erase an entity's snapshot, journal and reminder (right to erasure)."""
+
+    async def entity_ids(self, kind: str) -> list[str]:
+        """Ids of every entity of ``kind`` with a snapshot or journal entry."""
+
+    async def health(self) -> dict:
+        """``{"store": name, "ok": bool, ...}`` without raising."""
