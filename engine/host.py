@@ -125,11 +125,11 @@ class Host:
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._queued = 0
+        self._last_touch = time.monotonic()
         self._closing = False
         self.started = False
         self.counters = {
             "messages": 0,
-            "updates": 0,
             "rejected": 0,
             "handler_failures": 0,
             "overloaded": 0,
@@ -185,8 +185,10 @@ class Host:
         if self._closing or not self.started:
             reply.results = [HostUnavailable("the host is not running")] * len(envelopes)
             return reply.results
+        # One receipt instant for the batch: the default `now` of its messages.
+        received, self._last_touch = self._clock(), time.monotonic()
         for index, envelope in enumerate(envelopes):
-            self._accept(envelope, reply, index)
+            self._accept(envelope, received, reply, index)
         self.counters["messages"] += len(envelopes)
         if reply.waiting:
             reply.ready = asyncio.get_running_loop().create_future()
@@ -195,14 +197,18 @@ class Host:
             await self._await_commits(reply)
         return reply.results
 
-    def _accept(self, envelope: Envelope, reply: _Reply, index: int) -> None:
+    def _accept(self, envelope: Envelope, received: float, reply: _Reply, index: int) -> None:
         try:
             kind, entity_id, message_type, body, at = envelope
         except (TypeError, ValueError):
             reply.results[index] = MalformedMessage("an envelope is [kind, entity_id, message_type, body, at]")
             return
-        key = (kind, entity_id)
-        activation = self._active.get(key)
+        if at is None:
+            at = received
+        elif not isinstance(at, (int, float)):
+            reply.results[index] = MalformedMessage("`at` is unix seconds or null")
+            return
+        activation = self._active.get((kind, entity_id))
         if activation is None:
             error = self._check_address(kind, entity_id)
             if error is not None:
@@ -227,14 +233,9 @@ class Host:
             return MalformedMessage(f"an entity id is a string of 1 to {MAX_ID_LENGTH} characters")
         return None
 
-    def _turn(self, activation: _Activation, message_type: Any, body: Any, at: Any, reply: _Reply, index: int) -> None:
+    def _turn(self, activation: _Activation, message_type: Any, body: Any, at: float, reply: _Reply, index: int) -> None:
         """Run one message against a ready entity; never yields."""
         entity = activation.entity
-        if at is None:
-            at = self._clock()
-        elif not isinstance(at, (int, float)):
-            reply.results[index] = MalformedMessage("`at` is unix seconds or null")
-            return
         try:
             handler, kwargs, journal_body = self._resolve(entity, message_type, body)
         except EngineError as error:
@@ -247,8 +248,8 @@ class Host:
             self.counters["overloaded"] += 1
             reply.results[index] = Overloaded("the journal is behind; retry later")
             return
-        activation.last_used = time.monotonic()
-        entity._now = float(at)
+        activation.last_used = self._last_touch
+        entity._now = at
         try:
             result = handler.function(entity, **kwargs)
         except Rejected as error:
@@ -265,8 +266,8 @@ class Host:
             )
             self._invalidate(activation)
             return
+        reply.results[index] = result
         if not handler.journaled:
-            reply.results[index] = result
             last = activation.last_flush
             if last is not None and not last.done:
                 reply.watched.append((last, index))
@@ -283,14 +284,12 @@ class Host:
                 activation.seq,
                 message_type,
                 pack(journal_body),
-                float(at),
+                at,
                 entity.schema_version,
             ),
             reminder,
         )
         activation.last_flush = flush
-        self.counters["updates"] += 1
-        reply.results[index] = result
         reply.watched.append((flush, index))
 
     def _resolve(self, entity: Entity, message_type: Any, body: Any) -> tuple[Handler | None, dict, Any]:

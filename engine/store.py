@@ -9,7 +9,7 @@ PostgreSQL; both pass ``tests/test_store_contract.py``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import NamedTuple, Protocol, Sequence, runtime_checkable
 
 __all__ = ["JournalEntry", "Snapshot", "Reminder", "Store", "StoreError", "JournalConflict"]
 
@@ -26,8 +26,9 @@ class JournalConflict(StoreError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
+class JournalEntry(NamedTuple):
+    """A tuple, not a dataclass: hosts build one per update on the hot path."""
+
     kind: str
     entity_id: str
     seq: int  # 1, 2, 3… per entity, no gaps

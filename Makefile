@@ -1,0 +1,28 @@
+# Arena: `make run` starts it, `make test` tests it. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test bench-engine setup clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/arena run
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+bench-engine: $(STAMP)
+	$(BIN)/python -m loadtest.bench_engine
+
+clean:
+	rm -rf $(VENV) build *.egg-info

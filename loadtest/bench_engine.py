@@ -1,0 +1,100 @@
+"""Entity messages per second through one host: batched vs one Ray call per message.
+
+Both sides drive the same Ray actor (an engine host journaling to SQLite), the
+same entity kind and the same handler; the only difference is how messages
+travel. Run: ``.venv/bin/python -m loadtest.bench_engine``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+
+import ray
+
+from engine.cluster import Cluster
+from engine.codec import pack, unpack
+from engine.ray_host import HostSpec
+
+KIND = "loadtest.bench_entities:Tally"
+
+
+def _envelopes(start: int, count: int, entities: int) -> list[list]:
+    return [["tally", f"athlete-{(start + n) % entities}", "record", {"meters": 3.2}, None] for n in range(count)]
+
+
+async def batched(handle, total: int, batch: int, window: int, entities: int) -> float:
+    """Messages/s sending ``batch`` envelopes per Ray call, ``window`` calls in flight."""
+    sent = 0
+    in_flight: set[asyncio.Future] = set()
+    errors = 0
+    started = time.perf_counter()
+    while sent < total or in_flight:
+        while sent < total and len(in_flight) < window:
+            in_flight.add(asyncio.ensure_future(handle.deliver.remote(pack(_envelopes(sent, batch, entities)))))
+            sent += batch
+        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        for future in done:
+            errors += sum(1 for flag, *_ in unpack(future.result()) if flag)
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise SystemExit(f"{errors} messages failed in the batched run")
+    return sent / elapsed
+
+
+async def one_call_per_message(handle, total: int, window: int, entities: int) -> float:
+    """Messages/s with one Ray call per message, pipelined ``window`` deep (the peer)."""
+    sent = 0
+    in_flight: set[asyncio.Future] = set()
+    started = time.perf_counter()
+    while sent < total or in_flight:
+        while sent < total and len(in_flight) < window:
+            in_flight.add(asyncio.ensure_future(handle.deliver.remote(pack(_envelopes(sent, 1, entities)))))
+            sent += 1
+        done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+    return sent / (time.perf_counter() - started)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        cluster = Cluster(HostSpec(f"sqlite:///{folder}/bench.db", (KIND,), hosts=1), namespace=f"bench-{uuid.uuid4().hex[:6]}")
+        handle = cluster.host_for("tally", "athlete-0")
+        await batched(handle, args.batch * 4, args.batch, args.window, args.entities)  # warm: activations, JIT of caches
+        batch_rates, peer_rates = [], []
+        for round_ in range(args.rounds):
+            batch_rates.append(await batched(handle, args.messages, args.batch, args.window, args.entities))
+            peer_rates.append(await one_call_per_message(handle, args.peer_messages, args.peer_window, args.entities))
+            print(f"round {round_ + 1}: batched {batch_rates[-1]:,.0f} msg/s, one call per message {peer_rates[-1]:,.0f} msg/s")
+        metrics = (await cluster.metrics())[0]
+        cluster.kill()
+        ray.shutdown()
+    best, peer = statistics.median(batch_rates), statistics.median(peer_rates)
+    print(
+        f"\nmedian of {args.rounds} rounds, one host, journal on SQLite, {args.entities:,} entities\n"
+        f"  batched ({args.batch:,}/call, {args.window} in flight): {best:,.0f} messages/s\n"
+        f"  one Ray call per message ({args.peer_window} in flight): {peer:,.0f} messages/s\n"
+        f"  ratio: {best / peer:,.1f}x\n"
+        f"  group commits: {metrics['journal_commits']:,} for {metrics['journal_entries']:,} entries "
+        f"({metrics['journal_entries'] / max(1, metrics['journal_commits']):,.0f} per commit)"
+    )
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=400_000, help="messages per batched round")
+    parser.add_argument("--batch", type=int, default=2_000, help="envelopes per Ray call")
+    parser.add_argument("--window", type=int, default=4, help="batched calls in flight")
+    parser.add_argument("--peer-messages", type=int, default=5_000, help="messages per one-call-per-message round")
+    parser.add_argument("--peer-window", type=int, default=64, help="single-message calls in flight")
+    parser.add_argument("--entities", type=int, default=10_000, help="distinct entities addressed")
+    parser.add_argument("--rounds", type=int, default=3)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

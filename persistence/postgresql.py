@@ -1,0 +1,197 @@
+"""The store on PostgreSQL, shared by every host of a cluster, through an asyncpg pool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from operator import attrgetter
+from typing import Any, AsyncIterator, Sequence
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from engine.store import JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
+from persistence.migrations import SCHEMA_MIGRATIONS_DDL, pending
+
+__all__ = ["PostgresStore"]
+
+_log = logging.getLogger(__name__)
+
+# Any fixed number will do, as long as every Arena host uses the same one.
+_MIGRATION_LOCK = 0x41_72_65_6E_61  # "Arena"
+_HEALTH_TIMEOUT_S = 5.0
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+_ENTRY_COLUMNS = ("kind", "entity_id", "seq", "message_type", "body", "at", "schema_version")
+_ENTRY_ROW = attrgetter(*_ENTRY_COLUMNS)
+_SNAPSHOT_ROW = attrgetter("kind", "entity_id", "seq", "state", "taken_at", "schema_version")
+
+_SELECT_ENTRIES = (
+    f"SELECT {', '.join(_ENTRY_COLUMNS)} FROM journal"
+    " WHERE kind = $1 AND entity_id = $2 AND seq > $3 ORDER BY seq"
+)
+_UPSERT_REMINDERS = (
+    "INSERT INTO reminders (kind, entity_id, due) SELECT * FROM unnest($1::text[], $2::text[], $3::float8[])"
+    " ON CONFLICT (kind, entity_id) DO UPDATE SET due = EXCLUDED.due"
+)
+_DELETE_REMINDERS = (
+    "DELETE FROM reminders USING unnest($1::text[], $2::text[]) AS gone (kind, entity_id)"
+    " WHERE reminders.kind = gone.kind AND reminders.entity_id = gone.entity_id"
+)
+_UPSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (kind, entity_id, seq, state, taken_at, schema_version) VALUES ($1, $2, $3, $4, $5, $6)"
+    " ON CONFLICT (kind, entity_id) DO UPDATE SET"
+    " seq = EXCLUDED.seq, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at,"
+    " schema_version = EXCLUDED.schema_version"
+    " WHERE snapshots.seq < EXCLUDED.seq"
+)
+_SELECT_SNAPSHOT = (
+    "SELECT kind, entity_id, seq, state, taken_at, schema_version FROM snapshots WHERE kind = $1 AND entity_id = $2"
+)
+_ENTITY_IDS = (
+    "SELECT entity_id FROM snapshots WHERE kind = $1 UNION SELECT entity_id FROM journal WHERE kind = $1 ORDER BY 1"
+)
+
+
+class PostgresStore:
+    name = "postgresql"
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, not {min_size} and {max_size}")
+        self._dsn = dsn
+        self._where = _without_password(dsn)
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(self._dsn, min_size=self._min_size, max_size=self._max_size)
+        except _DRIVER_ERRORS as exc:
+            raise StoreError(f"could not connect to PostgreSQL at {self._where}: {exc}") from exc
+        self._pool = pool
+        try:
+            async with self._connection("apply schema migrations") as conn:
+                await _migrate(conn)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def append(self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = ()) -> None:
+        if not entries and not reminders:
+            return
+        # The last reminder of an entity in the batch wins, as if applied one by one.
+        latest = {(reminder.kind, reminder.entity_id): reminder.due for reminder in reminders}
+        upserts = [(*key, due) for key, due in latest.items() if due is not None]
+        deletes = [key for key, due in latest.items() if due is None]
+        async with self._connection("append to the journal") as conn, conn.transaction():
+            if entries:
+                try:
+                    # COPY measured ~30% faster than unnest arrays for 1,000-entry batches.
+                    await conn.copy_records_to_table("journal", records=map(_ENTRY_ROW, entries), columns=_ENTRY_COLUMNS)
+                except asyncpg.UniqueViolationError as exc:
+                    raise JournalConflict(
+                        f"the journal already holds the (kind, entity_id, seq) of an entry in this batch of"
+                        f" {len(entries)}, or the batch repeats one; nothing was written ({exc.detail or exc})"
+                    ) from exc
+            if upserts:
+                await conn.execute(_UPSERT_REMINDERS, *zip(*upserts))
+            if deletes:
+                await conn.execute(_DELETE_REMINDERS, *zip(*deletes))
+
+    async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
+        async with self._connection("read the journal") as conn:
+            rows = await conn.fetch(_SELECT_ENTRIES, kind, entity_id, after_seq)
+        return [JournalEntry(*row) for row in rows]
+
+    async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        if not snapshots:
+            return
+        # executemany runs one statement per snapshot, so two of one entity in a batch
+        # are compared like any other pair instead of failing one multi-row upsert.
+        async with self._connection("save snapshots") as conn, conn.transaction():
+            await conn.executemany(_UPSERT_SNAPSHOT, map(_SNAPSHOT_ROW, snapshots))
+
+    async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None:
+        async with self._connection("load a snapshot") as conn:
+            row = await conn.fetchrow(_SELECT_SNAPSHOT, kind, entity_id)
+        return None if row is None else Snapshot(*row)
+
+    async def compact(self, kind: str, entity_id: str, up_to_seq: int) -> int:
+        sql = "DELETE FROM journal WHERE kind = $1 AND entity_id = $2 AND seq <= $3"
+        async with self._connection("compact the journal") as conn:
+            status = await conn.execute(sql, kind, entity_id, up_to_seq)
+        return int(status.rsplit(" ", 1)[1])  # "DELETE <count>"
+
+    async def reminders(self) -> list[Reminder]:
+        async with self._connection("list reminders") as conn:
+            rows = await conn.fetch("SELECT kind, entity_id, due FROM reminders ORDER BY due, kind, entity_id")
+        return [Reminder(*row) for row in rows]
+
+    async def delete_entity(self, kind: str, entity_id: str) -> None:
+        async with self._connection("delete an entity") as conn, conn.transaction():
+            for table in ("journal", "snapshots", "reminders"):
+                await conn.execute(f"DELETE FROM {table} WHERE kind = $1 AND entity_id = $2", kind, entity_id)
+
+    async def entity_ids(self, kind: str) -> list[str]:
+        async with self._connection("list entity ids") as conn:
+            rows = await conn.fetch(_ENTITY_IDS, kind)
+        return [entity_id for (entity_id,) in rows]
+
+    async def health(self) -> dict:
+        report: dict[str, Any] = {"store": self.name, "dsn": self._where}
+        try:
+            async with asyncio.timeout(_HEALTH_TIMEOUT_S), self._connection("check health") as conn:
+                version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+        except Exception as exc:
+            return {**report, "ok": False, "error": str(exc) or type(exc).__name__}
+        return {**report, "ok": True, "schema_version": version}
+
+    @asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StoreError(f"could not {what}: the PostgreSQL store at {self._where} is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except _DRIVER_ERRORS as exc:
+            raise StoreError(f"could not {what} in PostgreSQL at {self._where}: {exc}") from exc
+
+
+async def _migrate(conn: asyncpg.Connection) -> None:
+    # A session lock, not a transaction one: it must outlast each migration's own transaction
+    # so that two hosts starting at once apply them one after the other.
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(SCHEMA_MIGRATIONS_DDL["postgresql"])
+        applied = [row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")]
+        for migration in pending("postgresql", applied):
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", migration.version, migration.name
+                )
+            _log.info(
+                "applied migration",
+                extra={"store": "postgresql", "version": migration.version, "migration": migration.name},
+            )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+
+
+def _without_password(dsn: str) -> str:
+    """The DSN as it may appear in logs and health reports."""
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        return "the configured DSN"
+    return dsn.replace(f":{password}@", ":***@", 1) if password else dsn

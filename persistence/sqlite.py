@@ -1,0 +1,238 @@
+"""The store on one SQLite file, shared by every host process on the machine.
+
+sqlite3 blocks, so each store owns one worker thread that owns the connection:
+every call runs there, in order, and the event loop only awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+from engine.store import JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
+from persistence.migrations import SCHEMA_MIGRATIONS_DDL, Migration, pending
+
+__all__ = ["SQLiteStore"]
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_BUSY_TIMEOUT_MS = 10_000
+
+_ENTRY_ROW = attrgetter("kind", "entity_id", "seq", "message_type", "body", "at", "schema_version")
+_SNAPSHOT_ROW = attrgetter("kind", "entity_id", "seq", "state", "taken_at", "schema_version")
+_COLUMNS = "kind, entity_id, seq, message_type, body, at, schema_version"
+
+_INSERT_ENTRY = f"INSERT INTO journal ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_SELECT_ENTRIES = f"SELECT {_COLUMNS} FROM journal WHERE kind = ? AND entity_id = ? AND seq > ? ORDER BY seq"
+_UPSERT_REMINDER = (
+    "INSERT INTO reminders (kind, entity_id, due) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, entity_id) DO UPDATE SET due = excluded.due"
+)
+_DELETE_REMINDER = "DELETE FROM reminders WHERE kind = ? AND entity_id = ?"
+_UPSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (kind, entity_id, seq, state, taken_at, schema_version) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (kind, entity_id) DO UPDATE SET"
+    " seq = excluded.seq, state = excluded.state, taken_at = excluded.taken_at,"
+    " schema_version = excluded.schema_version"
+    " WHERE snapshots.seq < excluded.seq"
+)
+_SELECT_SNAPSHOT = (
+    "SELECT kind, entity_id, seq, state, taken_at, schema_version FROM snapshots WHERE kind = ? AND entity_id = ?"
+)
+_ENTITY_IDS = "SELECT entity_id FROM snapshots WHERE kind = ?1 UNION SELECT entity_id FROM journal WHERE kind = ?1 ORDER BY 1"
+
+
+class SQLiteStore:
+    name = "sqlite"
+
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
+        self.path = Path(path)
+        self._synchronous = synchronous.upper()
+        self._worker: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        if self._worker is not None:
+            return
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arena-sqlite")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(worker, _connect, self.path, self._synchronous)
+        except (sqlite3.Error, OSError) as exc:
+            worker.shutdown(wait=False)
+            raise StoreError(f"could not open the SQLite store at {self.path}: {exc}") from exc
+        self._worker, self._conn = worker, conn
+        try:
+            await self._run("apply schema migrations", _migrate)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        worker, conn = self._worker, self._conn
+        self._worker = self._conn = None
+        if worker is None:
+            return
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(worker, conn.close)
+        worker.shutdown(wait=False)
+
+    async def append(self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = ()) -> None:
+        if entries or reminders:
+            await self._run("append to the journal", _in_transaction, _append, entries, reminders)
+
+    async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
+        return await self._run("read the journal", _read_journal, kind, entity_id, after_seq)
+
+    async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        if snapshots:
+            await self._run("save snapshots", _in_transaction, _save_snapshots, snapshots)
+
+    async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None:
+        return await self._run("load a snapshot", _load_snapshot, kind, entity_id)
+
+    async def compact(self, kind: str, entity_id: str, up_to_seq: int) -> int:
+        return await self._run("compact the journal", _compact, kind, entity_id, up_to_seq)
+
+    async def reminders(self) -> list[Reminder]:
+        return await self._run("list reminders", _reminders)
+
+    async def delete_entity(self, kind: str, entity_id: str) -> None:
+        await self._run("delete an entity", _in_transaction, _delete_entity, kind, entity_id)
+
+    async def entity_ids(self, kind: str) -> list[str]:
+        return await self._run("list entity ids", _entity_ids, kind)
+
+    async def health(self) -> dict:
+        report: dict[str, Any] = {"store": self.name, "path": str(self.path)}
+        try:
+            version = await self._run("check health", _schema_version)
+        except Exception as exc:
+            return {**report, "ok": False, "error": str(exc)}
+        return {**report, "ok": True, "schema_version": version}
+
+    async def _run(self, what: str, work: Callable[..., _T], *args: Any) -> _T:
+        if self._worker is None:
+            raise StoreError(f"could not {what}: the SQLite store at {self.path} is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._worker, work, self._conn, *args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not {what} in the SQLite store at {self.path}: {exc}") from exc
+
+
+# Everything below runs on the store's worker thread.
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: sqlite3 opens no implicit transactions; _in_transaction does it.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[..., _T], *args: Any) -> _T:
+    # IMMEDIATE takes the write lock up front: a deferred transaction that starts
+    # writing after another process committed fails at once instead of waiting.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute(SCHEMA_MIGRATIONS_DDL["sqlite"])
+    applied = [version for (version,) in conn.execute("SELECT version FROM schema_migrations")]
+    for migration in pending("sqlite", applied):
+        _in_transaction(conn, _apply, migration)
+
+
+def _apply(conn: sqlite3.Connection, migration: Migration) -> None:
+    # Checked again under the write lock: another host may have applied it meanwhile.
+    if conn.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)).fetchone():
+        return
+    for statement in _statements(migration.sql):
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", (migration.version, migration.name))
+    _log.info("applied migration", extra={"store": "sqlite", "version": migration.version, "migration": migration.name})
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements; executescript would commit our transaction."""
+    statements, current = [], ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        # A ';' inside a string literal or a trigger body does not end the statement.
+        if sqlite3.complete_statement(current):
+            if current.strip(" \t\r\n;"):
+                statements.append(current)
+            current = ""
+    return statements
+
+
+def _append(conn: sqlite3.Connection, entries: Sequence[JournalEntry], reminders: Sequence[Reminder]) -> None:
+    try:
+        conn.executemany(_INSERT_ENTRY, map(_ENTRY_ROW, entries))
+    except sqlite3.IntegrityError as exc:
+        if exc.sqlite_errorname != "SQLITE_CONSTRAINT_PRIMARYKEY":
+            raise
+        raise JournalConflict(
+            f"the journal already holds the (kind, entity_id, seq) of an entry in this batch of {len(entries)},"
+            " or the batch repeats one; nothing was written"
+        ) from exc
+    # The last reminder of an entity in the batch wins, as if applied one by one.
+    latest = {(reminder.kind, reminder.entity_id): reminder.due for reminder in reminders}
+    conn.executemany(_UPSERT_REMINDER, ((*key, due) for key, due in latest.items() if due is not None))
+    conn.executemany(_DELETE_REMINDER, (key for key, due in latest.items() if due is None))
+
+
+def _read_journal(conn: sqlite3.Connection, kind: str, entity_id: str, after_seq: int) -> list[JournalEntry]:
+    return [JournalEntry(*row) for row in conn.execute(_SELECT_ENTRIES, (kind, entity_id, after_seq))]
+
+
+def _save_snapshots(conn: sqlite3.Connection, snapshots: Sequence[Snapshot]) -> None:
+    conn.executemany(_UPSERT_SNAPSHOT, map(_SNAPSHOT_ROW, snapshots))
+
+
+def _load_snapshot(conn: sqlite3.Connection, kind: str, entity_id: str) -> Snapshot | None:
+    row = conn.execute(_SELECT_SNAPSHOT, (kind, entity_id)).fetchone()
+    return None if row is None else Snapshot(*row)
+
+
+def _compact(conn: sqlite3.Connection, kind: str, entity_id: str, up_to_seq: int) -> int:
+    sql = "DELETE FROM journal WHERE kind = ? AND entity_id = ? AND seq <= ?"
+    return conn.execute(sql, (kind, entity_id, up_to_seq)).rowcount
+
+
+def _reminders(conn: sqlite3.Connection) -> list[Reminder]:
+    rows = conn.execute("SELECT kind, entity_id, due FROM reminders ORDER BY due, kind, entity_id")
+    return [Reminder(*row) for row in rows]
+
+
+def _delete_entity(conn: sqlite3.Connection, kind: str, entity_id: str) -> None:
+    for table in ("journal", "snapshots", "reminders"):
+        conn.execute(f"DELETE FROM {table} WHERE kind = ? AND entity_id = ?", (kind, entity_id))
+
+
+def _entity_ids(conn: sqlite3.Connection, kind: str) -> list[str]:
+    return [entity_id for (entity_id,) in conn.execute(_ENTITY_IDS, (kind,))]
+
+
+def _schema_version(conn: sqlite3.Connection) -> int | None:
+    return conn.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]

@@ -1,0 +1,89 @@
+"""The ``arena`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import threading
+import urllib.request
+
+__all__ = ["main"]
+
+log = logging.getLogger("arena")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+
+    from serve.app import build
+    from serve.settings import Settings
+
+    overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port}.items() if v is not None}
+    settings = Settings(**overrides)
+    ray.init(
+        address=settings.ray_address,
+        num_cpus=settings.num_cpus,
+        namespace=settings.namespace,
+        include_dashboard=args.dashboard,
+        configure_logging=False,
+        log_to_driver=args.verbose,
+    )
+    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+    serve.run(build(settings), name="arena", route_prefix="/")
+    url = f"http://{settings.http_host}:{settings.http_port}"
+    print(f"Arena is running at {url}  (store: {settings.store_name}; health: {url}/health; Ctrl-C stops)", flush=True)
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+
+    print("Stopping: snapshotting entities…", flush=True)
+    gateway = serve.get_deployment_handle("gateway", app_name="arena")
+    try:
+        gateway.stop_hosts.remote().result(timeout_s=60)
+    except Exception as error:  # the hosts' journal already holds every acknowledged fact
+        log.warning("hosts did not stop cleanly: %s", error)
+    serve.delete("arena")
+    if settings.ray_address is None:  # our own local Ray: take it down with us
+        serve.shutdown()
+        ray.shutdown()
+    print("Arena stopped.", flush=True)
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    try:
+        with urllib.request.urlopen(f"{args.url.rstrip('/')}/health", timeout=10) as answer:
+            body = json.load(answer)
+    except OSError as error:
+        print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2))
+    return 0 if body.get("status") == "ok" else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="arena", description="Arena: real-time competitions for sports communities.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start a local Ray and the Arena API (configured by ARENA_* variables)")
+    run.add_argument("--host", help="address to listen on (ARENA_HTTP_HOST, default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (ARENA_HTTP_PORT, default 8000)")
+    run.add_argument("--dashboard", action="store_true", help="also start the Ray dashboard")
+    run.add_argument("--verbose", action="store_true", help="print the Ray workers' logs")
+    run.set_defaults(handler=_run)
+    health = commands.add_parser("health", help="ask a running Arena for its health")
+    health.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
+    health.set_defaults(handler=_health)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

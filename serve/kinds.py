@@ -1,0 +1,7 @@
+"""The entity kinds Arena hosts, by import path (hosts import them in their own process)."""
+
+from __future__ import annotations
+
+__all__ = ["KINDS"]
+
+KINDS: tuple[str, ...] = ()

@@ -1,0 +1,63 @@
+"""The hosts' metrics in Prometheus' text format."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+__all__ = ["render"]
+
+_GAUGES = {
+    "active_entities": "Entities in memory",
+    "mailbox_depth": "Messages waiting in mailboxes",
+    "journal_pending": "Journal entries not yet durable",
+    "journal_lag_seconds": "Age of the oldest journal entry not yet durable",
+    "journal_last_commit_seconds": "Duration of the last group commit",
+    "snapshot_lag_entities": "Entities changed since their last snapshot",
+    "timers": "Timers queued",
+}
+_COUNTERS = (
+    "messages",
+    "journal_commits",
+    "journal_entries",
+    "rejected",
+    "handler_failures",
+    "overloaded",
+    "activations",
+    "activation_failures",
+    "passivations",
+    "snapshots",
+    "timers_fired",
+)
+
+
+class _HostCollector:
+    def __init__(self, hosts: Iterable[dict]) -> None:
+        self._hosts = [h for h in hosts if h.get("alive")]
+
+    def collect(self):
+        for name, help_text in _GAUGES.items():
+            family = GaugeMetricFamily(f"arena_host_{name}", help_text, labels=["host"])
+            for host in self._hosts:
+                family.add_metric([_label(host)], float(host.get(name, 0)))
+            yield family
+        for name in _COUNTERS:
+            family = CounterMetricFamily(
+                f"arena_host_{name}", f"{name.replace('_', ' ').capitalize()} since the host started", labels=["host"]
+            )
+            for host in self._hosts:
+                family.add_metric([_label(host)], float(host.get(name, 0)))
+            yield family
+
+
+def _label(host: dict) -> str:
+    dedicated = host.get("dedicated")
+    return "/".join(dedicated) if dedicated else f"shared-{host.get('index', 0)}"
+
+
+def render(hosts: Iterable[dict]) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(_HostCollector(hosts))
+    return generate_latest(registry)

@@ -1,0 +1,53 @@
+"""Arena's one settings object: environment variables with the ``ARENA_`` prefix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from engine.config import HostConfig
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARENA_", frozen=True)
+
+    database_url: str = Field(
+        "sqlite:///data/arena.db",
+        description="sqlite:///path (embedded default) or postgresql://user@host:port/db",
+    )
+    redis_url: str | None = Field(None, description="redis://host:port/db for pub/sub, rate limits and revocation")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=1, le=65535)
+    namespace: str = Field("arena", description="Ray namespace of the hosts")
+    hosts: int = Field(2, ge=1, le=1024, description="shared entity hosts (Ray actors)")
+    shards: int = Field(1024, ge=1, description="routing shards; about ten times the most hosts expected")
+    snapshot_interval: float = Field(5.0, gt=0, description="seconds between write-behind snapshots")
+    passivate_after: float = Field(600.0, gt=0, description="seconds idle before an entity leaves memory")
+    mailbox_capacity: int = Field(10_000, ge=1, description="queued messages per entity before Overloaded")
+    ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url.startswith("sqlite:///"):
+            # Hosts run in Ray worker processes with their own working directory.
+            return f"sqlite:///{Path(url.removeprefix('sqlite:///')).resolve()}"
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("ARENA_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
+        return url
+
+    @property
+    def store_name(self) -> str:
+        return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+    def host_config(self) -> HostConfig:
+        return HostConfig(
+            snapshot_interval=self.snapshot_interval,
+            passivate_after=self.passivate_after,
+            mailbox_capacity=self.mailbox_capacity,
+        )

@@ -1,0 +1,71 @@
+"""The Serve application on the shared Ray cluster: health and metrics over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import httpx
+import pytest
+
+from serve.app import build
+from serve.settings import Settings
+
+pytestmark = pytest.mark.ray
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serve_url(ray_cluster):
+    from ray import serve
+
+    port = _free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def arena_url(request, serve_url, tmp_path):
+    from ray import serve
+
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{tmp_path}/arena.db"
+    else:
+        database_url = request.getfixturevalue("postgres_url")
+    settings = Settings(database_url=database_url, namespace=f"serve-{uuid.uuid4().hex[:8]}", hosts=2)
+    serve.run(build(settings), name="arena", route_prefix="/")
+    yield serve_url, request.param
+    gateway = serve.get_deployment_handle("gateway", app_name="arena")
+    gateway.stop_hosts.remote().result(timeout_s=60)
+    serve.delete("arena")
+
+
+def test_health_names_the_store_and_every_host(arena_url):
+    url, store = arena_url
+    answer = httpx.get(f"{url}/health", timeout=30)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["status"] == "ok"
+    assert body["store"] == store
+    assert len(body["hosts"]) == 2
+    assert all(host["alive"] and host["store"]["ok"] for host in body["hosts"])
+
+
+def test_metrics_are_in_prometheus_text_format(arena_url):
+    url, _ = arena_url
+    answer = httpx.get(f"{url}/metrics", timeout=30)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert 'arena_host_active_entities{host="shared-0"}' in answer.text
+    assert "arena_host_journal_commits_total" in answer.text
+
+
+def test_settings_refuse_an_unknown_database_scheme():
+    with pytest.raises(ValueError, match="ARENA_DATABASE_URL"):
+        Settings(database_url="mysql://root@localhost/arena")

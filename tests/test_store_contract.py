@@ -1,0 +1,362 @@
+"""The contract every store keeps, run against SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable
+from uuid import uuid4
+
+import asyncpg
+import msgpack
+import pytest
+
+from engine.store import JournalConflict, JournalEntry, Reminder, Snapshot, Store, StoreError
+from persistence import PostgresStore, SQLiteStore, open_store
+from persistence.migrations import migrations, pending
+
+HOSTILE_IDS = [
+    "it's",
+    'say "hi"',
+    "'; DROP TABLE journal; --",
+    "\"; DROP TABLE snapshots; --",
+    "back\\slash",
+    "%s %(x)s ? ?1 $1 :name",
+    "e\u0301",  # combining accent: must not be normalised into "é"
+    "é",
+    "\u202etxt.exe",  # right-to-left override
+    "👩\u200d👩\u200d👧 \U0010fffd",
+    "   ",
+    "",
+    "x" * 2000,
+]
+
+
+@dataclass(frozen=True)
+class Backend:
+    make: Callable[[], Store]  # a new, unopened store on this test's database
+    ledger: Callable[[], Awaitable[list[tuple[int, str]]]]  # schema_migrations rows
+
+
+def _sqlite_backend(path: Path) -> Backend:
+    async def ledger() -> list[tuple[int, str]]:
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+
+    return Backend(lambda: SQLiteStore(path), ledger)
+
+
+def _postgres_backend(url: str) -> Backend:
+    async def ledger() -> list[tuple[int, str]]:
+        conn = await asyncpg.connect(url)
+        try:
+            return [tuple(row) for row in await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")]
+        finally:
+            await conn.close()
+
+    return Backend(lambda: PostgresStore(url, max_size=4), ledger)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return _sqlite_backend(tmp_path / "not-yet-created" / "arena.db")
+    # Resolved here, outside the event loop: the fixture creates the database with asyncio.run.
+    return _postgres_backend(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    opened = backend.make()
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def kind() -> str:
+    # Tests share one PostgreSQL database; a kind of their own keeps them apart.
+    return f"k{uuid4().hex}"
+
+
+def entry(kind: str, entity_id: str, seq: int, body: bytes = b"\x80", **fields) -> JournalEntry:
+    return JournalEntry(kind, entity_id, seq, fields.pop("message_type", "Moved"), body, fields.pop("at", 1.5), **fields)
+
+
+def snapshot(kind: str, entity_id: str, seq: int, state: bytes = b"\x90") -> Snapshot:
+    return Snapshot(kind, entity_id, seq, state, taken_at=100.0 + seq)
+
+
+async def test_store_satisfies_the_protocol(store: Store) -> None:
+    assert isinstance(store, Store)
+
+
+async def test_append_then_read_journal_returns_entries_in_seq_order_with_every_field(store: Store, kind: str) -> None:
+    entity_id = "joueur-é-中文-🏁"
+    written = [
+        entry(kind, entity_id, 3, msgpack.packb({"lap": 3, "t": 61.25}), message_type="LapCompleted", at=1712345678.123456789),
+        entry(kind, entity_id, 1, b"", message_type="Joined", at=0.1),
+        entry(kind, entity_id, 2, b"\xff\xfe\x00\xc3\x28", message_type="Étape ✓", at=-1e-300, schema_version=7),
+    ]
+    await store.append(written)
+
+    read = await store.read_journal(kind, entity_id)
+
+    assert read == sorted(written, key=lambda e: e.seq)
+    assert all(type(e.body) is bytes and type(e.at) is float for e in read)
+    assert msgpack.unpackb(read[2].body) == {"lap": 3, "t": 61.25}
+
+
+async def test_read_journal_after_seq_returns_only_later_entries(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", seq) for seq in range(1, 6)])
+
+    assert [e.seq for e in await store.read_journal(kind, "a", after_seq=3)] == [4, 5]
+    assert await store.read_journal(kind, "a", after_seq=5) == []
+    assert await store.read_journal(kind, "unknown") == []
+
+
+async def test_duplicate_seq_within_one_batch_raises_conflict_and_writes_nothing(store: Store, kind: str) -> None:
+    batch = [entry(kind, "a", 1), entry(kind, "b", 1), entry(kind, "a", 1, b"other")]
+
+    with pytest.raises(JournalConflict):
+        await store.append(batch, [Reminder(kind, "a", 10.0)])
+
+    assert await store.read_journal(kind, "a") == []
+    assert await store.read_journal(kind, "b") == []
+    assert await store.entity_ids(kind) == []
+    assert [r for r in await store.reminders() if r.kind == kind] == []
+
+
+async def test_seq_already_journaled_raises_conflict_and_writes_nothing(store: Store, kind: str) -> None:
+    first = entry(kind, "a", 1, b"first")
+    await store.append([first], [Reminder(kind, "a", 10.0)])
+
+    with pytest.raises(JournalConflict):
+        await store.append(
+            [entry(kind, "b", 1), entry(kind, "a", 2), entry(kind, "a", 1, b"second")],
+            [Reminder(kind, "a", 99.0), Reminder(kind, "b", 5.0)],
+        )
+
+    assert await store.read_journal(kind, "a") == [first]
+    assert await store.read_journal(kind, "b") == []
+    assert [r for r in await store.reminders() if r.kind == kind] == [Reminder(kind, "a", 10.0)]
+
+
+async def test_conflict_between_two_stores_on_one_database(backend: Backend, store: Store, kind: str) -> None:
+    other = backend.make()
+    await other.open()
+    try:
+        await store.append([entry(kind, "a", 1)])
+        with pytest.raises(JournalConflict):
+            await other.append([entry(kind, "a", 1, b"from the other host")])
+        assert await other.read_journal(kind, "a") == [entry(kind, "a", 1)]
+    finally:
+        await other.close()
+
+
+async def test_store_usable_after_a_conflict(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", 1)])
+    with pytest.raises(JournalConflict):
+        await store.append([entry(kind, "a", 1)])
+
+    await store.append([entry(kind, "a", 2)])
+
+    assert [e.seq for e in await store.read_journal(kind, "a")] == [1, 2]
+
+
+async def test_save_snapshots_upserts_the_latest(store: Store, kind: str) -> None:
+    await store.save_snapshots([snapshot(kind, "a", 3, b"three"), snapshot(kind, "b", 1)])
+    await store.save_snapshots([snapshot(kind, "a", 5, b"five")])
+
+    assert await store.load_snapshot(kind, "a") == snapshot(kind, "a", 5, b"five")
+    assert await store.load_snapshot(kind, "b") == snapshot(kind, "b", 1)
+
+
+async def test_older_snapshot_does_not_replace_newer(store: Store, kind: str) -> None:
+    await store.save_snapshots([snapshot(kind, "a", 5, b"five")])
+    await store.save_snapshots([snapshot(kind, "a", 4, b"four"), snapshot(kind, "a", 5, b"five again")])
+    await store.save_snapshots([snapshot(kind, "b", 9, b"nine"), snapshot(kind, "b", 2, b"two")])
+
+    assert await store.load_snapshot(kind, "a") == snapshot(kind, "a", 5, b"five")
+    assert await store.load_snapshot(kind, "b") == snapshot(kind, "b", 9, b"nine")
+
+
+async def test_snapshot_round_trips_every_field(store: Store, kind: str) -> None:
+    saved = Snapshot(kind, "ü", 12, b"", taken_at=1712345678.987654321, schema_version=3)
+    await store.save_snapshots([saved])
+
+    assert await store.load_snapshot(kind, "ü") == saved
+
+
+async def test_load_snapshot_of_unknown_entity_is_none(store: Store, kind: str) -> None:
+    assert await store.load_snapshot(kind, "nobody") is None
+
+
+async def test_compact_deletes_entries_up_to_seq_and_returns_count(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", seq) for seq in range(1, 6)] + [entry(kind, "b", 1)])
+
+    assert await store.compact(kind, "a", 3) == 3
+    assert [e.seq for e in await store.read_journal(kind, "a")] == [4, 5]
+    assert [e.seq for e in await store.read_journal(kind, "b")] == [1]
+    assert await store.compact(kind, "a", 3) == 0
+
+
+async def test_reminders_are_upserted_and_deleted_through_append(store: Store, kind: str) -> None:
+    async def mine() -> list[Reminder]:
+        return sorted((r for r in await store.reminders() if r.kind == kind), key=lambda r: r.entity_id)
+
+    await store.append([entry(kind, "a", 1)], [Reminder(kind, "a", 10.0), Reminder(kind, "b", 20.0)])
+    assert await mine() == [Reminder(kind, "a", 10.0), Reminder(kind, "b", 20.0)]
+
+    await store.append([], [Reminder(kind, "a", 15.5), Reminder(kind, "b", None), Reminder(kind, "c", None)])
+    assert await mine() == [Reminder(kind, "a", 15.5)]
+
+    # Within one batch the last reminder of an entity wins.
+    await store.append([], [Reminder(kind, "a", 1.0), Reminder(kind, "a", None), Reminder(kind, "d", None), Reminder(kind, "d", 4.0)])
+    assert await mine() == [Reminder(kind, "d", 4.0)]
+
+
+async def test_delete_entity_erases_journal_snapshot_and_reminder_of_that_entity_only(store: Store, kind: str) -> None:
+    for entity_id in ("gone", "kept"):
+        await store.append([entry(kind, entity_id, 1), entry(kind, entity_id, 2)], [Reminder(kind, entity_id, 7.0)])
+        await store.save_snapshots([snapshot(kind, entity_id, 1)])
+
+    await store.delete_entity(kind, "gone")
+
+    assert await store.read_journal(kind, "gone") == []
+    assert await store.load_snapshot(kind, "gone") is None
+    assert [e.seq for e in await store.read_journal(kind, "kept")] == [1, 2]
+    assert await store.load_snapshot(kind, "kept") == snapshot(kind, "kept", 1)
+    assert [r for r in await store.reminders() if r.kind == kind] == [Reminder(kind, "kept", 7.0)]
+    assert await store.entity_ids(kind) == ["kept"]
+
+
+async def test_entity_ids_lists_entities_with_a_journal_entry_or_a_snapshot(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "journal-only", 1), entry(kind, "both", 1), entry(kind, "both", 2)])
+    await store.save_snapshots([snapshot(kind, "snapshot-only", 4), snapshot(kind, "both", 1)])
+    await store.append([entry(f"{kind}-other", "elsewhere", 1)])
+
+    assert sorted(await store.entity_ids(kind)) == ["both", "journal-only", "snapshot-only"]
+    assert await store.entity_ids(f"{kind}-unknown") == []
+
+
+async def test_migrations_are_idempotent(backend: Backend, store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", 1)])
+    again = backend.make()
+    await again.open()
+    try:
+        assert await again.read_journal(kind, "a") == [entry(kind, "a", 1)]
+    finally:
+        await again.close()
+    await store.close()
+    await store.open()
+
+    assert await backend.ledger() == [(m.version, m.name) for m in migrations(store.name)]
+    assert (await store.health())["schema_version"] == 1
+
+
+def test_pending_lists_the_migrations_not_yet_applied() -> None:
+    for dialect in ("sqlite", "postgresql"):
+        shipped = migrations(dialect)
+        assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
+        assert pending(dialect, []) == list(shipped)
+        assert pending(dialect, [m.version for m in shipped]) == []
+    assert [(m.version, m.name) for m in migrations("sqlite")] == [(m.version, m.name) for m in migrations("postgresql")]
+
+
+def test_migrations_reject_an_unknown_dialect() -> None:
+    with pytest.raises(ValueError, match="dialect"):
+        migrations("mysql")  # type: ignore[arg-type]
+
+
+async def test_large_batch_round_trips(store: Store, kind: str) -> None:
+    written = [entry(kind, f"e{i % 7}", i // 7 + 1, i.to_bytes(4, "big"), at=i / 3) for i in range(20_000)]
+    await store.append(written)
+
+    read = [e for entity_id in sorted(await store.entity_ids(kind)) for e in await store.read_journal(kind, entity_id)]
+
+    assert sorted(read, key=lambda e: e.body) == sorted(written, key=lambda e: e.body)
+
+
+async def test_hostile_ids_are_stored_verbatim(store: Store, kind: str) -> None:
+    hostile_kind = f"{kind}'; DROP TABLE journal; --"
+    await store.append(
+        [entry(hostile_kind, entity_id, 1, entity_id.encode(), message_type=entity_id) for entity_id in HOSTILE_IDS],
+        [Reminder(hostile_kind, entity_id, 1.0) for entity_id in HOSTILE_IDS],
+    )
+    await store.save_snapshots([snapshot(hostile_kind, entity_id, 1, entity_id.encode()) for entity_id in HOSTILE_IDS])
+
+    assert sorted(await store.entity_ids(hostile_kind)) == sorted(HOSTILE_IDS)
+    for entity_id in HOSTILE_IDS:
+        assert await store.read_journal(hostile_kind, entity_id) == [
+            entry(hostile_kind, entity_id, 1, entity_id.encode(), message_type=entity_id)
+        ]
+        assert await store.load_snapshot(hostile_kind, entity_id) == snapshot(hostile_kind, entity_id, 1, entity_id.encode())
+    assert sorted(r.entity_id for r in await store.reminders() if r.kind == hostile_kind) == sorted(HOSTILE_IDS)
+    assert (await store.health())["ok"]
+
+
+async def test_health_reports_ok_and_the_store_name(store: Store) -> None:
+    report = await store.health()
+
+    assert report["ok"] is True
+    assert report["store"] == store.name
+    assert report["schema_version"] == 1
+
+
+async def test_store_not_open_reports_unhealthy_and_refuses_work(backend: Backend, kind: str) -> None:
+    unopened = backend.make()
+
+    report = await unopened.health()
+    assert report == {**report, "store": unopened.name, "ok": False}
+    assert "not open" in report["error"]
+    with pytest.raises(StoreError, match="not open"):
+        await unopened.append([entry(kind, "a", 1)])
+
+
+async def test_closed_store_reports_unhealthy(store: Store) -> None:
+    await store.close()
+
+    assert (await store.health())["ok"] is False
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def test_postgres_store_on_a_closed_port_fails_to_open_and_reports_unhealthy() -> None:
+    unreachable = PostgresStore(f"postgresql://arena:s3cret@127.0.0.1:{_closed_port()}/arena")
+
+    with pytest.raises(StoreError, match="could not connect") as raised:
+        await unreachable.open()
+    report = await unreachable.health()
+
+    assert report["ok"] is False and report["store"] == "postgresql"
+    assert "s3cret" not in str(raised.value) + repr(report)
+
+
+async def test_sqlite_store_on_an_unwritable_path_fails_to_open(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+
+    with pytest.raises(StoreError, match="could not open"):
+        await SQLiteStore(tmp_path / "file" / "arena.db").open()
+
+
+def test_open_store_picks_the_store_by_scheme() -> None:
+    relative = open_store("sqlite:///data/arena.db")
+    absolute = open_store("sqlite:////var/lib/arena/arena.db")
+
+    assert isinstance(relative, SQLiteStore) and relative.path == Path("data/arena.db")
+    assert isinstance(absolute, SQLiteStore) and absolute.path == Path("/var/lib/arena/arena.db")
+    assert isinstance(open_store("postgresql://postgres@127.0.0.1/arena"), PostgresStore)
+    assert isinstance(open_store("postgres://postgres@127.0.0.1/arena"), PostgresStore)
+
+
+@pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "arena.db", ""])
+def test_open_store_rejects_other_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="sqlite:///"):
+        open_store(url)
