@@ -19,6 +19,7 @@ run: $(STAMP)
 	$(BIN)/arena run
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/pytest
 
 bench-engine: $(STAMP)

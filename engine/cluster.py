@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -26,7 +27,9 @@ _HOST_DOWN = (RayActorError, ActorDiedError, ActorUnavailableError)
 
 
 class Cluster:
-    def __init__(self, spec: HostSpec, *, namespace: str = "arena", max_restarts: int = -1, max_concurrency: int = 1000):
+    def __init__(
+        self, spec: HostSpec, *, namespace: str = "arena", max_restarts: int = -1, max_concurrency: int = 1000
+    ):
         if spec.hosts < 1:
             raise ValueError(f"a cluster needs at least one host, got {spec.hosts}")
         self.spec = spec
@@ -41,9 +44,7 @@ class Cluster:
             "num_cpus": 0,
         }
         self._map = ShardMap(spec.hosts, spec.shards)
-        self._dedicated_kinds = {
-            cls.kind: path for path in spec.kinds if (cls := load_kind(path)).dedicated
-        }
+        self._dedicated_kinds = {cls.kind: path for path in spec.kinds if (cls := load_kind(path)).dedicated}
         shared = tuple(path for path in spec.kinds if path not in self._dedicated_kinds.values())
         self._shared_spec = HostSpec(spec.store_url, shared, spec.config, 0, spec.hosts, spec.shards)
         self._hosts = [self._host(f"arena-host-{i}", self._with(index=i)) for i in range(spec.hosts)]
@@ -72,7 +73,9 @@ class Cluster:
     def hosts(self) -> list[Any]:
         return [*self._hosts, *self._dedicated.values()]
 
-    async def ask(self, kind: str, entity_id: str, message_type: str, body: Any = None, *, at: float | None = None) -> Any:
+    async def ask(
+        self, kind: str, entity_id: str, message_type: str, body: Any = None, *, at: float | None = None
+    ) -> Any:
         (result,) = await self.deliver([(kind, entity_id, message_type, body, at)])
         if isinstance(result, EngineError):
             raise result

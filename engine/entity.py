@@ -10,8 +10,9 @@ so replaying the journal rebuilds exactly the same state. Handlers marked
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from engine.errors import MalformedMessage, UnknownMessage
 

@@ -19,7 +19,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from engine.codec import pack, unpack
 from engine.config import HostConfig
@@ -78,6 +79,7 @@ class _Activation:
         "broken",
         "last_flush",
         "last_used",
+        "dirty_since",
         "after",
     )
 
@@ -93,6 +95,7 @@ class _Activation:
         self.broken = False
         self.last_flush: Flush | None = None
         self.last_used = time.monotonic()
+        self.dirty_since = 0.0
         self.after = after  # a predecessor's last commit, to wait for before loading
 
     @property
@@ -233,7 +236,9 @@ class Host:
             return MalformedMessage(f"an entity id is a string of 1 to {MAX_ID_LENGTH} characters")
         return None
 
-    def _turn(self, activation: _Activation, message_type: Any, body: Any, at: float, reply: _Reply, index: int) -> None:
+    def _turn(
+        self, activation: _Activation, message_type: Any, body: Any, at: float, reply: _Reply, index: int
+    ) -> None:
         """Run one message against a ready entity; never yields."""
         entity = activation.entity
         try:
@@ -272,6 +277,8 @@ class Host:
             if last is not None and not last.done:
                 reply.watched.append((last, index))
             return
+        if activation.seq == activation.snapshot_seq:
+            activation.dirty_since = self._last_touch
         activation.seq += 1
         reminder = None
         if entity._timers_changed:
@@ -352,8 +359,10 @@ class Host:
         except Exception as error:
             self.counters["activation_failures"] += 1
             log.exception("activation of %s/%s failed", kind, entity_id)
-            failure = error if isinstance(error, EngineError) else ActivationFailed(
-                f"{kind}/{entity_id} could not be loaded: {type(error).__name__}: {error}"
+            failure = (
+                error
+                if isinstance(error, EngineError)
+                else ActivationFailed(f"{kind}/{entity_id} could not be loaded: {type(error).__name__}: {error}")
             )
             if self._active.get((kind, entity_id)) is activation:
                 del self._active[(kind, entity_id)]
@@ -481,6 +490,7 @@ class Host:
 
     async def _snapshot(self, activations: list[_Activation]) -> None:
         taken: list[tuple[_Activation, Snapshot, Flush | None]] = []
+        taken_at = time.monotonic()
         for activation in activations:
             if activation.broken:
                 continue
@@ -504,6 +514,8 @@ class Host:
         self.counters["snapshots"] += len(durable)
         for activation, snapshot in durable:
             activation.snapshot_seq = max(activation.snapshot_seq, snapshot.seq)
+            if activation.dirty:  # changed again while the snapshot was being written
+                activation.dirty_since = taken_at
             if snapshot.seq - activation.compacted_seq >= self.config.compact_every:
                 await self.store.compact(activation.kind, activation.entity_id, snapshot.seq)
                 activation.compacted_seq = snapshot.seq
@@ -518,10 +530,12 @@ class Host:
         committer = self._committer
         now = time.monotonic()
         active_by_kind: dict[str, int] = {}
-        dirty = 0
+        dirty, oldest_dirty = 0, now
         for (kind, _), activation in self._active.items():
             active_by_kind[kind] = active_by_kind.get(kind, 0) + 1
-            dirty += activation.ready and activation.dirty
+            if activation.ready and activation.dirty:
+                dirty += 1
+                oldest_dirty = min(oldest_dirty, activation.dirty_since)
         return {
             "active_entities": len(self._active),
             "active_by_kind": active_by_kind,
@@ -534,6 +548,7 @@ class Host:
             "journal_entries": committer.committed_entries if committer else 0,
             "journal_last_commit_seconds": committer.last_commit_seconds if committer else 0.0,
             "snapshot_lag_entities": dirty,
+            "snapshot_lag_seconds": now - oldest_dirty,
             "timers": len(self._timers),
             **self.counters,
         }

@@ -8,8 +8,9 @@ PostgreSQL; both pass ``tests/test_store_contract.py``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["JournalEntry", "Snapshot", "Reminder", "Store", "StoreError", "JournalConflict"]
 
@@ -69,7 +70,8 @@ class Store(Protocol):
     async def append(self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = ()) -> None:
         """Journal ``entries`` and apply ``reminders`` in one transaction.
 
-        Raises ``JournalConflict`` (and writes nothing) if any entry's seq exists.
+        Raises ``JournalConflict`` (and writes nothing) if any entry's seq is already
+        journaled or the batch holds it twice.
         """
 
     async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
@@ -81,7 +83,11 @@ class Store(Protocol):
     async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None: ...
 
     async def compact(self, kind: str, entity_id: str, up_to_seq: int) -> int:
-        """Delete journal entries with ``seq <= up_to_seq`` (already in a snapshot); returns the count."""
+        """Delete journal entries with ``seq <= up_to_seq`` (already in a snapshot); returns how many it deleted.
+
+        Never deletes an entry with ``seq > up_to_seq``, and may keep entries at or below
+        ``up_to_seq`` that share a segment with later ones.
+        """
 
     async def reminders(self) -> list[Reminder]:
         """Every entity with a pending timer, for hosts to reactivate after a restart."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from typing import Iterator
+from collections.abc import Iterator
 
 __all__ = ["TimerQueue"]
 

@@ -60,38 +60,49 @@ async def one_call_per_message(handle, total: int, window: int, entities: int) -
 
 
 async def main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        cluster = Cluster(HostSpec(f"sqlite:///{folder}/bench.db", (KIND,), hosts=1), namespace=f"bench-{uuid.uuid4().hex[:6]}")
-        handle = cluster.host_for("tally", "athlete-0")
-        await batched(handle, args.batch * 4, args.batch, args.window, args.entities)  # warm: activations, JIT of caches
-        batch_rates, peer_rates = [], []
-        for round_ in range(args.rounds):
-            batch_rates.append(await batched(handle, args.messages, args.batch, args.window, args.entities))
-            peer_rates.append(await one_call_per_message(handle, args.peer_messages, args.peer_window, args.entities))
-            print(f"round {round_ + 1}: batched {batch_rates[-1]:,.0f} msg/s, one call per message {peer_rates[-1]:,.0f} msg/s")
-        metrics = (await cluster.metrics())[0]
-        cluster.kill()
-        ray.shutdown()
-    best, peer = statistics.median(batch_rates), statistics.median(peer_rates)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    summary = []
+    for entities in args.entities:
+        with tempfile.TemporaryDirectory() as folder:
+            spec = HostSpec(f"sqlite:///{folder}/bench.db", (KIND,), hosts=1)
+            cluster = Cluster(spec, namespace=f"bench-{uuid.uuid4().hex[:6]}")
+            handle = cluster.host_for("tally", "athlete-0")
+            await batched(handle, max(entities, args.batch * 4), args.batch, args.window, entities)  # activate all
+            batch_rates, peer_rates = [], []
+            for round_ in range(args.rounds):
+                batch_rates.append(await batched(handle, args.messages, args.batch, args.window, entities))
+                peer_rates.append(await one_call_per_message(handle, args.peer_messages, args.peer_window, entities))
+                print(
+                    f"{entities:,} entities, round {round_ + 1}: batched {batch_rates[-1]:,.0f} msg/s,"
+                    f" one call per message {peer_rates[-1]:,.0f} msg/s",
+                    flush=True,
+                )
+            metrics = (await cluster.metrics())[0]
+            cluster.kill()
+        best, peer = statistics.median(batch_rates), statistics.median(peer_rates)
+        summary.append(
+            f"{entities:>7,} entities | {best:>9,.0f} | {peer:>7,.0f} | {best / peer:>6.1f}x"
+            f" | {metrics['journal_entries'] / max(1, metrics['journal_commits']):,.0f}"
+        )
+    ray.shutdown()
     print(
-        f"\nmedian of {args.rounds} rounds, one host, journal on SQLite, {args.entities:,} entities\n"
-        f"  batched ({args.batch:,}/call, {args.window} in flight): {best:,.0f} messages/s\n"
-        f"  one Ray call per message ({args.peer_window} in flight): {peer:,.0f} messages/s\n"
-        f"  ratio: {best / peer:,.1f}x\n"
-        f"  group commits: {metrics['journal_commits']:,} for {metrics['journal_entries']:,} entries "
-        f"({metrics['journal_entries'] / max(1, metrics['journal_commits']):,.0f} per commit)"
+        f"\nmedian of {args.rounds} rounds; one host journaling to SQLite; batched: {args.batch:,} messages per call,"
+        f" {args.window} calls in flight; peer: one Ray call per message, {args.peer_window} in flight\n"
+        "          entities | batched msg/s | peer msg/s | ratio | entries per group commit"
     )
+    print("\n".join(summary))
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=400_000, help="messages per batched round")
     parser.add_argument("--batch", type=int, default=2_000, help="envelopes per Ray call")
-    parser.add_argument("--window", type=int, default=4, help="batched calls in flight")
+    parser.add_argument("--window", type=int, default=8, help="batched calls in flight")
     parser.add_argument("--peer-messages", type=int, default=5_000, help="messages per one-call-per-message round")
     parser.add_argument("--peer-window", type=int, default=64, help="single-message calls in flight")
-    parser.add_argument("--entities", type=int, default=10_000, help="distinct entities addressed")
+    parser.add_argument(
+        "--entities", type=int, nargs="+", default=[1_000, 10_000], help="distinct entities addressed (one run each)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     return parser.parse_args(argv)
 

@@ -7,10 +7,11 @@ driver, one transaction per migration, and records each in ``schema_migrations``
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Iterable, Literal, get_args
+from typing import Literal, get_args
 
 __all__ = ["Dialect", "Migration", "SCHEMA_MIGRATIONS_DDL", "migrations", "pending"]
 

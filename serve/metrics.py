@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -16,6 +16,7 @@ _GAUGES = {
     "journal_lag_seconds": "Age of the oldest journal entry not yet durable",
     "journal_last_commit_seconds": "Duration of the last group commit",
     "snapshot_lag_entities": "Entities changed since their last snapshot",
+    "snapshot_lag_seconds": "Age of the oldest change not yet in a snapshot",
     "timers": "Timers queued",
 }
 _COUNTERS = (

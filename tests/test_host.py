@@ -322,3 +322,21 @@ def test_a_host_config_refuses_nonsense():
         HostConfig(snapshot_interval=0)
     with pytest.raises(ValueError, match="mailbox_capacity"):
         HostConfig(mailbox_capacity=0)
+
+
+async def test_metrics_show_snapshot_lag_until_the_write_behind_snapshot(tmp_path):
+    host = make_host(tmp_path, snapshot_interval=0.2)
+    await host.start()
+    await host.ask("counter", "a", "add", {"amount": 1})
+    await host.ask("counter", "b", "add", {"amount": 1})
+    metrics = host.metrics()
+    assert metrics["active_entities"] == 2
+    assert metrics["snapshot_lag_entities"] == 2 and metrics["snapshot_lag_seconds"] >= 0
+    assert metrics["journal_entries"] == 2 and metrics["journal_pending"] == 0
+    for _ in range(100):
+        if host.metrics()["snapshot_lag_entities"] == 0:
+            break
+        await asyncio.sleep(0.02)
+    metrics = host.metrics()
+    assert (metrics["snapshot_lag_entities"], metrics["snapshot_lag_seconds"], metrics["snapshots"]) == (0, 0.0, 2)
+    await host.stop()

@@ -69,3 +69,13 @@ def test_metrics_are_in_prometheus_text_format(arena_url):
 def test_settings_refuse_an_unknown_database_scheme():
     with pytest.raises(ValueError, match="ARENA_DATABASE_URL"):
         Settings(database_url="mysql://root@localhost/arena")
+
+
+def test_the_arena_command_reports_health_and_fails_when_nobody_answers(arena_url, capsys):
+    from serve.cli import main
+
+    url, store = arena_url
+    assert main(["health", "--url", url]) == 0
+    assert f'"store": "{store}"' in capsys.readouterr().out
+    assert main(["health", "--url", f"http://127.0.0.1:{_free_port()}"]) == 1
+    assert "does not answer" in capsys.readouterr().err

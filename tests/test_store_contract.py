@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable
 from uuid import uuid4
 
 import asyncpg
@@ -21,7 +22,7 @@ HOSTILE_IDS = [
     "it's",
     'say "hi"',
     "'; DROP TABLE journal; --",
-    "\"; DROP TABLE snapshots; --",
+    '"; DROP TABLE snapshots; --',
     "back\\slash",
     "%s %(x)s ? ?1 $1 :name",
     "e\u0301",  # combining accent: must not be normalised into "é"
@@ -52,7 +53,8 @@ def _postgres_backend(url: str) -> Backend:
     async def ledger() -> list[tuple[int, str]]:
         conn = await asyncpg.connect(url)
         try:
-            return [tuple(row) for row in await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")]
+            rows = await conn.fetch("SELECT version, name FROM schema_migrations ORDER BY version")
+            return [tuple(row) for row in rows]
         finally:
             await conn.close()
 
@@ -81,8 +83,10 @@ def kind() -> str:
     return f"k{uuid4().hex}"
 
 
-def entry(kind: str, entity_id: str, seq: int, body: bytes = b"\x80", **fields) -> JournalEntry:
-    return JournalEntry(kind, entity_id, seq, fields.pop("message_type", "Moved"), body, fields.pop("at", 1.5), **fields)
+def entry(
+    kind: str, entity_id: str, seq: int, body: bytes = b"\x80", message_type: str = "Moved", at: float = 1.5, **fields
+) -> JournalEntry:
+    return JournalEntry(kind, entity_id, seq, message_type, body, at, **fields)
 
 
 def snapshot(kind: str, entity_id: str, seq: int, state: bytes = b"\x90") -> Snapshot:
@@ -96,7 +100,7 @@ async def test_store_satisfies_the_protocol(store: Store) -> None:
 async def test_append_then_read_journal_returns_entries_in_seq_order_with_every_field(store: Store, kind: str) -> None:
     entity_id = "joueur-é-中文-🏁"
     written = [
-        entry(kind, entity_id, 3, msgpack.packb({"lap": 3, "t": 61.25}), message_type="LapCompleted", at=1712345678.123456789),
+        entry(kind, entity_id, 3, msgpack.packb({"lap": 3, "t": 61.25}), "LapCompleted", at=1712345678.123456789),
         entry(kind, entity_id, 1, b"", message_type="Joined", at=0.1),
         entry(kind, entity_id, 2, b"\xff\xfe\x00\xc3\x28", message_type="Étape ✓", at=-1e-300, schema_version=7),
     ]
@@ -156,6 +160,26 @@ async def test_conflict_between_two_stores_on_one_database(backend: Backend, sto
         await other.close()
 
 
+async def test_two_stores_racing_overlapping_batches_never_journal_a_seq_twice(
+    backend: Backend, store: Store, kind: str
+) -> None:
+    other = backend.make()
+    await other.open()
+    try:
+        for round_ in range(20):
+            entity = f"raced-{round_}"
+            outcomes = await asyncio.gather(
+                store.append([entry(kind, entity, 1), entry(kind, entity, 2), entry(kind, entity, 3)]),
+                other.append([entry(kind, entity, 2, b"late")]),
+                return_exceptions=True,
+            )
+            assert all(o is None or isinstance(o, JournalConflict) for o in outcomes), outcomes
+            seqs = [e.seq for e in await store.read_journal(kind, entity)]
+            assert len(seqs) == len(set(seqs)), f"seq journaled twice: {seqs}"
+    finally:
+        await other.close()
+
+
 async def test_store_usable_after_a_conflict(store: Store, kind: str) -> None:
     await store.append([entry(kind, "a", 1)])
     with pytest.raises(JournalConflict):
@@ -164,6 +188,94 @@ async def test_store_usable_after_a_conflict(store: Store, kind: str) -> None:
     await store.append([entry(kind, "a", 2)])
 
     assert [e.seq for e in await store.read_journal(kind, "a")] == [1, 2]
+
+
+async def test_many_entries_of_one_entity_in_one_batch_round_trip_with_every_field(store: Store, kind: str) -> None:
+    written = [
+        entry(kind, "a", seq, seq.to_bytes(2, "big") * seq, f"Type{seq}", at=1712345678.0 + seq / 7, schema_version=seq)
+        for seq in range(1, 41)
+    ]
+    await store.append(written)
+
+    assert await store.read_journal(kind, "a") == written
+    assert await store.read_journal(kind, "a", after_seq=17) == written[17:]
+
+
+async def test_schema_version_and_at_of_each_entry_survive_a_read_from_inside_the_batch(
+    store: Store, kind: str
+) -> None:
+    written = [
+        entry(kind, "a", 1, at=0.1, schema_version=1),
+        entry(kind, "a", 2, b"", at=-1e-300, schema_version=2**31 - 1),
+        entry(kind, "a", 3, at=1712345678.123456789, schema_version=3),
+        entry(kind, "a", 4, at=1.5, schema_version=1),
+    ]
+    await store.append(written)
+
+    read = await store.read_journal(kind, "a", after_seq=1)
+
+    assert read == written[1:]
+    assert [(e.at, e.schema_version) for e in read] == [(-1e-300, 2**31 - 1), (1712345678.123456789, 3), (1.5, 1)]
+    assert all(type(e.body) is bytes and type(e.at) is float for e in read)
+
+
+async def test_a_batch_interleaving_two_entities_reads_back_in_seq_order_per_entity(store: Store, kind: str) -> None:
+    a1, b1, a2, b2 = (entry(kind, entity_id, seq, f"{entity_id}{seq}".encode()) for seq in (1, 2) for entity_id in "ab")
+    await store.append([a1, b1, a2, b2])
+
+    assert await store.read_journal(kind, "a") == [a1, a2]
+    assert await store.read_journal(kind, "b") == [b1, b2]
+
+
+async def test_a_gap_in_one_batch_is_accepted_and_read_back(store: Store, kind: str) -> None:
+    written = [entry(kind, "a", seq, bytes([seq])) for seq in (1, 2, 5, 6, 9)]
+    await store.append(written)
+
+    assert await store.read_journal(kind, "a") == written
+    assert [e.seq for e in await store.read_journal(kind, "a", after_seq=2)] == [5, 6, 9]
+    assert [e.seq for e in await store.read_journal(kind, "a", after_seq=5)] == [6, 9]
+    assert [e.seq for e in await store.read_journal(kind, "a", after_seq=7)] == [9]
+
+
+async def test_a_seq_inside_an_earlier_batch_raises_conflict_and_writes_nothing(store: Store, kind: str) -> None:
+    earlier = [entry(kind, "a", seq) for seq in range(1, 6)]
+    await store.append(earlier, [Reminder(kind, "a", 10.0)])
+
+    with pytest.raises(JournalConflict):
+        await store.append([entry(kind, "b", 1), entry(kind, "a", 3, b"again")], [Reminder(kind, "b", 5.0)])
+
+    assert await store.read_journal(kind, "a") == earlier
+    assert await store.read_journal(kind, "b") == []
+    assert [r for r in await store.reminders() if r.kind == kind] == [Reminder(kind, "a", 10.0)]
+
+
+async def test_the_next_seq_after_an_earlier_batch_is_appended(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", seq) for seq in range(1, 6)])
+
+    await store.append([entry(kind, "a", 6, b"six")])
+
+    assert [e.seq for e in await store.read_journal(kind, "a")] == [1, 2, 3, 4, 5, 6]
+    assert (await store.read_journal(kind, "a", after_seq=5)) == [entry(kind, "a", 6, b"six")]
+
+
+async def test_a_batch_may_fill_a_gap_but_not_run_over_the_entries_after_it(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", seq) for seq in (1, 2, 6, 7)])
+
+    for overlapping in ([5, 6], [6], [7, 8], [3, 4, 5, 6, 7, 8], [0, 1]):
+        with pytest.raises(JournalConflict):
+            await store.append([entry(kind, "a", seq, b"late") for seq in overlapping])
+    await store.append([entry(kind, "a", seq) for seq in (3, 4, 5)])
+
+    assert [e.seq for e in await store.read_journal(kind, "a")] == [1, 2, 3, 4, 5, 6, 7]
+    assert b"late" not in {e.body for e in await store.read_journal(kind, "a")}
+
+
+async def test_a_batch_bigger_than_one_message_of_one_entity_round_trips(store: Store, kind: str) -> None:
+    # 80 MiB in all, more than engine.codec will unpack at once.
+    written = [entry(kind, "a", seq, bytes([seq]) * (16 * 1024 * 1024)) for seq in range(1, 6)]
+    await store.append(written)
+
+    assert await store.read_journal(kind, "a") == written
 
 
 async def test_save_snapshots_upserts_the_latest(store: Store, kind: str) -> None:
@@ -194,13 +306,29 @@ async def test_load_snapshot_of_unknown_entity_is_none(store: Store, kind: str) 
     assert await store.load_snapshot(kind, "nobody") is None
 
 
-async def test_compact_deletes_entries_up_to_seq_and_returns_count(store: Store, kind: str) -> None:
-    await store.append([entry(kind, "a", seq) for seq in range(1, 6)] + [entry(kind, "b", 1)])
+async def test_compact_keeps_every_entry_above_up_to_seq_and_counts_what_it_deleted(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", seq) for seq in range(1, 4)] + [entry(kind, "b", 1)])
+    await store.append([entry(kind, "a", seq) for seq in range(4, 7)])
 
-    assert await store.compact(kind, "a", 3) == 3
-    assert [e.seq for e in await store.read_journal(kind, "a")] == [4, 5]
+    deleted = await store.compact(kind, "a", 4)
+
+    kept = [e.seq for e in await store.read_journal(kind, "a")]
+    assert kept[-2:] == [5, 6]  # 4 may stay, written with entries above 4
+    assert not {1, 2, 3} & set(kept)  # written apart from anything above 4
+    assert deleted == 6 - len(kept)
     assert [e.seq for e in await store.read_journal(kind, "b")] == [1]
-    assert await store.compact(kind, "a", 3) == 0
+    assert await store.compact(kind, "a", 4) == 0
+    assert await store.compact(kind, "a", 6) == len(kept)
+    assert await store.read_journal(kind, "a") == []
+
+
+async def test_append_after_compacting_everything_continues_the_journal(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", 1), entry(kind, "a", 2)])
+    assert await store.compact(kind, "a", 2) == 2
+
+    await store.append([entry(kind, "a", 3)])
+
+    assert await store.read_journal(kind, "a") == [entry(kind, "a", 3)]
 
 
 async def test_reminders_are_upserted_and_deleted_through_append(store: Store, kind: str) -> None:
@@ -214,7 +342,9 @@ async def test_reminders_are_upserted_and_deleted_through_append(store: Store, k
     assert await mine() == [Reminder(kind, "a", 15.5)]
 
     # Within one batch the last reminder of an entity wins.
-    await store.append([], [Reminder(kind, "a", 1.0), Reminder(kind, "a", None), Reminder(kind, "d", None), Reminder(kind, "d", 4.0)])
+    await store.append(
+        [], [Reminder(kind, "a", 1.0), Reminder(kind, "a", None), Reminder(kind, "d", None), Reminder(kind, "d", 4.0)]
+    )
     assert await mine() == [Reminder(kind, "d", 4.0)]
 
 
@@ -257,13 +387,23 @@ async def test_migrations_are_idempotent(backend: Backend, store: Store, kind: s
     assert (await store.health())["schema_version"] == 1
 
 
+async def test_stores_opening_at_once_apply_each_migration_once(backend: Backend) -> None:
+    hosts = [backend.make() for _ in range(4)]
+    await asyncio.gather(*(host.open() for host in hosts))
+    try:
+        assert await backend.ledger() == [(m.version, m.name) for m in migrations(hosts[0].name)]
+    finally:
+        await asyncio.gather(*(host.close() for host in hosts))
+
+
 def test_pending_lists_the_migrations_not_yet_applied() -> None:
     for dialect in ("sqlite", "postgresql"):
         shipped = migrations(dialect)
         assert [m.version for m in shipped] == list(range(1, len(shipped) + 1))
         assert pending(dialect, []) == list(shipped)
         assert pending(dialect, [m.version for m in shipped]) == []
-    assert [(m.version, m.name) for m in migrations("sqlite")] == [(m.version, m.name) for m in migrations("postgresql")]
+    names = {dialect: [(m.version, m.name) for m in migrations(dialect)] for dialect in ("sqlite", "postgresql")}
+    assert names["sqlite"] == names["postgresql"]
 
 
 def test_migrations_reject_an_unknown_dialect() -> None:
@@ -293,7 +433,8 @@ async def test_hostile_ids_are_stored_verbatim(store: Store, kind: str) -> None:
         assert await store.read_journal(hostile_kind, entity_id) == [
             entry(hostile_kind, entity_id, 1, entity_id.encode(), message_type=entity_id)
         ]
-        assert await store.load_snapshot(hostile_kind, entity_id) == snapshot(hostile_kind, entity_id, 1, entity_id.encode())
+        saved = snapshot(hostile_kind, entity_id, 1, entity_id.encode())
+        assert await store.load_snapshot(hostile_kind, entity_id) == saved
     assert sorted(r.entity_id for r in await store.reminders() if r.kind == hostile_kind) == sorted(HOSTILE_IDS)
     assert (await store.health())["ok"]
 
@@ -310,8 +451,8 @@ async def test_store_not_open_reports_unhealthy_and_refuses_work(backend: Backen
     unopened = backend.make()
 
     report = await unopened.health()
-    assert report == {**report, "store": unopened.name, "ok": False}
-    assert "not open" in report["error"]
+    assert report["store"] == unopened.name
+    assert report["ok"] is False and "not open" in report["error"]
     with pytest.raises(StoreError, match="not open"):
         await unopened.append([entry(kind, "a", 1)])
 
@@ -344,6 +485,11 @@ async def test_sqlite_store_on_an_unwritable_path_fails_to_open(tmp_path: Path) 
 
     with pytest.raises(StoreError, match="could not open"):
         await SQLiteStore(tmp_path / "file" / "arena.db").open()
+
+
+def test_sqlite_store_rejects_an_unknown_synchronous_level(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "arena.db", synchronous="sometimes")
 
 
 def test_open_store_picks_the_store_by_scheme() -> None:

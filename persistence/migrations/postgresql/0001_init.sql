@@ -1,12 +1,14 @@
+-- One row per segment: a run of consecutive seqs of an entity written by one append.
+-- entries is msgpack, [message_type, body, at, schema_version] for each seq from first_seq
+-- to last_seq. The key ends in last_seq: reading after a seq and probing for an overlap
+-- are both range scans from the first segment that ends at or after it.
 CREATE TABLE journal (
     kind TEXT NOT NULL,
     entity_id TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    message_type TEXT NOT NULL,
-    body BYTEA NOT NULL,
-    at DOUBLE PRECISION NOT NULL,
-    schema_version INTEGER NOT NULL,
-    PRIMARY KEY (kind, entity_id, seq)
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    entries BYTEA NOT NULL,
+    PRIMARY KEY (kind, entity_id, last_seq)
 );
 
 CREATE TABLE snapshots (
