@@ -12,6 +12,8 @@ __all__ = [
     "UnknownMessage",
     "MalformedMessage",
     "Rejected",
+    "NotFound",
+    "Forbidden",
     "HandlerFailed",
     "ActivationFailed",
     "Overloaded",
@@ -56,6 +58,18 @@ class Rejected(EngineError):
     code = "rejected"
 
 
+class NotFound(Rejected):
+    """The addressed thing does not exist (or is hidden from the caller)."""
+
+    code = "not_found"
+
+
+class Forbidden(Rejected):
+    """The caller may not do this to this entity."""
+
+    code = "forbidden"
+
+
 class HandlerFailed(EngineError):
     code = "handler_failed"
 
@@ -88,6 +102,8 @@ _BY_CODE = {
         UnknownMessage,
         MalformedMessage,
         Rejected,
+        NotFound,
+        Forbidden,
         HandlerFailed,
         ActivationFailed,
         Overloaded,

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["JournalEntry", "Snapshot", "Reminder", "Store", "StoreError", "JournalConflict"]
+__all__ = ["JournalEntry", "Snapshot", "Reminder", "Store", "StoreError", "JournalConflict", "LOAD_CHUNK"]
+
+LOAD_CHUNK = 500  # ids per query of Store.load
 
 
 class StoreError(Exception):
@@ -81,6 +83,13 @@ class Store(Protocol):
         """Upsert each entity's latest snapshot; an older seq never replaces a newer one."""
 
     async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None: ...
+
+    async def load(self, kind: str, entity_ids: Sequence[str]) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
+        """For each id: its latest snapshot and the journal entries after it, in seq order.
+
+        One round trip for many activations (a fan-out wakes thousands of feeds at once);
+        ids with neither come back as ``(None, [])``.
+        """
 
     async def compact(self, kind: str, entity_id: str, up_to_seq: int) -> int:
         """Delete journal entries with ``seq <= up_to_seq`` (already in a snapshot); returns how many it deleted.

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from engine.store import JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
+from engine.store import LOAD_CHUNK, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, pending
 from persistence.segments import Segment, pack_segments, unpack_segments
 
@@ -68,6 +68,16 @@ _UPSERT_SNAPSHOT = (
     " seq = EXCLUDED.seq, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at,"
     " schema_version = EXCLUDED.schema_version"
     " WHERE snapshots.seq < EXCLUDED.seq"
+)
+_LOAD_SNAPSHOTS = (
+    "SELECT kind, entity_id, seq, state, taken_at, schema_version FROM snapshots"
+    " WHERE kind = $1 AND entity_id = ANY($2::text[])"
+)
+_LOAD_SEGMENTS = (
+    "SELECT j.entity_id, j.first_seq, j.entries FROM journal AS j"
+    " LEFT JOIN snapshots AS s ON s.kind = j.kind AND s.entity_id = j.entity_id"
+    " WHERE j.kind = $1 AND j.entity_id = ANY($2::text[]) AND j.last_seq > coalesce(s.seq, 0)"
+    " ORDER BY j.entity_id, j.last_seq"
 )
 _SELECT_SNAPSHOT = (
     "SELECT kind, entity_id, seq, state, taken_at, schema_version FROM snapshots WHERE kind = $1 AND entity_id = $2"
@@ -137,6 +147,22 @@ class PostgresStore:
         # are compared like any other pair instead of failing one multi-row upsert.
         async with self._connection("save snapshots") as conn, conn.transaction():
             await conn.executemany(_UPSERT_SNAPSHOT, map(_SNAPSHOT_ROW, snapshots))
+
+    async def load(self, kind: str, entity_ids: Sequence[str]) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
+        ids = list(dict.fromkeys(entity_ids))
+        loaded: dict[str, tuple[Snapshot | None, list[JournalEntry]]] = {}
+        async with self._connection("load entities") as conn:
+            for start in range(0, len(ids), LOAD_CHUNK):
+                chunk = ids[start : start + LOAD_CHUNK]
+                snapshots = {row[1]: Snapshot(*row) for row in await conn.fetch(_LOAD_SNAPSHOTS, kind, chunk)}
+                segments: dict[str, list[tuple[int, bytes]]] = {}
+                for entity_id, first_seq, packed in await conn.fetch(_LOAD_SEGMENTS, kind, chunk):
+                    segments.setdefault(entity_id, []).append((first_seq, packed))
+                for entity_id in chunk:
+                    snapshot = snapshots.get(entity_id)
+                    after = snapshot.seq if snapshot else 0
+                    loaded[entity_id] = (snapshot, unpack_segments(kind, entity_id, after, segments.get(entity_id, ())))
+        return loaded
 
     async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None:
         async with self._connection("load a snapshot") as conn:

@@ -20,7 +20,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.store import JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
+from engine.store import LOAD_CHUNK, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, Migration, pending
 from persistence.segments import Segment, pack_segments, unpack_segments
 
@@ -110,6 +110,9 @@ class SQLiteStore:
     async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         if snapshots:
             await self._run("save snapshots", _in_transaction, _save_snapshots, snapshots)
+
+    async def load(self, kind: str, entity_ids: Sequence[str]) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
+        return await self._run("load entities", _load, kind, list(dict.fromkeys(entity_ids)))
 
     async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None:
         return await self._run("load a snapshot", _load_snapshot, kind, entity_id)
@@ -251,6 +254,35 @@ def _read_journal(conn: sqlite3.Connection, kind: str, entity_id: str, after_seq
 
 def _save_snapshots(conn: sqlite3.Connection, snapshots: Sequence[Snapshot]) -> None:
     conn.executemany(_UPSERT_SNAPSHOT, map(_SNAPSHOT_ROW, snapshots))
+
+
+def _load(conn: sqlite3.Connection, kind: str, entity_ids: list[str]) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
+    loaded: dict[str, tuple[Snapshot | None, list[JournalEntry]]] = {}
+    for start in range(0, len(entity_ids), LOAD_CHUNK):
+        chunk = entity_ids[start : start + LOAD_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        snapshots = {
+            row[1]: Snapshot(*row)
+            for row in conn.execute(
+                f"SELECT kind, entity_id, seq, state, taken_at, schema_version FROM snapshots"
+                f" WHERE kind = ? AND entity_id IN ({marks})",
+                (kind, *chunk),
+            )
+        }
+        segments: dict[str, list[tuple[int, bytes]]] = {}
+        for entity_id, first_seq, packed in conn.execute(
+            f"SELECT j.entity_id, j.first_seq, j.entries FROM journal AS j"
+            f" LEFT JOIN snapshots AS s ON s.kind = j.kind AND s.entity_id = j.entity_id"
+            f" WHERE j.kind = ? AND j.entity_id IN ({marks}) AND j.last_seq > coalesce(s.seq, 0)"
+            f" ORDER BY j.entity_id, j.last_seq",
+            (kind, *chunk),
+        ):
+            segments.setdefault(entity_id, []).append((first_seq, packed))
+        for entity_id in chunk:
+            snapshot = snapshots.get(entity_id)
+            after = snapshot.seq if snapshot else 0
+            loaded[entity_id] = (snapshot, unpack_segments(kind, entity_id, after, segments.get(entity_id, ())))
+    return loaded
 
 
 def _load_snapshot(conn: sqlite3.Connection, kind: str, entity_id: str) -> Snapshot | None:

@@ -4,4 +4,10 @@ from __future__ import annotations
 
 __all__ = ["KINDS"]
 
-KINDS: tuple[str, ...] = ()
+KINDS: tuple[str, ...] = (
+    "actors.account:Account",
+    "actors.email:EmailClaim",
+    "actors.workout:Workout",
+    "actors.feed:Feed",
+    "actors.inbox:Inbox",
+)

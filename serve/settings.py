@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.config import HostConfig
@@ -28,6 +30,17 @@ class Settings(BaseSettings):
     snapshot_interval: float = Field(5.0, gt=0, description="seconds between write-behind snapshots")
     passivate_after: float = Field(600.0, gt=0, description="seconds idle before an entity leaves memory")
     mailbox_capacity: int = Field(10_000, ge=1, description="queued messages per entity before Overloaded")
+    jwt_secret: SecretStr | None = Field(
+        None, description="signing key of access tokens; generated into data/jwt-secret when unset"
+    )
+    access_token_ttl: float = Field(900, gt=0, description="seconds an access token lives")
+    refresh_token_ttl: float = Field(30 * 86_400, gt=0, description="seconds a refresh token lives unused")
+    argon2_time_cost: int = Field(2, ge=1)
+    argon2_memory_kib: int = Field(19_456, ge=8, description="argon2id memory per hash (OWASP: 19 MiB)")
+    admin_emails: list[str] = Field(
+        default_factory=list, description="addresses that get the admin role when they register (JSON list)"
+    )
+    data_dir: Path = Field(Path("data"), description="where the embedded store and generated secrets live")
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
 
@@ -40,6 +53,24 @@ class Settings(BaseSettings):
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("ARENA_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
         return url
+
+    def signing_secret(self) -> str:
+        """The configured secret, or one generated once and kept beside the embedded store."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir.resolve() / "jwt-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            candidate = path.with_suffix(f".{os.getpid()}")
+            candidate.write_text(secrets.token_urlsafe(48))
+            candidate.chmod(0o600)
+            try:  # link, not rename: if another replica won the race, its secret stays
+                os.link(candidate, path)
+            except FileExistsError:
+                pass
+            finally:
+                candidate.unlink()
+        return path.read_text().strip()
 
     @property
     def store_name(self) -> str:

@@ -506,3 +506,22 @@ def test_open_store_picks_the_store_by_scheme() -> None:
 def test_open_store_rejects_other_urls(url: str) -> None:
     with pytest.raises(ValueError, match="sqlite:///"):
         open_store(url)
+
+
+async def test_load_returns_each_entitys_snapshot_and_the_journal_after_it(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", s) for s in (1, 2, 3)] + [entry(kind, "b", 1)] + [entry(kind, "it's", 1)])
+    await store.save_snapshots([snapshot(kind, "a", 2)])
+    loaded = await store.load(kind, ["a", "b", "nobody", "a", "it's"])
+    assert set(loaded) == {"a", "b", "nobody", "it's"}
+    assert loaded["a"] == (snapshot(kind, "a", 2), [entry(kind, "a", 3)])
+    assert loaded["b"] == (None, [entry(kind, "b", 1)])
+    assert loaded["nobody"] == (None, [])
+    assert loaded["it's"] == (None, [entry(kind, "it's", 1)])
+    assert await store.load(kind, []) == {}
+
+
+async def test_load_of_more_ids_than_one_query_takes_finds_them_all(store: Store, kind: str) -> None:
+    ids = [f"e{i}" for i in range(1_234)]
+    await store.append([entry(kind, entity_id, 1) for entity_id in ids])
+    loaded = await store.load(kind, ids)
+    assert all(loaded[entity_id] == (None, [entry(kind, entity_id, 1)]) for entity_id in ids)

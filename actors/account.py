@@ -1,0 +1,325 @@
+"""An athlete's account: credentials, sessions, profile, privacy, social graph, workouts.
+
+Everything here is deterministic in state and message: ids, hashes and times are
+computed by the caller (the API) and arrive in the message, so a replay of the
+journal rebuilds the same account. Password hashing and token signing happen in
+the API, never in the entity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.paging import page
+from engine.entity import Entity, query, update
+from engine.errors import NotFound, Rejected
+
+__all__ = ["Account", "ROLES", "VISIBILITIES"]
+
+ROLES = ("athlete", "organizer", "admin")
+VISIBILITIES = ("public", "followers", "private")
+_PROFILE_FIELDS = ("display_name", "sports", "city", "region", "units", "bio")
+_MAX_SESSIONS = 20
+
+
+class Account(Entity):
+    kind = "account"
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.registered = False
+        self.email = ""
+        self.password_hash = ""
+        self.roles: list[str] = []
+        self.created_at = 0.0
+        self.profile: dict[str, Any] = {}
+        self.private = False  # a private profile needs follow approval
+        self.default_visibility = "public"
+        self.sessions: dict[str, dict] = {}  # refresh-token family → {hash, expires, created}
+        self.following: dict[str, float] = {}
+        self.followers: dict[str, float] = {}
+        self.requests_in: dict[str, float] = {}  # who asked to follow me
+        self.requests_out: dict[str, float] = {}
+        self.blocked: dict[str, float] = {}
+        self.workouts: list[dict] = []  # summaries, newest first
+        self.fingerprints: dict[str, str] = {}  # file fingerprint → workout id
+
+    # -- account -------------------------------------------------------
+
+    def _require(self) -> None:
+        if not self.registered:
+            raise NotFound("no such account")
+
+    @update
+    def register(self, email: str, password_hash: str, display_name: str, roles: list[str] | None = None) -> dict:
+        if self.registered:
+            raise Rejected("this account already exists")
+        self.registered = True
+        self.email = email
+        self.password_hash = password_hash
+        self.roles = list(roles or ["athlete"])
+        self.created_at = self.now
+        self.profile = {"display_name": display_name, "sports": [], "city": None, "region": None, "units": "metric"}
+        return self.me()
+
+    @query
+    def exists(self) -> bool:
+        return self.registered
+
+    @query
+    def credentials(self) -> dict:
+        self._require()
+        return {"password_hash": self.password_hash, "roles": self.roles, "email": self.email}
+
+    @update
+    def change_password(self, password_hash: str) -> None:
+        self._require()
+        self.password_hash = password_hash
+        self.sessions.clear()  # every refresh token dies with the old password
+
+    @update
+    def set_roles(self, roles: list[str]) -> list[str]:
+        self._require()
+        unknown = set(roles) - set(ROLES)
+        if unknown or not roles:
+            raise Rejected(f"roles are one or more of {', '.join(ROLES)}")
+        self.roles = sorted(set(roles))
+        return self.roles
+
+    # -- sessions (rotating refresh tokens) ----------------------------
+
+    @update
+    def open_session(self, family: str, token_hash: str, expires: float) -> None:
+        self._require()
+        for stale in [f for f, s in self.sessions.items() if s["expires"] <= self.now]:
+            del self.sessions[stale]
+        while len(self.sessions) >= _MAX_SESSIONS:  # the oldest sign-in makes room
+            del self.sessions[min(self.sessions, key=lambda f: self.sessions[f]["created"])]
+        self.sessions[family] = {"hash": token_hash, "expires": expires, "created": self.now}
+
+    @update
+    def rotate_session(self, family: str, token_hash: str, new_hash: str, expires: float) -> str:
+        """``ok``, or why not: a reused old token revokes its whole family (it was stolen)."""
+        session = self.sessions.get(family)
+        if session is None or session["expires"] <= self.now:
+            self.sessions.pop(family, None)
+            return "expired"
+        if session["hash"] != token_hash:
+            del self.sessions[family]
+            return "reused"
+        session["hash"] = new_hash
+        session["expires"] = expires
+        return "ok"
+
+    @update
+    def close_session(self, family: str) -> None:
+        self.sessions.pop(family, None)
+
+    # -- profile ---------------------------------------------------------
+
+    @update
+    def update_profile(
+        self, profile: dict | None = None, private: bool | None = None, default_visibility: str | None = None
+    ) -> dict:
+        self._require()
+        if default_visibility is not None and default_visibility not in VISIBILITIES:
+            raise Rejected(f"visibility is one of {', '.join(VISIBILITIES)}")
+        for name, value in (profile or {}).items():
+            if name not in _PROFILE_FIELDS:
+                raise Rejected(f"unknown profile field {name!r}")
+            self.profile[name] = value
+        if private is not None:
+            self.private = private
+            if not private:  # opening the profile accepts everyone waiting
+                for follower in list(self.requests_in):
+                    self.followers[follower] = self.now
+                self.requests_in.clear()
+        if default_visibility is not None:
+            self.default_visibility = default_visibility
+        return self.me()
+
+    @query
+    def me(self) -> dict:
+        self._require()
+        return {
+            "id": self.id,
+            "email": self.email,
+            "roles": self.roles,
+            "created_at": self.created_at,
+            "profile": self.profile,
+            "private": self.private,
+            "default_visibility": self.default_visibility,
+            "followers": len(self.followers),
+            "following": len(self.following),
+            "workouts": len(self.workouts),
+        }
+
+    @query
+    def view(self, viewer: str | None = None) -> dict:
+        """What ``viewer`` may see of this profile, and how they relate."""
+        self._require()
+        relation = self._relation(viewer)
+        if relation["blocked"]:
+            raise NotFound("no such account")
+        card = {"id": self.id, "display_name": self.profile.get("display_name"), "private": self.private}
+        if not self.private or relation["following"] or viewer == self.id:
+            card.update(
+                profile=self.profile,
+                followers=len(self.followers),
+                following=len(self.following),
+                workouts=len(self.workouts),
+            )
+        return {**card, "relation": relation}
+
+    def _relation(self, viewer: str | None) -> dict:
+        return {
+            "self": viewer == self.id,
+            "following": viewer in self.followers,  # the viewer follows this account
+            "followed_by": viewer in self.following,
+            "requested": viewer in self.requests_in,
+            "blocked": viewer in self.blocked,
+        }
+
+    @query
+    def relation(self, viewer: str | None = None) -> dict:
+        self._require()
+        return {**self._relation(viewer), "private": self.private, "roles": self.roles}
+
+    # -- the social graph: each side keeps its half, the API updates both -----
+
+    @update
+    def follow_requested(self, follower: str) -> str:
+        """Someone asks to follow this account: ``following``, ``requested`` or refused."""
+        self._require()
+        if follower == self.id:
+            raise Rejected("you cannot follow yourself")
+        if follower in self.blocked:
+            raise Rejected("you cannot follow this athlete")
+        if follower in self.followers:
+            return "following"
+        if self.private:
+            self.requests_in[follower] = self.now
+            return "requested"
+        self.followers[follower] = self.now
+        return "following"
+
+    @update
+    def now_following(self, followee: str, status: str) -> None:
+        self._require()
+        if status == "following":
+            self.following[followee] = self.now
+            self.requests_out.pop(followee, None)
+        else:
+            self.requests_out[followee] = self.now
+
+    @update
+    def answer_request(self, follower: str, accept: bool) -> bool:
+        self._require()
+        if self.requests_in.pop(follower, None) is None:
+            raise NotFound("no such follow request")
+        if accept:
+            self.followers[follower] = self.now
+        return accept
+
+    @update
+    def request_answered(self, followee: str, accepted: bool) -> None:
+        self.requests_out.pop(followee, None)
+        if accepted:
+            self.following[followee] = self.now
+
+    @update
+    def lost_follower(self, follower: str) -> None:
+        self.followers.pop(follower, None)
+        self.requests_in.pop(follower, None)
+
+    @update
+    def stopped_following(self, followee: str) -> None:
+        self.following.pop(followee, None)
+        self.requests_out.pop(followee, None)
+
+    @update
+    def block(self, other: str) -> None:
+        self._require()
+        if other == self.id:
+            raise Rejected("you cannot block yourself")
+        self.blocked[other] = self.now
+        for relation in (self.followers, self.following, self.requests_in, self.requests_out):
+            relation.pop(other, None)
+
+    @update
+    def unblock(self, other: str) -> None:
+        self.blocked.pop(other, None)
+
+    @query
+    def people(self, which: str, before: list | None = None, limit: int = 50) -> dict:
+        self._require()
+        relation = {"followers": self.followers, "following": self.following, "requests": self.requests_in}[which]
+        items = sorted(({"id": who, "at": at} for who, at in relation.items()), key=lambda i: (i["at"], i["id"]))
+        return page(items[::-1], before, limit)
+
+    @query
+    def follower_ids(self) -> list[str]:
+        return list(self.followers)
+
+    # -- workouts ----------------------------------------------------------
+
+    @update
+    def add_workout(self, summary: dict, fingerprint: str | None = None) -> dict:
+        """Record a workout's summary; a file seen before is refused as a duplicate."""
+        self._require()
+        if fingerprint is not None and fingerprint in self.fingerprints:
+            raise Rejected(f"duplicate: this file was already imported as workout {self.fingerprints[fingerprint]}")
+        if fingerprint is not None:
+            self.fingerprints[fingerprint] = summary["id"]
+        self.workouts.append(summary)
+        self.workouts.sort(key=lambda w: (w["start"], w["id"]), reverse=True)
+        return summary
+
+    @update
+    def edit_workout(self, workout_id: str, changes: dict) -> dict:
+        for summary in self.workouts:
+            if summary["id"] == workout_id:
+                summary.update(changes)
+                return summary
+        raise NotFound("no such workout")
+
+    @update
+    def remove_workout(self, workout_id: str) -> None:
+        self.workouts = [w for w in self.workouts if w["id"] != workout_id]
+        self.fingerprints = {f: w for f, w in self.fingerprints.items() if w != workout_id}
+
+    @query
+    def workout_list(self, viewer: str | None = None, before: list | None = None, limit: int = 20) -> dict:
+        self._require()
+        visible = [w for w in self.workouts if self._may_see(viewer, w["visibility"])]
+        return page(visible, before, limit, key=("start", "id"))
+
+    @query
+    def all_workouts(self) -> list[dict]:
+        return self.workouts
+
+    def _may_see(self, viewer: str | None, visibility: str) -> bool:
+        if viewer == self.id:
+            return True
+        if viewer in self.blocked:
+            return False
+        if visibility == "public":
+            return not self.private or viewer in self.followers
+        return visibility == "followers" and viewer in self.followers
+
+    @query
+    def may_see(self, viewer: str | None, visibility: str) -> bool:
+        return self.registered and self._may_see(viewer, visibility)
+
+    # -- personal data -------------------------------------------------------
+
+    @query
+    def export(self) -> dict:
+        self._require()
+        return {
+            **self.me(),
+            "following": list(self.following),
+            "followers": list(self.followers),
+            "blocked": list(self.blocked),
+            "workouts": self.workouts,
+        }

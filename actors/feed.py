@@ -1,0 +1,39 @@
+"""A user's activity feed: items fanned out on write by the people they follow."""
+
+from __future__ import annotations
+
+from actors.paging import page
+from engine.entity import Entity, query, update
+
+__all__ = ["Feed", "FEED_LENGTH"]
+
+FEED_LENGTH = 1_000  # older items fall off; the workouts themselves stay
+
+
+class Feed(Entity):
+    kind = "feed"
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.items: list[dict] = []  # newest first: {"id", "at", "owner", ...card fields}
+
+    @update
+    def push(self, item: dict) -> None:
+        if any(existing["id"] == item["id"] for existing in self.items[:50]):
+            return  # a repeated fan-out (a retry) adds nothing
+        self.items.insert(0, item)
+        self.items.sort(key=lambda i: (i["at"], i["id"]), reverse=True)
+        del self.items[FEED_LENGTH:]
+
+    @update
+    def drop(self, item_id: str) -> None:
+        self.items = [i for i in self.items if i["id"] != item_id]
+
+    @update
+    def drop_owner(self, owner: str) -> None:
+        """Unfollowing or blocking someone takes their items out."""
+        self.items = [i for i in self.items if i["owner"] != owner]
+
+    @query
+    def read(self, before: list | None = None, limit: int = 20) -> dict:
+        return page(self.items, before, limit)

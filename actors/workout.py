@@ -1,0 +1,121 @@
+"""One workout: its summary, track, kudos and comments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors.paging import page
+from engine.entity import Entity, query, update
+from engine.errors import Forbidden, NotFound, Rejected
+
+__all__ = ["Workout", "MAX_COMMENT_LENGTH"]
+
+MAX_COMMENT_LENGTH = 2_000
+_EDITABLE = ("title", "visibility", "description")
+
+
+class Workout(Entity):
+    kind = "workout"
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.owner: str | None = None
+        self.summary: dict[str, Any] = {}
+        self.detail: dict[str, Any] = {}  # splits, best efforts, the track
+        self.kudos: dict[str, float] = {}
+        self.comments: list[dict] = []  # newest first
+        self.deleted = False
+
+    def _require(self) -> None:
+        if self.owner is None or self.deleted:
+            raise NotFound("no such workout")
+
+    @update
+    def record(self, owner: str, summary: dict, detail: dict) -> dict:
+        if self.owner is not None:
+            raise Rejected("this workout already exists")
+        self.owner = owner
+        self.summary = summary
+        self.detail = detail
+        return self.card()
+
+    @update
+    def edit(self, changes: dict) -> dict:
+        self._require()
+        for name in changes:
+            if name not in _EDITABLE:
+                raise Rejected(f"{name!r} cannot be changed")
+        self.summary.update(changes)
+        return self.card()
+
+    @update
+    def delete(self) -> None:
+        self._require()
+        self.deleted = True
+        self.detail = {}
+        self.comments = []
+        self.kudos = {}
+
+    @query
+    def card(self) -> dict:
+        self._require()
+        return {**self.summary, "owner": self.owner, "kudos": len(self.kudos), "comments": len(self.comments)}
+
+    @query
+    def full(self, viewer: str | None = None) -> dict:
+        self._require()
+        return {**self.card(), **self.detail, "kudoed": viewer in self.kudos}
+
+    @query
+    def access(self) -> dict:
+        """Who owns it and who may see it: the API checks the owner's graph with this."""
+        self._require()
+        return {"owner": self.owner, "visibility": self.summary.get("visibility", "public")}
+
+    @update
+    def give_kudos(self, athlete: str) -> dict:
+        """``added`` is false when this athlete had already given kudos."""
+        self._require()
+        if athlete == self.owner:
+            raise Rejected("you cannot give kudos to your own workout")
+        added = athlete not in self.kudos
+        self.kudos.setdefault(athlete, self.now)
+        return {"kudos": len(self.kudos), "added": added}
+
+    @update
+    def take_kudos(self, athlete: str) -> int:
+        self._require()
+        self.kudos.pop(athlete, None)
+        return len(self.kudos)
+
+    @query
+    def kudos_list(self, before: list | None = None, limit: int = 50) -> dict:
+        self._require()
+        items = sorted(({"id": who, "at": at} for who, at in self.kudos.items()), key=lambda i: (i["at"], i["id"]))
+        return page(items[::-1], before, limit)
+
+    @update
+    def comment(self, comment_id: str, author: str, text: str) -> dict:
+        self._require()
+        text = text.strip()
+        if not text or len(text) > MAX_COMMENT_LENGTH:
+            raise Rejected(f"a comment has 1 to {MAX_COMMENT_LENGTH} characters")
+        item = {"id": comment_id, "author": author, "text": text, "at": self.now}
+        self.comments.insert(0, item)
+        return item
+
+    @update
+    def remove_comment(self, comment_id: str, by: str) -> None:
+        self._require()
+        for item in self.comments:
+            if item["id"] == comment_id:
+                if by not in (item["author"], self.owner):
+                    raise Forbidden("only its author or the workout's owner may delete a comment")
+                self.comments.remove(item)
+                return
+        raise NotFound("no such comment")
+
+    @query
+    def comment_list(self, before: list | None = None, limit: int = 50) -> dict:
+        self._require()
+        return page(self.comments, before, limit)

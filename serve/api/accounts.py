@@ -1,0 +1,225 @@
+"""Accounts and sessions: register, sign in, refresh, sign out, password, profile, roles."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from actors.account import ROLES, VISIBILITIES
+from engine.errors import NotFound, Rejected
+from serve.auth import InvalidToken
+from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
+from serve.problems import Problem
+from serve.ratelimit import RateLimited
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["accounts"])
+
+Password = Annotated[str, Field(min_length=10, max_length=256)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def normalise_email(email: str) -> str:
+    try:
+        return validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise ValueError(str(error)) from None
+
+
+class Registration(Strict):
+    email: Annotated[str, Field(max_length=254)]
+    password: Password
+    display_name: Annotated[str, Field(min_length=1, max_length=80)]
+
+    @field_validator("email")
+    @classmethod
+    def _normalised(cls, email: str) -> str:
+        return normalise_email(email)
+
+
+class Login(Strict):
+    email: Annotated[str, Field(max_length=254)]
+    password: Annotated[str, Field(max_length=256)]
+
+
+class RefreshRequest(Strict):
+    refresh_token: Annotated[str, Field(max_length=512)]
+
+
+class LogoutRequest(Strict):
+    refresh_token: Annotated[str | None, Field(max_length=512)] = None
+
+
+class PasswordChange(Strict):
+    current_password: Annotated[str, Field(max_length=256)]
+    new_password: Password
+
+
+class Profile(Strict):
+    display_name: Annotated[str | None, Field(min_length=1, max_length=80)] = None
+    sports: Annotated[list[Annotated[str, Field(max_length=30)]] | None, Field(max_length=20)] = None
+    city: Annotated[str | None, Field(max_length=80)] = None
+    region: Annotated[str | None, Field(max_length=80)] = None
+    units: Literal["metric", "imperial"] | None = None
+    bio: Annotated[str | None, Field(max_length=500)] = None
+
+
+class ProfileUpdate(Strict):
+    profile: Profile | None = None
+    private: bool | None = None
+    default_visibility: Literal[VISIBILITIES] | None = None  # type: ignore[valid-type]
+
+
+class Roles(Strict):
+    roles: Annotated[list[Literal[ROLES]], Field(min_length=1, max_length=3)]  # type: ignore[valid-type]
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: int
+
+
+async def _issue(arena: Arena, user_id: str, roles: list[str]) -> TokenPair:
+    token, refresh = arena.tokens.refresh(user_id)
+    expires = time.time() + arena.tokens.refresh_ttl
+    await arena.ask("account", user_id, "open_session", {"family": refresh.family, "token_hash": refresh.secret_hash, "expires": expires})
+    access, _ = arena.tokens.access(user_id, roles, refresh.family)
+    return TokenPair(access_token=access, refresh_token=token, expires_in=int(arena.tokens.access_ttl))
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+@router.post("/accounts", status_code=201, summary="Register an athlete")
+async def register(body: Registration, arena: ArenaDep) -> dict:
+    user_id = new_id()
+    previous = await arena.ask("email", body.email, "owner")
+    # A sign-up that died between claiming the address and creating the account left an orphan claim.
+    orphan = previous if previous and not await arena.ask("account", previous, "exists") else None
+    try:
+        await arena.ask("email", body.email, "claim", {"user_id": user_id, "replace": orphan})
+    except Rejected:
+        raise Problem(409, "this email address is already registered") from None
+    password_hash = await arena.passwords.hash(body.password)
+    admins = {normalise_email(e) for e in arena.settings.admin_emails}
+    roles = ["athlete", "admin"] if body.email in admins else ["athlete"]
+    return await arena.ask(
+        "account",
+        user_id,
+        "register",
+        {"email": body.email, "password_hash": password_hash, "display_name": body.display_name, "roles": roles},
+    )
+
+
+@router.post("/auth/login", summary="Sign in: an access token and a rotating refresh token")
+async def login(body: Login, request: Request, arena: ArenaDep) -> TokenPair:
+    try:
+        email = normalise_email(body.email)
+    except ValueError:
+        email = body.email.strip().lower()
+    address = _client(request)
+    try:
+        await arena.limiter.check(email, address)
+    except RateLimited as limited:
+        raise Problem(429, "too many failed sign-ins; try again later", headers={"Retry-After": str(limited.retry_after)}) from None
+    user_id = await arena.ask("email", email, "owner")
+    credentials = None
+    if user_id is not None:
+        try:
+            credentials = await arena.ask("account", user_id, "credentials")
+        except NotFound:
+            credentials = None
+    if not await arena.passwords.verify(credentials and credentials["password_hash"], body.password):
+        await arena.limiter.failed(email, address)
+        raise Problem(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
+    await arena.limiter.succeeded(email, address)
+    return await _issue(arena, user_id, credentials["roles"])
+
+
+@router.post("/auth/refresh", summary="Trade a refresh token for a new pair (the old one stops working)")
+async def refresh(body: RefreshRequest, arena: ArenaDep) -> TokenPair:
+    try:
+        presented = arena.tokens.parse_refresh(body.refresh_token)
+    except InvalidToken as error:
+        raise Problem(401, str(error)) from None
+    token, rotated = arena.tokens.refresh(presented.user_id, presented.family)
+    try:
+        outcome = await arena.ask(
+            "account",
+            presented.user_id,
+            "rotate_session",
+            {
+                "family": presented.family,
+                "token_hash": presented.secret_hash,
+                "new_hash": rotated.secret_hash,
+                "expires": time.time() + arena.tokens.refresh_ttl,
+            },
+        )
+        credentials = await arena.ask("account", presented.user_id, "credentials")
+    except NotFound:
+        raise Problem(401, "the refresh token is not valid") from None
+    if outcome == "reused":
+        raise Problem(401, "this refresh token was already used; its session is revoked, sign in again")
+    if outcome != "ok":
+        raise Problem(401, "the refresh token expired; sign in again")
+    access, _ = arena.tokens.access(presented.user_id, credentials["roles"], presented.family)
+    return TokenPair(access_token=access, refresh_token=token, expires_in=int(arena.tokens.access_ttl))
+
+
+@router.post("/auth/logout", status_code=204, summary="Sign out: revoke this session's tokens")
+async def logout(caller: CallerDep, arena: ArenaDep, body: LogoutRequest | None = None) -> Response:
+    await arena.ask("account", caller.id, "close_session", {"family": caller.family})
+    await arena.revocations.revoke_token(caller.jti, max(1.0, caller.expires - time.time()))
+    return Response(status_code=204)
+
+
+@router.post("/auth/password", status_code=204, summary="Change the password; every session is signed out")
+async def change_password(body: PasswordChange, caller: CallerDep, arena: ArenaDep) -> Response:
+    credentials = await arena.ask("account", caller.id, "credentials")
+    if not await arena.passwords.verify(credentials["password_hash"], body.current_password):
+        raise Problem(403, "the current password is wrong")
+    password_hash = await arena.passwords.hash(body.new_password)
+    await arena.ask("account", caller.id, "change_password", {"password_hash": password_hash})
+    await arena.revocations.revoke_user(caller.id, time.time(), arena.tokens.access_ttl)
+    return Response(status_code=204)
+
+
+@router.get("/me", summary="My account")
+async def me(caller: CallerDep, arena: ArenaDep) -> dict:
+    return await arena.ask("account", caller.id, "me")
+
+
+@router.patch("/me", summary="Edit my profile and privacy")
+async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> dict:
+    changes = body.model_dump(exclude_none=True)
+    if "profile" in changes:
+        changes["profile"] = body.profile.model_dump(exclude_unset=True)
+    return await arena.ask("account", caller.id, "update_profile", changes)
+
+
+@router.get("/me/export", summary="Everything Arena holds about me (data portability)")
+async def export(caller: CallerDep, arena: ArenaDep) -> dict:
+    return await arena.ask("account", caller.id, "export")
+
+
+@router.get("/users/{user_id}", summary="An athlete's profile, as the caller may see it")
+async def profile(user_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> dict:
+    return await arena.ask("account", user_id, "view", {"viewer": caller.id if caller else None})
+
+
+@router.put("/users/{user_id}/roles", summary="Set an account's roles (admins only)")
+async def set_roles(user_id: EntityId, body: Roles, caller: CallerDep, arena: ArenaDep) -> dict:
+    if "admin" not in caller.roles:
+        raise Problem(403, "only an admin may change roles")
+    return {"roles": await arena.ask("account", user_id, "set_roles", {"roles": body.roles})}

@@ -1,0 +1,98 @@
+"""The notification inbox and its live stream (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors.inbox import NOTIFICATION_TYPES
+from serve.context import ArenaDep, CallerDep, authenticate
+from serve.pagination import decode_cursor, encode_cursor
+from serve.problems import Problem
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["notifications"])
+
+_KEEPALIVE_S = 15.0
+
+
+class ReadMarks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(max_length=500)] = None
+
+
+@router.get("/notifications", summary="My notifications, newest first, with the unread count")
+async def inbox(
+    caller: CallerDep,
+    arena: ArenaDep,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    unread_only: bool = False,
+) -> dict:
+    page = await arena.ask(
+        "inbox", caller.id, "browse", {"before": decode_cursor(cursor), "limit": limit, "unread_only": unread_only}
+    )
+    return {**page, "next_cursor": encode_cursor(page.pop("next"))}
+
+
+@router.post("/notifications/read", summary="Mark some (or, without ids, all) as read")
+async def mark_read(body: ReadMarks, caller: CallerDep, arena: ArenaDep) -> dict:
+    return {"unread": await arena.ask("inbox", caller.id, "mark_read", {"ids": body.ids})}
+
+
+def _known(type: str) -> None:
+    if type not in NOTIFICATION_TYPES:
+        raise Problem(404, f"no notification type {type!r}; one of {', '.join(NOTIFICATION_TYPES)}")
+
+
+@router.put("/notifications/mutes/{type}", summary="Mute a notification type")
+async def mute(type: str, caller: CallerDep, arena: ArenaDep) -> dict:
+    _known(type)
+    return {"muted": await arena.ask("inbox", caller.id, "set_muted", {"type": type, "muted": True})}
+
+
+@router.delete("/notifications/mutes/{type}", summary="Unmute a notification type")
+async def unmute(type: str, caller: CallerDep, arena: ArenaDep) -> dict:
+    _known(type)
+    return {"muted": await arena.ask("inbox", caller.id, "set_muted", {"type": type, "muted": False})}
+
+
+@router.get(
+    "/notifications/stream",
+    summary="Live notifications as Server-Sent Events",
+    description="Authenticate with the Authorization header or, for EventSource, `?access_token=`.",
+    response_class=Response,
+)
+async def stream(
+    request: Request, arena: ArenaDep, access_token: Annotated[str | None, Query(max_length=2048)] = None
+) -> StreamingResponse:
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else access_token
+    if not token:
+        raise Problem(401, "sign in first", headers={"WWW-Authenticate": "Bearer"})
+    caller = await authenticate(arena, token)
+
+    async def events():
+        async with arena.bus.subscribe(caller.id) as subscription:
+            yield "retry: 3000\n\n"
+            iterator = subscription.__aiter__()
+            while not await request.is_disconnected():
+                try:
+                    event = await asyncio.wait_for(iterator.__anext__(), _KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                except StopAsyncIteration:
+                    return
+                yield f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

@@ -1,0 +1,113 @@
+"""Following, follow requests, blocking, and the activity feed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from engine.errors import EngineError, NotFound
+from serve.context import Arena, ArenaDep, CallerDep, EntityId
+from serve.notify import notify
+from serve.pagination import decode_cursor, encode_cursor
+from serve.problems import Problem
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["social"])
+
+Cursor = Annotated[str | None, Query(max_length=512)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+def _not_self(caller_id: str, user_id: str, what: str) -> None:
+    if caller_id == user_id:
+        raise Problem(422, f"you cannot {what} yourself")
+
+
+@router.post("/users/{user_id}/follow", summary="Follow an athlete (a private one gets a request)")
+async def follow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    _not_self(caller.id, user_id, "follow")
+    status = await arena.ask("account", user_id, "follow_requested", {"follower": caller.id})
+    await arena.ask("account", caller.id, "now_following", {"followee": user_id, "status": status})
+    kind = "follower" if status == "following" else "follow_request"
+    await notify(arena, user_id, kind, {"from": caller.id})
+    return {"status": status}
+
+
+@router.delete("/users/{user_id}/follow", status_code=204, summary="Unfollow, or withdraw a request")
+async def unfollow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    _not_self(caller.id, user_id, "unfollow")
+    await arena.ask("account", user_id, "lost_follower", {"follower": caller.id})
+    await arena.ask("account", caller.id, "stopped_following", {"followee": user_id})
+    await arena.ask("feed", caller.id, "drop_owner", {"owner": user_id})
+    return Response(status_code=204)
+
+
+@router.post("/me/follow-requests/{user_id}/{answer}", summary="Accept or decline a follow request")
+async def answer_request(
+    user_id: EntityId, answer: Literal["accept", "decline"], caller: CallerDep, arena: ArenaDep
+) -> dict:
+    accepted = await arena.ask("account", caller.id, "answer_request", {"follower": user_id, "accept": answer == "accept"})
+    await arena.ask("account", user_id, "request_answered", {"followee": caller.id, "accepted": accepted})
+    if accepted:
+        await notify(arena, user_id, "follow_accepted", {"from": caller.id})
+    return {"accepted": accepted}
+
+
+@router.put("/users/{user_id}/block", status_code=204, summary="Block an athlete: no follows, no views either way")
+async def block(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    _not_self(caller.id, user_id, "block")
+    await arena.ask("account", caller.id, "block", {"other": user_id})
+    try:  # the other side forgets the relation too
+        await arena.ask("account", user_id, "lost_follower", {"follower": caller.id})
+        await arena.ask("account", user_id, "stopped_following", {"followee": caller.id})
+        await arena.ask("feed", user_id, "drop_owner", {"owner": caller.id})
+    except NotFound:
+        pass
+    await arena.ask("feed", caller.id, "drop_owner", {"owner": user_id})
+    return Response(status_code=204)
+
+
+@router.delete("/users/{user_id}/block", status_code=204, summary="Unblock")
+async def unblock(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    await arena.ask("account", caller.id, "unblock", {"other": user_id})
+    return Response(status_code=204)
+
+
+async def _people(arena: Arena, user_id: str, which: str, cursor: str | None, limit: int) -> dict:
+    page = await arena.ask("account", user_id, "people", {"which": which, "before": decode_cursor(cursor), "limit": limit})
+    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
+
+
+@router.get("/users/{user_id}/{which}", summary="Followers or followed athletes")
+async def people(
+    user_id: EntityId,
+    which: Literal["followers", "following"],
+    caller: CallerDep,
+    arena: ArenaDep,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> dict:
+    view = await arena.ask("account", user_id, "view", {"viewer": caller.id})
+    if view["private"] and not (view["relation"]["self"] or view["relation"]["following"]):
+        raise Problem(403, "this athlete's profile is private")
+    return await _people(arena, user_id, which, cursor, limit)
+
+
+@router.get("/me/follow-requests", summary="Who asked to follow me")
+async def requests(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, limit: Limit = 50) -> dict:
+    return await _people(arena, caller.id, "requests", cursor, limit)
+
+
+@router.get("/feed", summary="My feed: my activities and those of athletes I follow, newest first")
+async def feed(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, limit: Limit = 20) -> dict:
+    page = await arena.ask("feed", caller.id, "read", {"before": decode_cursor(cursor), "limit": limit})
+    # Items are copies made at posting time: drop those since deleted or made private (one call per host).
+    cards = await arena.cluster.deliver([("workout", item["id"], "card", None, None) for item in page["items"]])
+    items = []
+    for item, card in zip(page["items"], cards):
+        if isinstance(card, EngineError) or (card["visibility"] == "private" and card["owner"] != caller.id):
+            continue
+        items.append({**item, "title": card.get("title"), "kudos": card["kudos"], "comments": card["comments"]})
+    return {"items": items, "next_cursor": encode_cursor(page["next"])}

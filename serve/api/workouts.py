@@ -1,0 +1,268 @@
+"""Workouts: record by hand, import GPX/TCX/FIT, read, edit, delete; kudos and comments."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Literal
+
+from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, fingerprint, parse_workout_file
+from fastapi import APIRouter, Query, Response, UploadFile
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from actors.account import VISIBILITIES
+from actors.workout import MAX_COMMENT_LENGTH
+from engine.errors import NotFound, Rejected
+from engine.tracks import summarize
+from serve.auth import Caller
+from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
+from serve.notify import notify
+from serve.pagination import decode_cursor, encode_cursor
+from serve.problems import Problem
+
+__all__ = ["router", "publish_workout", "SPORTS"]
+
+router = APIRouter(tags=["workouts"])
+
+SPORTS = ("run", "ride", "swim", "walk", "hike", "row", "other")
+Visibility = Literal[VISIBILITIES]  # type: ignore[valid-type]
+_TRACK_POINTS = 1_000  # the map keeps this many points of the track
+
+
+class ManualWorkout(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sport: Literal[SPORTS]  # type: ignore[valid-type]
+    start: AwareDatetime
+    duration_s: Annotated[float, Field(gt=0, le=7 * 86_400)]
+    distance_m: Annotated[float, Field(ge=0, le=2_000_000)] = 0
+    elevation_gain_m: Annotated[float, Field(ge=0, le=100_000)] = 0
+    avg_hr: Annotated[float | None, Field(ge=20, le=250)] = None
+    max_hr: Annotated[int | None, Field(ge=20, le=250)] = None
+    calories: Annotated[float | None, Field(ge=0, le=100_000)] = None
+    title: Annotated[str | None, Field(max_length=120)] = None
+    visibility: Visibility | None = None
+    indoor: bool = False
+
+
+class WorkoutEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: Annotated[str | None, Field(max_length=120)] = None
+    description: Annotated[str | None, Field(max_length=2_000)] = None
+    visibility: Visibility | None = None
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: Annotated[str, Field(min_length=1, max_length=MAX_COMMENT_LENGTH)]
+
+
+def _pace(distance_m: float, seconds: float) -> float | None:
+    return seconds / (distance_m / 1000) if distance_m > 0 else None
+
+
+async def publish_workout(arena: Arena, owner: str, summary: dict, detail: dict, file_print: str | None = None) -> dict:
+    """Record a workout, list it in its owner's account, and fan it out to followers' feeds."""
+    account = await arena.ask("account", owner, "me")
+    summary = {**summary, "visibility": summary.get("visibility") or account["default_visibility"]}
+    await arena.ask("workout", summary["id"], "record", {"owner": owner, "summary": summary, "detail": detail})
+    try:
+        await arena.ask("account", owner, "add_workout", {"summary": summary, "fingerprint": file_print})
+    except Rejected as duplicate:
+        await arena.ask("workout", summary["id"], "delete")
+        raise Problem(409, duplicate.message) from None
+    if summary["visibility"] != "private":
+        item = {
+            "id": summary["id"],
+            "at": summary["start"],
+            "owner": owner,
+            "owner_name": account["profile"].get("display_name"),
+            **{k: summary.get(k) for k in ("sport", "title", "distance_m", "moving_s", "elapsed_s", "visibility")},
+        }
+        await arena.ask("feed", owner, "push", {"item": item})
+        arena.fanout.start(await arena.ask("account", owner, "follower_ids"), "push", {"item": item})
+    return summary
+
+
+@router.post("/workouts", status_code=201, summary="Record a workout by hand (indoor ones too)")
+async def record(body: ManualWorkout, caller: CallerDep, arena: ArenaDep) -> dict:
+    summary = {
+        "id": new_id(),
+        "sport": body.sport,
+        "title": body.title or f"{body.sport.capitalize()} on {body.start.date().isoformat()}",
+        "start": body.start.timestamp(),
+        "elapsed_s": body.duration_s,
+        "moving_s": body.duration_s,
+        "distance_m": body.distance_m,
+        "elevation_gain_m": body.elevation_gain_m,
+        "pace_s_per_km": _pace(body.distance_m, body.duration_s),
+        "avg_hr": body.avg_hr,
+        "max_hr": body.max_hr,
+        "avg_power": None,
+        "calories": body.calories,
+        "visibility": body.visibility,
+        "indoor": body.indoor,
+        "source": "manual",
+        "best_efforts": {},
+    }
+    return await publish_workout(arena, caller.id, summary, {"splits": [], "track": []})
+
+
+@router.post("/workouts/import", status_code=201, summary="Import a GPX, TCX or FIT file")
+async def import_file(
+    file: UploadFile,
+    caller: CallerDep,
+    arena: ArenaDep,
+    visibility: Annotated[Visibility | None, Query()] = None,
+    title: Annotated[str | None, Query(max_length=120)] = None,
+) -> dict:
+    data = await file.read(MAX_FILE_BYTES + 1)
+    try:
+        parsed = parse_workout_file(data, file.filename)
+        track = summarize(parsed.points)
+    except (BadWorkoutFile, ValueError) as error:
+        raise Problem(422, f"the file cannot be imported: {error}") from None
+    stats = track.to_dict()
+    indoor = not any(p.lat is not None for p in parsed.points)
+    sport = parsed.sport or "other"
+    step = max(1, math.ceil(len(parsed.points) / _TRACK_POINTS))
+    summary = {
+        "id": new_id(),
+        "sport": sport,
+        "title": title or parsed.name or f"{sport.capitalize()} on {datetime.fromtimestamp(parsed.start).date()}",
+        "start": parsed.start,
+        "elapsed_s": stats["elapsed_s"],
+        "moving_s": stats["moving_s"],
+        "distance_m": stats["distance_m"],
+        "elevation_gain_m": stats["elevation_gain_m"],
+        "pace_s_per_km": stats["pace_s_per_km"],
+        "avg_hr": stats["avg_hr"],
+        "max_hr": stats["max_hr"],
+        "avg_power": stats["avg_power"],
+        "calories": parsed.calories,
+        "visibility": visibility,
+        "indoor": indoor,
+        "source": parsed.format,
+        "best_efforts": stats["best_efforts"],
+    }
+    detail = {
+        "splits": stats["splits"],
+        "track": [[p.lat, p.lon, p.ele] for p in parsed.points[::step] if p.lat is not None],
+    }
+    return await publish_workout(arena, caller.id, summary, detail, fingerprint(parsed))
+
+
+async def visible_workout(arena: Arena, workout_id: str, viewer: Caller | None) -> dict:
+    """The workout's owner and visibility, or 404 if the viewer may not see it (existence included)."""
+    access = await arena.ask("workout", workout_id, "access")
+    viewer_id = viewer.id if viewer else None
+    if not await arena.ask("account", access["owner"], "may_see", {"viewer": viewer_id, "visibility": access["visibility"]}):
+        raise NotFound("no such workout")
+    return access
+
+
+@router.get("/users/{user_id}/workouts", summary="An athlete's workouts the caller may see, newest first")
+async def list_workouts(
+    user_id: EntityId,
+    caller: OptionalCallerDep,
+    arena: ArenaDep,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict:
+    viewer = caller.id if caller else None
+    page = await arena.ask(
+        "account", user_id, "workout_list", {"viewer": viewer, "before": decode_cursor(cursor), "limit": limit}
+    )
+    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
+
+
+@router.get("/workouts/{workout_id}", summary="One workout with its splits and track")
+async def get_workout(workout_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> dict:
+    await visible_workout(arena, workout_id, caller)
+    return await arena.ask("workout", workout_id, "full", {"viewer": caller.id if caller else None})
+
+
+async def _owned(arena: Arena, workout_id: str, caller: Caller) -> dict:
+    access = await arena.ask("workout", workout_id, "access")
+    if access["owner"] != caller.id:
+        await visible_workout(arena, workout_id, caller)  # 404 for those who may not even see it
+        raise Problem(403, "only the workout's owner may change it")
+    return access
+
+
+@router.patch("/workouts/{workout_id}", summary="Edit a workout's title, description or visibility")
+async def edit_workout(workout_id: EntityId, body: WorkoutEdit, caller: CallerDep, arena: ArenaDep) -> dict:
+    await _owned(arena, workout_id, caller)
+    changes = body.model_dump(exclude_none=True)
+    card = await arena.ask("workout", workout_id, "edit", {"changes": changes})
+    await arena.ask("account", caller.id, "edit_workout", {"workout_id": workout_id, "changes": changes})
+    return card
+
+
+@router.delete("/workouts/{workout_id}", status_code=204, summary="Delete a workout")
+async def delete_workout(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    await _owned(arena, workout_id, caller)
+    await arena.ask("workout", workout_id, "delete")
+    await arena.ask("account", caller.id, "remove_workout", {"workout_id": workout_id})
+    return Response(status_code=204)
+
+
+@router.put("/workouts/{workout_id}/kudos", summary="Give kudos")
+async def give_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    access = await visible_workout(arena, workout_id, caller)
+    given = await arena.ask("workout", workout_id, "give_kudos", {"athlete": caller.id})
+    if given["added"]:
+        await notify(arena, access["owner"], "kudos", {"workout_id": workout_id, "from": caller.id})
+    return {"kudos": given["kudos"]}
+
+
+@router.delete("/workouts/{workout_id}/kudos", summary="Take kudos back")
+async def take_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    await visible_workout(arena, workout_id, caller)
+    return {"kudos": await arena.ask("workout", workout_id, "take_kudos", {"athlete": caller.id})}
+
+
+@router.get("/workouts/{workout_id}/kudos", summary="Who gave kudos")
+async def list_kudos(
+    workout_id: EntityId,
+    caller: OptionalCallerDep,
+    arena: ArenaDep,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict:
+    await visible_workout(arena, workout_id, caller)
+    page = await arena.ask("workout", workout_id, "kudos_list", {"before": decode_cursor(cursor), "limit": limit})
+    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
+
+
+@router.post("/workouts/{workout_id}/comments", status_code=201, summary="Comment on a workout")
+async def comment(workout_id: EntityId, body: CommentIn, caller: CallerDep, arena: ArenaDep) -> dict:
+    access = await visible_workout(arena, workout_id, caller)
+    item = await arena.ask(
+        "workout", workout_id, "comment", {"comment_id": new_id(), "author": caller.id, "text": body.text}
+    )
+    if access["owner"] != caller.id:
+        await notify(arena, access["owner"], "comment", {"workout_id": workout_id, "from": caller.id, "comment_id": item["id"]})
+    return item
+
+
+@router.get("/workouts/{workout_id}/comments", summary="Comments, newest first")
+async def list_comments(
+    workout_id: EntityId,
+    caller: OptionalCallerDep,
+    arena: ArenaDep,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict:
+    await visible_workout(arena, workout_id, caller)
+    page = await arena.ask("workout", workout_id, "comment_list", {"before": decode_cursor(cursor), "limit": limit})
+    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
+
+
+@router.delete("/workouts/{workout_id}/comments/{comment_id}", status_code=204, summary="Delete a comment")
+async def delete_comment(workout_id: EntityId, comment_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    await visible_workout(arena, workout_id, caller)
+    await arena.ask("workout", workout_id, "remove_comment", {"comment_id": comment_id, "by": caller.id})
+    return Response(status_code=204)
