@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine setup clean
+.PHONY: run test bench-engine bench-fanout load-athletes setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test: $(STAMP)
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m loadtest.bench_engine
+
+bench-fanout: $(STAMP)
+	$(BIN)/python -m loadtest.bench_fanout
+
+# Needs Arena running (make run) at ARENA_URL.
+ARENA_URL ?= http://127.0.0.1:8000
+load-athletes: $(STAMP)
+	mkdir -p reports
+	$(BIN)/locust -f loadtest/locustfile.py --headless -u 20 -r 5 -t 60s --host $(ARENA_URL) \
+		--csv reports/athletes --html reports/athletes.html --only-summary
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -2,7 +2,8 @@
 
 The format is read from the content, never trusted from the file name. XML goes through
 defusedxml, so DTDs, entity expansion and external entities are refused before anything
-is expanded or fetched, and it is streamed so a large file never becomes a large tree.
+is expanded or fetched, and its elements stream past a reader that keeps only the values
+a workout needs: no tree is built, so a large file costs little more than its points.
 """
 
 from __future__ import annotations
@@ -76,14 +77,14 @@ class ParsedWorkout:
 
 
 def parse_workout_file(data: bytes, filename: str | None = None) -> ParsedWorkout:
-    what = f"{filename!r}" if filename else "the file"
+    what = f"{filename[:100]!r}" if filename else "the file"
     if len(data) == 0:
         raise BadWorkoutFile(f"{what} is empty")
     if len(data) > MAX_FILE_BYTES:
         raise BadWorkoutFile(f"{what} is {len(data):,} bytes, over the {MAX_FILE_BYTES:,}-byte limit for workout files")
     if len(data) >= 12 and data[8:12] == b".FIT":
         return _parse_fit(data)
-    if data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") or data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") or data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return _parse_xml(data, what)
     for magic, kind in _MAGIC:
         if data.startswith(magic):
@@ -142,11 +143,11 @@ class _Track:
         a straight line from its start (0 m) to its end carries that into the summary."""
         points: list[TrackPoint] = []
         covered = 0.0
-        for start, elapsed, metres in sorted(self.laps):
-            points.append(TrackPoint(t=start, distance=covered if metres is not None else None))
-            if elapsed:
+        for start, elapsed, metres in sorted(self.laps, key=lambda lap: lap[0]):
+            points.append(TrackPoint(t=start, distance=None if metres is None else covered))
+            if elapsed and elapsed > 0:
                 covered += metres or 0.0
-                points.append(TrackPoint(t=start + elapsed, distance=covered if metres is not None else None))
+                points.append(TrackPoint(t=start + elapsed, distance=None if metres is None else covered))
         return points
 
 
@@ -251,7 +252,7 @@ class _XmlWorkout:
         self._path.append(name)
         self._text.clear()
         if name == self._point_tag:
-            self._point = {_XML_POINT_FIELDS[key]: value for key, value in attrib.items() if key in ("lat", "lon")}
+            self._point = {key: attrib[key] for key in ("lat", "lon") if key in attrib}
         elif name == "Lap":
             self._lap = {"StartTime": attrib.get("StartTime", "")}
         elif name == "Activity" and self.track.sport is None:
@@ -382,65 +383,63 @@ def _read_fit(data: bytes) -> ParsedWorkout:
     )
     with reader:
         for frame in reader:
-            if not isinstance(frame, fitdecode.FitDataMessage):
+            if not isinstance(frame, fitdecode.FitDataMessage) or frame.name not in ("record", "session", "sport"):
                 continue
-            if frame.name == "record":
-                track.add(_fit_point(frame))
-            elif frame.name == "session":
-                start = _fit_time(frame, "start_time") or _fit_time(frame, "timestamp")
+            message = _FitMessage(frame)
+            if message.name == "record":
+                track.add(message.point())
+            elif message.name == "session":
+                start = message.time("start_time") or message.time("timestamp")
                 if start is not None:
-                    track.laps.append(
-                        (start, _fit_number(frame, "total_elapsed_time"), _fit_number(frame, "total_distance"))
-                    )
-                track.add_calories(_fit_number(frame, "total_calories"))
-                track.sport = track.sport or _fit_text(frame, "sport")
-            elif frame.name == "sport":
-                track.sport = track.sport or _fit_text(frame, "sport")
+                    track.laps.append((start, message.number("total_elapsed_time"), message.number("total_distance")))
+                track.add_calories(message.number("total_calories"))
+            track.sport = track.sport or message.text("sport")
     return track.finish()
 
 
-def _fit_point(frame: fitdecode.FitDataMessage) -> TrackPoint:
-    timestamp = _fit_time(frame, "timestamp")
-    if timestamp is None:
-        raise BadWorkoutFile("a FIT record has no timestamp; a recorded workout needs one on every point")
-    lat, lon = _fit_number(frame, "position_lat"), _fit_number(frame, "position_long")
-    if lat is None or lon is None:
-        lat = lon = None
-    ele = _fit_number(frame, "enhanced_altitude")
-    return _point(
-        timestamp,
-        lat * _SEMICIRCLE_DEGREES if lat is not None else None,
-        lon * _SEMICIRCLE_DEGREES if lon is not None else None,
-        ele=ele if ele is not None else _fit_number(frame, "altitude"),
-        distance=_fit_number(frame, "distance"),
-        hr=_fit_integer(frame, "heart_rate"),
-        power=_fit_integer(frame, "power"),
-        cadence=_fit_integer(frame, "cadence"),
-    )
+class _FitMessage:
+    """One data message's fields by name, read once. A damaged definition message can give
+    a field the wrong type (an array for a number, a count for a date): that is refused."""
 
+    def __init__(self, frame: fitdecode.FitDataMessage) -> None:
+        self.name = frame.name
+        self._values = {field.name: field.value for field in reversed(frame.fields)}
 
-def _fit_number(frame: fitdecode.FitDataMessage, name: str) -> float | None:
-    # A damaged definition message can turn a scalar field into an array, or a date into a count.
-    value = frame.get_value(name, fallback=None)
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)):
-        return value
-    raise BadWorkoutFile(f"the FIT file is corrupt: the {name} of a {frame.name} message is not a number")
+    def point(self) -> TrackPoint:
+        timestamp = self.time("timestamp")
+        if timestamp is None:
+            raise BadWorkoutFile("a FIT record has no timestamp; a recorded workout needs one on every point")
+        lat, lon = self.number("position_lat"), self.number("position_long")
+        if lat is None or lon is None:
+            lat = lon = None
+        ele = self.number("enhanced_altitude")
+        return _point(
+            timestamp,
+            lat * _SEMICIRCLE_DEGREES if lat is not None else None,
+            lon * _SEMICIRCLE_DEGREES if lon is not None else None,
+            ele=ele if ele is not None else self.number("altitude"),
+            distance=self.number("distance"),
+            hr=self.integer("heart_rate"),
+            power=self.integer("power"),
+            cadence=self.integer("cadence"),
+        )
 
+    def number(self, field: str) -> float | None:
+        value = self._values.get(field)
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)):
+            return value
+        raise BadWorkoutFile(f"the FIT file is corrupt: the {field} of a {self.name} message is not a number")
 
-def _fit_integer(frame: fitdecode.FitDataMessage, name: str) -> int | None:
-    value = _fit_number(frame, name)
-    return None if value is None else round(value)
+    def integer(self, field: str) -> int | None:
+        value = self.number(field)
+        return None if value is None else round(value)
 
+    def time(self, field: str) -> float | None:
+        value = self._values.get(field)
+        if value is None or isinstance(value, datetime):
+            return None if value is None else value.timestamp()
+        raise BadWorkoutFile(f"the FIT file is corrupt: the {field} of a {self.name} message is not a date")
 
-def _fit_time(frame: fitdecode.FitDataMessage, name: str) -> float | None:
-    value = frame.get_value(name, fallback=None)
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    raise BadWorkoutFile(f"the FIT file is corrupt: the {name} of a {frame.name} message is not a date")
-
-
-def _fit_text(frame: fitdecode.FitDataMessage, name: str) -> str | None:
-    value = frame.get_value(name, fallback=None)
-    return None if value is None else str(value)
+    def text(self, field: str) -> str | None:
+        value = self._values.get(field)
+        return None if value is None else str(value)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from connectors.workout_files import MAX_FILE_BYTES
 from fastapi import APIRouter, FastAPI, Response
 from ray import serve
 
+from connectors.workout_files import MAX_FILE_BYTES
 from serve import problems
 from serve.api import accounts, analytics, notifications, social, workouts
 from serve.context import Arena
@@ -32,7 +32,7 @@ for module in (accounts, workouts, social, notifications, analytics):
 api.include_router(_v1)
 
 
-@serve.deployment(name="gateway", num_replicas=1, ray_actor_options={"num_cpus": 0})
+@serve.deployment(name="gateway", num_replicas=1, max_ongoing_requests=200, ray_actor_options={"num_cpus": 0})
 @serve.ingress(api)
 class Gateway:
     def __init__(self, settings: Settings) -> None:

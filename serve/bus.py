@@ -51,7 +51,7 @@ class _Subscription:
 
     def __init__(self, user_id: str, size: int):
         self.user_id = user_id
-        self.after: int | None = None  # RayBus: the event-log position it joined at
+        self.live = True  # RayBus: False until the poll that tells where the log stood when it joined
         self._size = size
         self._queue: deque[bytes | None] = deque()
         self._events = 0
@@ -132,17 +132,17 @@ class _Fanout:
         del self._by_user[subscription.user_id]
         return True
 
-    def deliver(self, user_id: str, data: bytes, seq: int | None = None) -> None:
-        """Queue ``data`` for the user's subscribers (with ``seq``: those that joined before it)."""
+    def deliver(self, user_id: str, data: bytes) -> None:
         for subscription in self._by_user.get(user_id, ()):
-            if seq is None or (subscription.after is not None and seq > subscription.after):
+            if subscription.live:
                 subscription.put(data)
 
     def lag(self) -> None:
         """Events may have been lost for everyone (the transport broke)."""
         for subscribers in self._by_user.values():
             for subscription in subscribers:
-                subscription.lag()
+                if subscription.live:
+                    subscription.lag()
 
     def close(self) -> None:
         for subscribers in self._by_user.values():
@@ -232,7 +232,8 @@ class RedisBus(_FanoutBus):
         self._pubsub = self._listener.pubsub()
         self._commands = asyncio.Lock()  # (un)subscribes reach Redis in the order they were decided
         self._subscribed: dict[str, asyncio.Future[None]] = {}  # user -> SUBSCRIBE confirmed
-        self._pings: dict[bytes, asyncio.Future[None]] = {}
+        # PING token -> the join it confirms, or None: the resubscription after a lost connection
+        self._pings: dict[bytes, asyncio.Future[None] | None] = {}
         self._reader: asyncio.Task | None = None
 
     async def _send(self, user_id: str, data: bytes) -> None:
@@ -242,15 +243,11 @@ class RedisBus(_FanoutBus):
         user_id = subscription.user_id
         if first:
             confirmed = self._subscribed[user_id] = asyncio.get_running_loop().create_future()
-            # A PING after the SUBSCRIBE answers once Redis has applied the SUBSCRIBE.
-            token = os.urandom(8).hex().encode()
-            self._pings[token] = confirmed
             try:
                 async with self._commands:
                     await self._pubsub.subscribe(_CHANNEL + user_id)
-                    await self._pubsub.ping(token)
+                    await self._ping(confirmed)
             except Exception as error:
-                self._pings.pop(token, None)
                 confirmed.set_exception(error)
                 confirmed.exception()  # raised here; the other joiners, if any, see it too
                 raise
@@ -268,20 +265,37 @@ class RedisBus(_FanoutBus):
         except Exception as error:  # its messages will find nobody here; a reconnection drops it for good
             log.warning("bus: unsubscribe of %r failed: %s", subscription.user_id, error)
 
+    async def _ping(self, confirmed: asyncio.Future[None] | None) -> None:
+        # Redis answers a PING after applying the commands sent before it. Hold ``_commands``.
+        token = os.urandom(8).hex().encode()
+        self._pings[token] = confirmed
+        try:
+            await self._pubsub.ping(token)
+        except Exception:
+            self._pings.pop(token, None)
+            raise
+
+    async def _resubscribe(self) -> None:
+        async with self._commands:
+            await self._pubsub.connect()  # redis-py subscribes again to every channel it had
+            await self._ping(None)
+
     async def _read(self) -> None:
         pause = 0.1
+        broken = False
         while True:
             try:
+                if broken:
+                    await self._resubscribe()
+                    broken = False
                 message = await self._pubsub.get_message(timeout=None)
-            except asyncio.CancelledError:
-                raise
             except Exception as error:
                 log.warning("bus: Redis pub/sub connection lost (%s); reconnecting in %.1f s", error, pause)
-                self._fanout.lag()
                 for confirmed in self._pings.values():  # their PING died with the connection
-                    if not confirmed.done():
+                    if confirmed is not None and not confirmed.done():
                         confirmed.set_result(None)
                 self._pings.clear()
+                broken = True
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
                 continue
@@ -290,9 +304,11 @@ class RedisBus(_FanoutBus):
                 continue
             if message["type"] == "message":
                 self._fanout.deliver(message["channel"][len(_CHANNEL) :].decode(), message["data"])
-            elif message["type"] == "pong":
-                confirmed = self._pings.pop(message["data"], None)
-                if confirmed is not None and not confirmed.done():
+            elif message["type"] == "pong" and message["data"] in self._pings:
+                confirmed = self._pings.pop(message["data"])
+                if confirmed is None:  # subscribed again: what was published meanwhile is lost, here
+                    self._fanout.lag()
+                elif not confirmed.done():
                     confirmed.set_result(None)
 
     async def aclose(self) -> None:
@@ -413,6 +429,7 @@ class RayBus(_FanoutBus):
         await self._log().publish.remote(user_id, data)
 
     async def _join(self, subscription: _Subscription, first: bool) -> None:
+        subscription.live = False
         joined = self._joining[subscription] = asyncio.get_running_loop().create_future()
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll(), name="arena-bus-ray-poller")
@@ -442,7 +459,7 @@ class RayBus(_FanoutBus):
             except Exception as error:
                 log.warning("bus: polling Ray actor %s failed (%s); retrying in %.1f s", self.name, error, pause)
                 self._joining.update((s, joined) for s, joined in joining if not s.closed)
-                self._fanout.lag()
+                epoch = None  # start again from where the log stands then, and report the gap there
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
                 continue
@@ -450,12 +467,12 @@ class RayBus(_FanoutBus):
             if answer is None:  # a subscriber joined meanwhile: poll again with it
                 continue
             epoch_now, head, events, lost = answer
-            if lost and epoch is not None:
+            if lost or epoch is None:  # None: the first poll, or the first after a failure
                 self._fanout.lag()
-            for seq, user_id, data in events:
-                self._fanout.deliver(user_id, data, seq)
-            for subscription, joined in joining:
-                subscription.after = head
+            for _, user_id, data in events:
+                self._fanout.deliver(user_id, data)
+            for subscription, joined in joining:  # from the next poll on, everything is news to them
+                subscription.live = True
                 if not joined.done():
                     joined.set_result(None)
             epoch, cursor = epoch_now, head
@@ -474,7 +491,8 @@ class RayBus(_FanoutBus):
             woken.cancel()
             if not answer.done():
                 answer.cancel()
-        return None if answer.cancelled() else answer.result()
+                answer = None
+        return None if answer is None else answer.result()
 
     async def aclose(self) -> None:
         if self._poller is not None:

@@ -32,14 +32,15 @@ def _run(args: argparse.Namespace) -> int:
         configure_logging=False,
         log_to_driver=args.verbose,
     )
+    # From here on Ctrl-C means "stop cleanly", even while the app is still deploying.
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
     serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
     serve.run(build(settings), name="arena", route_prefix="/")
     url = f"http://{settings.http_host}:{settings.http_port}"
     print(f"Arena is running at {url}  (store: {settings.store_name}; health: {url}/health; Ctrl-C stops)", flush=True)
 
-    stopping = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
     stopping.wait()
 
     print("Stopping: snapshotting entities…", flush=True)
@@ -49,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as error:  # the hosts' journal already holds every acknowledged fact
         log.warning("hosts did not stop cleanly: %s", error)
     serve.delete("arena")
-    if settings.ray_address is None:  # our own local Ray: take it down with us
+    if settings.ray_address in (None, "local"):  # our own local Ray: take it down with us
         serve.shutdown()
         ray.shutdown()
     print("Arena stopped.", flush=True)

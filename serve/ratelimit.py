@@ -85,7 +85,9 @@ class _SlidingWindows:
 
     def _keys(self, account: str, address: str) -> list[tuple[str, int]]:
         if not isinstance(account, str) or not isinstance(address, str):
-            raise TypeError(f"account and address must be strings, got {type(account).__name__} and {type(address).__name__}")
+            raise TypeError(
+                f"account and address must be strings, got {type(account).__name__} and {type(address).__name__}"
+            )
         return [
             (self._account_key(account), self.account_limit),
             (f"arena:login:addr:{_address_key(address)}", self.address_limit),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from loadtest.gpx import synthetic_gpx
 from serve.app import api
 from serve.context import Arena
 from serve.settings import Settings
@@ -63,25 +64,6 @@ def assert_problem(answer: httpx.Response, status: int, words: str = "") -> dict
     assert body["status"] == status and body["title"] and isinstance(body["detail"], str)
     assert words.lower() in body["detail"].lower(), body
     return body
-
-
-def gpx(points: int = 120, start: datetime | None = None, lat0: float = 48.85) -> bytes:
-    start = start or datetime(2026, 11, 20, 7, 0, tzinfo=UTC)
-    rows = []
-    for i in range(points):
-        at = (start + timedelta(seconds=10 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        # ~33 m every 10 s: 5:00/km
-        rows.append(
-            f'<trkpt lat="{lat0 + i * 0.0003:.6f}" lon="2.350000"><ele>{35 + (i % 7)}</ele><time>{at}</time>'
-            f"<extensions><gpxtpx:TrackPointExtension><gpxtpx:hr>{140 + i % 20}</gpxtpx:hr>"
-            f"</gpxtpx:TrackPointExtension></extensions></trkpt>"
-        )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<gpx version="1.1" creator="Arena tests" xmlns="http://www.topografix.com/GPX/1/1"'
-        ' xmlns:gpxtpx="http://www.garmin.com/xmlschemas/TrackPointExtension/v1">'
-        f"<trk><name>Morning run</name><type>running</type><trkseg>{''.join(rows)}</trkseg></trk></gpx>"
-    ).encode()
 
 
 async def manual(client, headers, **fields) -> dict:
@@ -262,7 +244,7 @@ async def test_a_manual_indoor_workout_is_recorded_and_listed(client):
 
 async def test_importing_a_gpx_computes_the_track_and_a_second_upload_is_a_duplicate(client):
     _, headers = await signup(client, "Gil")
-    files = {"file": ("run.gpx", gpx(), "application/gpx+xml")}
+    files = {"file": ("run.gpx", synthetic_gpx(), "application/gpx+xml")}
     answer = await client.post("/workouts/import", files=files, headers=headers)
     assert answer.status_code == 201, answer.text
     workout = answer.json()
@@ -276,7 +258,7 @@ async def test_importing_a_gpx_computes_the_track_and_a_second_upload_is_a_dupli
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, b"<gpx><trk>", b"just text", gpx()[:500]],
+    [b"", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, b"<gpx><trk>", b"just text", synthetic_gpx()[:500]],
 )
 async def test_a_bad_file_gets_a_422_that_says_why(client, content):
     _, headers = await signup(client, "Bad")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import uuid
 
@@ -38,7 +40,14 @@ def arena_url(request, serve_url, tmp_path):
         database_url = f"sqlite:///{tmp_path}/arena.db"
     else:
         database_url = request.getfixturevalue("postgres_url")
-    settings = Settings(database_url=database_url, namespace=f"serve-{uuid.uuid4().hex[:8]}", hosts=2)
+    settings = Settings(
+        database_url=database_url,
+        namespace=f"serve-{uuid.uuid4().hex[:8]}",
+        hosts=2,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        data_dir=tmp_path,
+    )
     serve.run(build(settings), name="arena", route_prefix="/")
     yield serve_url, request.param
     gateway = serve.get_deployment_handle("gateway", app_name="arena")
@@ -79,3 +88,43 @@ def test_the_arena_command_reports_health_and_fails_when_nobody_answers(arena_ur
     assert f'"store": "{store}"' in capsys.readouterr().out
     assert main(["health", "--url", f"http://127.0.0.1:{_free_port()}"]) == 1
     assert "does not answer" in capsys.readouterr().err
+
+
+async def test_a_notification_reaches_an_open_event_stream_through_serve(arena_url):
+    url, _ = arena_url
+    api = f"{url}/api/v1"
+    async with httpx.AsyncClient(timeout=30) as http:
+        tokens = {}
+        ids = {}
+        for name in ("ana", "bo"):
+            email = f"{name}-{uuid.uuid4().hex[:6]}@example.com"
+            registered = await http.post(
+                f"{api}/accounts", json={"email": email, "password": "correct horse battery", "display_name": name}
+            )
+            ids[name] = registered.json()["id"]
+            login = await http.post(f"{api}/auth/login", json={"email": email, "password": "correct horse battery"})
+            tokens[name] = login.json()["access_token"]
+        refused = await http.get(f"{api}/notifications/stream", params={"access_token": "garbage"})
+        assert refused.status_code == 401
+
+        async def first_event(subscribed: asyncio.Event) -> dict:
+            params = {"access_token": tokens["ana"]}
+            async with http.stream("GET", f"{api}/notifications/stream", params=params) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                async for line in stream.aiter_lines():
+                    if line.startswith("retry:"):
+                        subscribed.set()
+                    if line.startswith("data:"):
+                        return json.loads(line[5:])
+            raise AssertionError("the stream ended without an event")
+
+        subscribed = asyncio.Event()
+        listener = asyncio.ensure_future(first_event(subscribed))
+        await asyncio.wait_for(subscribed.wait(), 30)
+        followed = await http.post(
+            f"{api}/users/{ids['ana']}/follow", headers={"Authorization": f"Bearer {tokens['bo']}"}
+        )
+        assert followed.json() == {"status": "following"}
+        event = await asyncio.wait_for(listener, 30)
+        assert event["type"] == "notification"
+        assert event["notification"]["type"] == "follower" and event["notification"]["data"] == {"from": ids["bo"]}

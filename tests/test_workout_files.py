@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
-from fit_tool import FitFileBuilder
+from fit_tool.fit_file_builder import FitFileBuilder
 from fit_tool.profile.messages.file_id_message import FileIdMessage
 from fit_tool.profile.messages.record_message import RecordMessage
 from fit_tool.profile.messages.session_message import SessionMessage
@@ -375,6 +375,7 @@ def test_gpx_without_track_points_is_refused():
         (b'lat="52.52"', b'lat="north"', "latitude of 'north' is not a number"),
         (b'lat="52.52"', b'lat="152.52"', "not on Earth"),
         (b"<time>2024-05-01T06:30:03Z", b"<time>yesterday", "ISO 8601"),
+        (b"<gpxtpx:hr>130<", b"<gpxtpx:hr>1e300<", "outside 0 to 65,535"),
     ],
 )
 def test_nonsense_values_in_a_point_are_refused(find, replace, word):

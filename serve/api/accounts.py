@@ -54,10 +54,6 @@ class RefreshRequest(Strict):
     refresh_token: Annotated[str, Field(max_length=512)]
 
 
-class LogoutRequest(Strict):
-    refresh_token: Annotated[str | None, Field(max_length=512)] = None
-
-
 class PasswordChange(Strict):
     current_password: Annotated[str, Field(max_length=256)]
     new_password: Password
@@ -178,7 +174,7 @@ async def refresh(body: RefreshRequest, arena: ArenaDep) -> TokenPair:
 
 
 @router.post("/auth/logout", status_code=204, summary="Sign out: revoke this session's tokens")
-async def logout(caller: CallerDep, arena: ArenaDep, body: LogoutRequest | None = None) -> Response:
+async def logout(caller: CallerDep, arena: ArenaDep) -> Response:
     await arena.ask("account", caller.id, "close_session", {"family": caller.family})
     await arena.revocations.revoke_token(caller.jti, max(1.0, caller.expires - time.time()))
     return Response(status_code=204)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime
 from typing import Annotated, Literal
 
-from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, fingerprint, parse_workout_file
 from fastapi import APIRouter, Query, Response, UploadFile
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from actors.account import VISIBILITIES
 from actors.workout import MAX_COMMENT_LENGTH
+from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, ParsedWorkout, fingerprint, parse_workout_file
 from engine.errors import NotFound, Rejected
-from engine.tracks import summarize
+from engine.tracks import TrackSummary, summarize
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.notify import notify
@@ -119,9 +120,12 @@ async def import_file(
     title: Annotated[str | None, Query(max_length=120)] = None,
 ) -> dict:
     data = await file.read(MAX_FILE_BYTES + 1)
-    try:
+    def read() -> tuple[ParsedWorkout, TrackSummary]:
         parsed = parse_workout_file(data, file.filename)
-        track = summarize(parsed.points)
+        return parsed, summarize(parsed.points)
+
+    try:  # a 25 MB file takes seconds to parse: off the event loop
+        parsed, track = await asyncio.to_thread(read)
     except (BadWorkoutFile, ValueError) as error:
         raise Problem(422, f"the file cannot be imported: {error}") from None
     stats = track.to_dict()

@@ -1,0 +1,97 @@
+"""`arena run` as a user runs it: data written through the API survives a restart of Ray and of the app."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.ray
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ArenaProcess:
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = log.open("ab")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "serve.cli", "run", "--port", str(port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert self._process.poll() is None, f"arena run exited early; see {log}"
+            if b"Arena is running at" in log.read_bytes():
+                assert httpx.get(f"{self.url}/health", timeout=30).status_code == 200
+                return
+            time.sleep(1)
+        self.stop()
+        pytest.fail(f"arena run did not answer /health in time; see {log}")
+
+    def stop(self) -> int:
+        self._process.send_signal(signal.SIGINT)
+        try:
+            return self._process.wait(timeout=120)
+        finally:
+            self._log.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def environment(request, tmp_path, ray_cluster) -> dict[str, str]:
+    database_url = (
+        f"sqlite:///{tmp_path}/arena.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    )
+    return {
+        **os.environ,
+        "ARENA_RAY_ADDRESS": "local",  # a Ray of its own, beside the test session's
+        "ARENA_NUM_CPUS": "2",
+        "ARENA_DATABASE_URL": database_url,
+        "ARENA_DATA_DIR": str(tmp_path),
+        "ARENA_NAMESPACE": f"restart-{uuid.uuid4().hex[:6]}",
+        "ARENA_ARGON2_TIME_COST": "1",
+        "ARENA_ARGON2_MEMORY_KIB": "1024",
+    }
+
+
+def test_data_written_through_the_api_survives_a_restart_of_ray_and_the_app(environment, tmp_path):
+    port = _free_port()
+    email, password = f"keep-{uuid.uuid4().hex[:6]}@example.com", "correct horse battery"
+    first = ArenaProcess(environment, port, tmp_path / "first.log")
+    try:
+        api = f"{first.url}/api/v1"
+        assert (
+            httpx.post(f"{api}/accounts", json={"email": email, "password": password, "display_name": "K"}).status_code
+            == 201
+        )
+        token = httpx.post(f"{api}/auth/login", json={"email": email, "password": password}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        workout = {"sport": "run", "start": "2026-11-20T07:00:00Z", "duration_s": 1500, "distance_m": 5000}
+        created = httpx.post(f"{api}/workouts", json=workout, headers=headers)
+        assert created.status_code == 201
+    finally:
+        assert first.stop() == 0
+
+    second = ArenaProcess(environment, port, tmp_path / "second.log")
+    try:
+        api = f"{second.url}/api/v1"
+        me = httpx.get(f"{api}/me", headers=headers)  # the signing secret was kept too
+        assert me.status_code == 200 and me.json()["workouts"] == 1
+        assert httpx.get(f"{api}/workouts/{created.json()['id']}", headers=headers).json()["distance_m"] == 5000
+        assert httpx.post(f"{api}/auth/login", json={"email": email, "password": password}).status_code == 200
+    finally:
+        assert second.stop() == 0
