@@ -40,7 +40,7 @@ from engine.journal import Flush, GroupCommitter
 from engine.store import JournalEntry, Reminder, Snapshot, Store
 from engine.timers import TimerQueue
 
-__all__ = ["Host", "Envelope", "TIMER_MESSAGE", "MAX_ID_LENGTH"]
+__all__ = ["Host", "Envelope", "TIMER_MESSAGE", "MAX_ID_LENGTH", "rebuild"]
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ class Host:
         """Run one message against a ready entity; never yields."""
         entity = activation.entity
         try:
-            handler, kwargs, journal_body = self._resolve(entity, message_type, body)
+            handler, kwargs, journal_body = _resolve(entity, message_type, body)
         except EngineError as error:
             reply.results[index] = error
             return
@@ -300,23 +300,6 @@ class Host:
         activation.last_flush = flush
         reply.watched.append((flush, index))
 
-    def _resolve(self, entity: Entity, message_type: Any, body: Any) -> tuple[Handler | None, dict, Any]:
-        """The handler and its arguments; a timer message becomes its target."""
-        if not isinstance(message_type, str):
-            raise MalformedMessage("a message type is a string")
-        if message_type == TIMER_MESSAGE:
-            name = body.get("name") if isinstance(body, dict) else None
-            timer = entity._timers.pop(name, None) if isinstance(name, str) else None
-            if timer is None:
-                return None, {}, None
-            entity._timers_changed = True
-            _, target, target_body = timer
-            handler = entity.handler(target)
-            return handler, handler.bind(entity.kind, target_body), {"name": name}
-        handler = entity.handler(message_type)
-        kwargs = handler.bind(entity.kind, body)
-        return handler, kwargs, kwargs
-
     async def _await_commits(self, reply: _Reply) -> None:
         flushes = {id(flush): flush for flush, _ in reply.watched}
         for flush in flushes.values():
@@ -357,7 +340,7 @@ class Host:
             return
         for activation in batch:
             try:
-                entity, seq, snapshot_seq = self._rebuild(cls, activation.entity_id, *loaded[activation.entity_id])
+                entity, seq, snapshot_seq = rebuild(cls, activation.entity_id, *loaded[activation.entity_id])
             except Exception as error:
                 self._activation_failed(activation, error)
                 continue
@@ -369,29 +352,6 @@ class Host:
             if entity._timers:
                 self._schedule(activation)
             self._drain(activation)
-
-    def _rebuild(
-        self, cls: type[Entity], entity_id: str, snapshot: Snapshot | None, entries: list[JournalEntry]
-    ) -> tuple[Entity, int, int]:
-        """The entity from its snapshot and the journal after it: (entity, seq, snapshot seq)."""
-        entity = cls(entity_id)
-        seq = 0
-        if snapshot is not None:
-            state = unpack(snapshot.state)
-            body = state["state"]
-            if snapshot.schema_version != cls.schema_version:
-                body = cls.upgrade(body, snapshot.schema_version)
-            entity.restore(body)
-            entity._timers = state["timers"]
-            seq = snapshot.seq
-        snapshot_seq = seq
-        for entry in entries:
-            if entry.seq != seq + 1:
-                raise ActivationFailed(f"{cls.kind}/{entity_id}: journal jumps from seq {seq} to {entry.seq}")
-            self._replay(entity, entry)
-            seq = entry.seq
-        entity._timers_changed = False
-        return entity, seq, snapshot_seq
 
     def _activation_failed(self, activation: _Activation, error: Exception) -> None:
         kind, entity_id = activation.kind, activation.entity_id
@@ -405,19 +365,6 @@ class Host:
         if self._active.get((kind, entity_id)) is activation:
             del self._active[(kind, entity_id)]
         self._fail_mailbox(activation, failure)
-
-    def _replay(self, entity: Entity, entry: JournalEntry) -> None:
-        body = unpack(entry.body)
-        if entry.schema_version != entity.schema_version and entry.message_type != TIMER_MESSAGE:
-            body = entity.upgrade_message(entry.message_type, body, entry.schema_version)
-        handler, kwargs, _ = self._resolve(entity, entry.message_type, body)
-        if handler is None:
-            return
-        entity._now = entry.at
-        try:
-            handler.function(entity, **kwargs)
-        except Rejected:
-            pass  # it was refused live too (a timer whose target said no)
 
     def _drain(self, activation: _Activation) -> None:
         mailbox = activation.mailbox
@@ -586,3 +533,59 @@ class Host:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _resolve(entity: Entity, message_type: Any, body: Any) -> tuple[Handler | None, dict, Any]:
+    """The handler and its arguments; a timer message becomes its target."""
+    if not isinstance(message_type, str):
+        raise MalformedMessage("a message type is a string")
+    if message_type == TIMER_MESSAGE:
+        name = body.get("name") if isinstance(body, dict) else None
+        timer = entity._timers.pop(name, None) if isinstance(name, str) else None
+        if timer is None:
+            return None, {}, None
+        entity._timers_changed = True
+        _, target, target_body = timer
+        handler = entity.handler(target)
+        return handler, handler.bind(entity.kind, target_body), {"name": name}
+    handler = entity.handler(message_type)
+    kwargs = handler.bind(entity.kind, body)
+    return handler, kwargs, kwargs
+
+
+def rebuild(
+    cls: type[Entity], entity_id: str, snapshot: Snapshot | None, entries: list[JournalEntry]
+) -> tuple[Entity, int, int]:
+    """The entity from its snapshot and the journal after it: (entity, seq, snapshot seq)."""
+    entity = cls(entity_id)
+    seq = 0
+    if snapshot is not None:
+        state = unpack(snapshot.state)
+        body = state["state"]
+        if snapshot.schema_version != cls.schema_version:
+            body = cls.upgrade(body, snapshot.schema_version)
+        entity.restore(body)
+        entity._timers = state["timers"]
+        seq = snapshot.seq
+    snapshot_seq = seq
+    for entry in entries:
+        if entry.seq != seq + 1:
+            raise ActivationFailed(f"{cls.kind}/{entity_id}: journal jumps from seq {seq} to {entry.seq}")
+        _replay(entity, entry)
+        seq = entry.seq
+    entity._timers_changed = False
+    return entity, seq, snapshot_seq
+
+
+def _replay(entity: Entity, entry: JournalEntry) -> None:
+    body = unpack(entry.body)
+    if entry.schema_version != entity.schema_version and entry.message_type != TIMER_MESSAGE:
+        body = entity.upgrade_message(entry.message_type, body, entry.schema_version)
+    handler, kwargs, _ = _resolve(entity, entry.message_type, body)
+    if handler is None:
+        return
+    entity._now = entry.at
+    try:
+        handler.function(entity, **kwargs)
+    except Rejected:
+        pass  # it was refused live too (a timer whose target said no)

@@ -51,7 +51,9 @@ class _Subscription:
 
     def __init__(self, user_id: str, size: int):
         self.user_id = user_id
-        self.live = True  # RayBus: False until the poll that tells where the log stood when it joined
+        # Until the transport confirms that whatever arrives next was sent after
+        # it joined, it receives nothing: events published before are not its news.
+        self.live = False
         self._size = size
         self._queue: deque[bytes | None] = deque()
         self._events = 0
@@ -114,11 +116,10 @@ class _Fanout:
         self.queue_size = queue_size
         self._by_user: dict[str, set[_Subscription]] = {}
 
-    def add(self, user_id: str) -> tuple[_Subscription, bool]:
+    def add(self, user_id: str) -> _Subscription:
         subscription = _Subscription(user_id, self.queue_size)
-        subscribers = self._by_user.setdefault(user_id, set())
-        subscribers.add(subscription)
-        return subscription, len(subscribers) == 1
+        self._by_user.setdefault(user_id, set()).add(subscription)
+        return subscription
 
     def remove(self, subscription: _Subscription) -> bool:
         """Drop one subscriber; True when it was its user's last."""
@@ -172,8 +173,8 @@ class _FanoutBus(ABC):
     """What both buses share: validation, encoding and the local fan-out.
 
     A subclass moves packed events between processes (``_send``) and hears
-    when a local subscriber joins (``_join``, waiting until it will receive
-    everything published afterwards) or leaves (``_leave``).
+    when a local subscriber joins (``_join``, returning once it is live: it
+    will receive everything published afterwards) or leaves (``_leave``).
     """
 
     def __init__(self, queue_size: int, max_event_bytes: int):
@@ -196,9 +197,9 @@ class _FanoutBus(ABC):
     @asynccontextmanager
     async def subscribe(self, user_id: str) -> AsyncIterator[AsyncIterator[dict]]:
         _check_user(user_id)
-        subscription, first = self._fanout.add(user_id)
+        subscription = self._fanout.add(user_id)
         try:
-            await self._join(subscription, first)
+            await self._join(subscription)
             yield subscription
         finally:
             await self._leave(subscription, self._fanout.remove(subscription))
@@ -207,7 +208,7 @@ class _FanoutBus(ABC):
     async def _send(self, user_id: str, data: bytes) -> None: ...
 
     @abstractmethod
-    async def _join(self, subscription: _Subscription, first: bool) -> None: ...
+    async def _join(self, subscription: _Subscription) -> None: ...
 
     @abstractmethod
     async def _leave(self, subscription: _Subscription, last: bool) -> None: ...
@@ -231,44 +232,37 @@ class RedisBus(_FanoutBus):
         self._listener = redis.asyncio.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 0))
         self._pubsub = self._listener.pubsub()
         self._commands = asyncio.Lock()  # (un)subscribes reach Redis in the order they were decided
-        self._subscribed: dict[str, asyncio.Future[None]] = {}  # user -> SUBSCRIBE confirmed
         # PING token -> the join it confirms, or None: the resubscription after a lost connection
-        self._pings: dict[bytes, asyncio.Future[None] | None] = {}
+        self._pings: dict[bytes, tuple[_Subscription, asyncio.Future[None]] | None] = {}
         self._reader: asyncio.Task | None = None
 
     async def _send(self, user_id: str, data: bytes) -> None:
         await self._redis.publish(_CHANNEL + user_id, data)
 
-    async def _join(self, subscription: _Subscription, first: bool) -> None:
-        user_id = subscription.user_id
-        if first:
-            confirmed = self._subscribed[user_id] = asyncio.get_running_loop().create_future()
-            try:
-                async with self._commands:
-                    await self._pubsub.subscribe(_CHANNEL + user_id)
-                    await self._ping(confirmed)
-            except Exception as error:
-                confirmed.set_exception(error)
-                confirmed.exception()  # raised here; the other joiners, if any, see it too
-                raise
-            if self._reader is None:
-                self._reader = asyncio.create_task(self._read(), name="arena-bus-redis-reader")
-        await asyncio.shield(self._subscribed[user_id])
+    async def _join(self, subscription: _Subscription) -> None:
+        joined = asyncio.get_running_loop().create_future()
+        async with self._commands:
+            # SUBSCRIBE again to a subscribed channel is harmless, and the PING
+            # after it is answered once Redis has applied it.
+            await self._pubsub.subscribe(_CHANNEL + subscription.user_id)
+            await self._ping((subscription, joined))
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read(), name="arena-bus-redis-reader")
+        await joined
 
     async def _leave(self, subscription: _Subscription, last: bool) -> None:
         if not last:
             return
-        self._subscribed.pop(subscription.user_id, None)
         try:
             async with self._commands:
                 await self._pubsub.unsubscribe(_CHANNEL + subscription.user_id)
-        except Exception as error:  # its messages will find nobody here; a reconnection drops it for good
+        except Exception as error:  # the channel stays subscribed: its messages find nobody here
             log.warning("bus: unsubscribe of %r failed: %s", subscription.user_id, error)
 
-    async def _ping(self, confirmed: asyncio.Future[None] | None) -> None:
-        # Redis answers a PING after applying the commands sent before it. Hold ``_commands``.
+    async def _ping(self, waiter: tuple[_Subscription, asyncio.Future[None]] | None) -> None:
+        # Redis answers a PING after the commands sent before it. Hold ``_commands``.
         token = os.urandom(8).hex().encode()
-        self._pings[token] = confirmed
+        self._pings[token] = waiter
         try:
             await self._pubsub.ping(token)
         except Exception:
@@ -291,9 +285,9 @@ class RedisBus(_FanoutBus):
                 message = await self._pubsub.get_message(timeout=None)
             except Exception as error:
                 log.warning("bus: Redis pub/sub connection lost (%s); reconnecting in %.1f s", error, pause)
-                for confirmed in self._pings.values():  # their PING died with the connection
-                    if confirmed is not None and not confirmed.done():
-                        confirmed.set_result(None)
+                for waiter in self._pings.values():  # their PING died with the connection
+                    if waiter is not None:
+                        self._joined(*waiter)
                 self._pings.clear()
                 broken = True
                 await asyncio.sleep(pause)
@@ -305,11 +299,17 @@ class RedisBus(_FanoutBus):
             if message["type"] == "message":
                 self._fanout.deliver(message["channel"][len(_CHANNEL) :].decode(), message["data"])
             elif message["type"] == "pong" and message["data"] in self._pings:
-                confirmed = self._pings.pop(message["data"])
-                if confirmed is None:  # subscribed again: what was published meanwhile is lost, here
+                waiter = self._pings.pop(message["data"])
+                if waiter is None:  # subscribed again: what was published meanwhile is lost, here
                     self._fanout.lag()
-                elif not confirmed.done():
-                    confirmed.set_result(None)
+                else:
+                    self._joined(*waiter)
+
+    @staticmethod
+    def _joined(subscription: _Subscription, joined: asyncio.Future[None]) -> None:
+        subscription.live = True
+        if not joined.done():
+            joined.set_result(None)
 
     async def aclose(self) -> None:
         if self._reader is not None:
@@ -428,8 +428,7 @@ class RayBus(_FanoutBus):
     async def _send(self, user_id: str, data: bytes) -> None:
         await self._log().publish.remote(user_id, data)
 
-    async def _join(self, subscription: _Subscription, first: bool) -> None:
-        subscription.live = False
+    async def _join(self, subscription: _Subscription) -> None:
         joined = self._joining[subscription] = asyncio.get_running_loop().create_future()
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll(), name="arena-bus-ray-poller")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.cluster import Cluster
+from engine.errors import NotFound
 from engine.ray_host import HostSpec
 from serve.auth import Caller, InvalidToken, Passwords, Tokens
 from serve.bus import Bus, bus
@@ -19,10 +23,14 @@ from serve.problems import Problem
 from serve.ratelimit import LoginLimiter, login_limiter
 from serve.revocation import Revocations, revocations
 from serve.settings import Settings
+from serve.spectators import Spectators
 
 __all__ = ["Arena", "ArenaDep", "CallerDep", "EntityId", "OptionalCallerDep", "new_id"]
 
 EntityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+log = logging.getLogger(__name__)
 
 
 def new_id() -> str:
@@ -39,10 +47,18 @@ class Arena:
     revocations: Revocations
     bus: Bus
     fanout: FanOut
+    spectators: Spectators = field(init=False)
+    _background: set[asyncio.Task] = field(default_factory=set)
+    _races: set[str] = field(default_factory=set)  # race ids known to exist
+
+    def __post_init__(self) -> None:
+        self.spectators = Spectators(self.race, tick=self.settings.spectator_tick)
 
     @classmethod
     def build(cls, settings: Settings) -> Arena:
-        spec = HostSpec(settings.database_url, KINDS, settings.host_config(), hosts=settings.hosts, shards=settings.shards)
+        spec = HostSpec(
+            settings.database_url, KINDS, settings.host_config(), hosts=settings.hosts, shards=settings.shards
+        )
         cluster = Cluster(spec, namespace=settings.namespace)
         return cls(
             settings=settings,
@@ -61,6 +77,32 @@ class Arena:
 
     async def ask(self, kind: str, entity_id: str, message_type: str, body: dict | None = None) -> Any:
         return await self.cluster.ask(kind, entity_id, message_type, body)
+
+    async def race(self, race_id: str, message_type: str, body: dict | None = None) -> Any:
+        """Ask a race, after making sure it exists: an unknown id must not start a dedicated host."""
+        if race_id not in self._races:
+            if not await self.ask("race_ref", race_id, "exists"):
+                raise NotFound("no such race")
+            self._races.add(race_id)
+        return await self.ask("race", race_id, message_type, body)
+
+    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        """Run ``work`` after the response; failures are logged, and ``drain`` waits for it."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+
+        def done(task: asyncio.Task) -> None:
+            self._background.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("%s failed: %s", what, task.exception(), exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def drain(self) -> None:
+        """Wait for background work (fan-outs, published results) to finish."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.fanout.drain()
 
 
 def _arena(request: Request) -> Arena:
@@ -92,7 +134,9 @@ async def authenticate(arena: Arena, token: str) -> Caller:
 
 async def _required(caller: Annotated[Caller | None, Depends(_caller)]) -> Caller:
     if caller is None:
-        raise Problem(401, "sign in first: send Authorization: Bearer <access token>", headers={"WWW-Authenticate": "Bearer"})
+        raise Problem(
+            401, "sign in first: send Authorization: Bearer <access token>", headers={"WWW-Authenticate": "Bearer"}
+        )
     return caller
 
 

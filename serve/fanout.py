@@ -44,8 +44,10 @@ class FanOut:
             for attempt in range(self._retries + 1):
                 results = await self._cluster.deliver(pending)
                 retry = [e for e, r in zip(pending, results) if isinstance(r, EngineError) and r.retryable]
-                delivered += len(pending) - len(retry) - sum(
-                    1 for r in results if isinstance(r, EngineError) and not r.retryable
+                delivered += (
+                    len(pending)
+                    - len(retry)
+                    - sum(1 for r in results if isinstance(r, EngineError) and not r.retryable)
                 )
                 if not retry:
                     break

@@ -10,4 +10,6 @@ KINDS: tuple[str, ...] = (
     "actors.workout:Workout",
     "actors.feed:Feed",
     "actors.inbox:Inbox",
+    "actors.race:Race",
+    "actors.race:RaceRef",
 )

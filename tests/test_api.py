@@ -45,7 +45,7 @@ async def client(settings):
     async with httpx.AsyncClient(transport=transport, base_url="http://arena/api/v1") as http:
         http.arena = arena
         yield http
-    await arena.fanout.drain()
+    await arena.drain()
 
 
 async def signup(client: httpx.AsyncClient, name: str = "Ana", email: str | None = None) -> tuple[str, dict]:

@@ -88,7 +88,12 @@ class TokenPair(BaseModel):
 async def _issue(arena: Arena, user_id: str, roles: list[str]) -> TokenPair:
     token, refresh = arena.tokens.refresh(user_id)
     expires = time.time() + arena.tokens.refresh_ttl
-    await arena.ask("account", user_id, "open_session", {"family": refresh.family, "token_hash": refresh.secret_hash, "expires": expires})
+    await arena.ask(
+        "account",
+        user_id,
+        "open_session",
+        {"family": refresh.family, "token_hash": refresh.secret_hash, "expires": expires},
+    )
     access, _ = arena.tokens.access(user_id, roles, refresh.family)
     return TokenPair(access_token=access, refresh_token=token, expires_in=int(arena.tokens.access_ttl))
 
@@ -128,7 +133,9 @@ async def login(body: Login, request: Request, arena: ArenaDep) -> TokenPair:
     try:
         await arena.limiter.check(email, address)
     except RateLimited as limited:
-        raise Problem(429, "too many failed sign-ins; try again later", headers={"Retry-After": str(limited.retry_after)}) from None
+        raise Problem(
+            429, "too many failed sign-ins; try again later", headers={"Retry-After": str(limited.retry_after)}
+        ) from None
     user_id = await arena.ask("email", email, "owner")
     credentials = None
     if user_id is not None:

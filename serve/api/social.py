@@ -48,7 +48,9 @@ async def unfollow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Res
 async def answer_request(
     user_id: EntityId, answer: Literal["accept", "decline"], caller: CallerDep, arena: ArenaDep
 ) -> dict:
-    accepted = await arena.ask("account", caller.id, "answer_request", {"follower": user_id, "accept": answer == "accept"})
+    accepted = await arena.ask(
+        "account", caller.id, "answer_request", {"follower": user_id, "accept": answer == "accept"}
+    )
     await arena.ask("account", user_id, "request_answered", {"followee": caller.id, "accepted": accepted})
     if accepted:
         await notify(arena, user_id, "follow_accepted", {"from": caller.id})
@@ -76,7 +78,9 @@ async def unblock(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Resp
 
 
 async def _people(arena: Arena, user_id: str, which: str, cursor: str | None, limit: int) -> dict:
-    page = await arena.ask("account", user_id, "people", {"which": which, "before": decode_cursor(cursor), "limit": limit})
+    page = await arena.ask(
+        "account", user_id, "people", {"which": which, "before": decode_cursor(cursor), "limit": limit}
+    )
     return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
 
 

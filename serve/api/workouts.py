@@ -120,6 +120,7 @@ async def import_file(
     title: Annotated[str | None, Query(max_length=120)] = None,
 ) -> dict:
     data = await file.read(MAX_FILE_BYTES + 1)
+
     def read() -> tuple[ParsedWorkout, TrackSummary]:
         parsed = parse_workout_file(data, file.filename)
         return parsed, summarize(parsed.points)
@@ -162,7 +163,9 @@ async def visible_workout(arena: Arena, workout_id: str, viewer: Caller | None) 
     """The workout's owner and visibility, or 404 if the viewer may not see it (existence included)."""
     access = await arena.ask("workout", workout_id, "access")
     viewer_id = viewer.id if viewer else None
-    if not await arena.ask("account", access["owner"], "may_see", {"viewer": viewer_id, "visibility": access["visibility"]}):
+    if not await arena.ask(
+        "account", access["owner"], "may_see", {"viewer": viewer_id, "visibility": access["visibility"]}
+    ):
         raise NotFound("no such workout")
     return access
 
@@ -248,7 +251,9 @@ async def comment(workout_id: EntityId, body: CommentIn, caller: CallerDep, aren
         "workout", workout_id, "comment", {"comment_id": new_id(), "author": caller.id, "text": body.text}
     )
     if access["owner"] != caller.id:
-        await notify(arena, access["owner"], "comment", {"workout_id": workout_id, "from": caller.id, "comment_id": item["id"]})
+        await notify(
+            arena, access["owner"], "comment", {"workout_id": workout_id, "from": caller.id, "comment_id": item["id"]}
+        )
     return item
 
 

@@ -1,0 +1,383 @@
+"""A live race: its lifecycle, its field, and its board of live results.
+
+The race is a dedicated entity (a host of its own): telemetry arrives as batches
+of packed samples (``engine.telemetry``), each one journaled message, and the
+columnar ``RaceBoard`` scores them with fair play on. Every transition is kept
+with its time and who made it.
+
+Lifecycle: draft → open → live → finished → final, or cancelled from any state
+before final. ``start_at`` starts the race by itself (a timer); a time race ends
+itself when its window has passed for everyone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from engine.entity import Entity, query, update
+from engine.errors import Forbidden, NotFound, Rejected
+from engine.race_board import KINDS, PROFILES, RaceBoard
+from engine.telemetry import decode
+
+__all__ = ["Race", "RaceRef", "RACE_KINDS", "SPORTS", "STATUSES"]
+
+RACE_KINDS = KINDS
+SPORTS = tuple(PROFILES)
+STATUSES = ("draft", "open", "live", "finished", "final", "cancelled")
+_NEXT = {"open": ("draft",), "live": ("open",), "finished": ("live",), "final": ("finished",)}
+_CONFIG = (
+    "name",
+    "sport",
+    "kind",
+    "target_m",
+    "duration_s",
+    "checkpoints_m",
+    "start_mode",
+    "start_at",
+    "start_window_s",
+    "categories",
+    "capacity",
+    "registration_opens",
+    "registration_closes",
+)
+
+
+def _board(config: dict) -> RaceBoard:
+    return RaceBoard(
+        0,
+        sport=config["sport"],
+        kind=config["kind"],
+        target_m=config.get("target_m"),
+        duration_s=config.get("duration_s"),
+        checkpoints_m=config.get("checkpoints_m") or (),
+        start_mode=config.get("start_mode", "mass"),
+        start_window_s=config.get("start_window_s"),
+    )
+
+
+class Race(Entity):
+    kind = "race"
+    dedicated = True
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.status: str | None = None
+        self.organizer: str | None = None
+        self.config: dict[str, Any] = {}
+        self.athletes: list[dict] = []  # by participant index: {"user_id", "name", "category"}
+        self.devices: dict[str, int] = {}
+        self.transitions: list[dict] = []
+        self.board: RaceBoard | None = None
+        self._index: dict[str, int] = {}
+
+    # -- snapshots: the board travels as raw arrays --------------------------
+
+    def snapshot(self) -> dict:
+        return {
+            "status": self.status,
+            "organizer": self.organizer,
+            "config": self.config,
+            "athletes": self.athletes,
+            "devices": self.devices,
+            "transitions": self.transitions,
+            "board": self.board.to_state() if self.board is not None else None,
+        }
+
+    def restore(self, state: dict) -> None:
+        board = state.pop("board")
+        vars(self).update(state)
+        self.board = RaceBoard.from_state(board) if board is not None else None
+        self._index = {a["user_id"]: i for i, a in enumerate(self.athletes)}
+
+    # -- organizer -----------------------------------------------------------
+
+    def _require(self) -> None:
+        if self.status is None:
+            raise NotFound("no such race")
+
+    def _organizer(self, by: str) -> None:
+        self._require()
+        if by != self.organizer:
+            raise Forbidden("only the race's organizer may do this")
+
+    def _move(self, status: str, by: str | None, reason: str | None = None) -> dict:
+        self.status = status
+        event = {"status": status, "at": self.now, "by": by}
+        if reason:
+            event["reason"] = reason
+        self.transitions.append(event)
+        return event
+
+    @update
+    def create(self, organizer: str, config: dict) -> dict:
+        if self.status is not None:
+            raise Rejected("this race already exists")
+        config = self._checked(config)
+        self.organizer = organizer
+        self.config = config
+        self.board = _board(config)
+        self._move("draft", organizer)
+        return self.info()
+
+    def _checked(self, config: dict) -> dict:
+        unknown = set(config) - set(_CONFIG)
+        if unknown:
+            raise Rejected(f"unknown race setting(s): {', '.join(sorted(unknown))}")
+        merged = {"start_mode": "mass", "categories": [], "capacity": 100_000, **self.config, **config}
+        for name in ("name", "sport", "kind"):
+            if not merged.get(name):
+                raise Rejected(f"a race needs a {name}")
+        try:
+            _board(merged)
+        except ValueError as error:
+            raise Rejected(str(error)) from None
+        if merged["start_mode"] == "rolling" and not merged.get("start_window_s"):
+            raise Rejected("a rolling start needs start_window_s: how long the start stays open")
+        if not 1 <= int(merged["capacity"]) <= 1_000_000:
+            raise Rejected("capacity is between 1 and 1,000,000 athletes")
+        return merged
+
+    @update
+    def configure(self, by: str, changes: dict) -> dict:
+        self._organizer(by)
+        if self.status not in ("draft", "open"):
+            raise Rejected(f"a {self.status} race can no longer be changed")
+        if self.athletes and {"sport", "kind", "categories"} & set(changes):
+            raise Rejected("sport, kind and categories are fixed once athletes have joined")
+        self.config = self._checked(changes)
+        if not self.athletes:
+            self.board = _board(self.config)
+        self._schedule_start()
+        return self.info()
+
+    def _schedule_start(self) -> None:
+        start_at = self.config.get("start_at")
+        if self.status == "open" and start_at:
+            self.set_timer("start", float(start_at), "start", {"by": self.organizer})
+        else:
+            self.cancel_timer("start")
+
+    def _transition(self, status: str, by: str) -> dict:
+        self._organizer(by)
+        if self.status not in _NEXT[status]:
+            raise Rejected(f"a {self.status} race cannot become {status}")
+        return self._move(status, by)
+
+    @update
+    def open(self, by: str) -> dict:
+        event = self._transition("open", by)
+        self._schedule_start()
+        return event
+
+    @update
+    def start(self, by: str) -> dict:
+        """Force-start (or the start_at timer): the gun goes off now."""
+        event = self._transition("live", by)
+        self.cancel_timer("start")
+        self.board.start("all", self.now)
+        if self.config["kind"] == "time":
+            rolling = self.config["start_mode"] == "rolling"
+            window = (self.config.get("start_window_s") or 0) if rolling else 0
+            self.set_timer("end", self.now + window + self.config["duration_s"], "end", {"by": by})
+        return event
+
+    @update
+    def end(self, by: str) -> dict:
+        """Force-end (or the time race's own end): whoever is still out is DNF."""
+        event = self._transition("finished", by)
+        self.cancel_timer("end")
+        self.board.end(self.now)
+        return event
+
+    @update
+    def finalize(self, by: str) -> dict:
+        """Results become official; provisional athletes must be reviewed first."""
+        self._require()
+        if any(f["decision"] is None for f in self.board.flags()):
+            raise Rejected("review every flagged athlete before the results become final")
+        return self._transition("final", by)
+
+    @update
+    def cancel(self, by: str, reason: str | None = None) -> dict:
+        self._organizer(by)
+        if self.status in ("final", "cancelled"):
+            raise Rejected(f"a {self.status} race cannot be cancelled")
+        self.cancel_timer("start")
+        self.cancel_timer("end")
+        return self._move("cancelled", by, reason)
+
+    @update
+    def review(self, by: str, user_id: str, accept: bool) -> dict:
+        self._organizer(by)
+        self.board.review(self._athlete(user_id), accept)
+        return {"user_id": user_id, "accepted": accept}
+
+    # -- athletes ------------------------------------------------------------
+
+    def _athlete(self, user_id: str) -> int:
+        index = self._index.get(user_id)
+        if index is None:
+            raise NotFound("this athlete is not in the race")
+        return index
+
+    def _admit(self, user_id: str, name: str, category: str | None, weight_kg: float | None) -> int:
+        index = self._index.get(user_id)
+        if index is not None:
+            return index  # joining twice is joining once
+        if self.status not in ("open", "live") or (self.status == "live" and self.config["start_mode"] != "rolling"):
+            raise Rejected(f"registration is closed: the race is {self.status}")
+        opens, closes = self.config.get("registration_opens"), self.config.get("registration_closes")
+        if (opens and self.now < opens) or (closes and self.now > closes):
+            raise Rejected("registration is closed at this time")
+        if len(self.athletes) >= self.config["capacity"]:
+            raise Rejected("the race is full")
+        categories = self.config["categories"]
+        if categories and category not in categories:
+            raise Rejected(f"category is one of {', '.join(categories)}")
+        code = categories.index(category) if categories else 0
+        weight = np.array([weight_kg if weight_kg else np.nan], np.float32)
+        (index,) = self.board.add(1, categories=np.array([code]), weights_kg=weight)
+        self.athletes.append({"user_id": user_id, "name": name, "category": category})
+        self._index[user_id] = index
+        return index
+
+    @update
+    def join(self, user_id: str, name: str, category: str | None = None, weight_kg: float | None = None) -> int:
+        self._require()
+        return self._admit(user_id, name, category, weight_kg)
+
+    @update
+    def join_many(self, athletes: list[dict]) -> list:
+        """A join surge in one message: an index or a refusal for each athlete, in order."""
+        self._require()
+        answers = []
+        for athlete in athletes:
+            try:
+                answers.append(
+                    self._admit(athlete["user_id"], athlete["name"], athlete.get("category"), athlete.get("weight_kg"))
+                )
+            except Rejected as refused:
+                answers.append({"error": refused.message})
+        return answers
+
+    @update
+    def withdraw(self, user_id: str) -> None:
+        self._require()
+        self.board.withdraw(self._athlete(user_id))
+
+    @update
+    def bind_device(self, user_id: str, device_id: str) -> int:
+        self._require()
+        index = self._athlete(user_id)
+        owner = self.devices.get(device_id)
+        if owner is not None and owner != index:
+            raise Rejected("this device is bound to another athlete")
+        self.devices[device_id] = index
+        return index
+
+    # -- live ----------------------------------------------------------------
+
+    @update
+    def ingest(self, samples: bytes) -> dict:
+        """Score a batch of packed samples; counts of what was accepted, dropped and flagged."""
+        self._require()
+        if self.status != "live":
+            raise Rejected(f"the race is {self.status}: it takes telemetry only while live")
+        try:
+            batch = decode(samples)
+        except ValueError as error:
+            raise Rejected(str(error)) from None
+        return self.board.ingest(batch, self.now)
+
+    # -- reading -------------------------------------------------------------
+
+    @query
+    def info(self) -> dict:
+        self._require()
+        return {
+            "id": self.id,
+            "status": self.status,
+            "organizer": self.organizer,
+            **self.config,
+            "athletes": len(self.athletes),
+            "transitions": self.transitions,
+            "totals": self.board.totals() if self.board is not None else {},
+        }
+
+    @query
+    def index_of(self, user_id: str) -> int | None:
+        return self._index.get(user_id)
+
+    @query
+    def device_map(self) -> dict[str, int]:
+        return self.devices
+
+    @query
+    def view(self, n: int = 100, known: int = 0) -> dict:
+        """What spectators see, fetched by each API replica once a tick: every category's top
+        ``n``, the whole order as packed arrays (for "around me" and rank lookups), and the
+        athletes who joined since the caller's ``known`` count."""
+        self._require()
+        board = self.board
+        boards = {"": board.leaderboard(n)}
+        for code, name in enumerate(self.config["categories"]):
+            boards[name] = board.leaderboard(n, category=code)
+        order = board.rank().astype(np.uint32)
+        distances = board.positions(order)["distance_m"]
+        return {
+            "status": self.status,
+            "at": self.now,
+            "roster": [[a["user_id"], a["name"]] for a in self.athletes[known:]],
+            "boards": boards,
+            "order": order.tobytes(),
+            "distance": np.asarray(distances, np.float32).tobytes(),
+            "totals": board.totals(),
+        }
+
+    @query
+    def around(self, user_id: str, n: int = 5) -> list[dict]:
+        self._require()
+        return self.board.around(self._athlete(user_id), n)
+
+    @query
+    def results(self) -> list[dict]:
+        self._require()
+        rows = self.board.results()
+        for row in rows:
+            athlete = self.athletes[row["participant"]]
+            row.update(user_id=athlete["user_id"], name=athlete["name"], category=athlete["category"])
+        return rows
+
+    @query
+    def flags(self) -> list[dict]:
+        self._require()
+        flags = self.board.flags()
+        for flag in flags:
+            flag["user_id"] = self.athletes[flag["participant"]]["user_id"]
+        return flags
+
+
+class RaceRef(Entity):
+    """A race's entry on the shared hosts: proof that it exists before anyone wakes its dedicated host.
+
+    A race lives in a Ray actor of its own; asking an unknown id would start one. The
+    API asks this small entity first, so a probe of random ids costs nothing.
+    """
+
+    kind = "race_ref"
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.organizer: str | None = None
+
+    @update
+    def register(self, organizer: str) -> None:
+        if self.organizer is not None:
+            raise Rejected("this race already exists")
+        self.organizer = organizer
+
+    @query
+    def exists(self) -> bool:
+        return self.organizer is not None

@@ -1,0 +1,311 @@
+"""Live races: organizers run them, athletes join and stream telemetry, spectators watch."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import math
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from actors.race import RACE_KINDS, SPORTS
+from engine.errors import NotFound
+from engine.telemetry import empty, encode
+from serve.api.workouts import publish_workout
+from serve.auth import Caller
+from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
+from serve.notify import notify
+from serve.problems import Problem
+
+__all__ = ["router", "MAX_SAMPLES_PER_POST"]
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/races", tags=["races"])
+
+MAX_SAMPLES_PER_POST = 10_000
+Name = Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class RaceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    sport: Literal[SPORTS] | None = None  # type: ignore[valid-type]
+    kind: Literal[RACE_KINDS] | None = None  # type: ignore[valid-type]
+    target_m: Annotated[float | None, Field(gt=0, le=10_000_000)] = None
+    duration_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
+    checkpoints_m: Annotated[list[Annotated[float, Field(gt=0)]] | None, Field(max_length=1000)] = None
+    start_mode: Literal["mass", "rolling"] | None = None
+    start_at: Annotated[float | None, Field(gt=0)] = None
+    start_window_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
+    categories: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]] | None, Field(max_length=50)] = None
+    capacity: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
+    registration_opens: float | None = None
+    registration_closes: float | None = None
+
+
+class NewRace(RaceSettings):
+    name: Name
+    sport: Literal[SPORTS]  # type: ignore[valid-type]
+    kind: Literal[RACE_KINDS]  # type: ignore[valid-type]
+
+
+class Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    category: Annotated[str | None, Field(max_length=40)] = None
+    weight_kg: Annotated[float | None, Field(gt=20, lt=250)] = None
+
+
+class Sample(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seq: Annotated[int, Field(ge=0, lt=2**32)]
+    t: Annotated[float, Field(gt=0, lt=1e10)]
+    distance: Annotated[float | None, Field(ge=0, le=1e8)] = None
+    lat: Annotated[float | None, Field(ge=-90, le=90)] = None
+    lon: Annotated[float | None, Field(ge=-180, le=180)] = None
+    speed: Annotated[float | None, Field(ge=0, le=1_000)] = None
+    hr: Annotated[int | None, Field(ge=0, lt=65_536)] = None
+    power: Annotated[int | None, Field(ge=0, lt=65_536)] = None
+    cadence: Annotated[int | None, Field(ge=0, lt=65_536)] = None
+
+
+class Telemetry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    samples: Annotated[list[Sample], Field(min_length=1, max_length=MAX_SAMPLES_PER_POST)]
+
+
+def _settings(body: RaceSettings) -> dict:
+    return body.model_dump(exclude_none=True)
+
+
+@router.post("", status_code=201, summary="Create a race (organizers)")
+async def create(body: NewRace, caller: CallerDep, arena: ArenaDep) -> dict:
+    if not caller.has("organizer"):
+        raise Problem(403, "only organizers create races")
+    race_id = new_id()
+    await arena.ask("race_ref", race_id, "register", {"organizer": caller.id})
+    return await arena.race(race_id, "create", {"organizer": caller.id, "config": _settings(body)})
+
+
+async def _race(arena: Arena, race_id: str, caller: Caller | None) -> dict:
+    info = await arena.race(race_id, "info")
+    if info["status"] == "draft" and (caller is None or caller.id != info["organizer"]):
+        raise NotFound("no such race")
+    return info
+
+
+@router.get("/{race_id}", summary="A race: settings, status, transitions, totals")
+async def get(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> dict:
+    return await _race(arena, race_id, caller)
+
+
+@router.patch("/{race_id}", summary="Change a draft or open race (its organizer)")
+async def configure(race_id: EntityId, body: RaceSettings, caller: CallerDep, arena: ArenaDep) -> dict:
+    return await arena.race(race_id, "configure", {"by": caller.id, "changes": _settings(body)})
+
+
+@router.post("/{race_id}/actions/{action}", summary="Open, force-start, force-end, finalize or cancel (its organizer)")
+async def transition(
+    race_id: EntityId, action: Literal["open", "start", "end", "finalize", "cancel"], caller: CallerDep, arena: ArenaDep
+) -> dict:
+    event = await arena.race(race_id, action, {"by": caller.id})
+    await arena.bus.publish(f"race:{race_id}", {"type": "race", "race_id": race_id, **event})
+    if action == "finalize":
+        arena.spawn(publish_results(arena, race_id), f"publishing the results of race {race_id}")
+    return event
+
+
+@router.post("/{race_id}/athletes", status_code=201, summary="Join a race")
+async def join(race_id: EntityId, body: Entry, caller: CallerDep, arena: ArenaDep) -> dict:
+    await _race(arena, race_id, caller)
+    me = await arena.ask("account", caller.id, "me")
+    message = {
+        "user_id": caller.id,
+        "name": me["profile"].get("display_name") or "athlete",
+        **body.model_dump(exclude_none=True),
+    }
+    return {"participant": await arena.race(race_id, "join", message)}
+
+
+@router.delete("/{race_id}/athletes/me", status_code=204, summary="Withdraw from a race")
+async def withdraw(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    await arena.race(race_id, "withdraw", {"user_id": caller.id})
+    return Response(status_code=204)
+
+
+@router.put("/{race_id}/devices/{device_id}", summary="Bind one of my devices to my entry")
+async def bind(race_id: EntityId, device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    return {"participant": await arena.race(race_id, "bind_device", {"user_id": caller.id, "device_id": device_id})}
+
+
+def pack_samples(participant: int, samples: list[Sample]) -> bytes:
+    """JSON samples of one athlete as one packed telemetry batch."""
+    batch = empty(len(samples))
+    batch["participant"] = participant
+    for name in ("seq", "t"):
+        batch[name] = [getattr(s, name) for s in samples]
+    for name in ("distance", "lat", "lon", "speed"):
+        batch[name] = [math.nan if getattr(s, name) is None else getattr(s, name) for s in samples]
+    for name in ("hr", "power", "cadence"):
+        batch[name] = [getattr(s, name) or 0 for s in samples]
+    return encode(batch)
+
+
+@router.post("/{race_id}/telemetry", summary="Stream my samples (acknowledged once journaled)")
+async def telemetry(race_id: EntityId, body: Telemetry, caller: CallerDep, arena: ArenaDep) -> dict:
+    participant = await arena.race(race_id, "index_of", {"user_id": caller.id})
+    if participant is None:
+        raise Problem(403, "join the race before sending telemetry")
+    return await arena.race(race_id, "ingest", {"samples": pack_samples(participant, body.samples)})
+
+
+Category = Annotated[str, Query(max_length=40)]
+Top = Annotated[int, Query(ge=1, le=100)]
+
+
+def _board(view, category: str, n: int) -> dict:
+    board = view.boards.get(category)
+    if board is None:
+        raise Problem(404, f"no category {category!r} in this race")
+    return {"status": view.status, "at": view.at, "version": view.version, **board, "entries": board["entries"][:n]}
+
+
+@router.get("/{race_id}/leaderboard", summary="Top N overall or in a category (spectator cache)")
+async def leaderboard(race_id: EntityId, arena: ArenaDep, category: Category = "", n: Top = 100) -> dict:
+    return _board(await arena.spectators.view(race_id), category, n)
+
+
+@router.get("/{race_id}/leaderboard/around/{user_id}", summary="±N places around an athlete")
+async def around(
+    race_id: EntityId, user_id: EntityId, arena: ArenaDep, n: Annotated[int, Query(ge=1, le=50)] = 5
+) -> dict:
+    view = await arena.spectators.view(race_id)
+    place = view.place(user_id)
+    if place is None:
+        raise Problem(404, "this athlete is not in the race")
+    return {"place": place, "entries": view.around(user_id, n)}
+
+
+@router.get("/{race_id}/leaderboard/friends", summary="Me and the athletes I follow, in race order")
+async def friends(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    view = await arena.spectators.view(race_id)
+    following = await arena.ask("account", caller.id, "people", {"which": "following", "limit": 100})
+    wanted = {caller.id, *(p["id"] for p in following["items"])}
+    places = sorted(p for user in wanted if (p := view.place(user)) is not None)
+    return {"entries": [row for p in places for row in view.rows(p - 1, p)]}
+
+
+@router.get("/{race_id}/live", summary="The leaderboard as Server-Sent Events, once a tick", response_class=Response)
+async def live(
+    request: Request, race_id: EntityId, arena: ArenaDep, category: Category = "", n: Top = 100
+) -> StreamingResponse:
+    _board(await arena.spectators.view(race_id), category, n)  # a 404 now, before the stream starts
+
+    async def events():
+        yield "retry: 2000\n\n"
+        previous: dict[str, float] = {}
+        async for view in arena.spectators.updates(race_id):
+            if await request.is_disconnected():
+                return
+            board = _board(view, category, n)
+            places = {e["participant"]: e["rank"] for e in board["entries"]}
+            board["moved"] = [p for p, rank in places.items() if previous.get(p) != rank]
+            previous = places
+            yield f"event: leaderboard\ndata: {json.dumps(board, separators=(',', ':'), default=float)}\n\n"
+            if view.status in ("final", "cancelled"):
+                return
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/{race_id}/results", summary="Results with DNS, DNF and DSQ (provisional until final)")
+async def results(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> dict:
+    info = await _race(arena, race_id, caller)
+    return {
+        "status": info["status"],
+        "official": info["status"] == "final",
+        "results": await arena.race(race_id, "results"),
+    }
+
+
+@router.get("/{race_id}/results.csv", summary="Results as CSV", response_class=Response)
+async def results_csv(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> Response:
+    await _race(arena, race_id, caller)
+    rows = await arena.race(race_id, "results")
+    out = io.StringIO()
+    columns = ["place", "name", "user_id", "category", "status", "provisional", "distance_m", "finish_s", "flags"]
+    writer = csv.DictWriter(out, columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "flags": " ".join(row["flags"])})
+    headers = {"Content-Disposition": f'attachment; filename="race-{race_id}-results.csv"'}
+    return Response(out.getvalue(), media_type="text/csv", headers=headers)
+
+
+@router.get("/{race_id}/flags", summary="Fair-play flags with their evidence (its organizer)")
+async def flags(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> list[dict]:
+    info = await arena.race(race_id, "info")
+    if info["organizer"] != caller.id:
+        raise Problem(403, "only the race's organizer reviews flags")
+    return await arena.race(race_id, "flags")
+
+
+@router.post("/{race_id}/flags/{user_id}/{decision}", summary="Accept a flagged athlete or disqualify them")
+async def review(
+    race_id: EntityId, user_id: EntityId, decision: Literal["accept", "disqualify"], caller: CallerDep, arena: ArenaDep
+) -> dict:
+    return await arena.race(race_id, "review", {"by": caller.id, "user_id": user_id, "accept": decision == "accept"})
+
+
+async def publish_results(arena: Arena, race_id: str, concurrency: int = 16) -> int:
+    """Each finisher's result becomes a workout in their account and their followers' feeds, with a notification."""
+    info = await arena.race(race_id, "info")
+    started = next((t["at"] for t in info["transitions"] if t["status"] == "live"), None)
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(row: dict) -> None:
+        async with gate:
+            elapsed = row["finish_s"] or 0.0
+            summary = {
+                "id": f"{race_id}-{row['participant']}",
+                "sport": info["sport"] if info["sport"] in ("run", "ride", "swim", "walk", "row") else "other",
+                "title": f"{info['name']}: " + (f"#{row['place']}" if row["place"] else row["status"].upper()),
+                "start": started,
+                "elapsed_s": elapsed,
+                "moving_s": elapsed,
+                "distance_m": row["distance_m"],
+                "elevation_gain_m": 0.0,
+                "pace_s_per_km": elapsed / (row["distance_m"] / 1000) if row["distance_m"] and elapsed else None,
+                "avg_hr": None,
+                "max_hr": None,
+                "avg_power": None,
+                "calories": None,
+                "visibility": None,
+                "indoor": False,
+                "source": "race",
+                "race_id": race_id,
+                "best_efforts": {},
+            }
+            try:
+                await publish_workout(arena, row["user_id"], summary, {"splits": [], "track": [], "result": row})
+                await notify(
+                    arena,
+                    row["user_id"],
+                    "race_result",
+                    {"race_id": race_id, "place": row["place"], "status": row["status"]},
+                )
+            except Exception as error:  # one athlete's account must not stop the others
+                log.warning("race %s: result of %s not published: %s", race_id, row["user_id"], error)
+
+    rows = [r for r in await arena.race(race_id, "results") if r["status"] in ("finished", "dnf") and started]
+    await asyncio.gather(*(one(row) for row in rows))
+    return len(rows)

@@ -1,0 +1,178 @@
+"""The spectators' view of live races: one cache per API replica, refreshed once a tick.
+
+Ten thousand spectators of a race cost one actor call per tick per replica, not
+one per spectator: each watched race has one refresher task that fetches the
+race's view and wakes every waiting stream. Top-N, "around me" and rank lookups
+are answered from the cached arrays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.errors import EngineError
+
+__all__ = ["RaceView", "Spectators"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RaceView:
+    race_id: str
+    version: int
+    status: str
+    at: float
+    boards: dict[str, dict]
+    names: list[str]  # by participant index
+    user_ids: list[str]
+    order: np.ndarray  # participant indices, best first
+    distance: np.ndarray  # metres, in ``order``
+    totals: dict
+    index_of: dict[str, int]
+    rank_of: np.ndarray = field(init=False)  # place - 1 of each participant index
+
+    def __post_init__(self) -> None:
+        self.rank_of = np.full(len(self.user_ids), -1, np.int64)
+        self.rank_of[self.order] = np.arange(len(self.order))
+        for board in self.boards.values():
+            for entry in board["entries"]:
+                entry["user_id"] = self.user_ids[entry["participant"]]
+                entry["name"] = self.names[entry["participant"]]
+
+    def place(self, user_id: str) -> int | None:
+        index = self.index_of.get(user_id)
+        if index is None or index >= len(self.rank_of) or self.rank_of[index] < 0:
+            return None
+        return int(self.rank_of[index]) + 1
+
+    def rows(self, start: int, stop: int) -> list[dict]:
+        start, stop = max(0, start), min(len(self.order), stop)
+        leader = float(self.distance[0]) if len(self.distance) else 0.0
+        return [
+            {
+                "place": place + 1,
+                "participant": who,
+                "user_id": self.user_ids[who],
+                "name": self.names[who],
+                "distance_m": float(self.distance[place]),
+                "gap_m": leader - float(self.distance[place]),
+            }
+            for place, who in zip(range(start, stop), self.order[start:stop].tolist())
+        ]
+
+    def around(self, user_id: str, n: int) -> list[dict]:
+        place = self.place(user_id)
+        return [] if place is None else self.rows(place - 1 - n, place + n)
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.view: RaceView | None = None
+        self.changed = asyncio.Condition()
+        self.last_read = time.monotonic()
+        self.user_ids: list[str] = []  # the roster grows by appending: fetched once per athlete
+        self.names: list[str] = []
+        self.index_of: dict[str, int] = {}
+        self.task: asyncio.Task | None = None
+        self.error: EngineError | None = None
+
+
+class Spectators:
+    def __init__(
+        self, ask: Callable[..., Awaitable[Any]], *, tick: float = 1.0, top: int = 100, idle_after: float = 30.0
+    ) -> None:
+        self._ask = ask  # Arena.race: checks the race exists before waking its host
+        self.tick = tick
+        self._top = top
+        self._idle_after = idle_after
+        self._watches: dict[str, _Watch] = {}
+        self.refreshes = 0
+
+    async def view(self, race_id: str) -> RaceView:
+        """The latest cached view; the first reader of a race waits for its first refresh."""
+        watch = self._watch(race_id)
+        if watch.view is None:
+            async with watch.changed:
+                await watch.changed.wait_for(lambda: watch.view is not None or watch.error is not None)
+        if watch.view is None:
+            raise watch.error
+        return watch.view
+
+    async def updates(self, race_id: str):
+        """Each new view of the race, as it arrives, until the caller stops iterating."""
+        watch = self._watch(race_id)
+        version = -1
+        while True:
+            async with watch.changed:
+                await watch.changed.wait_for(
+                    lambda seen=version: (watch.view and watch.view.version != seen) or watch.error
+                )
+            if watch.error is not None and watch.view is None:
+                raise watch.error
+            watch.last_read = time.monotonic()
+            version = watch.view.version
+            yield watch.view
+
+    def _watch(self, race_id: str) -> _Watch:
+        watch = self._watches.get(race_id)
+        if watch is None or watch.task is None or watch.task.done():
+            watch = self._watches[race_id] = watch if watch and watch.view else _Watch()
+            watch.error = None
+            watch.task = asyncio.get_running_loop().create_task(self._refresh(race_id, watch))
+        watch.last_read = time.monotonic()
+        return watch
+
+    async def _refresh(self, race_id: str, watch: _Watch) -> None:
+        version = watch.view.version if watch.view else 0
+        while time.monotonic() - watch.last_read < self._idle_after:
+            started = time.monotonic()
+            try:
+                known = len(watch.user_ids)
+                raw = await self._ask(race_id, "view", {"n": self._top, "known": known})
+            except EngineError as error:
+                watch.error = error
+                async with watch.changed:
+                    watch.changed.notify_all()
+                if not error.retryable:
+                    return
+            else:
+                version += 1
+                self.refreshes += 1
+                for user_id, name in raw["roster"]:  # only athletes who joined since the last tick
+                    watch.index_of[user_id] = len(watch.user_ids)
+                    watch.user_ids.append(user_id)
+                    watch.names.append(name)
+                watch.view = RaceView(
+                    race_id,
+                    version,
+                    raw["status"],
+                    raw["at"],
+                    raw["boards"],
+                    watch.names,
+                    watch.user_ids,
+                    np.frombuffer(raw["order"], np.uint32),
+                    np.frombuffer(raw["distance"], np.float32),
+                    raw["totals"],
+                    watch.index_of,
+                )
+                watch.error = None
+                async with watch.changed:
+                    watch.changed.notify_all()
+            await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
+        self._watches.pop(race_id, None)
+
+    async def close(self) -> None:
+        for watch in list(self._watches.values()):
+            if watch.task is not None:
+                watch.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch.task

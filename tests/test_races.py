@@ -1,0 +1,218 @@
+"""Live races through the API: organizers, athletes streaming telemetry, spectators, results."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+import uuid
+
+import httpx
+import pytest
+import ray
+
+from serve.app import api
+from serve.context import Arena
+from serve.settings import Settings
+from tests.test_api import assert_problem, signup
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def settings(ray_cluster, tmp_path_factory) -> Settings:
+    folder = tmp_path_factory.mktemp("races")
+    return Settings(
+        database_url=f"sqlite:///{folder}/arena.db",
+        namespace=f"races-{uuid.uuid4().hex[:8]}",
+        hosts=2,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        jwt_secret="r" * 48,
+        admin_emails=["chief@example.com"],
+        data_dir=folder,
+        spectator_tick=0.1,
+    )
+
+
+@pytest.fixture
+async def client(settings):
+    arena = Arena.build(settings)
+    api.state.arena = arena
+    transport = httpx.ASGITransport(app=api, client=("10.9.9.9", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://arena/api/v1") as http:
+        http.arena = arena
+        yield http
+    await arena.drain()
+    await arena.spectators.close()
+    for handle in arena.cluster.hosts[settings.hosts :]:  # the races' dedicated hosts
+        ray.kill(handle, no_restart=True)
+
+
+async def organizer(client) -> tuple[str, dict]:
+    user_id, headers = await signup(client, "Org")
+    admin = await _admin(client)  # only an admin grants roles
+    granted = await client.put(f"/users/{user_id}/roles", json={"roles": ["athlete", "organizer"]}, headers=admin)
+    assert granted.status_code == 200, granted.text
+    email = (await client.get("/me", headers=headers)).json()["email"]
+    login = await client.post("/auth/login", json={"email": email, "password": "correct horse battery"})
+    return user_id, {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+_ADMIN: dict = {}
+
+
+async def _admin(client) -> dict:
+    """The settings' admin address, registered once per test module."""
+    if "headers" not in _ADMIN:
+        email = "chief@example.com"
+        await client.post("/accounts", json={"email": email, "password": "correct horse battery", "display_name": "Chief"})
+        login = await client.post("/auth/login", json={"email": email, "password": "correct horse battery"})
+        _ADMIN["headers"] = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return _ADMIN["headers"]
+
+
+def run_samples(start: float, seconds: int, pace_s_per_km: float = 300.0, first_seq: int = 0, **extra) -> list[dict]:
+    speed = 1000 / pace_s_per_km
+    return [
+        {"seq": first_seq + i, "t": start + i, "distance": speed * i, "speed": speed, "hr": 150 + i % 5, **extra}
+        for i in range(seconds)
+    ]
+
+
+async def live_race(client, org_headers, **config) -> str:
+    body = {"name": "Sunday 5k", "sport": "run", "kind": "distance", "target_m": 1000, **config}
+    created = await client.post("/races", json=body, headers=org_headers)
+    assert created.status_code == 201, created.text
+    race_id = created.json()["id"]
+    assert (await client.post(f"/races/{race_id}/actions/open", headers=org_headers)).json()["status"] == "open"
+    return race_id
+
+
+async def test_only_organizers_create_races_and_bad_settings_are_refused(client):
+    _, athlete = await signup(client, "Ath")
+    body = {"name": "Nope", "sport": "run", "kind": "distance", "target_m": 5000}
+    assert_problem(await client.post("/races", json=body, headers=athlete), 403, "organizers")
+    _, org = await organizer(client)
+    assert_problem(await client.post("/races", json={**body, "kind": "teleport"}, headers=org), 422)
+    assert_problem(await client.post("/races", json={**body, "target_m": -5}, headers=org), 422)
+    assert_problem(await client.post("/races", json={**body, "kind": "time"}, headers=org), 409, "duration")
+    assert_problem(await client.post("/races", json={**body, "colour": "red"}, headers=org), 422)
+
+
+async def test_a_distance_race_runs_from_draft_to_final_with_live_results(client):
+    org_id, org = await organizer(client)
+    race_id = await live_race(client, org)
+    athletes = {}
+    for name in ("Fast", "Slow", "Cheat"):
+        user_id, headers = await signup(client, name)
+        joined = await client.post(f"/races/{race_id}/athletes", json={}, headers=headers)
+        assert joined.status_code == 201, joined.text
+        athletes[name] = (user_id, headers)
+    again = await client.post(f"/races/{race_id}/athletes", json={}, headers=athletes["Fast"][1])
+    assert again.json() == {"participant": 0}  # joining twice is joining once
+
+    early = await client.post(
+        f"/races/{race_id}/telemetry", json={"samples": run_samples(time.time(), 3)}, headers=athletes["Fast"][1]
+    )
+    assert_problem(early, 409, "only while live")
+    # The gun went off ten minutes ago (start_at in the past), so every sample below is already history.
+    gun = time.time() - 600
+    await client.patch(f"/races/{race_id}", json={"start_at": gun}, headers=org)
+    for _ in range(200):
+        info = (await client.get(f"/races/{race_id}")).json()
+        if info["status"] == "live":
+            break
+        await asyncio.sleep(0.02)
+    assert info["transitions"][-1] == {"status": "live", "at": gun, "by": org_id}
+
+    fast = await client.post(
+        f"/races/{race_id}/telemetry", json={"samples": run_samples(gun, 300, 240)}, headers=athletes["Fast"][1]
+    )
+    assert fast.status_code == 200, fast.text
+    assert fast.json()["accepted"] == 300 and fast.json()["finished"] == 1
+    slow = run_samples(gun, 200, 360)
+    await client.post(f"/races/{race_id}/telemetry", json={"samples": slow}, headers=athletes["Slow"][1])
+    duplicate = await client.post(f"/races/{race_id}/telemetry", json={"samples": slow[-5:]}, headers=athletes["Slow"][1])
+    assert duplicate.json()["duplicates"] == 5 and duplicate.json()["accepted"] == 0
+    # a runner at 60 km/h
+    cheat = await client.post(
+        f"/races/{race_id}/telemetry", json={"samples": run_samples(gun, 60, 60)}, headers=athletes["Cheat"][1]
+    )
+    assert cheat.json()["flagged"] >= 1
+
+    board = (await client.get(f"/races/{race_id}/leaderboard")).json()
+    order = [e["user_id"] for e in board["entries"]]
+    assert order[0] == athletes["Fast"][0]
+    assert board["entries"][0]["status"] == "finished"
+    around = (await client.get(f"/races/{race_id}/leaderboard/around/{athletes['Slow'][0]}?n=1")).json()
+    assert athletes["Slow"][0] in [e["user_id"] for e in around["entries"]]
+
+    flags = (await client.get(f"/races/{race_id}/flags", headers=org)).json()
+    assert {f["user_id"] for f in flags} == {athletes["Cheat"][0]}
+    assert flags[0]["rule"] and flags[0]["evidence"]
+    assert_problem(await client.get(f"/races/{race_id}/flags", headers=athletes["Fast"][1]), 403)
+    assert_problem(await client.post(f"/races/{race_id}/actions/finalize", headers=org), 409)  # not finished yet
+    assert (await client.post(f"/races/{race_id}/actions/end", headers=org)).json()["status"] == "finished"
+    assert_problem(await client.post(f"/races/{race_id}/actions/finalize", headers=org), 409, "review")
+    decided = await client.post(f"/races/{race_id}/flags/{athletes['Cheat'][0]}/disqualify", headers=org)
+    assert decided.status_code == 200
+    assert (await client.post(f"/races/{race_id}/actions/finalize", headers=org)).json()["status"] == "final"
+
+    results = (await client.get(f"/races/{race_id}/results")).json()
+    assert results["official"]
+    statuses = {r["user_id"]: r["status"] for r in results["results"]}
+    assert statuses == {athletes["Fast"][0]: "finished", athletes["Slow"][0]: "dnf", athletes["Cheat"][0]: "dsq"}
+    table = list(csv.DictReader(io.StringIO((await client.get(f"/races/{race_id}/results.csv")).text)))
+    assert table[0]["name"] == "Fast" and table[0]["place"] == "1"
+
+    info = (await client.get(f"/races/{race_id}")).json()
+    assert [t["status"] for t in info["transitions"]] == ["draft", "open", "live", "finished", "final"]
+    assert info["organizer"] == org_id
+    await client.arena.drain()  # the results become workouts in the background
+    workouts = (await client.get(f"/users/{athletes['Fast'][0]}/workouts", headers=athletes["Fast"][1])).json()
+    assert workouts["items"][0]["source"] == "race" and workouts["items"][0]["distance_m"] >= 1000
+    inbox = (await client.get("/notifications", headers=athletes["Fast"][1])).json()
+    assert inbox["items"][0]["type"] == "race_result" and inbox["items"][0]["data"]["place"] == 1
+
+
+async def test_telemetry_is_validated_and_only_athletes_in_the_race_send_it(client):
+    _, org = await organizer(client)
+    race_id = await live_race(client, org)
+    user_id, headers = await signup(client, "Runner")
+    _, stranger = await signup(client, "Stranger")
+    await client.post(f"/races/{race_id}/athletes", json={}, headers=headers)
+    await client.post(f"/races/{race_id}/actions/start", headers=org)
+    ok = run_samples(time.time(), 2)
+    assert_problem(await client.post(f"/races/{race_id}/telemetry", json={"samples": ok}, headers=stranger), 403, "join")
+    for bad in (
+        {"samples": []},
+        {"samples": [{"seq": -1, "t": 1.0}]},
+        {"samples": [{"seq": 1, "t": 1.0, "lat": 91}]},
+        {"samples": [{"seq": 1, "t": 1.0, "boost": 9}]},
+        {"samples": [{"seq": 1, "t": 1.0}] * 10_001},
+        {"samples": "lots"},
+    ):
+        assert (await client.post(f"/races/{race_id}/telemetry", json=bad, headers=headers)).status_code == 422
+    for raw in (b'{"samples": [{"seq": 1, "t": 1.0, "distance": NaN}]}', b'{"samples": [{"seq": 1, "t": Infinity}]}'):
+        answer = await client.post(
+            f"/races/{race_id}/telemetry", content=raw, headers={**headers, "content-type": "application/json"}
+        )
+        assert answer.status_code == 422, raw
+    assert_problem(await client.post(f"/races/{uuid.uuid4().hex}/telemetry", json={"samples": ok}, headers=headers), 404)
+    assert (await client.post(f"/races/{race_id}/telemetry", json={"samples": ok}, headers=headers)).json()["accepted"] == 2
+
+
+async def test_only_the_organizer_runs_the_race_and_drafts_are_hidden(client):
+    _, org = await organizer(client)
+    created = await client.post(
+        "/races", json={"name": "Secret", "sport": "ride", "kind": "time", "duration_s": 600}, headers=org
+    )
+    race_id = created.json()["id"]
+    _, other = await signup(client, "Other")
+    assert_problem(await client.get(f"/races/{race_id}", headers=other), 404)
+    assert_problem(await client.post(f"/races/{race_id}/actions/open", headers=other), 403, "organizer")
+    assert_problem(await client.post(f"/races/{race_id}/actions/start", headers=org), 409, "cannot become live")
+    assert (await client.post(f"/races/{race_id}/actions/cancel", headers=org)).json()["status"] == "cancelled"
+    assert_problem(await client.post(f"/races/{race_id}/actions/open", headers=org), 409)
