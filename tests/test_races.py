@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import time
 import uuid
 
@@ -216,3 +217,39 @@ async def test_only_the_organizer_runs_the_race_and_drafts_are_hidden(client):
     assert_problem(await client.post(f"/races/{race_id}/actions/start", headers=org), 409, "cannot become live")
     assert (await client.post(f"/races/{race_id}/actions/cancel", headers=org)).json()["status"] == "cancelled"
     assert_problem(await client.post(f"/races/{race_id}/actions/open", headers=org), 409)
+
+
+async def test_a_thousand_spectators_cost_one_race_call_per_tick(client):
+    _, org = await organizer(client)
+    race_id = await live_race(client, org)
+    user_id, headers = await signup(client, "Runner")
+    await client.post(f"/races/{race_id}/athletes", json={}, headers=headers)
+    spectators = client.arena.spectators
+    await spectators.view(race_id)
+    before = spectators.refreshes
+    views = await asyncio.gather(*(spectators.view(race_id) for _ in range(1_000)))
+    assert spectators.refreshes - before <= 1
+    assert all(v.place(user_id) == 1 for v in views)
+    answers = await asyncio.gather(*(client.get(f"/races/{race_id}/leaderboard?n=10") for _ in range(50)))
+    assert all(a.status_code == 200 and a.json()["entries"][0]["user_id"] == user_id for a in answers)
+    assert spectators.refreshes - before <= 2
+    assert_problem(await client.get(f"/races/{race_id}/leaderboard?category=elite"), 404, "category")
+    assert_problem(await client.get(f"/races/{uuid.uuid4().hex}/leaderboard"), 404)
+
+
+async def test_the_live_stream_sends_the_leaderboard_and_ends_with_the_race(client):
+    _, org = await organizer(client)
+    race_id = await live_race(client, org, categories=["open", "masters"])
+    _, headers = await signup(client, "Runner")
+    await client.post(f"/races/{race_id}/athletes", json={"category": "masters"}, headers=headers)
+    assert_problem(
+        await client.post(f"/races/{race_id}/athletes", json={"category": "elite"}, headers=(await signup(client, "X"))[1]),
+        409,
+        "category",
+    )
+    await client.post(f"/races/{race_id}/actions/cancel", headers=org)
+    stream = await client.get(f"/races/{race_id}/live?category=masters")
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in stream.text.splitlines() if line.startswith("data:")]
+    board = json.loads(events[-1][5:])
+    assert board["status"] == "cancelled" and [e["name"] for e in board["entries"]] == ["Runner"]

@@ -1,0 +1,114 @@
+"""The race entity on a host without Ray: lifecycle, timers, join surges, snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from actors.race import Race, RaceRef
+from engine.config import HostConfig
+from engine.errors import Forbidden, NotFound, Rejected
+from engine.host import Host
+from persistence.sqlite import SQLiteStore
+
+
+def make_host(path, **config) -> Host:
+    return Host([Race, RaceRef], SQLiteStore(path / "arena.db"), HostConfig(timer_resolution=0.01, **config))
+
+
+RIDE = {"name": "Hour", "sport": "ride", "kind": "time", "duration_s": 3600}
+
+
+async def test_every_transition_is_kept_and_illegal_ones_are_refused(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    await host.ask("race", "r", "create", {"organizer": "org", "config": RIDE})
+    with pytest.raises(Rejected, match="cannot become live"):
+        await host.ask("race", "r", "start", {"by": "org"})
+    with pytest.raises(Forbidden):
+        await host.ask("race", "r", "open", {"by": "someone"})
+    for action in ("open", "start", "end", "finalize"):
+        await host.ask("race", "r", action, {"by": "org"})
+    with pytest.raises(Rejected, match="final race cannot be cancelled"):
+        await host.ask("race", "r", "cancel", {"by": "org"})
+    info = await host.ask("race", "r", "info")
+    assert [t["status"] for t in info["transitions"]] == ["draft", "open", "live", "finished", "final"]
+    with pytest.raises(NotFound):
+        await host.ask("race", "nope", "info")
+    await host.stop()
+
+
+async def test_start_at_starts_the_race_and_a_time_race_ends_itself(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    soon = time.time() + 0.1
+    await host.ask("race", "r", "create", {"organizer": "org", "config": {**RIDE, "duration_s": 0.2, "start_at": soon}})
+    await host.ask("race", "r", "open", {"by": "org"})
+    for _ in range(300):
+        status = (await host.ask("race", "r", "info"))["status"]
+        if status == "finished":
+            break
+        await asyncio.sleep(0.01)
+    info = await host.ask("race", "r", "info")
+    assert [t["status"] for t in info["transitions"]] == ["draft", "open", "live", "finished"]
+    assert info["transitions"][2]["at"] == pytest.approx(soon)
+    await host.stop()
+
+
+async def test_a_join_surge_of_twenty_thousand_in_one_message_and_capacity_holds(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    await host.ask("race", "r", "create", {"organizer": "org", "config": {**RIDE, "capacity": 20_000}})
+    await host.ask("race", "r", "open", {"by": "org"})
+    surge = [{"user_id": f"u{i}", "name": f"U{i}"} for i in range(20_000)]
+    assert await host.ask("race", "r", "join_many", {"athletes": surge}) == list(range(20_000))
+    again = await host.ask("race", "r", "join_many", {"athletes": surge[:2] + [{"user_id": "late", "name": "L"}]})
+    assert again == [0, 1, {"error": "the race is full"}]
+    assert await host.ask("race", "r", "join", {"user_id": "u7", "name": "U7"}) == 7
+    await host.stop()
+
+
+async def test_a_race_comes_back_whole_from_its_snapshot(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    await host.ask("race", "r", "create", {"organizer": "org", "config": {**RIDE, "categories": ["a", "b"]}})
+    await host.ask("race", "r", "open", {"by": "org"})
+    await host.ask("race", "r", "join", {"user_id": "u1", "name": "One", "category": "b", "weight_kg": 70})
+    await host.ask("race", "r", "bind_device", {"user_id": "u1", "device_id": "watch-1"})
+    await host.ask("race", "r", "join", {"user_id": "u2", "name": "Two", "category": "a"})
+    with pytest.raises(Rejected, match="another athlete"):
+        await host.ask("race", "r", "bind_device", {"user_id": "u2", "device_id": "watch-1"})
+    before = await host.ask("race", "r", "view")
+    await host.stop()  # snapshots the board as raw arrays
+
+    again = make_host(tmp_path)
+    await again.start()
+    after = await again.ask("race", "r", "view")
+    assert {k: v for k, v in after.items() if k != "at"} == {k: v for k, v in before.items() if k != "at"}
+    assert await again.ask("race", "r", "device_map") == {"watch-1": 0}
+    await again.stop()
+
+
+async def test_bad_settings_and_bad_batches_are_refused_with_reasons(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    for config, words in (
+        ({**RIDE, "kind": "relay"}, "kind"),
+        ({**RIDE, "sport": "chess"}, "sport"),
+        ({"name": "x", "sport": "run", "kind": "distance"}, "target_m"),
+        ({**RIDE, "start_mode": "rolling"}, "start_window_s"),
+        ({**RIDE, "teleport": True}, "unknown"),
+        ({**RIDE, "capacity": 0}, "capacity"),
+    ):
+        with pytest.raises(Rejected, match=words):
+            await host.ask("race", f"bad-{words}", "create", {"organizer": "org", "config": config})
+    await host.ask("race", "r", "create", {"organizer": "org", "config": RIDE})
+    await host.ask("race", "r", "open", {"by": "org"})
+    await host.ask("race", "r", "start", {"by": "org"})
+    for garbage in (b"x" * 45, b"\xff" * 46 * 3):
+        with pytest.raises(Rejected):
+            await host.ask("race", "r", "ingest", {"samples": garbage})
+    assert (await host.ask("race", "r", "info"))["status"] == "live"  # the race keeps running
+    await host.stop()
