@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-fanout load-athletes setup clean
+.PHONY: run test bench-engine bench-fanout bench-race bench-board load-athletes setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ bench-engine: $(STAMP)
 
 bench-fanout: $(STAMP)
 	$(BIN)/python -m loadtest.bench_fanout
+
+bench-race: $(STAMP)
+	$(BIN)/python -m loadtest.bench_race
+
+bench-board: $(STAMP)
+	$(BIN)/python -m loadtest.bench_board
 
 # Needs Arena running (make run) at ARENA_URL.
 ARENA_URL ?= http://127.0.0.1:8000

@@ -280,8 +280,12 @@ class Race(Entity):
     # -- live ----------------------------------------------------------------
 
     @update
-    def ingest(self, samples: bytes) -> dict:
-        """Score a batch of packed samples; counts of what was accepted, dropped and flagged."""
+    def ingest(self, samples: bytes, user_id: str | None = None) -> dict:
+        """Score a batch of packed samples; counts of what was accepted, dropped and flagged.
+
+        With ``user_id`` every sample is that athlete's (an athlete's own phone posting),
+        whatever participant index the batch carries.
+        """
         self._require()
         if self.status != "live":
             raise Rejected(f"the race is {self.status}: it takes telemetry only while live")
@@ -289,6 +293,12 @@ class Race(Entity):
             batch = decode(samples)
         except ValueError as error:
             raise Rejected(str(error)) from None
+        if user_id is not None:
+            index = self._index.get(user_id)
+            if index is None:
+                raise Forbidden("join the race before sending telemetry")
+            batch = batch.copy()
+            batch["participant"] = index
         return self.board.ingest(batch, self.now)
 
     # -- reading -------------------------------------------------------------
@@ -305,10 +315,6 @@ class Race(Entity):
             "transitions": self.transitions,
             "totals": self.board.totals() if self.board is not None else {},
         }
-
-    @query
-    def index_of(self, user_id: str) -> int | None:
-        return self._index.get(user_id)
 
     @query
     def device_map(self) -> dict[str, int]:

@@ -250,6 +250,8 @@ async def test_the_live_stream_sends_the_leaderboard_and_ends_with_the_race(clie
     await client.post(f"/races/{race_id}/actions/cancel", headers=org)
     stream = await client.get(f"/races/{race_id}/live?category=masters")
     assert stream.headers["content-type"].startswith("text/event-stream")
-    events = [line for line in stream.text.splitlines() if line.startswith("data:")]
+    lines = stream.text.splitlines()
+    assert "event: status" in lines and 'data: {"status": "cancelled"' in stream.text
+    events = [line for line in lines if line.startswith("data:")]
     board = json.loads(events[-1][5:])
     assert board["status"] == "cancelled" and [e["name"] for e in board["entries"]] == ["Runner"]

@@ -118,7 +118,6 @@ async def transition(
     race_id: EntityId, action: Literal["open", "start", "end", "finalize", "cancel"], caller: CallerDep, arena: ArenaDep
 ) -> dict:
     event = await arena.race(race_id, action, {"by": caller.id})
-    await arena.bus.publish(f"race:{race_id}", {"type": "race", "race_id": race_id, **event})
     if action == "finalize":
         arena.spawn(publish_results(arena, race_id), f"publishing the results of race {race_id}")
     return event
@@ -126,7 +125,6 @@ async def transition(
 
 @router.post("/{race_id}/athletes", status_code=201, summary="Join a race")
 async def join(race_id: EntityId, body: Entry, caller: CallerDep, arena: ArenaDep) -> dict:
-    await _race(arena, race_id, caller)
     me = await arena.ask("account", caller.id, "me")
     message = {
         "user_id": caller.id,
@@ -147,10 +145,9 @@ async def bind(race_id: EntityId, device_id: EntityId, caller: CallerDep, arena:
     return {"participant": await arena.race(race_id, "bind_device", {"user_id": caller.id, "device_id": device_id})}
 
 
-def pack_samples(participant: int, samples: list[Sample]) -> bytes:
-    """JSON samples of one athlete as one packed telemetry batch."""
+def pack_samples(samples: list[Sample]) -> bytes:
+    """JSON samples of one athlete as one packed telemetry batch (the race fills in who)."""
     batch = empty(len(samples))
-    batch["participant"] = participant
     for name in ("seq", "t"):
         batch[name] = [getattr(s, name) for s in samples]
     for name in ("distance", "lat", "lon", "speed"):
@@ -162,10 +159,7 @@ def pack_samples(participant: int, samples: list[Sample]) -> bytes:
 
 @router.post("/{race_id}/telemetry", summary="Stream my samples (acknowledged once journaled)")
 async def telemetry(race_id: EntityId, body: Telemetry, caller: CallerDep, arena: ArenaDep) -> dict:
-    participant = await arena.race(race_id, "index_of", {"user_id": caller.id})
-    if participant is None:
-        raise Problem(403, "join the race before sending telemetry")
-    return await arena.race(race_id, "ingest", {"samples": pack_samples(participant, body.samples)})
+    return await arena.race(race_id, "ingest", {"samples": pack_samples(body.samples), "user_id": caller.id})
 
 
 Category = Annotated[str, Query(max_length=40)]
@@ -213,9 +207,13 @@ async def live(
     async def events():
         yield "retry: 2000\n\n"
         previous: dict[str, float] = {}
+        status = None
         async for view in arena.spectators.updates(race_id):
             if await request.is_disconnected():
                 return
+            if view.status != status:  # a transition: draft, open, live, finished, final, cancelled
+                status = view.status
+                yield f"event: status\ndata: {json.dumps({'status': status, 'at': view.at})}\n\n"
             board = _board(view, category, n)
             places = {e["participant"]: e["rank"] for e in board["entries"]}
             board["moved"] = [p for p, rank in places.items() if previous.get(p) != rank]
