@@ -331,7 +331,7 @@ class Race(Entity):
         for code, name in enumerate(self.config["categories"]):
             boards[name] = board.leaderboard(n, category=code)
         order = board.rank().astype(np.uint32)
-        distances = board.positions(order)["distance_m"]
+        distances = board.distances(order)
         return {
             "status": self.status,
             "at": self.now,

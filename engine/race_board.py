@@ -815,6 +815,10 @@ class RaceBoard:
         ahead = np.concatenate(([ranked[first - 1] if first else -1], who[:-1]))
         return self._entries(who, first + 1, int(ranked[0]), ahead)
 
+    def distances(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Current distance of each athlete in ``indices``, as an array (for packed views)."""
+        return self._col["distance"][self._rows(np.asarray(indices, np.int64))]
+
     def positions(self, indices: Sequence[int] | np.ndarray) -> dict[str, list]:
         """Latest known positions for the map, column by column; None where unknown."""
         rows = self._rows(np.asarray(indices, np.int64))
