@@ -17,7 +17,7 @@ import asyncpg
 
 from engine.store import LOAD_CHUNK, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, pending
-from persistence.segments import Segment, pack_segments, unpack_segments
+from persistence.segments import Segment, loaded_entities, pack_segments, unpack_segments
 
 __all__ = ["PostgresStore"]
 
@@ -158,10 +158,7 @@ class PostgresStore:
                 segments: dict[str, list[tuple[int, bytes]]] = {}
                 for entity_id, first_seq, packed in await conn.fetch(_LOAD_SEGMENTS, kind, chunk):
                     segments.setdefault(entity_id, []).append((first_seq, packed))
-                for entity_id in chunk:
-                    snapshot = snapshots.get(entity_id)
-                    after = snapshot.seq if snapshot else 0
-                    loaded[entity_id] = (snapshot, unpack_segments(kind, entity_id, after, segments.get(entity_id, ())))
+                loaded.update(loaded_entities(kind, chunk, snapshots, segments))
         return loaded
 
     async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None:

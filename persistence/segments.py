@@ -12,9 +12,9 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter
 
 from engine.codec import pack, unpack
-from engine.store import JournalConflict, JournalEntry
+from engine.store import JournalConflict, JournalEntry, Snapshot
 
-__all__ = ["Segment", "pack_segments", "unpack_segments"]
+__all__ = ["Segment", "pack_segments", "unpack_segments", "loaded_entities"]
 
 # A segment packs whole entries; it ends before it would grow past this, so that every
 # segment stays far below what engine.codec.unpack accepts when it is read back.
@@ -65,3 +65,18 @@ def unpack_segments(kind: str, entity_id: str, after_seq: int, rows: Iterable[tu
         fields = unpack(packed)[skip:]
         read.extend(JournalEntry(kind, entity_id, seq, *rest) for seq, rest in enumerate(fields, first_seq + skip))
     return read
+
+
+def loaded_entities(
+    kind: str,
+    entity_ids: Sequence[str],
+    snapshots: dict[str, Snapshot],
+    segments: dict[str, list[tuple[int, bytes]]],
+) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
+    """``Store.load``'s answer from one query's snapshots and journal rows, keyed by entity id."""
+    loaded = {}
+    for entity_id in entity_ids:
+        snapshot = snapshots.get(entity_id)
+        after = snapshot.seq if snapshot else 0
+        loaded[entity_id] = (snapshot, unpack_segments(kind, entity_id, after, segments.get(entity_id, ())))
+    return loaded

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from engine.store import LOAD_CHUNK, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, Migration, pending
-from persistence.segments import Segment, pack_segments, unpack_segments
+from persistence.segments import Segment, loaded_entities, pack_segments, unpack_segments
 
 __all__ = ["SQLiteStore"]
 
@@ -256,7 +256,9 @@ def _save_snapshots(conn: sqlite3.Connection, snapshots: Sequence[Snapshot]) -> 
     conn.executemany(_UPSERT_SNAPSHOT, map(_SNAPSHOT_ROW, snapshots))
 
 
-def _load(conn: sqlite3.Connection, kind: str, entity_ids: list[str]) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
+def _load(
+    conn: sqlite3.Connection, kind: str, entity_ids: list[str]
+) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
     loaded: dict[str, tuple[Snapshot | None, list[JournalEntry]]] = {}
     for start in range(0, len(entity_ids), LOAD_CHUNK):
         chunk = entity_ids[start : start + LOAD_CHUNK]
@@ -278,10 +280,7 @@ def _load(conn: sqlite3.Connection, kind: str, entity_ids: list[str]) -> dict[st
             (kind, *chunk),
         ):
             segments.setdefault(entity_id, []).append((first_seq, packed))
-        for entity_id in chunk:
-            snapshot = snapshots.get(entity_id)
-            after = snapshot.seq if snapshot else 0
-            loaded[entity_id] = (snapshot, unpack_segments(kind, entity_id, after, segments.get(entity_id, ())))
+        loaded.update(loaded_entities(kind, chunk, snapshots, segments))
     return loaded
 
 

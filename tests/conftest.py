@@ -90,3 +90,43 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture(scope="module")
+def settings(ray_cluster, tmp_path_factory):
+    """Settings of an API on the shared Ray: its own store, namespace and fast argon2."""
+    from serve.settings import Settings
+
+    folder = tmp_path_factory.mktemp("api")
+    return Settings(
+        database_url=f"sqlite:///{folder}/arena.db",
+        namespace=f"api-{uuid.uuid4().hex[:8]}",
+        hosts=2,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        jwt_secret="x" * 48,
+        admin_emails=["boss@example.com", "chief@example.com"],
+        data_dir=folder,
+        spectator_tick=0.1,
+    )
+
+
+@pytest.fixture
+async def client(settings):
+    """The real FastAPI app in-process (httpx's ASGI transport) over real hosts and store."""
+    import httpx
+    import ray
+
+    from serve.app import api
+    from serve.context import Arena
+
+    arena = Arena.build(settings)
+    api.state.arena = arena
+    transport = httpx.ASGITransport(app=api, client=("10.1.2.3", 5000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://arena/api/v1") as http:
+        http.arena = arena
+        yield http
+    await arena.drain()
+    await arena.spectators.close()
+    for handle in arena.cluster.hosts[settings.hosts :]:  # dedicated hosts (races) this test woke
+        ray.kill(handle, no_restart=True)

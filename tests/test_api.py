@@ -13,39 +13,14 @@ import httpx
 import pytest
 
 from loadtest.gpx import synthetic_gpx
-from serve.app import api
-from serve.context import Arena
-from serve.settings import Settings
 
 pytestmark = pytest.mark.ray
 
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(scope="module")
-def settings(ray_cluster, tmp_path_factory) -> Settings:
-    folder = tmp_path_factory.mktemp("api")
-    return Settings(
-        database_url=f"sqlite:///{folder}/arena.db",
-        namespace=f"api-{uuid.uuid4().hex[:8]}",
-        hosts=2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        jwt_secret="x" * 48,
-        admin_emails=["boss@example.com"],
-        data_dir=folder,
-    )
 
 
-@pytest.fixture
-async def client(settings):
-    arena = Arena.build(settings)
-    api.state.arena = arena
-    transport = httpx.ASGITransport(app=api, client=("10.1.2.3", 5000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://arena/api/v1") as http:
-        http.arena = arena
-        yield http
-    await arena.drain()
 
 
 async def signup(client: httpx.AsyncClient, name: str = "Ana", email: str | None = None) -> tuple[str, dict]:

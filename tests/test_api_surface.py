@@ -8,12 +8,9 @@ from __future__ import annotations
 import re
 import uuid
 
-import httpx
 import pytest
 
 from serve.app import api
-from serve.context import Arena
-from tests.test_api import settings  # noqa: F401  (the shared API settings fixture)
 
 pytestmark = pytest.mark.ray
 
@@ -48,16 +45,10 @@ def _endpoints() -> list[tuple[str, str]]:
 
 
 def _fill(path: str, value: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: ENUMS.get(m.group(1), value), path)
+    """The route with its parameters filled in, relative to the client's /api/v1 base."""
+    return re.sub(r"\{(\w+)\}", lambda m: ENUMS.get(m.group(1), value), path.removeprefix("/api/v1"))
 
 
-@pytest.fixture
-async def client(settings):  # noqa: F811
-    arena = Arena.build(settings)
-    api.state.arena = arena
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://arena") as http:
-        yield http
-    await arena.drain()
 
 
 def test_the_probe_lists_every_route():

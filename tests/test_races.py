@@ -9,46 +9,15 @@ import json
 import time
 import uuid
 
-import httpx
 import pytest
-import ray
 
-from serve.app import api
-from serve.context import Arena
-from serve.settings import Settings
 from tests.test_api import assert_problem, signup
 
 pytestmark = pytest.mark.ray
 
 
-@pytest.fixture(scope="module")
-def settings(ray_cluster, tmp_path_factory) -> Settings:
-    folder = tmp_path_factory.mktemp("races")
-    return Settings(
-        database_url=f"sqlite:///{folder}/arena.db",
-        namespace=f"races-{uuid.uuid4().hex[:8]}",
-        hosts=2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        jwt_secret="r" * 48,
-        admin_emails=["chief@example.com"],
-        data_dir=folder,
-        spectator_tick=0.1,
-    )
 
 
-@pytest.fixture
-async def client(settings):
-    arena = Arena.build(settings)
-    api.state.arena = arena
-    transport = httpx.ASGITransport(app=api, client=("10.9.9.9", 5000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://arena/api/v1") as http:
-        http.arena = arena
-        yield http
-    await arena.drain()
-    await arena.spectators.close()
-    for handle in arena.cluster.hosts[settings.hosts :]:  # the races' dedicated hosts
-        ray.kill(handle, no_restart=True)
 
 
 async def organizer(client) -> tuple[str, dict]:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from actors.inbox import NOTIFICATION_TYPES
 from serve.context import ArenaDep, CallerDep, authenticate
-from serve.pagination import decode_cursor, encode_cursor
+from serve.pagination import Cursor, Limit, paged
 from serve.problems import Problem
 
 __all__ = ["router"]
@@ -32,14 +32,11 @@ class ReadMarks(BaseModel):
 async def inbox(
     caller: CallerDep,
     arena: ArenaDep,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Cursor = None,
+    limit: Limit = 20,
     unread_only: bool = False,
 ) -> dict:
-    page = await arena.ask(
-        "inbox", caller.id, "browse", {"before": decode_cursor(cursor), "limit": limit, "unread_only": unread_only}
-    )
-    return {**page, "next_cursor": encode_cursor(page.pop("next"))}
+    return await paged(arena, "inbox", caller.id, "browse", cursor, limit, unread_only=unread_only)
 
 
 @router.post("/notifications/read", summary="Mark some (or, without ids, all) as read")

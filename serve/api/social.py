@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from engine.errors import EngineError, NotFound
-from serve.context import Arena, ArenaDep, CallerDep, EntityId
+from serve.context import ArenaDep, CallerDep, EntityId
 from serve.notify import notify
-from serve.pagination import decode_cursor, encode_cursor
+from serve.pagination import Cursor, Limit, decode_cursor, encode_cursor, paged
 from serve.problems import Problem
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["social"])
-
-Cursor = Annotated[str | None, Query(max_length=512)]
-Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 def _not_self(caller_id: str, user_id: str, what: str) -> None:
@@ -77,13 +74,6 @@ async def unblock(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Resp
     return Response(status_code=204)
 
 
-async def _people(arena: Arena, user_id: str, which: str, cursor: str | None, limit: int) -> dict:
-    page = await arena.ask(
-        "account", user_id, "people", {"which": which, "before": decode_cursor(cursor), "limit": limit}
-    )
-    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
-
-
 @router.get("/users/{user_id}/{which}", summary="Followers or followed athletes")
 async def people(
     user_id: EntityId,
@@ -96,12 +86,12 @@ async def people(
     view = await arena.ask("account", user_id, "view", {"viewer": caller.id})
     if view["private"] and not (view["relation"]["self"] or view["relation"]["following"]):
         raise Problem(403, "this athlete's profile is private")
-    return await _people(arena, user_id, which, cursor, limit)
+    return await paged(arena, "account", user_id, "people", cursor, limit, which=which)
 
 
 @router.get("/me/follow-requests", summary="Who asked to follow me")
 async def requests(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, limit: Limit = 50) -> dict:
-    return await _people(arena, caller.id, "requests", cursor, limit)
+    return await paged(arena, "account", caller.id, "people", cursor, limit, which="requests")
 
 
 @router.get("/feed", summary="My feed: my activities and those of athletes I follow, newest first")

@@ -18,7 +18,7 @@ from engine.tracks import TrackSummary, summarize
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.notify import notify
-from serve.pagination import decode_cursor, encode_cursor
+from serve.pagination import Cursor, Limit, paged
 from serve.problems import Problem
 
 __all__ = ["router", "publish_workout", "SPORTS"]
@@ -175,14 +175,10 @@ async def list_workouts(
     user_id: EntityId,
     caller: OptionalCallerDep,
     arena: ArenaDep,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Cursor = None,
+    limit: Limit = 20,
 ) -> dict:
-    viewer = caller.id if caller else None
-    page = await arena.ask(
-        "account", user_id, "workout_list", {"viewer": viewer, "before": decode_cursor(cursor), "limit": limit}
-    )
-    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
+    return await paged(arena, "account", user_id, "workout_list", cursor, limit, viewer=caller.id if caller else None)
 
 
 @router.get("/workouts/{workout_id}", summary="One workout with its splits and track")
@@ -236,12 +232,11 @@ async def list_kudos(
     workout_id: EntityId,
     caller: OptionalCallerDep,
     arena: ArenaDep,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> dict:
     await visible_workout(arena, workout_id, caller)
-    page = await arena.ask("workout", workout_id, "kudos_list", {"before": decode_cursor(cursor), "limit": limit})
-    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
+    return await paged(arena, "workout", workout_id, "kudos_list", cursor, limit)
 
 
 @router.post("/workouts/{workout_id}/comments", status_code=201, summary="Comment on a workout")
@@ -262,12 +257,11 @@ async def list_comments(
     workout_id: EntityId,
     caller: OptionalCallerDep,
     arena: ArenaDep,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Cursor = None,
+    limit: Limit = 50,
 ) -> dict:
     await visible_workout(arena, workout_id, caller)
-    page = await arena.ask("workout", workout_id, "comment_list", {"before": decode_cursor(cursor), "limit": limit})
-    return {"items": page["items"], "next_cursor": encode_cursor(page["next"])}
+    return await paged(arena, "workout", workout_id, "comment_list", cursor, limit)
 
 
 @router.delete("/workouts/{workout_id}/comments/{comment_id}", status_code=204, summary="Delete a comment")
