@@ -7,7 +7,7 @@ from ray import serve
 
 from connectors.workout_files import MAX_FILE_BYTES
 from serve import problems
-from serve.api import accounts, analytics, notifications, races, social, workouts
+from serve.api import accounts, analytics, devices, notifications, races, social, workouts
 from serve.context import Arena
 from serve.limits import BodyLimit
 from serve.metrics import render
@@ -27,7 +27,7 @@ api.add_middleware(
     BodyLimit, default=1024 * 1024, uploads={f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024}
 )
 _v1 = APIRouter(prefix=API_PREFIX)
-for module in (accounts, workouts, social, notifications, analytics, races):
+for module in (accounts, workouts, social, notifications, analytics, races, devices):
     _v1.include_router(module.router)
 api.include_router(_v1)
 

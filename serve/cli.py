@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import signal
@@ -57,6 +58,46 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub(args: argparse.Namespace) -> int:
+    """Ingest device telemetry from the MQTT broker into live races (several hubs share the stream)."""
+    from urllib.parse import urlsplit
+
+    import ray
+
+    from connectors.mqtt_hub import Hub
+    from serve.context import connect
+    from serve.settings import Settings
+
+    settings = Settings()
+    url = urlsplit(settings.mqtt_url or "mqtt://127.0.0.1:1883")
+    if url.scheme != "mqtt" or not url.hostname:
+        print(f"ARENA_MQTT_URL is mqtt://[user:password@]host[:port], not {settings.mqtt_url}", file=sys.stderr)
+        return 2
+    password = settings.mqtt_hub_password.get_secret_value() if settings.mqtt_hub_password else url.password
+
+    async def run() -> None:
+        ray.init(address=settings.ray_address or "auto", namespace=settings.namespace, configure_logging=False)
+        hub = Hub(
+            connect(settings),
+            host=url.hostname,
+            port=url.port or 1883,
+            client_id=args.client_id,
+            username=url.username,
+            password=password,
+        )
+        await hub.start()
+        print(f"MQTT hub {hub.client_id} on {hub.host}:{hub.port} (Ctrl-C stops)", flush=True)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        await hub.stop()
+
+    asyncio.run(run())
+    return 0
+
+
 def _health(args: argparse.Namespace) -> int:
     try:
         with urllib.request.urlopen(f"{args.url.rstrip('/')}/health", timeout=10) as answer:
@@ -77,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--dashboard", action="store_true", help="also start the Ray dashboard")
     run.add_argument("--verbose", action="store_true", help="print the Ray workers' logs")
     run.set_defaults(handler=_run)
+    hub = commands.add_parser(
+        "hub", help="run an MQTT hub against a running Arena (ARENA_MQTT_URL, ARENA_MQTT_HUB_PASSWORD)"
+    )
+    hub.add_argument("--client-id", help="stable id of this hub's persistent session (default arena-hub-HOSTNAME)")
+    hub.set_defaults(handler=_hub)
     health = commands.add_parser("health", help="ask a running Arena for its health")
     health.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
     health.set_defaults(handler=_health)

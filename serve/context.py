@@ -25,12 +25,18 @@ from serve.revocation import Revocations, revocations
 from serve.settings import Settings
 from serve.spectators import Spectators
 
-__all__ = ["Arena", "ArenaDep", "CallerDep", "EntityId", "OptionalCallerDep", "new_id"]
+__all__ = ["Arena", "ArenaDep", "CallerDep", "EntityId", "OptionalCallerDep", "connect", "new_id"]
 
 EntityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 log = logging.getLogger(__name__)
+
+
+def connect(settings: Settings) -> Cluster:
+    """The engine's hosts for these settings (created on first use, shared by every process)."""
+    spec = HostSpec(settings.database_url, KINDS, settings.host_config(), hosts=settings.hosts, shards=settings.shards)
+    return Cluster(spec, namespace=settings.namespace)
 
 
 def new_id() -> str:
@@ -56,10 +62,7 @@ class Arena:
 
     @classmethod
     def build(cls, settings: Settings) -> Arena:
-        spec = HostSpec(
-            settings.database_url, KINDS, settings.host_config(), hosts=settings.hosts, shards=settings.shards
-        )
-        cluster = Cluster(spec, namespace=settings.namespace)
+        cluster = connect(settings)
         return cls(
             settings=settings,
             cluster=cluster,

@@ -12,4 +12,6 @@ KINDS: tuple[str, ...] = (
     "actors.inbox:Inbox",
     "actors.race:Race",
     "actors.race:RaceRef",
+    "actors.device:Device",
+    "actors.device:DeviceOwner",
 )

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     spectator_tick: float = Field(1.0, gt=0, le=60, description="seconds between refreshes of a watched race")
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
+    mqtt_url: str | None = Field(None, description="mqtt://host:port devices connect to (docs/mqtt.md)")
+    mqtt_password_file: Path | None = Field(None, description="Mosquitto's password file; device credentials go there")
+    mqtt_pid_file: Path | None = Field(None, description="Mosquitto's pid file: SIGHUP it after a credential changes")
+    mqtt_hub_password: SecretStr | None = Field(None, description="password of the MQTT hub's user arena-hub")
 
     @field_validator("database_url")
     @classmethod

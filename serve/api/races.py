@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import logging
-import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -15,20 +14,19 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.race import RACE_KINDS, SPORTS
+from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
 from engine.errors import NotFound
-from engine.telemetry import empty, encode
 from serve.api.workouts import publish_workout
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.notify import notify
 from serve.problems import Problem
 
-__all__ = ["router", "MAX_SAMPLES_PER_POST"]
+__all__ = ["router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/races", tags=["races"])
 
-MAX_SAMPLES_PER_POST = 10_000
 Name = Annotated[str, Field(min_length=1, max_length=120)]
 
 
@@ -61,20 +59,6 @@ class Entry(BaseModel):
 
     category: Annotated[str | None, Field(max_length=40)] = None
     weight_kg: Annotated[float | None, Field(gt=20, lt=250)] = None
-
-
-class Sample(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seq: Annotated[int, Field(ge=0, lt=2**32)]
-    t: Annotated[float, Field(gt=0, lt=1e10)]
-    distance: Annotated[float | None, Field(ge=0, le=1e8)] = None
-    lat: Annotated[float | None, Field(ge=-90, le=90)] = None
-    lon: Annotated[float | None, Field(ge=-180, le=180)] = None
-    speed: Annotated[float | None, Field(ge=0, le=1_000)] = None
-    hr: Annotated[int | None, Field(ge=0, lt=65_536)] = None
-    power: Annotated[int | None, Field(ge=0, lt=65_536)] = None
-    cadence: Annotated[int | None, Field(ge=0, lt=65_536)] = None
 
 
 class Telemetry(BaseModel):
@@ -143,18 +127,6 @@ async def withdraw(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Res
 @router.put("/{race_id}/devices/{device_id}", summary="Bind one of my devices to my entry")
 async def bind(race_id: EntityId, device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     return {"participant": await arena.race(race_id, "bind_device", {"user_id": caller.id, "device_id": device_id})}
-
-
-def pack_samples(samples: list[Sample]) -> bytes:
-    """JSON samples of one athlete as one packed telemetry batch (the race fills in who)."""
-    batch = empty(len(samples))
-    for name in ("seq", "t"):
-        batch[name] = [getattr(s, name) for s in samples]
-    for name in ("distance", "lat", "lon", "speed"):
-        batch[name] = [math.nan if getattr(s, name) is None else getattr(s, name) for s in samples]
-    for name in ("hr", "power", "cadence"):
-        batch[name] = [getattr(s, name) or 0 for s in samples]
-    return encode(batch)
 
 
 @router.post("/{race_id}/telemetry", summary="Stream my samples (acknowledged once journaled)")

@@ -1,0 +1,210 @@
+"""Mosquitto as Arena's MQTT broker: its password file, its ACL, its config, and a broker for tests.
+
+Devices sign in with username = device id and a generated password; one static
+ACL of ``%u`` patterns confines each device to its own topics (docs/mqtt.md).
+Mosquitto re-reads the password and ACL files on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = [
+    "DEVICE_TOPICS",
+    "HUB_USER",
+    "PasswordFile",
+    "acl_text",
+    "device_topics",
+    "reload",
+    "running_broker",
+    "write_config",
+]
+
+HUB_USER = "arena-hub"
+DEVICE_TOPICS = "arena/v1/devices"
+_TIMEOUT = 10.0
+
+
+def device_topics(device_id: str) -> dict[str, str]:
+    """The v1 topics of one device: what it publishes and what it subscribes to."""
+    base = f"{DEVICE_TOPICS}/{device_id}"
+    return {"telemetry": f"{base}/telemetry", "status": f"{base}/status", "downlink": f"{base}/downlink"}
+
+
+def _mosquitto_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not on PATH: install Mosquitto 2 (apt-get install mosquitto)")
+    return path
+
+
+class PasswordFile:
+    """Mosquitto's password file, changed through ``mosquitto_passwd``.
+
+    Changes are serialised with an exclusive ``flock`` on a lock file beside it,
+    which holds across threads and API replicas on one machine alike.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    def set(self, username: str, password: str) -> None:
+        if not username or ":" in username:
+            raise ValueError(f"an MQTT username is not empty and has no ':', not {username!r}")
+        with self._locked():
+            create = [] if self.path.exists() else ["-c"]
+            self._run(*create, "-b", str(self.path), username, password)
+
+    def remove(self, username: str) -> None:
+        with self._locked():
+            if self.path.exists():
+                self._run("-D", str(self.path), username)
+
+    def usernames(self) -> set[str]:
+        if not self.path.exists():
+            return set()
+        return {line.split(":", 1)[0] for line in self.path.read_text().splitlines() if ":" in line}
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _run(*args: str) -> None:
+        done = subprocess.run(
+            [_mosquitto_tool("mosquitto_passwd"), *args], capture_output=True, text=True, timeout=_TIMEOUT
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"mosquitto_passwd failed: {(done.stderr or done.stdout).strip()}")
+
+
+def acl_text(hub_user: str = HUB_USER) -> str:
+    """The one static ACL: each device its own topics (``%u`` is its username), the hub everything.
+
+    Mosquitto authorises a shared subscription (``$share/group/filter``) against
+    its filter, so the hub's ``arena/v1/#`` covers ``$share/hub/arena/v1/devices/+/telemetry``.
+    """
+    return (
+        f"pattern write {DEVICE_TOPICS}/%u/telemetry\n"
+        f"pattern write {DEVICE_TOPICS}/%u/status\n"
+        f"pattern read {DEVICE_TOPICS}/%u/downlink\n"
+        "\n"
+        f"user {hub_user}\n"
+        "topic readwrite arena/v1/#\n"
+    )
+
+
+def write_config(
+    directory: Path | str,
+    port: int,
+    password_file: Path | str,
+    acl_file: Path | str,
+    persistence: bool = True,
+    *,
+    pid_file: Path | str | None = None,
+    user: str | None = None,
+) -> Path:
+    """A mosquitto.conf for one local listener, with sessions kept for QoS 1 devices that reconnect.
+
+    ``user`` is whom a broker started as root runs as (Mosquitto's default: ``mosquitto``).
+    """
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "per_listener_settings false",
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous false",
+        f"password_file {Path(password_file).resolve()}",
+        f"acl_file {Path(acl_file).resolve()}",
+        # A device on a flaky link keeps its session and up to 10k queued QoS 1 messages for a day.
+        "max_inflight_messages 100",
+        "max_queued_messages 10000",
+        "queue_qos0_messages false",
+        "persistent_client_expiration 1d",
+        "max_keepalive 300",
+        "log_dest stderr",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+    ]
+    if pid_file is not None:
+        lines.append(f"pid_file {Path(pid_file).resolve()}")
+    if user is not None:
+        lines.append(f"user {user}")
+    if persistence:
+        store = directory / "persistence"
+        store.mkdir(exist_ok=True)
+        lines += ["persistence true", f"persistence_location {store}/", "autosave_interval 30"]
+    else:
+        lines.append("persistence false")
+    path = directory / "mosquitto.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def reload(pid: int) -> None:
+    """Make the broker re-read its password and ACL files."""
+    os.kill(pid, signal.SIGHUP)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_broker(
+    directory: Path | str,
+    port: int,
+    password_file: Path | str,
+    acl_file: Path | str,
+    *,
+    persistence: bool = True,
+    timeout: float = _TIMEOUT,
+) -> Iterator[subprocess.Popen]:
+    """A Mosquitto of its own on 127.0.0.1:port, stopped on exit.
+
+    It runs as the current user, writes its pid to ``directory/mosquitto.pid`` and
+    its log to ``directory/mosquitto.log``.
+    """
+    directory = Path(directory)
+    pid_file = directory / "mosquitto.pid"
+    config = write_config(
+        directory, port, password_file, acl_file, persistence, pid_file=pid_file, user=getpass.getuser()
+    )
+    with open(directory / "mosquitto.log", "ab") as log:
+        broker = subprocess.Popen([_mosquitto_tool("mosquitto"), "-c", str(config)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _accepts(port):
+            if broker.poll() is not None or time.monotonic() > deadline:
+                log_text = (directory / "mosquitto.log").read_text(errors="replace")
+                raise RuntimeError(f"mosquitto did not start on port {port}:\n{log_text}")
+            time.sleep(0.05)
+        yield broker
+    finally:
+        broker.terminate()
+        try:
+            broker.wait(timeout)
+        except subprocess.TimeoutExpired:
+            broker.kill()
+            broker.wait(timeout)

@@ -1,0 +1,356 @@
+"""The MQTT gateway of live races: device telemetry from Mosquitto into race entities.
+
+Topic scheme v1 (``arena/v1/devices/{device_id}/...``):
+
+- ``telemetry`` (device → Arena, QoS 1): msgpack or JSON, ``{"race": id, "samples": [...]}``
+  or one sample map with ``"race"``;
+- ``status`` (device → Arena): ``{"state": "online" | "offline"}``, the device's retained
+  last will being ``offline``;
+- ``downlink`` (Arena → device): why a message was dropped.
+
+A QoS 1 message is acknowledged only once the race has journaled its batch: the hub
+runs with manual acks and a persistent session, so messages it has not acknowledged
+are redelivered when it (or another hub of the shared subscription) reconnects. A
+message that can never succeed (malformed, unknown device, refused by the race) is
+acknowledged anyway, counted in ``Hub.dropped`` and explained on the downlink topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import msgpack
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
+from engine.errors import EngineError, NotFound
+
+__all__ = ["Hub", "Route"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "arena/v1/devices/"
+SHARE_GROUP = "arena-hub"
+MAX_PAYLOAD = 256 * 1024
+MAX_ID = 128
+
+Route = Callable[[str], Awaitable[dict | None]]
+OnStatus = Callable[[str, str], Awaitable[None]]
+
+
+class _Uplink(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    race: Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+    samples: Annotated[list[Sample], Field(min_length=1, max_length=MAX_SAMPLES_PER_POST)]
+
+
+class _Status(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["online", "offline"]
+
+
+class _Drop(Exception):
+    """Bad input: acknowledged, counted under ``reason`` and explained on the downlink."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass
+class _Group:
+    """Samples of one athlete in one race, and the MQTT messages that carried them."""
+
+    race_id: str
+    owner: str
+    samples: list[Sample] = field(default_factory=list)
+    messages: list[tuple[str, int, int]] = field(default_factory=list)  # (device_id, mid, qos)
+
+
+def _decode(payload: bytes) -> Any:
+    # JSON starts with "{" (after optional whitespace); a msgpack map never does.
+    if payload.lstrip()[:1] == b"{":
+        return json.loads(payload)
+    return msgpack.unpackb(payload, raw=False, strict_map_key=True)
+
+
+def _device_of(topic: str, leaf: str) -> str:
+    if not topic.startswith(PREFIX) or not topic.endswith("/" + leaf):
+        raise _Drop("topic", f"not an arena/v1 {leaf} topic: {topic[:200]}")
+    device_id = topic[len(PREFIX) : -len(leaf) - 1]
+    if not device_id or len(device_id) > MAX_ID or "/" in device_id:
+        raise _Drop("topic", f"not a device id: {device_id[:200]!r}")
+    return device_id
+
+
+def _uplink(payload: bytes) -> _Uplink:
+    if len(payload) > MAX_PAYLOAD:
+        raise _Drop("oversized", f"a message holds at most {MAX_PAYLOAD} bytes, not {len(payload)}")
+    try:
+        body = _decode(payload)
+        if isinstance(body, dict) and "samples" not in body and "race" in body:
+            body = {"race": body.pop("race"), "samples": [body]}
+        return _Uplink.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise _Drop("malformed", f"{where}: {first['msg']}") from None
+    except (ValueError, TypeError, msgpack.UnpackException) as error:
+        raise _Drop("malformed", f"neither msgpack nor JSON: {error}") from None
+
+
+class Hub:
+    """One gateway process; several with the same ``group`` split the stream between them."""
+
+    def __init__(
+        self,
+        cluster: Any = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        group: str = SHARE_GROUP,
+        route: Route | None = None,
+        on_status: OnStatus | None = None,
+        batch_window: float = 0.05,
+        max_batch: int = 1_000,
+        route_ttl: float = 5.0,
+        session_expiry: int = 3_600,
+        receive_maximum: int = 1_000,
+        retry_delay: float = 0.5,
+    ) -> None:
+        if cluster is None and route is None:
+            raise ValueError("a hub needs a cluster (to ingest and, by default, to route devices)")
+        if batch_window <= 0 or max_batch < 1:
+            raise ValueError("batch_window must be positive and max_batch at least 1")
+        self.cluster = cluster
+        self.host, self.port = host, port
+        self.client_id = client_id or f"arena-hub-{socket.gethostname()}"
+        self.group = group
+        self.batch_window, self.max_batch = batch_window, max_batch
+        self.route_ttl, self.retry_delay = route_ttl, retry_delay
+        self._route = route or self._ask_device
+        self._on_status = on_status
+        self.received = self.acked = self.batches = self.accepted = 0
+        self.dropped: Counter[str] = Counter()
+        self.signal: dict[str, tuple[str, float]] = {}
+        self._routes: dict[str, tuple[float, dict | None]] = {}
+        self._pending: dict[tuple[str, str], _Group] = {}
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected: asyncio.Event | None = None
+        self._stopping = False
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        self._client.manual_ack_set(True)
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        self._session_expiry, self._receive_maximum = session_expiry, receive_maximum
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._connected = asyncio.Event()
+        self._stopping = False
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = self._session_expiry
+        properties.ReceiveMaximum = self._receive_maximum
+        self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=properties)
+        self._client.loop_start()
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            self._client.loop_stop()
+            raise ConnectionError(f"no MQTT broker answered on {self.host}:{self.port} within {timeout}s") from None
+
+    async def stop(self, drain: bool = True, timeout: float = 10.0) -> None:
+        """Send what is pending and wait for its acks, then disconnect; ``drain=False`` leaves
+        everything not yet acknowledged to the broker, to be redelivered (as after a crash)."""
+        self._stopping = True
+        if drain:
+            self._flush()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=timeout)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+        self._pending.clear()
+        if drain:
+            self._client.disconnect()
+        else:  # no DISCONNECT: the broker keeps the in-flight messages of the session
+            sock = self._client.socket()
+            if sock is not None:
+                sock.close()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    # -- paho's network thread -------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.error("mqtt connection refused: %s", reason)
+            return
+        options = mqtt.SubscribeOptions(qos=1)
+        client.subscribe([(f"$share/{self.group}/{PREFIX}+/{leaf}", options) for leaf in ("telemetry", "status")])
+        assert self._loop is not None and self._connected is not None
+        self._loop.call_soon_threadsafe(self._connected.set)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._receive, message.topic, message.payload, message.mid, message.qos)
+
+    # -- the hub's event loop --------------------------------------------------
+
+    def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        if self._stopping:
+            return  # not acknowledged: the broker gives it to the next session
+        self.received += 1
+        handler = self._status if topic.endswith("/status") else self._telemetry
+        self._spawn(handler(topic, payload, mid, qos))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("mqtt hub task failed", exc_info=task.exception())
+
+    async def _telemetry(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        device_id = None
+        try:
+            device_id = _device_of(topic, "telemetry")
+            uplink = _uplink(payload)
+            route = await self._resolve(device_id)
+            if route is None:
+                raise _Drop("unknown_device", "this device is not registered")
+            if route.get("revoked"):
+                raise _Drop("revoked", "this device was revoked")
+            if route.get("race_id") != uplink.race:
+                raise _Drop("not_bound", f"this device is not bound to race {uplink.race}")
+        except _Drop as drop:
+            self._drop(device_id, drop.reason, drop.detail, [(mid, qos)])
+            return
+        except EngineError as error:  # route lookup failed: retryable or a bug, never an ack
+            log.warning("device %s route failed: %s; left to the broker to redeliver", device_id, error)
+            return
+        key = (uplink.race, route["owner"])
+        group = self._pending.get(key)
+        if group is None:
+            group = self._pending[key] = _Group(uplink.race, route["owner"])
+        group.samples.extend(uplink.samples)
+        group.messages.append((device_id, mid, qos))
+        if len(group.samples) >= self.max_batch:
+            self._flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(self.batch_window, self._flush)
+
+    async def _status(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        device_id = None
+        try:
+            device_id = _device_of(topic, "status")
+            if len(payload) > MAX_PAYLOAD:
+                raise _Drop("oversized", f"a message holds at most {MAX_PAYLOAD} bytes")
+            try:
+                state = _Status.model_validate(_decode(payload)).state
+            except (ValueError, TypeError, msgpack.UnpackException):
+                raise _Drop("malformed", 'a status is {"state": "online" | "offline"}') from None
+        except _Drop as drop:
+            self._drop(device_id, drop.reason, drop.detail, [(mid, qos)])
+            return
+        self.signal[device_id] = (state, time.time())
+        if self._on_status is not None:
+            try:
+                await self._on_status(device_id, state)
+            except Exception:
+                log.exception("on_status hook failed for device %s", device_id)
+        self._ack([(mid, qos)])
+
+    async def _resolve(self, device_id: str) -> dict | None:
+        now = time.monotonic()
+        cached = self._routes.get(device_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            route = await self._route(device_id)
+        except NotFound:
+            route = None
+        self._routes[device_id] = (now + self.route_ttl, route)
+        return route
+
+    async def _ask_device(self, device_id: str) -> dict | None:
+        return await self.cluster.ask("device", device_id, "route")
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._pending:
+            groups, self._pending = list(self._pending.values()), {}
+            self._spawn(self._ingest(groups))
+
+    async def _ingest(self, groups: list[_Group]) -> None:
+        envelopes = [
+            ("race", g.race_id, "ingest", {"samples": pack_samples(g.samples), "user_id": g.owner}, None)
+            for g in groups
+        ]
+        self.batches += len(groups)
+        try:
+            answers = await self.cluster.deliver(envelopes)
+        except Exception as error:  # Ray itself failed: nothing known to be journaled
+            log.warning("ingest of %d groups failed: %s", len(groups), error)
+            answers = [error] * len(groups)
+        retry = []
+        for group, answer in zip(groups, answers):
+            if isinstance(answer, EngineError) and not answer.retryable:
+                for device_id in {device for device, _, _ in group.messages}:
+                    mine = [(mid, qos) for device, mid, qos in group.messages if device == device_id]
+                    self._drop(device_id, answer.code, answer.message, mine)
+            elif isinstance(answer, Exception):
+                retry.append(group)
+            else:
+                self.accepted += answer["accepted"]
+                self._ack([(mid, qos) for _, mid, qos in group.messages])
+        if retry and not self._stopping:
+            # Ingestion is idempotent by (participant, seq): sending again is safe. The
+            # messages stay unacknowledged meanwhile, so a crash here loses nothing.
+            await asyncio.sleep(self.retry_delay)
+            if not self._stopping:
+                await self._ingest(retry)
+
+    def _drop(self, device_id: str | None, reason: str, detail: str, messages: list[tuple[int, int]]) -> None:
+        self.dropped[reason] += max(len(messages), 1)
+        log.info("dropped a message of device %s: %s (%s)", device_id, reason, detail)
+        if device_id is not None:
+            body = json.dumps({"error": reason, "detail": detail, "t": time.time()})
+            self._client.publish(f"{PREFIX}{device_id}/downlink", body, qos=1)
+        self._ack(messages)
+
+    def _ack(self, messages: list[tuple[int, int]]) -> None:
+        for mid, qos in messages:
+            if qos > 0:
+                self._client.ack(mid, qos)
+            self.acked += 1

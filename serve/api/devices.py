@@ -1,0 +1,95 @@
+"""Devices that stream telemetry over MQTT: register one (credentials shown once), list, revoke, bind to a race."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.mosquitto import PasswordFile, device_topics, reload
+from engine.errors import NotFound
+from serve.auth import Caller
+from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
+from serve.problems import Problem
+from serve.settings import Settings
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/devices", tags=["devices"])
+
+
+class NewDevice(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=120)]
+    model: Annotated[str, Field(min_length=1, max_length=120)]
+
+
+def _broker(settings: Settings) -> dict:
+    if settings.mqtt_url is None:
+        return {"host": None, "port": None}
+    url = urlsplit(settings.mqtt_url)
+    return {"host": url.hostname, "port": url.port or 1883}
+
+
+async def _credentials(settings: Settings, change) -> None:
+    """Apply ``change`` to Mosquitto's password file, then make the broker re-read it."""
+    if settings.mqtt_password_file is None:
+        return
+    await asyncio.to_thread(change, PasswordFile(settings.mqtt_password_file))
+    pid_file = settings.mqtt_pid_file
+    if pid_file is not None and pid_file.exists():
+        reload(int(pid_file.read_text().strip()))
+
+
+async def _mine(arena: Arena, device_id: str, caller: Caller) -> dict:
+    info = await arena.ask("device", device_id, "info")
+    if info["owner"] != caller.id:
+        raise NotFound("no such device")
+    return info
+
+
+@router.post("", status_code=201, summary="Register a device; its MQTT password is shown only in this answer")
+async def register(body: NewDevice, caller: CallerDep, arena: ArenaDep) -> dict:
+    device_id = new_id()
+    password = secrets.token_urlsafe(24)
+    message = {"owner": caller.id, **body.model_dump(), "secret_hash": hashlib.sha256(password.encode()).hexdigest()}
+    info = await arena.ask("device", device_id, "register", message)
+    await arena.ask("device_owner", caller.id, "add", {"device_id": device_id})
+    await _credentials(arena.settings, lambda file: file.set(device_id, password))
+    mqtt = {"username": device_id, "password": password, **_broker(arena.settings), "topics": device_topics(device_id)}
+    return {**info, "mqtt": mqtt}
+
+
+@router.get("", summary="My devices, revoked ones included")
+async def mine(caller: CallerDep, arena: ArenaDep) -> list[dict]:
+    device_ids = await arena.ask("device_owner", caller.id, "device_ids")
+    return list(await asyncio.gather(*(arena.ask("device", d, "info") for d in device_ids)))
+
+
+@router.delete("/{device_id}", status_code=204, summary="Revoke one of my devices: it can no longer connect")
+async def revoke(device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    await _mine(arena, device_id, caller)
+    await arena.ask("device", device_id, "revoke", {"by": caller.id})
+    await _credentials(arena.settings, lambda file: file.remove(device_id))
+    return Response(status_code=204)
+
+
+@router.put("/{device_id}/race/{race_id}", summary="Send this device's telemetry to my entry in a race")
+async def bind(device_id: EntityId, race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    if (await _mine(arena, device_id, caller))["revoked"]:
+        raise Problem(409, "this device was revoked")
+    participant = await arena.race(race_id, "bind_device", {"user_id": caller.id, "device_id": device_id})
+    device = await arena.ask("device", device_id, "bind", {"by": caller.id, "race_id": race_id})
+    return {"device": device, "participant": participant}
+
+
+@router.delete("/{device_id}/race", summary="Stop routing this device's telemetry to a race")
+async def unbind(device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    await _mine(arena, device_id, caller)
+    return await arena.ask("device", device_id, "unbind", {"by": caller.id})
