@@ -68,6 +68,7 @@ class Race(Entity):
         self.config: dict[str, Any] = {}
         self.athletes: list[dict] = []  # by participant index: {"user_id", "name", "category"}
         self.devices: dict[str, int] = {}
+        self.signal_lost: set[int] = set()  # participant indices whose device went offline
         self.transitions: list[dict] = []
         self.board: RaceBoard | None = None
         self._index: dict[str, int] = {}
@@ -81,12 +82,14 @@ class Race(Entity):
             "config": self.config,
             "athletes": self.athletes,
             "devices": self.devices,
+            "signal_lost": sorted(self.signal_lost),
             "transitions": self.transitions,
             "board": self.board.to_state() if self.board is not None else None,
         }
 
     def restore(self, state: dict) -> None:
         board = state.pop("board")
+        self.signal_lost = set(state.pop("signal_lost", ()))
         vars(self).update(state)
         self.board = RaceBoard.from_state(board) if board is not None else None
         self._index = {a["user_id"]: i for i, a in enumerate(self.athletes)}
@@ -277,6 +280,21 @@ class Race(Entity):
         self.devices[device_id] = index
         return index
 
+    @update
+    def signal(self, device_id: str, state: str) -> list[int]:
+        """A bound device went offline (its last will) or came back: spectators see who lost signal."""
+        self._require()
+        if state not in ("online", "offline"):
+            raise Rejected("a device's state is online or offline")
+        index = self.devices.get(device_id)
+        if index is None:
+            raise Rejected("this device is not bound to the race")
+        if state == "offline":
+            self.signal_lost.add(index)
+        else:
+            self.signal_lost.discard(index)
+        return sorted(self.signal_lost)
+
     # -- live ----------------------------------------------------------------
 
     @update
@@ -299,7 +317,11 @@ class Race(Entity):
                 raise Forbidden("join the race before sending telemetry")
             batch = batch.copy()
             batch["participant"] = index
-        return self.board.ingest(batch, self.now)
+        counts = self.board.ingest(batch, self.now)
+        if self.signal_lost:  # telemetry is the surest sign that the signal is back
+            lost = np.fromiter(self.signal_lost, np.uint32, len(self.signal_lost))
+            self.signal_lost.difference_update(lost[np.isin(lost, batch["participant"])].tolist())
+        return counts
 
     # -- reading -------------------------------------------------------------
 
@@ -340,6 +362,7 @@ class Race(Entity):
             "order": order.tobytes(),
             "distance": np.asarray(distances, np.float32).tobytes(),
             "totals": board.totals(),
+            "signal_lost": sorted(self.signal_lost),
         }
 
     @query

@@ -6,13 +6,18 @@ Topic scheme v1 (``arena/v1/devices/{device_id}/...``):
   or one sample map with ``"race"``;
 - ``status`` (device → Arena): ``{"state": "online" | "offline"}``, the device's retained
   last will being ``offline``;
-- ``downlink`` (Arena → device): why a message was dropped.
+- ``downlink`` (Arena → device): why a message was dropped, and the race's notices: a
+  countdown each second of the last ten before ``start_at``, the start, the finish.
 
 A QoS 1 message is acknowledged only once the race has journaled its batch: the hub
 runs with manual acks and a persistent session, so messages it has not acknowledged
 are redelivered when it (or another hub of the shared subscription) reconnects. A
 message that can never succeed (malformed, unknown device, refused by the race) is
 acknowledged anyway, counted in ``Hub.dropped`` and explained on the downlink topic.
+
+A device's status reaches its race (``Race.signal``), so spectators see who lost
+signal. Each race with a device seen by this hub has one watcher that asks the race
+for its status once a second and sends the notices to all the race's devices.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import socket
 import time
 from collections import Counter
@@ -45,6 +51,8 @@ PREFIX = "arena/v1/devices/"
 SHARE_GROUP = "arena-hub"
 MAX_PAYLOAD = 256 * 1024
 MAX_ID = 128
+COUNTDOWN_S = 10
+ENDED = ("finished", "final", "cancelled")
 
 Route = Callable[[str], Awaitable[dict | None]]
 OnStatus = Callable[[str, str], Awaitable[None]]
@@ -134,6 +142,7 @@ class Hub:
         session_expiry: int = 3_600,
         receive_maximum: int = 1_000,
         retry_delay: float = 0.5,
+        poll: float = 1.0,
     ) -> None:
         if cluster is None and route is None:
             raise ValueError("a hub needs a cluster (to ingest and, by default, to route devices)")
@@ -144,9 +153,9 @@ class Hub:
         self.client_id = client_id or f"arena-hub-{socket.gethostname()}"
         self.group = group
         self.batch_window, self.max_batch = batch_window, max_batch
-        self.route_ttl, self.retry_delay = route_ttl, retry_delay
+        self.route_ttl, self.retry_delay, self.poll = route_ttl, retry_delay, poll
         self._route = route or self._ask_device
-        self._on_status = on_status
+        self._on_status = on_status or (self._tell_race if cluster is not None else None)
         self.received = self.acked = self.batches = self.accepted = 0
         self.dropped: Counter[str] = Counter()
         self.signal: dict[str, tuple[str, float]] = {}
@@ -154,6 +163,7 @@ class Hub:
         self._pending: dict[tuple[str, str], _Group] = {}
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._watchers: dict[str, asyncio.Task] = {}  # race id → its notices; kept once done
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected: asyncio.Event | None = None
         self._stopping = False
@@ -186,6 +196,11 @@ class Hub:
         """Send what is pending and wait for its acks, then disconnect; ``drain=False`` leaves
         everything not yet acknowledged to the broker, to be redelivered (as after a crash)."""
         self._stopping = True
+        watchers = [task for task in self._watchers.values() if not task.done()]
+        for task in watchers:
+            task.cancel()
+        if watchers:
+            await asyncio.wait(watchers, timeout=timeout)
         if drain:
             self._flush()
             if self._tasks:
@@ -257,6 +272,7 @@ class Hub:
         except EngineError as error:  # route lookup failed: retryable or a bug, never an ack
             log.warning("device %s route failed: %s; left to the broker to redeliver", device_id, error)
             return
+        self._watch(uplink.race)
         key = (uplink.race, route["owner"])
         group = self._pending.get(key)
         if group is None:
@@ -282,6 +298,14 @@ class Hub:
             self._drop(device_id, drop.reason, drop.detail, [(mid, qos)])
             return
         self.signal[device_id] = (state, time.time())
+        if state == "online" and self.cluster is not None:
+            try:
+                route = await self._resolve(device_id)
+            except EngineError as error:
+                log.warning("device %s route failed: %s", device_id, error)
+            else:
+                if route is not None and route.get("race_id") and not route.get("revoked"):
+                    self._watch(route["race_id"])
         if self._on_status is not None:
             try:
                 await self._on_status(device_id, state)
@@ -303,6 +327,68 @@ class Hub:
 
     async def _ask_device(self, device_id: str) -> dict | None:
         return await self.cluster.ask("device", device_id, "route")
+
+    async def _tell_race(self, device_id: str, state: str) -> None:
+        route = await self._resolve(device_id)
+        if route is None or not route.get("race_id") or route.get("revoked"):
+            return
+        try:
+            await self.cluster.ask("race", route["race_id"], "signal", {"device_id": device_id, "state": state})
+        except EngineError as error:
+            log.info("race %s took no status from device %s: %s", route["race_id"], device_id, error)
+
+    # -- race notices on the downlink ------------------------------------------
+
+    def _watch(self, race_id: str) -> None:
+        if self.cluster is None or self._stopping or race_id in self._watchers:
+            return
+        task = asyncio.ensure_future(self._notices(race_id))
+        task.add_done_callback(self._watched)
+        self._watchers[race_id] = task
+
+    def _watched(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("race watcher failed", exc_info=task.exception())
+
+    async def _notices(self, race_id: str) -> None:
+        """Poll the race once a second (a query for all its devices, not one per device) until it ends."""
+        status, counted = None, None
+        while True:
+            try:
+                info, devices = await asyncio.gather(
+                    self.cluster.ask("race", race_id, "info"), self.cluster.ask("race", race_id, "device_map")
+                )
+            except EngineError as error:
+                if not error.retryable:
+                    log.info("stopped watching race %s: %s", race_id, error)
+                    return
+                await asyncio.sleep(self.poll)
+                continue
+            delay = self.poll
+            if info["status"] in ENDED:
+                self._notify(devices, {"type": "finished", "race": race_id})
+                return
+            if info["status"] == "live" and status in ("draft", "open"):
+                at = next((t["at"] for t in reversed(info["transitions"]) if t["status"] == "live"), None)
+                self._notify(devices, {"type": "start", "race": race_id, "at": at})
+            start_at = info.get("start_at")
+            if info["status"] == "open" and start_at:
+                left = float(start_at) - time.time()
+                seconds = math.ceil(left)
+                if 0 < seconds <= COUNTDOWN_S and seconds != counted:
+                    counted = seconds
+                    self._notify(devices, {"type": "countdown", "race": race_id, "seconds": seconds})
+                if left > 0:  # wake just after the next whole second before the gun
+                    delay = min(delay, left % 1.0 + 0.01)
+            status = info["status"]
+            await asyncio.sleep(delay)
+
+    def _notify(self, devices: dict[str, int], notice: dict) -> None:
+        for device_id in devices:
+            self._downlink(device_id, notice)
+
+    def _downlink(self, device_id: str, body: dict) -> None:
+        self._client.publish(f"{PREFIX}{device_id}/downlink", json.dumps(body), qos=1)
 
     def _flush(self) -> None:
         if self._flush_handle is not None:
@@ -345,8 +431,7 @@ class Hub:
         self.dropped[reason] += max(len(messages), 1)
         log.info("dropped a message of device %s: %s (%s)", device_id, reason, detail)
         if device_id is not None:
-            body = json.dumps({"error": reason, "detail": detail, "t": time.time()})
-            self._client.publish(f"{PREFIX}{device_id}/downlink", body, qos=1)
+            self._downlink(device_id, {"error": reason, "detail": detail, "t": time.time()})
         self._ack(messages)
 
     def _ack(self, messages: list[tuple[int, int]]) -> None:

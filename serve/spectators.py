@@ -38,6 +38,7 @@ class RaceView:
     distance: np.ndarray  # metres, in ``order``
     totals: dict
     index_of: dict[str, int]
+    signal_lost: set[int]  # participant indices whose device went offline
     rank_of: np.ndarray = field(init=False)  # place - 1 of each participant index
 
     def __post_init__(self) -> None:
@@ -47,6 +48,8 @@ class RaceView:
             for entry in board["entries"]:
                 entry["user_id"] = self.user_ids[entry["participant"]]
                 entry["name"] = self.names[entry["participant"]]
+                if entry["participant"] in self.signal_lost:
+                    entry["signal_lost"] = True
 
     def place(self, user_id: str) -> int | None:
         index = self.index_of.get(user_id)
@@ -57,7 +60,7 @@ class RaceView:
     def rows(self, start: int, stop: int) -> list[dict]:
         start, stop = max(0, start), min(len(self.order), stop)
         leader = float(self.distance[0]) if len(self.distance) else 0.0
-        return [
+        rows = [
             {
                 "place": place + 1,
                 "participant": who,
@@ -68,6 +71,10 @@ class RaceView:
             }
             for place, who in zip(range(start, stop), self.order[start:stop].tolist())
         ]
+        for row in rows:
+            if row["participant"] in self.signal_lost:
+                row["signal_lost"] = True
+        return rows
 
     def around(self, user_id: str, n: int) -> list[dict]:
         place = self.place(user_id)
@@ -163,6 +170,7 @@ class Spectators:
                     np.frombuffer(raw["distance"], np.float32),
                     raw["totals"],
                     watch.index_of,
+                    set(raw["signal_lost"]),
                 )
                 watch.error = None
                 async with watch.changed:

@@ -308,3 +308,76 @@ async def test_the_default_route_asks_the_device_entity_through_an_authenticated
                 device.disconnect()
                 device.loop_stop()
             await hub.stop()
+
+
+async def _bind(cluster: Cluster, race_id: str, device_id: str, user_id: str) -> None:
+    """A registered device, bound to the athlete's entry (as `PUT /devices/{id}/race/{race}` does)."""
+    await cluster.ask(
+        "device", device_id, "register", {"owner": user_id, "name": "Watch", "model": "W1", "secret_hash": "x"}
+    )
+    await cluster.ask("device", device_id, "bind", {"by": user_id, "race_id": race_id})
+    await cluster.ask("race", race_id, "bind_device", {"user_id": user_id, "device_id": device_id})
+
+
+def _online(device: _Device, device_id: str) -> None:
+    device.send(device_id, {"state": "online"}, kind="status", pack=lambda body: json.dumps(body).encode())
+
+
+async def test_a_device_that_dies_shows_its_athlete_as_signal_lost_on_the_race(broker, race):
+    cluster, race_id = race
+    device_id = f"w-{uuid.uuid4().hex[:8]}"
+    await _bind(cluster, race_id, device_id, "a1")
+    hub = Hub(cluster, port=broker, client_id=f"hub-{uuid.uuid4().hex[:6]}")
+    await hub.start()
+    try:
+        device = _Device(broker, device_id, will=json.dumps({"state": "offline"}).encode())
+        _online(device, device_id)
+        await _until(lambda: hub.signal.get(device_id, ("",))[0] == "online", what="the device online")
+        device.client.loop_stop()
+        device.client.socket().close()  # no DISCONNECT: the broker publishes the will
+        await _until(lambda: hub.acked == 2, what="the last will acked")
+        assert (await cluster.ask("race", race_id, "view"))["signal_lost"] == [1]
+        assert not hub.dropped
+    finally:
+        await hub.stop()
+
+
+async def test_devices_of_a_race_get_a_countdown_a_start_and_a_finished_notice(broker, ray_cluster, tmp_path):
+    cluster = Cluster(HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1), namespace=f"mqtt-{uuid.uuid4().hex[:8]}")
+    race_id, device_id = uuid.uuid4().hex, f"w-{uuid.uuid4().hex[:8]}"
+    hub = Hub(cluster, port=broker, client_id=f"hub-{uuid.uuid4().hex[:6]}")
+    device = listener = None
+    try:
+        start_at = time.time() + 3.5
+        config = {"name": "R", "sport": "run", "kind": "time", "duration_s": 3600, "start_at": start_at}
+        await cluster.ask("race", race_id, "create", {"organizer": "org", "config": config})
+        await cluster.ask("race", race_id, "open", {"by": "org"})
+        await cluster.ask("race", race_id, "join", {"user_id": "a0", "name": "A0"})
+        await _bind(cluster, race_id, device_id, "a0")
+        await hub.start()
+        listener = _Device(broker, "listener", listen=f"arena/v1/devices/{device_id}/downlink")
+        device = _Device(broker, device_id)
+        _online(device, device_id)
+
+        def notices() -> list[dict]:
+            with listener._lock:
+                return [body for _, body in listener.received]
+
+        await _until(lambda: any(n["type"] == "start" for n in notices()), timeout=15, what="the start notice")
+        *countdown, start = notices()
+        assert countdown and all(
+            n == {"type": "countdown", "race": race_id, "seconds": n["seconds"]} for n in countdown
+        )
+        seconds = [n["seconds"] for n in countdown]
+        assert seconds == sorted(seconds, reverse=True) and len(set(seconds)) == len(seconds) and seconds[-1] == 1
+        assert start == {"type": "start", "race": race_id, "at": pytest.approx(start_at)}
+
+        await cluster.ask("race", race_id, "cancel", {"by": "org", "reason": "storm"})
+        await _until(lambda: notices()[-1]["type"] == "finished", timeout=10, what="the finished notice")
+        assert notices()[-1] == {"type": "finished", "race": race_id}
+    finally:
+        for client in (device, listener):
+            if client is not None:
+                client.close()
+        await hub.stop()
+        cluster.kill()

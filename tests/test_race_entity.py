@@ -8,6 +8,7 @@ import time
 import pytest
 
 from actors.race import Race, RaceRef
+from connectors.samples import Sample, pack_samples
 from engine.config import HostConfig
 from engine.errors import Forbidden, NotFound, Rejected
 from engine.host import Host
@@ -112,3 +113,36 @@ async def test_bad_settings_and_bad_batches_are_refused_with_reasons(tmp_path):
             await host.ask("race", "r", "ingest", {"samples": garbage})
     assert (await host.ask("race", "r", "info"))["status"] == "live"  # the race keeps running
     await host.stop()
+
+
+async def test_an_athlete_whose_device_went_offline_shows_signal_lost_until_telemetry_arrives(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    await host.ask("race", "r", "create", {"organizer": "org", "config": RIDE})
+    await host.ask("race", "r", "open", {"by": "org"})
+    for user in ("u0", "u1"):
+        await host.ask("race", "r", "join", {"user_id": user, "name": user.upper()})
+    await host.ask("race", "r", "bind_device", {"user_id": "u1", "device_id": "watch-1"})
+    await host.ask("race", "r", "start", {"by": "org"})
+    with pytest.raises(Rejected, match="not bound"):
+        await host.ask("race", "r", "signal", {"device_id": "stranger", "state": "offline"})
+    with pytest.raises(Rejected, match="online or offline"):
+        await host.ask("race", "r", "signal", {"device_id": "watch-1", "state": "asleep"})
+    assert await host.ask("race", "r", "signal", {"device_id": "watch-1", "state": "offline"}) == [1]
+    await host.stop()  # the lost signal is part of the snapshot
+
+    again = make_host(tmp_path)
+    await again.start()
+    assert (await again.ask("race", "r", "view"))["signal_lost"] == [1]
+    await again.ask("race", "r", "ingest", {"samples": _samples(), "user_id": "u0"})
+    assert (await again.ask("race", "r", "view"))["signal_lost"] == [1], "another athlete's telemetry"
+    await again.ask("race", "r", "ingest", {"samples": _samples(), "user_id": "u1"})
+    assert (await again.ask("race", "r", "view"))["signal_lost"] == []
+    await again.ask("race", "r", "signal", {"device_id": "watch-1", "state": "offline"})
+    await again.ask("race", "r", "signal", {"device_id": "watch-1", "state": "online"})
+    assert (await again.ask("race", "r", "view"))["signal_lost"] == []
+    await again.stop()
+
+
+def _samples() -> bytes:
+    return pack_samples([Sample(seq=0, t=time.time(), distance=10.0)])

@@ -142,7 +142,14 @@ def _board(view, category: str, n: int) -> dict:
     board = view.boards.get(category)
     if board is None:
         raise Problem(404, f"no category {category!r} in this race")
-    return {"status": view.status, "at": view.at, "version": view.version, **board, "entries": board["entries"][:n]}
+    return {
+        "status": view.status,
+        "at": view.at,
+        "version": view.version,
+        **board,
+        "entries": board["entries"][:n],
+        "signal_lost": sorted(view.signal_lost),
+    }
 
 
 @router.get("/{race_id}/leaderboard", summary="Top N overall or in a category (spectator cache)")
