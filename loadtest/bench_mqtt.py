@@ -1,0 +1,307 @@
+"""Devices → Mosquitto → MQTT hub → live race, end to end, for fields of thousands of devices.
+
+For each ``--devices`` count: a private Mosquitto (Arena's config, password file
+and ACL, a free port on 127.0.0.1), a real Cluster (SQLite in a temp folder) with
+a live race the devices' athletes joined, the real ``connectors.mqtt_hub.Hub`` in
+this process (its route table in memory, as the device entity would answer it), and
+``loadtest.device_swarm`` in child processes sampling at 1 Hz for ``--seconds``.
+
+Reported: samples/s the race accepted, the CPU of the broker and of this process
+(hub plus Ray driver) from /proc, and freshness: a few probe devices in this process
+send one sample a second whose distance encodes its time; ``view`` is polled every
+``--poll`` s, and a sample's freshness is when its distance first shows minus its ``t``.
+Run: ``.venv/bin/python -m loadtest.bench_mqtt --devices 2000 5000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import paho.mqtt.client as mqtt
+import ray
+from paho.mqtt.enums import CallbackAPIVersion
+
+from connectors.mosquitto import HUB_USER, acl_text, running_broker
+from connectors.mqtt_hub import Hub
+from engine.cluster import Cluster
+from engine.ray_host import HostSpec
+from serve.kinds import KINDS
+
+ORGANIZER = "bench-organizer"
+PASSWORD = "bench-device"
+HUB_PASSWORD = "bench-hub"
+JOIN_CHUNK = 5_000
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Result:
+    devices: int
+    connected: int = 0
+    published: int = 0
+    accepted: int = 0
+    window: float = 0.0
+    broker_cpu: float = 0.0
+    hub_cpu: float = 0.0
+    swarm_cpu: float = 0.0
+    machine_cpu: float = 0.0
+    freshness: list[float] = field(default_factory=list)
+    dropped: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """A process and all its descendants (the swarm's shards)."""
+    try:
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        return _cpu_seconds(pid) + sum(_tree_cpu_seconds(int(child)) for child in children)
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+
+
+def _machine_cpu_seconds() -> float:
+    jiffies = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(jiffies) - jiffies[3] - jiffies[4]) / _TICKS
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def _password_file(path: Path, users: list[str]) -> None:
+    """Every device at once: ``mosquitto_passwd -U`` hashes a plain file in place (one call, not one per user)."""
+    path.write_text(f"{HUB_USER}:{HUB_PASSWORD}\n" + "".join(f"{u}:{PASSWORD}\n" for u in users))
+    subprocess.run(["mosquitto_passwd", "-U", str(path)], check=True, timeout=600)
+
+
+class _Probes:
+    """Devices in this process that walk at exactly 1 m/s, so a distance on the board dates its sample."""
+
+    def __init__(self, port: int, race_id: str, ids: list[str]) -> None:
+        self.race_id, self.ids, self.t0 = race_id, ids, time.time()
+        self.clients = []
+        for device_id in ids:
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+            client.username_pw_set(device_id, PASSWORD)
+            client.connect("127.0.0.1", port, keepalive=60)
+            client.loop_start()
+            self.clients.append(client)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send, daemon=True)
+        self._thread.start()
+
+    def _send(self) -> None:
+        seq = 0
+        while not self._stop.wait(1.0 - (time.time() - self.t0) % 1.0):
+            seq += 1
+            for device_id, client in zip(self.ids, self.clients):
+                t = time.time()
+                sample = {"seq": seq, "t": t, "distance": t - self.t0, "speed": 1.0}
+                body = msgpack.packb({"race": self.race_id, "samples": [sample]})
+                client.publish(f"arena/v1/devices/{device_id}/telemetry", body, qos=1)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for client in self.clients:
+            client.disconnect()
+            client.loop_stop()
+
+
+async def _watch(
+    cluster: Cluster, race_id: str, probes: _Probes, who: list[int], poll: float, until: float
+) -> list[float]:
+    """Poll the race's view; each time a probe's distance moves, how old the sample that moved it is."""
+    fresh, last = [], dict.fromkeys(who, -1.0)
+    while time.time() < until:
+        started = time.monotonic()
+        view = await cluster.ask("race", race_id, "view", {"n": 10})
+        seen = time.time()
+        order = np.frombuffer(view["order"], np.uint32)
+        distance = np.frombuffer(view["distance"], np.float32)
+        where = {int(p): float(d) for p, d in zip(order, distance) if int(p) in last}
+        for participant, d in where.items():
+            if d > last[participant] + 0.5:  # float32: a distance near 1e3 m is good to a few mm
+                if last[participant] >= 0:
+                    fresh.append(seen - (probes.t0 + d))
+                last[participant] = d
+        await asyncio.sleep(max(0.0, poll - (time.monotonic() - started)))
+    return fresh
+
+
+async def _one(devices: int, args: argparse.Namespace) -> Result:
+    result = Result(devices)
+    with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
+        folder = Path(tmp)
+        device_ids = [f"d{k}" for k in range(devices)]
+        probe_ids = [f"probe{k}" for k in range(args.probes)]
+        started = time.perf_counter()
+        _password_file(folder / "passwd", device_ids + probe_ids)
+        (folder / "acl").write_text(acl_text())
+        print(f"  {devices:,} devices: password file in {time.perf_counter() - started:.1f} s", flush=True)
+        cluster = Cluster(
+            HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1), namespace=f"mqtt-{uuid.uuid4().hex[:8]}"
+        )
+        race_id = uuid.uuid4().hex
+        port = _free_port()
+        try:
+            config = {"name": "Bench", "sport": "run", "kind": "time", "duration_s": 3_600}
+            await cluster.ask("race", race_id, "create", {"organizer": ORGANIZER, "config": config})
+            await cluster.ask("race", race_id, "open", {"by": ORGANIZER})
+            users = [f"u-{d}" for d in device_ids + probe_ids]
+            index: list[int] = []
+            for first in range(0, len(users), JOIN_CHUNK):
+                chunk = [{"user_id": u, "name": u} for u in users[first : first + JOIN_CHUNK]]
+                index += await cluster.ask("race", race_id, "join_many", {"athletes": chunk})
+            await cluster.ask("race", race_id, "start", {"by": ORGANIZER})
+            table = {d: {"owner": f"u-{d}", "race_id": race_id, "revoked": False} for d in device_ids + probe_ids}
+
+            async def route(device_id: str) -> dict | None:
+                return table.get(device_id)
+
+            with running_broker(folder / "broker", port, folder / "passwd", folder / "acl") as broker:
+                hub = Hub(
+                    cluster, port=port, client_id="bench-hub", username=HUB_USER, password=HUB_PASSWORD, route=route
+                )
+                await hub.start()
+                probes = _Probes(port, race_id, probe_ids)
+                try:
+                    await _drive(result, args, hub, broker.pid, cluster, race_id, probes, index[devices:], port)
+                finally:
+                    probes.close()
+                    await hub.stop()
+                log = (folder / "broker" / "mosquitto.log").read_text(errors="replace").splitlines()
+                result.notes += [line for line in log if "rror" in line or "arning" in line][:5]
+        finally:
+            cluster.kill()
+    return result
+
+
+async def _drive(
+    result: Result, args, hub: Hub, broker_pid: int, cluster, race_id: str, probes: _Probes, who: list[int], port: int
+) -> None:
+    command = [
+        sys.executable, "-m", "loadtest.device_swarm", "--devices", str(result.devices), "--port", str(port),
+        "--race", race_id, "--prefix", "d", "--password", PASSWORD, "--seconds", str(args.seconds),
+        "--processes", str(args.processes), "--samples-per-message", str(args.samples_per_message),
+        "--cheaters", str(args.cheaters), "--dropout", str(args.dropout),
+    ]  # fmt: skip
+    swarm = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready = 0
+    assert swarm.stderr is not None and swarm.stdout is not None
+    while ready < args.processes:  # every shard has connected its devices
+        line = await asyncio.to_thread(swarm.stderr.readline)
+        if not line:
+            raise SystemExit(f"the swarm ended before connecting: {swarm.stdout.read()}")
+        print("   ", line.strip(), flush=True)
+        ready += "connected in" in line
+    threading.Thread(target=swarm.stderr.read, daemon=True).start()
+    await asyncio.sleep(min(3.0, args.seconds / 5))  # the first messages of every device are in
+    swarm_cpu = _tree_cpu_seconds(swarm.pid)
+    accepted, broker_cpu, hub_cpu, machine = (
+        hub.accepted,
+        _cpu_seconds(broker_pid),
+        _cpu_seconds(os.getpid()),
+        _machine_cpu_seconds(),
+    )
+    began = time.monotonic()
+    window = args.seconds - min(3.0, args.seconds / 5) - 1.0
+    result.freshness = await _watch(cluster, race_id, probes, who, args.poll, time.time() + window)
+    result.window = time.monotonic() - began
+    result.accepted = hub.accepted - accepted
+    result.broker_cpu = (_cpu_seconds(broker_pid) - broker_cpu) / result.window
+    result.hub_cpu = (_cpu_seconds(os.getpid()) - hub_cpu) / result.window
+    result.machine_cpu = (_machine_cpu_seconds() - machine) / result.window
+    result.swarm_cpu = (_tree_cpu_seconds(swarm.pid) - swarm_cpu) / result.window
+    out = await asyncio.to_thread(swarm.communicate, timeout=args.seconds + 120)
+    stats = json.loads(out[0].strip().splitlines()[-1])
+    result.connected, result.published = stats["connected"], stats["samples"]
+    result.dropped = dict(hub.dropped)
+
+
+def _table(results: list[Result], args: argparse.Namespace) -> str:
+    def fresh(r: Result) -> str:
+        return f"{_percentile(r.freshness, 0.5):.3f} / {_percentile(r.freshness, 0.99):.3f}"
+
+    rows = [
+        ("connections (incl. reconnects)", [f"{r.connected:,}" for r in results]),
+        ("samples published (whole run)", [f"{r.published:,}" for r in results]),
+        ("race accepted, samples/s", [f"{r.accepted / r.window:,.0f}" for r in results]),
+        ("  offered, samples/s (devices × 1 Hz)", [f"{r.devices + args.probes:,}" for r in results]),
+        ("freshness p50 / p99, s", [fresh(r) for r in results]),
+        ("  probe samples seen", [f"{len(r.freshness)}" for r in results]),
+        ("  p99 < 1 s", ["yes" if _percentile(r.freshness, 0.99) < 1 else "NO" for r in results]),
+        ("broker CPU, cores", [f"{r.broker_cpu:.2f}" for r in results]),
+        ("hub + Ray driver CPU, cores", [f"{r.hub_cpu:.2f}" for r in results]),
+        ("device swarm CPU, cores", [f"{r.swarm_cpu:.2f}" for r in results]),
+        ("machine CPU, cores busy", [f"{r.machine_cpu:.2f}" for r in results]),
+        ("hub drops", [str(r.dropped or "-") for r in results]),
+    ]
+    width = max(len(label) for label, _ in rows)
+    heads = [f"{r.devices:,} dev × {args.samples_per_message}" for r in results]
+    cols = [max(len(h), *(len(cells[i]) for _, cells in rows)) for i, h in enumerate(heads)]
+    lines = [" " * width + " | " + " | ".join(h.rjust(w) for h, w in zip(heads, cols))]
+    lines += [label.ljust(width) + " | " + " | ".join(c.rjust(w) for c, w in zip(cells, cols)) for label, cells in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, nargs="+", default=[2_000, 5_000, 20_000])
+    parser.add_argument("--samples-per-message", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--processes", type=int, default=2, help="swarm processes")
+    parser.add_argument("--probes", type=int, default=10)
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between reads of the race's view")
+    parser.add_argument("--cheaters", type=float, default=0.01)
+    parser.add_argument("--dropout", type=float, default=0.002)
+    args = parser.parse_args()
+    if args.seconds < 10:
+        raise SystemExit("--seconds is at least 10: the devices connect, then the window is measured")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the broker inherits it: one descriptor per device
+    if max(args.devices) + args.probes + 100 > hard:
+        print(f"note: at most {hard:,} open files per process here; Mosquitto cannot hold more connections", flush=True)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    results = []
+    try:
+        for devices in args.devices:
+            result = asyncio.run(_one(devices, args))
+            results.append(result)
+            for note in result.notes:
+                print("  broker:", note)
+            print(_table(results, args), flush=True)
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""A swarm of virtual watches and bike computers streaming race telemetry over MQTT (docs/mqtt.md).
+
+Each device is one MQTT connection whose username is its id, as the broker's ACL
+demands, so connections cannot be shared. One process drives thousands of paho
+clients from a single thread over non-blocking sockets and ``epoll`` (paho's
+``loop_read``/``loop_write``/``loop_misc``, no thread per client); ``--processes``
+shards the devices over several such processes.
+
+A device samples at ``--rate`` Hz and publishes every ``--samples-per-message``
+samples, msgpack ``{"race": id, "samples": [...]}`` at QoS 1 to
+``arena/v1/devices/{id}/telemetry``; its last will is ``{"state": "offline"}``,
+retained on ``.../status``. Athletes follow a loop route with their own pace
+(slowly changing), heart rate drifting up with noise and ±5 m GPS noise; some
+devices drop out for a few seconds and come back on a new connection, resuming
+their ``seq`` and sending what they buffered; ``--cheaters`` of them teleport or
+ride in a car. Standalone::
+
+    .venv/bin/python -m loadtest.device_swarm --devices 1000 --race RACE --password secret --seconds 30
+
+As locust users (one connection each, paced at 1 Hz; PUBACK time is the response time)::
+
+    ARENA_RACE=RACE ARENA_MQTT_PASSWORD=secret .venv/bin/locust -f loadtest/device_swarm.py \\
+        --headless -u 200 -r 50 -t 60s --host mqtt://127.0.0.1:1883
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import random
+import selectors
+import sys
+import time
+from dataclasses import dataclass
+
+import msgpack
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+TOPIC = "arena/v1/devices/{}/{}"
+OFFLINE = json.dumps({"state": "offline"}).encode()
+ONLINE = json.dumps({"state": "online"}).encode()
+MAX_SAMPLES = 1_000  # per message when a device sends what it buffered while offline
+_EARTH_M_PER_DEG = 111_195.0
+
+
+class Route:
+    """A closed loop of lat/lon points; a position is a distance along it."""
+
+    def __init__(self, centre: tuple[float, float] = (45.07, 7.69), radius_m: float = 1_600, points: int = 48) -> None:
+        lat0, lon0 = centre
+        scale = math.cos(math.radians(lat0))
+        self.points = [
+            (
+                lat0 + radius_m * (1 + 0.2 * math.sin(3 * a)) * math.sin(a) / _EARTH_M_PER_DEG,
+                lon0 + radius_m * (1 + 0.2 * math.sin(3 * a)) * math.cos(a) / (_EARTH_M_PER_DEG * scale),
+            )
+            for a in (2 * math.pi * k / points for k in range(points))
+        ]
+        self._scale = scale
+        self.legs = [self._metres(p, q) for p, q in zip(self.points, self.points[1:] + self.points[:1])]
+        self.length = sum(self.legs)
+
+    def _metres(self, p: tuple[float, float], q: tuple[float, float]) -> float:
+        return math.hypot((q[0] - p[0]) * _EARTH_M_PER_DEG, (q[1] - p[1]) * _EARTH_M_PER_DEG * self._scale)
+
+    def at(self, distance: float) -> tuple[float, float]:
+        left = distance % self.length
+        for k, leg in enumerate(self.legs):
+            if left <= leg:
+                (a, b), (c, d) = self.points[k], self.points[(k + 1) % len(self.points)]
+                f = left / leg
+                return a + (c - a) * f, b + (d - b) * f
+            left -= leg
+        return self.points[0]
+
+
+@dataclass
+class Athlete:
+    """The body behind a device: what it would measure at each sample."""
+
+    pace: float  # m/s, changes slowly
+    hr: float
+    cheat: str | None  # None, "teleport" or "car"
+    distance: float = 0.0
+    seq: int = 0
+    _base: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._base = self.pace
+
+    def sample(self, route: Route, t: float, dt: float, rng: random.Random) -> dict:
+        self.pace += (self._base - self.pace) * 0.01 + rng.gauss(0, 0.05)  # slow drift around the base
+        speed = 25.0 if self.cheat == "car" else max(0.5, self.pace)
+        self.distance += speed * dt
+        if self.cheat == "teleport" and rng.random() < 0.02:
+            self.distance += rng.uniform(500, 3_000)
+        self.hr = min(200.0, self.hr + 0.01 * dt + rng.gauss(0, 0.3))
+        lat, lon = route.at(self.distance)
+        noise = 5.0 / _EARTH_M_PER_DEG
+        self.seq += 1
+        return {
+            "seq": self.seq,
+            "t": round(t, 3),
+            "distance": round(self.distance, 2),
+            "lat": lat + rng.uniform(-noise, noise),
+            "lon": lon + rng.uniform(-noise, noise),
+            "speed": round(speed + rng.gauss(0, 0.2), 2),
+            "hr": int(self.hr + rng.gauss(0, 2)),
+        }
+
+
+def athlete(rng: random.Random, cheaters: float) -> Athlete:
+    cheat = rng.choice(("teleport", "car")) if rng.random() < cheaters else None
+    return Athlete(
+        pace=rng.uniform(2.5, 4.5) if rng.random() < 0.5 else rng.uniform(6.5, 10), hr=rng.uniform(95, 120), cheat=cheat
+    )
+
+
+def new_client(device_id: str, password: str | None) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
+    if password is not None:
+        client.username_pw_set(device_id, password)
+    client.will_set(TOPIC.format(device_id, "status"), OFFLINE, qos=1, retain=True)
+    client.max_queued_messages_set(0)
+    return client
+
+
+class _Device:
+    def __init__(self, device_id: str, race: str, athlete: Athlete, password: str | None, stats: dict) -> None:
+        self.id, self.race, self.athlete, self.stats = device_id, race, athlete, stats
+        self.topic = TOPIC.format(device_id, "telemetry")
+        self.buffer: list[dict] = []
+        self.offline_until = 0.0
+        self.connected = False
+        self.client = new_client(device_id, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            self.stats["refused"] += 1
+            return
+        self.connected = True
+        self.stats["connected"] += 1
+        client.publish(TOPIC.format(self.id, "status"), ONLINE, qos=1, retain=True)
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self.connected = False
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        self.stats["acked"] += 1
+
+    def send(self) -> None:
+        while self.buffer:
+            chunk, self.buffer = self.buffer[:MAX_SAMPLES], self.buffer[MAX_SAMPLES:]
+            self.client.publish(self.topic, msgpack.packb({"race": self.race, "samples": chunk}), qos=1)
+            self.stats["messages"] += 1
+            self.stats["samples"] += len(chunk)
+
+
+def _free_fds(needed: int) -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, needed + 64), hard))
+
+
+def run_shard(args: argparse.Namespace, first: int, count: int, report: multiprocessing.Queue | None = None) -> dict:
+    """Drive devices ``first .. first + count - 1`` from this one thread; their counts at the end."""
+    _free_fds(count)
+    rng = random.Random(args.seed + first)
+    route = Route()
+    stats = dict.fromkeys(("connected", "refused", "connect_errors", "messages", "samples", "acked", "dropouts"), 0)
+    devices = [
+        _Device(f"{args.prefix}{first + k}", args.race, athlete(rng, args.cheaters), args.password, stats)
+        for k in range(count)
+    ]
+    selector = selectors.DefaultSelector()
+
+    def connect(device: _Device, again: bool) -> None:
+        try:
+            if again:
+                device.client.reconnect()
+            else:
+                device.client.connect(args.host, args.port, keepalive=60)
+        except OSError:
+            stats["connect_errors"] += 1
+            return
+        selector.register(device.client.socket(), selectors.EVENT_READ, device)
+
+    def pump(timeout: float) -> None:
+        for device in devices:
+            if device.client.want_write():
+                device.client.loop_write()
+        for key, _ in selector.select(timeout):
+            device = key.data
+            if device.client.loop_read(10) != mqtt.MQTT_ERR_SUCCESS:
+                selector.unregister(key.fileobj)
+                device.connected = False
+
+    started = time.monotonic()
+    for k, device in enumerate(devices):  # ramp, so the broker's accept backlog keeps up
+        connect(device, again=False)
+        if k % 200 == 199:
+            pump(max(0.0, started + (k + 1) / args.connect_rate - time.monotonic()))
+    deadline = time.monotonic() + 30
+    while stats["connected"] + stats["refused"] + stats["connect_errors"] < count and time.monotonic() < deadline:
+        pump(0.05)
+    ramp = time.monotonic() - started
+    print(f"shard {first}: {stats['connected']}/{count} connected in {ramp:.1f} s", file=sys.stderr, flush=True)
+    if report is not None:
+        report.put(("ready", first))
+
+    period = 1.0 / args.rate
+    phase = [rng.random() * period for _ in devices]  # each device samples at its own instant
+    nxt = [time.monotonic() + p for p in phase]
+    begin = time.monotonic()
+    end, misc = begin + args.seconds, begin + 1.0
+    wheel = sorted(range(count), key=lambda k: phase[k])
+    cursor = 0
+    while (now := time.monotonic()) < end:
+        for _ in range(count):  # every device whose sample is due, in phase order
+            k = wheel[cursor]
+            if nxt[k] > now:
+                break
+            cursor = (cursor + 1) % count
+            nxt[k] += period
+            device = devices[k]
+            device.buffer.append(device.athlete.sample(route, time.time(), period, rng))
+            if device.offline_until:
+                if now < device.offline_until:
+                    continue
+                device.offline_until = 0.0
+                connect(device, again=True)
+            elif rng.random() < args.dropout * period:  # goes silent: no DISCONNECT, the will fires
+                stats["dropouts"] += 1
+                device.offline_until = now + rng.uniform(2, 8)
+                sock = device.client.socket()
+                if sock is not None:
+                    selector.unregister(sock)
+                    sock.close()
+                device.connected = False
+                continue
+            if device.connected and len(device.buffer) >= args.samples_per_message:
+                device.send()
+        if now >= misc:
+            misc = now + 1.0
+            for device in devices:
+                if device.client.socket() is not None:
+                    device.client.loop_misc()
+        pump(max(0.0, min(nxt[wheel[cursor]], end) - time.monotonic()))
+    linger = time.monotonic() + 2.0  # the last PUBACKs
+    while time.monotonic() < linger:
+        pump(0.05)
+    for device in devices:
+        if device.connected:
+            device.client.disconnect()
+    pump(0.1)
+    stats["seconds"] = time.monotonic() - begin
+    if report is not None:
+        report.put(("done", stats))
+    return stats
+
+
+def run(args: argparse.Namespace, on_ready=None) -> dict:
+    """The whole swarm, sharded over ``args.processes``; the summed counts."""
+    if args.processes == 1:
+        return run_shard(args, args.first, args.devices)
+    report: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+    shards = [
+        args.devices // args.processes + (1 if k < args.devices % args.processes else 0) for k in range(args.processes)
+    ]
+    procs, first = [], args.first
+    for count in shards:
+        proc = multiprocessing.get_context("spawn").Process(target=run_shard, args=(args, first, count, report))
+        proc.start()
+        procs.append(proc)
+        first += count
+    ready, total = 0, {}
+    while ready < len(procs):
+        kind, _ = report.get(timeout=120)
+        ready += kind == "ready"
+    if on_ready is not None:
+        on_ready()
+    done = 0
+    while done < len(procs):
+        kind, stats = report.get(timeout=args.seconds + 120)
+        if kind == "done":
+            done += 1
+            for key, value in stats.items():
+                total[key] = max(total.get(key, 0), value) if key == "seconds" else total.get(key, 0) + value
+    for proc in procs:
+        proc.join(10)
+    return total
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--devices", type=int, default=100)
+    p.add_argument("--samples-per-message", type=int, default=1, help="samples a device buffers before publishing")
+    p.add_argument("--rate", type=float, default=1.0, help="samples per second per device")
+    p.add_argument("--seconds", type=float, default=30.0, help="how long to publish")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--race", default="race", help="race id in every message")
+    p.add_argument("--prefix", default="dev-", help="device ids are PREFIX + index (also their MQTT username)")
+    p.add_argument("--first", type=int, default=0, help="index of the first device")
+    p.add_argument("--password", default=None, help="one password for every device (none: anonymous)")
+    p.add_argument("--cheaters", type=float, default=0.01, help="fraction of devices that teleport or drive")
+    p.add_argument("--dropout", type=float, default=0.002, help="chance per device-second of going silent 2–8 s")
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--connect-rate", type=float, default=1_000, help="new connections per second per process")
+    p.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    if args.devices < 1 or args.processes < 1 or args.rate <= 0 or args.samples_per_message < 1:
+        raise SystemExit("--devices, --processes and --samples-per-message are at least 1, --rate is positive")
+    if not 0 <= args.cheaters <= 1:
+        raise SystemExit("--cheaters is a fraction between 0 and 1")
+    stats = run(args)
+    print(json.dumps(stats), flush=True)
+
+
+def _locust_users() -> None:
+    from locust import User, between, events, task
+
+    class MqttDevice(User):
+        """One device per locust user, on its own paho thread."""
+
+        wait_time = between(1.0, 1.0)
+        _count = 0
+
+        def on_start(self) -> None:
+            MqttDevice._count += 1
+            host, _, port = (self.host or "mqtt://127.0.0.1:1883").removeprefix("mqtt://").partition(":")
+            self.id = f"{os.environ.get('ARENA_DEVICE_PREFIX', 'dev-')}{os.getpid()}-{MqttDevice._count}"
+            self.race = os.environ.get("ARENA_RACE", "race")
+            self.athlete, self.route, self.rng = athlete(random.Random(), 0.01), Route(), random.Random()
+            self.client = new_client(self.id, os.environ.get("ARENA_MQTT_PASSWORD"))
+            self.client.connect(host, int(port or 1883), keepalive=60)
+            self.client.loop_start()
+
+        @task
+        def telemetry(self) -> None:
+            body = {"race": self.race, "samples": [self.athlete.sample(self.route, time.time(), 1.0, self.rng)]}
+            started = time.perf_counter()
+            info = self.client.publish(TOPIC.format(self.id, "telemetry"), msgpack.packb(body), qos=1)
+            error = None
+            try:
+                info.wait_for_publish(10)
+            except (RuntimeError, ValueError) as failure:
+                error = failure
+            events.request.fire(
+                request_type="MQTT",
+                name="telemetry",
+                response_time=(time.perf_counter() - started) * 1000,
+                response_length=0,
+                exception=error,
+                context={},
+            )
+
+        def on_stop(self) -> None:
+            self.client.disconnect()
+            self.client.loop_stop()
+
+    globals()["MqttDevice"] = MqttDevice
+
+
+if "locust" in sys.modules:
+    _locust_users()
+
+if __name__ == "__main__":
+    main()
