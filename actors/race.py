@@ -26,6 +26,7 @@ __all__ = ["Race", "RaceRef", "RACE_KINDS", "SPORTS", "STATUSES"]
 RACE_KINDS = KINDS
 SPORTS = tuple(PROFILES)
 STATUSES = ("draft", "open", "live", "finished", "final", "cancelled")
+_NOBODY = np.uint32(0xFFFFFFFF)  # a participant index no race reaches: counted as unknown
 _NEXT = {"open": ("draft",), "live": ("open",), "finished": ("live",), "final": ("finished",)}
 _CONFIG = (
     "name",
@@ -298,11 +299,12 @@ class Race(Entity):
     # -- live ----------------------------------------------------------------
 
     @update
-    def ingest(self, samples: bytes, user_id: str | None = None) -> dict:
+    def ingest(self, samples: bytes, athletes: list[str] | None = None) -> dict:
         """Score a batch of packed samples; counts of what was accepted, dropped and flagged.
 
-        With ``user_id`` every sample is that athlete's (an athlete's own phone posting),
-        whatever participant index the batch carries.
+        With ``athletes`` (user ids) each sample's participant field is a position in that
+        list, not a participant index: a gateway batches many athletes without knowing
+        their places in the race. Samples of athletes not in the race count as unknown.
         """
         self._require()
         if self.status != "live":
@@ -311,13 +313,16 @@ class Race(Entity):
             batch = decode(samples)
         except ValueError as error:
             raise Rejected(str(error)) from None
-        if user_id is not None:
-            index = self._index.get(user_id)
-            if index is None:
+        strangers: list[str] = []
+        if athletes is not None:
+            lookup = np.array([self._index.get(user, _NOBODY) for user in athletes] + [_NOBODY], np.uint32)
+            strangers = [user for user, index in zip(athletes, lookup.tolist()) if index == _NOBODY]
+            if strangers and len(strangers) == len(athletes):
                 raise Forbidden("join the race before sending telemetry")
             batch = batch.copy()
-            batch["participant"] = index
+            batch["participant"] = lookup[np.minimum(batch["participant"], len(athletes))]
         counts = self.board.ingest(batch, self.now)
+        counts["not_in_race"] = strangers
         if self.signal_lost:  # telemetry is the surest sign that the signal is back
             lost = np.fromiter(self.signal_lost, np.uint32, len(self.signal_lost))
             self.signal_lost.difference_update(lost[np.isin(lost, batch["participant"])].tolist())

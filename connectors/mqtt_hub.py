@@ -81,12 +81,14 @@ class _Drop(Exception):
 
 @dataclass
 class _Group:
-    """Samples of one athlete in one race, and the MQTT messages that carried them."""
+    """One race's samples in one batch window, the athletes they belong to, and the MQTT
+    messages that carried them: one ingest message per race, however many devices."""
 
     race_id: str
-    owner: str
+    athletes: dict[str, int] = field(default_factory=dict)  # owner → position in the batch's list
     samples: list[Sample] = field(default_factory=list)
-    messages: list[tuple[str, int, int]] = field(default_factory=list)  # (device_id, mid, qos)
+    positions: list[int] = field(default_factory=list)  # each sample's athlete
+    messages: list[tuple[str, str, int, int]] = field(default_factory=list)  # (device_id, owner, mid, qos)
 
 
 def _decode(payload: bytes) -> Any:
@@ -160,7 +162,7 @@ class Hub:
         self.dropped: Counter[str] = Counter()
         self.signal: dict[str, tuple[str, float]] = {}
         self._routes: dict[str, tuple[float, dict | None]] = {}
-        self._pending: dict[tuple[str, str], _Group] = {}
+        self._pending: dict[str, _Group] = {}  # by race
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._watchers: dict[str, asyncio.Task] = {}  # race id → its notices; kept once done
@@ -273,12 +275,13 @@ class Hub:
             log.warning("device %s route failed: %s; left to the broker to redeliver", device_id, error)
             return
         self._watch(uplink.race)
-        key = (uplink.race, route["owner"])
-        group = self._pending.get(key)
+        group = self._pending.get(uplink.race)
         if group is None:
-            group = self._pending[key] = _Group(uplink.race, route["owner"])
+            group = self._pending[uplink.race] = _Group(uplink.race)
+        position = group.athletes.setdefault(route["owner"], len(group.athletes))
         group.samples.extend(uplink.samples)
-        group.messages.append((device_id, mid, qos))
+        group.positions.extend([position] * len(uplink.samples))
+        group.messages.append((device_id, route["owner"], mid, qos))
         if len(group.samples) >= self.max_batch:
             self._flush()
         elif self._flush_handle is None:
@@ -400,7 +403,13 @@ class Hub:
 
     async def _ingest(self, groups: list[_Group]) -> None:
         envelopes = [
-            ("race", g.race_id, "ingest", {"samples": pack_samples(g.samples), "user_id": g.owner}, None)
+            (
+                "race",
+                g.race_id,
+                "ingest",
+                {"samples": pack_samples(g.samples, g.positions), "athletes": list(g.athletes)},
+                None,
+            )
             for g in groups
         ]
         self.batches += len(groups)
@@ -412,20 +421,29 @@ class Hub:
         retry = []
         for group, answer in zip(groups, answers):
             if isinstance(answer, EngineError) and not answer.retryable:
-                for device_id in {device for device, _, _ in group.messages}:
-                    mine = [(mid, qos) for device, mid, qos in group.messages if device == device_id]
-                    self._drop(device_id, answer.code, answer.message, mine)
+                self._drop_messages(group.messages, answer.code, answer.message)
             elif isinstance(answer, Exception):
                 retry.append(group)
             else:
                 self.accepted += answer["accepted"]
-                self._ack([(mid, qos) for _, mid, qos in group.messages])
+                strangers = set(answer.get("not_in_race", ()))
+                refused = [m for m in group.messages if m[1] in strangers]
+                self._drop_messages(refused, "forbidden", "join the race before sending telemetry")
+                self._ack([(mid, qos) for _, owner, mid, qos in group.messages if owner not in strangers])
         if retry and not self._stopping:
             # Ingestion is idempotent by (participant, seq): sending again is safe. The
             # messages stay unacknowledged meanwhile, so a crash here loses nothing.
             await asyncio.sleep(self.retry_delay)
             if not self._stopping:
                 await self._ingest(retry)
+
+    def _drop_messages(self, messages: list[tuple[str, str, int, int]], reason: str, detail: str) -> None:
+        """Drop (ack, count and explain) messages, one downlink notice per device."""
+        by_device: dict[str, list[tuple[int, int]]] = {}
+        for device_id, _, mid, qos in messages:
+            by_device.setdefault(device_id, []).append((mid, qos))
+        for device_id, mine in by_device.items():
+            self._drop(device_id, reason, detail, mine)
 
     def _drop(self, device_id: str | None, reason: str, detail: str, messages: list[tuple[int, int]]) -> None:
         self.dropped[reason] += max(len(messages), 1)

@@ -7,6 +7,7 @@ one way to turn a list of them into a packed batch for a race.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,9 +33,11 @@ class Sample(BaseModel):
     cadence: Annotated[int | None, Field(ge=0, lt=65_536)] = None
 
 
-def pack_samples(samples: list[Sample]) -> bytes:
-    """JSON samples of one athlete as one packed telemetry batch (the race fills in who)."""
+def pack_samples(samples: list[Sample], participants: Sequence[int] | int = 0) -> bytes:
+    """Samples as one packed telemetry batch; ``participants`` is each sample's position in the
+    athletes list sent with it (one int: all the same athlete)."""
     batch = empty(len(samples))
+    batch["participant"] = participants
     for name in ("seq", "t"):
         batch[name] = [getattr(s, name) for s in samples]
     for name in ("distance", "lat", "lon", "speed"):

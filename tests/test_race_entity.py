@@ -134,9 +134,9 @@ async def test_an_athlete_whose_device_went_offline_shows_signal_lost_until_tele
     again = make_host(tmp_path)
     await again.start()
     assert (await again.ask("race", "r", "view"))["signal_lost"] == [1]
-    await again.ask("race", "r", "ingest", {"samples": _samples(), "user_id": "u0"})
+    await again.ask("race", "r", "ingest", {"samples": _samples(), "athletes": ["u0"]})
     assert (await again.ask("race", "r", "view"))["signal_lost"] == [1], "another athlete's telemetry"
-    await again.ask("race", "r", "ingest", {"samples": _samples(), "user_id": "u1"})
+    await again.ask("race", "r", "ingest", {"samples": _samples(), "athletes": ["u1"]})
     assert (await again.ask("race", "r", "view"))["signal_lost"] == []
     await again.ask("race", "r", "signal", {"device_id": "watch-1", "state": "offline"})
     await again.ask("race", "r", "signal", {"device_id": "watch-1", "state": "online"})

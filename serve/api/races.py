@@ -131,7 +131,7 @@ async def bind(race_id: EntityId, device_id: EntityId, caller: CallerDep, arena:
 
 @router.post("/{race_id}/telemetry", summary="Stream my samples (acknowledged once journaled)")
 async def telemetry(race_id: EntityId, body: Telemetry, caller: CallerDep, arena: ArenaDep) -> dict:
-    return await arena.race(race_id, "ingest", {"samples": pack_samples(body.samples), "user_id": caller.id})
+    return await arena.race(race_id, "ingest", {"samples": pack_samples(body.samples), "athletes": [caller.id]})
 
 
 Category = Annotated[str, Query(max_length=40)]
