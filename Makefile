@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-fanout bench-race bench-board load-athletes setup clean
+.PHONY: run test bench-engine bench-fanout bench-race bench-board bench-mqtt load-athletes setup clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-race: $(STAMP)
 
 bench-board: $(STAMP)
 	$(BIN)/python -m loadtest.bench_board
+
+bench-mqtt: $(STAMP)
+	$(BIN)/python -m loadtest.bench_mqtt --devices 2000 5000 --seconds 20
 
 # Needs Arena running (make run) at ARENA_URL.
 ARENA_URL ?= http://127.0.0.1:8000
