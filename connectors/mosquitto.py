@@ -113,15 +113,18 @@ def acl_text(hub_user: str = HUB_USER) -> str:
 def write_config(
     directory: Path | str,
     port: int,
-    password_file: Path | str,
-    acl_file: Path | str,
+    password_file: Path | str | None,
+    acl_file: Path | str | None,
     persistence: bool = True,
     *,
     pid_file: Path | str | None = None,
     user: str | None = None,
+    max_inflight: int = 100,
+    max_queued: int = 10_000,
 ) -> Path:
     """A mosquitto.conf for one local listener, with sessions kept for QoS 1 devices that reconnect.
 
+    Without a password file the listener is anonymous (benchmarks and tests of the hub alone).
     ``user`` is whom a broker started as root runs as (Mosquitto's default: ``mosquitto``).
     """
     directory = Path(directory).resolve()
@@ -129,12 +132,15 @@ def write_config(
     lines = [
         "per_listener_settings false",
         f"listener {port} 127.0.0.1",
-        "allow_anonymous false",
-        f"password_file {Path(password_file).resolve()}",
-        f"acl_file {Path(acl_file).resolve()}",
+        *(
+            ["allow_anonymous true"]
+            if password_file is None
+            else ["allow_anonymous false", f"password_file {Path(password_file).resolve()}"]
+        ),
+        *([f"acl_file {Path(acl_file).resolve()}"] if acl_file is not None else []),
         # A device on a flaky link keeps its session and up to 10k queued QoS 1 messages for a day.
-        "max_inflight_messages 100",
-        "max_queued_messages 10000",
+        f"max_inflight_messages {max_inflight}",
+        f"max_queued_messages {max_queued}",
         "queue_qos0_messages false",
         "persistent_client_expiration 1d",
         "max_keepalive 300",
@@ -175,11 +181,13 @@ def _accepts(port: int) -> bool:
 def running_broker(
     directory: Path | str,
     port: int,
-    password_file: Path | str,
-    acl_file: Path | str,
+    password_file: Path | str | None,
+    acl_file: Path | str | None,
     *,
     persistence: bool = True,
     timeout: float = _TIMEOUT,
+    max_inflight: int = 100,
+    max_queued: int = 10_000,
 ) -> Iterator[subprocess.Popen]:
     """A Mosquitto of its own on 127.0.0.1:port, stopped on exit.
 
@@ -189,7 +197,15 @@ def running_broker(
     directory = Path(directory)
     pid_file = directory / "mosquitto.pid"
     config = write_config(
-        directory, port, password_file, acl_file, persistence, pid_file=pid_file, user=getpass.getuser()
+        directory,
+        port,
+        password_file,
+        acl_file,
+        persistence,
+        pid_file=pid_file,
+        user=getpass.getuser(),
+        max_inflight=max_inflight,
+        max_queued=max_queued,
     )
     with open(directory / "mosquitto.log", "ab") as log:
         broker = subprocess.Popen([_mosquitto_tool("mosquitto"), "-c", str(config)], stdout=log, stderr=log)

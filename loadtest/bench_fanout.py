@@ -55,7 +55,9 @@ async def main(args: argparse.Namespace) -> None:
         star = "star"
         users = [f"user-{i}" for i in range(50)]
         for user in [star, *users]:
-            await cluster.ask("account", user, "register", {"email": f"{user}@x", "password_hash": "-", "display_name": user})
+            await cluster.ask(
+                "account", user, "register", {"email": f"{user}@x", "password_hash": "-", "display_name": user}
+            )
         followers = [f"fan-{i}" for i in range(args.followers)]
         started = time.perf_counter()
         for start in range(0, len(followers), 5_000):
@@ -86,7 +88,11 @@ async def main(args: argparse.Namespace) -> None:
         for follower, handle in zip(peer_followers, handles):
             if len(in_flight) >= 64:
                 _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            in_flight.add(asyncio.ensure_future(handle.deliver.remote(pack([["feed", follower, "push", {"item": peer_item}, None]]))))
+            in_flight.add(
+                asyncio.ensure_future(
+                    handle.deliver.remote(pack([["feed", follower, "push", {"item": peer_item}, None]]))
+                )
+            )
         await asyncio.wait(in_flight)
         peer_rate = len(peer_followers) / (time.perf_counter() - started)
         cluster.kill()

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import multiprocessing
 import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,6 +26,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from connectors.mosquitto import running_broker
 
 TOPIC = "bench/clients"
 
@@ -40,26 +41,8 @@ def _free_port() -> int:
 @contextmanager
 def _broker(directory: Path, messages: int):
     port = _free_port()
-    conf = directory / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"max_inflight_messages 1000\nmax_queued_messages {messages + 1000}\n"
-    )
-    broker = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or broker.poll() is not None:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
+    with running_broker(directory, port, None, None, persistence=False, max_inflight=1000, max_queued=messages + 1000):
         yield port
-    finally:
-        broker.terminate()
-        broker.wait(10)
 
 
 def _publish(port: int, messages: int, size: int, done: multiprocessing.Queue) -> None:

@@ -50,7 +50,12 @@ class Athlete(HttpUser):
     @task(2)
     def record(self) -> None:
         start = datetime.now(UTC) - timedelta(hours=random.randint(1, 2000))
-        body = {"sport": random.choice(["run", "ride", "walk"]), "start": start.isoformat(), "duration_s": 1800, "distance_m": 6000}
+        body = {
+            "sport": random.choice(["run", "ride", "walk"]),
+            "start": start.isoformat(),
+            "duration_s": 1800,
+            "distance_m": 6000,
+        }
         answer = self.client.post("/api/v1/workouts", json=body, name="record workout")
         if answer.ok:
             _remember(_workouts, (answer.json()["id"], self.id))

@@ -19,10 +19,6 @@ pytestmark = pytest.mark.ray
 PASSWORD = "correct horse battery"
 
 
-
-
-
-
 async def signup(client: httpx.AsyncClient, name: str = "Ana", email: str | None = None) -> tuple[str, dict]:
     email = email or f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
     answer = await client.post("/accounts", json={"email": email, "password": PASSWORD, "display_name": name})
@@ -89,7 +85,9 @@ async def test_malformed_registrations_get_a_422_that_says_why(client, body):
 async def test_broken_json_and_oversized_bodies_are_refused(client):
     broken = await client.post("/accounts", content=b'{"email": ', headers={"content-type": "application/json"})
     assert_problem(broken, 422)
-    huge = await client.post("/accounts", content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"})
+    huge = await client.post(
+        "/accounts", content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"}
+    )
     assert_problem(huge, 413, "limit")
 
 
@@ -143,7 +141,9 @@ async def test_changing_the_password_signs_out_every_session(client):
     tokens = (await client.post("/auth/login", json={"email": email, "password": PASSWORD})).json()
     headers = {"Authorization": f"Bearer {tokens['access_token']}"}
     refused = await client.post(
-        "/auth/password", json={"current_password": "not it at all", "new_password": "another long one"}, headers=headers
+        "/auth/password",
+        json={"current_password": "not it at all", "new_password": "another long one"},
+        headers=headers,
     )
     assert_problem(refused, 403, "wrong")
     changed = await client.post(
@@ -181,11 +181,11 @@ async def test_only_an_admin_changes_roles(client):
     _, boss_headers = await signup(client, "Boss", email="boss@example.com")
     denied = await client.put(f"/users/{athlete}/roles", json={"roles": ["organizer"]}, headers=athlete_headers)
     assert_problem(denied, 403, "admin")
-    granted = await client.put(f"/users/{athlete}/roles", json={"roles": ["athlete", "organizer"]}, headers=boss_headers)
-    assert granted.json() == {"roles": ["athlete", "organizer"]}
-    assert_problem(
-        await client.put(f"/users/{athlete}/roles", json={"roles": ["emperor"]}, headers=boss_headers), 422
+    granted = await client.put(
+        f"/users/{athlete}/roles", json={"roles": ["athlete", "organizer"]}, headers=boss_headers
     )
+    assert granted.json() == {"roles": ["athlete", "organizer"]}
+    assert_problem(await client.put(f"/users/{athlete}/roles", json={"roles": ["emperor"]}, headers=boss_headers), 422)
     assert_problem(
         await client.put(f"/users/{uuid.uuid4().hex}/roles", json={"roles": ["athlete"]}, headers=boss_headers), 404
     )
@@ -237,27 +237,31 @@ async def test_importing_a_gpx_computes_the_track_and_a_second_upload_is_a_dupli
 )
 async def test_a_bad_file_gets_a_422_that_says_why(client, content):
     _, headers = await signup(client, "Bad")
-    answer = await client.post("/workouts/import", files={"file": ("x.gpx", content, "application/gpx+xml")}, headers=headers)
+    answer = await client.post(
+        "/workouts/import", files={"file": ("x.gpx", content, "application/gpx+xml")}, headers=headers
+    )
     assert_problem(answer, 422, "cannot be imported")
 
 
 async def test_an_xml_bomb_is_refused_without_expanding_it(client):
     _, headers = await signup(client, "Bomb")
-    entities = '<!ENTITY lol0 "lol">' + "".join(
-        f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10)
-    )
+    entities = '<!ENTITY lol0 "lol">' + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 10))
     bomb = (
         f'<?xml version="1.0"?><!DOCTYPE gpx [{entities}]>'
         '<gpx xmlns="http://www.topografix.com/GPX/1/1"><trk><name>&lol9;</name></trk></gpx>'
     ).encode()
-    answer = await client.post("/workouts/import", files={"file": ("bomb.gpx", bomb, "application/gpx+xml")}, headers=headers)
+    answer = await client.post(
+        "/workouts/import", files={"file": ("bomb.gpx", bomb, "application/gpx+xml")}, headers=headers
+    )
     assert_problem(answer, 422)
 
 
 async def test_an_oversized_upload_is_cut_off_with_413(client):
     _, headers = await signup(client, "Big")
     answer = await client.post(
-        "/workouts/import", files={"file": ("big.gpx", b"<" * (26 * 1024 * 1024), "application/gpx+xml")}, headers=headers
+        "/workouts/import",
+        files={"file": ("big.gpx", b"<" * (26 * 1024 * 1024), "application/gpx+xml")},
+        headers=headers,
     )
     assert_problem(answer, 413, "limit")
 
@@ -305,7 +309,9 @@ async def test_kudos_and_comments_notify_the_owner(client):
     _, cy_headers = await signup(client, "Cy")
     comment_id = said.json()["id"]
     assert_problem(await client.delete(f"/workouts/{workout['id']}/comments/{comment_id}", headers=cy_headers), 403)
-    assert (await client.delete(f"/workouts/{workout['id']}/comments/{comment_id}", headers=ana_headers)).status_code == 204
+    assert (
+        await client.delete(f"/workouts/{workout['id']}/comments/{comment_id}", headers=ana_headers)
+    ).status_code == 204
     assert (await client.get(f"/workouts/{workout['id']}/comments")).json()["items"] == []
     assert ana != bo
 
@@ -359,7 +365,9 @@ async def test_follower_lists_page_with_opaque_cursors(client):
         await client.post(f"/users/{ana}/follow", headers=headers)
     first = (await client.get(f"/users/{ana}/followers?limit=2", headers=ana_headers)).json()
     assert len(first["items"]) == 2 and first["next_cursor"]
-    second = (await client.get(f"/users/{ana}/followers?limit=2&cursor={first['next_cursor']}", headers=ana_headers)).json()
+    second = (
+        await client.get(f"/users/{ana}/followers?limit=2&cursor={first['next_cursor']}", headers=ana_headers)
+    ).json()
     assert len(second["items"]) == 1 and second["next_cursor"] is None
     assert {i["id"] for i in first["items"]}.isdisjoint({i["id"] for i in second["items"]})
     for cursor in ("garbage", "eyJ4Ijox", "W10"):

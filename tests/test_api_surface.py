@@ -49,8 +49,6 @@ def _fill(path: str, value: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: ENUMS.get(m.group(1), value), path.removeprefix("/api/v1"))
 
 
-
-
 def test_the_probe_lists_every_route():
     assert len(_endpoints()) > 40
     assert PUBLIC <= set(_endpoints())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -15,6 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from connectors.mosquitto import running_broker
 from connectors.mqtt_hub import MAX_PAYLOAD, Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
@@ -35,29 +35,8 @@ def _free_port() -> int:
 def broker(tmp_path):
     """A Mosquitto of this test alone, on a free port, with persistence (as in production)."""
     port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {tmp_path}/\nmax_inflight_messages 1000\nmax_queued_messages 100000\n"
-    )
-    process = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
+    with running_broker(tmp_path / "broker", port, None, None, max_inflight=1000, max_queued=100_000):
         yield port
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 @pytest.fixture

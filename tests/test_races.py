@@ -16,10 +16,6 @@ from tests.test_api import assert_problem, signup
 pytestmark = pytest.mark.ray
 
 
-
-
-
-
 async def organizer(client) -> tuple[str, dict]:
     user_id, headers = await signup(client, "Org")
     admin = await _admin(client)  # only an admin grants roles
@@ -37,7 +33,9 @@ async def _admin(client) -> dict:
     """The settings' admin address, registered once per test module."""
     if "headers" not in _ADMIN:
         email = "chief@example.com"
-        await client.post("/accounts", json={"email": email, "password": "correct horse battery", "display_name": "Chief"})
+        await client.post(
+            "/accounts", json={"email": email, "password": "correct horse battery", "display_name": "Chief"}
+        )
         login = await client.post("/auth/login", json={"email": email, "password": "correct horse battery"})
         _ADMIN["headers"] = {"Authorization": f"Bearer {login.json()['access_token']}"}
     return _ADMIN["headers"]
@@ -104,7 +102,9 @@ async def test_a_distance_race_runs_from_draft_to_final_with_live_results(client
     assert fast.json()["accepted"] == 300 and fast.json()["finished"] == 1
     slow = run_samples(gun, 200, 360)
     await client.post(f"/races/{race_id}/telemetry", json={"samples": slow}, headers=athletes["Slow"][1])
-    duplicate = await client.post(f"/races/{race_id}/telemetry", json={"samples": slow[-5:]}, headers=athletes["Slow"][1])
+    duplicate = await client.post(
+        f"/races/{race_id}/telemetry", json={"samples": slow[-5:]}, headers=athletes["Slow"][1]
+    )
     assert duplicate.json()["duplicates"] == 5 and duplicate.json()["accepted"] == 0
     # a runner at 60 km/h
     cheat = await client.post(
@@ -155,7 +155,9 @@ async def test_telemetry_is_validated_and_only_athletes_in_the_race_send_it(clie
     await client.post(f"/races/{race_id}/athletes", json={}, headers=headers)
     await client.post(f"/races/{race_id}/actions/start", headers=org)
     ok = run_samples(time.time(), 2)
-    assert_problem(await client.post(f"/races/{race_id}/telemetry", json={"samples": ok}, headers=stranger), 403, "join")
+    assert_problem(
+        await client.post(f"/races/{race_id}/telemetry", json={"samples": ok}, headers=stranger), 403, "join"
+    )
     for bad in (
         {"samples": []},
         {"samples": [{"seq": -1, "t": 1.0}]},
@@ -170,8 +172,12 @@ async def test_telemetry_is_validated_and_only_athletes_in_the_race_send_it(clie
             f"/races/{race_id}/telemetry", content=raw, headers={**headers, "content-type": "application/json"}
         )
         assert answer.status_code == 422, raw
-    assert_problem(await client.post(f"/races/{uuid.uuid4().hex}/telemetry", json={"samples": ok}, headers=headers), 404)
-    assert (await client.post(f"/races/{race_id}/telemetry", json={"samples": ok}, headers=headers)).json()["accepted"] == 2
+    assert_problem(
+        await client.post(f"/races/{uuid.uuid4().hex}/telemetry", json={"samples": ok}, headers=headers), 404
+    )
+    assert (await client.post(f"/races/{race_id}/telemetry", json={"samples": ok}, headers=headers)).json()[
+        "accepted"
+    ] == 2
 
 
 async def test_only_the_organizer_runs_the_race_and_drafts_are_hidden(client):
@@ -212,7 +218,9 @@ async def test_the_live_stream_sends_the_leaderboard_and_ends_with_the_race(clie
     _, headers = await signup(client, "Runner")
     await client.post(f"/races/{race_id}/athletes", json={"category": "masters"}, headers=headers)
     assert_problem(
-        await client.post(f"/races/{race_id}/athletes", json={"category": "elite"}, headers=(await signup(client, "X"))[1]),
+        await client.post(
+            f"/races/{race_id}/athletes", json={"category": "elite"}, headers=(await signup(client, "X"))[1]
+        ),
         409,
         "category",
     )
