@@ -23,11 +23,6 @@ class EmailClaim(Entity):
         self.user_id = user_id
         return user_id
 
-    @update
-    def release(self, user_id: str) -> None:
-        if self.user_id == user_id:
-            self.user_id = None
-
     @query
     def owner(self) -> str | None:
         return self.user_id

@@ -26,10 +26,6 @@ class Feed(Entity):
         del self.items[FEED_LENGTH:]
 
     @update
-    def drop(self, item_id: str) -> None:
-        self.items = [i for i in self.items if i["id"] != item_id]
-
-    @update
     def drop_owner(self, owner: str) -> None:
         """Unfollowing or blocking someone takes their items out."""
         self.items = [i for i in self.items if i["owner"] != owner]
