@@ -258,8 +258,9 @@ class Account(Entity):
         return page(items[::-1], before, limit)
 
     @query
-    def follower_ids(self) -> list[str]:
-        return list(self.followers)
+    def ids(self, which: str) -> list[str]:
+        """Every id in ``followers`` or ``following`` (fan-out, friends-only leaderboards)."""
+        return list({"followers": self.followers, "following": self.following}[which])
 
     # -- workouts ----------------------------------------------------------
 

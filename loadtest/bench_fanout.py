@@ -71,7 +71,9 @@ async def main(args: argparse.Namespace) -> None:
         stop = asyncio.Event()
         probe = asyncio.ensure_future(_probe(cluster, users, stop))
         started = time.perf_counter()
-        delivered = await fanout.run(await cluster.ask("account", star, "follower_ids"), "push", {"item": item})
+        delivered = await fanout.run(
+            await cluster.ask("account", star, "ids", {"which": "followers"}), "push", {"item": item}
+        )
         elapsed = time.perf_counter() - started
         stop.set()
         busy = await probe

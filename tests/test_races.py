@@ -232,3 +232,17 @@ async def test_the_live_stream_sends_the_leaderboard_and_ends_with_the_race(clie
     events = [line for line in lines if line.startswith("data:")]
     board = json.loads(events[-1][5:])
     assert board["status"] == "cancelled" and [e["name"] for e in board["entries"]] == ["Runner"]
+
+
+async def test_the_friends_leaderboard_shows_me_and_whom_i_follow_in_race_order(client):
+    _, org = await organizer(client)
+    race_id = await live_race(client, org)
+    me, my_headers = await signup(client, "Me")
+    friend, friend_headers = await signup(client, "Friend")
+    _, stranger_headers = await signup(client, "Stranger")
+    for headers in (my_headers, friend_headers, stranger_headers):
+        await client.post(f"/races/{race_id}/athletes", json={}, headers=headers)
+    await client.post(f"/users/{friend}/follow", headers=my_headers)
+    entries = (await client.get(f"/races/{race_id}/leaderboard/friends", headers=my_headers)).json()["entries"]
+    assert {e["user_id"] for e in entries} == {me, friend}
+    assert [e["place"] for e in entries] == sorted(e["place"] for e in entries)

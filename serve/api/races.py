@@ -171,8 +171,7 @@ async def around(
 @router.get("/{race_id}/leaderboard/friends", summary="Me and the athletes I follow, in race order")
 async def friends(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     view = await arena.spectators.view(race_id)
-    following = await arena.ask("account", caller.id, "people", {"which": "following", "limit": 100})
-    wanted = {caller.id, *(p["id"] for p in following["items"])}
+    wanted = {caller.id, *await arena.ask("account", caller.id, "ids", {"which": "following"})}
     places = sorted(p for user in wanted if (p := view.place(user)) is not None)
     return {"entries": [row for p in places for row in view.rows(p - 1, p)]}
 

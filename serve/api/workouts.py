@@ -83,7 +83,7 @@ async def publish_workout(arena: Arena, owner: str, summary: dict, detail: dict,
             **{k: summary.get(k) for k in ("sport", "title", "distance_m", "moving_s", "elapsed_s", "visibility")},
         }
         await arena.ask("feed", owner, "push", {"item": item})
-        arena.fanout.start(await arena.ask("account", owner, "follower_ids"), "push", {"item": item})
+        arena.fanout.start(await arena.ask("account", owner, "ids", {"which": "followers"}), "push", {"item": item})
     return summary
 
 
