@@ -21,7 +21,7 @@ from engine.errors import Forbidden, NotFound, Rejected
 from engine.race_board import KINDS, PROFILES, RaceBoard
 from engine.telemetry import decode
 
-__all__ = ["Race", "RaceRef", "RACE_KINDS", "SPORTS", "STATUSES"]
+__all__ = ["Race", "RaceIndex", "RaceRef", "MAX_ROUTE_POINTS", "RACE_KINDS", "SPORTS", "STATUSES"]
 
 RACE_KINDS = KINDS
 SPORTS = tuple(PROFILES)
@@ -42,7 +42,9 @@ _CONFIG = (
     "capacity",
     "registration_opens",
     "registration_closes",
+    "route",
 )
+MAX_ROUTE_POINTS = 5_000
 
 
 def _board(config: dict) -> RaceBoard:
@@ -56,6 +58,23 @@ def _board(config: dict) -> RaceBoard:
         start_mode=config.get("start_mode", "mass"),
         start_window_s=config.get("start_window_s"),
     )
+
+
+def _route(points: Any) -> list[list[float]]:
+    """The course as [lat, lon] points, for maps: 2 to MAX_ROUTE_POINTS of them, in range."""
+    if not isinstance(points, list) or not 2 <= len(points) <= MAX_ROUTE_POINTS:
+        raise Rejected(f"a route is a list of 2 to {MAX_ROUTE_POINTS:,} [lat, lon] points")
+    route = []
+    for point in points:
+        if not isinstance(point, list | tuple) or len(point) != 2:
+            raise Rejected("each route point is [lat, lon]")
+        lat, lon = point
+        if not (
+            isinstance(lat, int | float) and isinstance(lon, int | float) and -90 <= lat <= 90 and -180 <= lon <= 180
+        ):
+            raise Rejected("a route point's latitude is within ±90 and its longitude within ±180")
+        route.append([float(lat), float(lon)])
+    return route
 
 
 class Race(Entity):
@@ -141,6 +160,8 @@ class Race(Entity):
             raise Rejected("a rolling start needs start_window_s: how long the start stays open")
         if not 1 <= int(merged["capacity"]) <= 1_000_000:
             raise Rejected("capacity is between 1 and 1,000,000 athletes")
+        if merged.get("route") is not None:
+            merged["route"] = _route(merged["route"])
         return merged
 
     @update
@@ -362,10 +383,11 @@ class Race(Entity):
         return {
             "status": self.status,
             "at": self.now,
-            "roster": [[a["user_id"], a["name"]] for a in self.athletes[known:]],
+            "roster": [[a["user_id"], a["name"], a["category"]] for a in self.athletes[known:]],
             "boards": boards,
             "order": order.tobytes(),
             "distance": np.asarray(distances, np.float32).tobytes(),
+            "states": board.states(order).tobytes(),
             "totals": board.totals(),
             "signal_lost": sorted(self.signal_lost),
         }
@@ -389,7 +411,8 @@ class Race(Entity):
         self._require()
         flags = self.board.flags()
         for flag in flags:
-            flag["user_id"] = self.athletes[flag["participant"]]["user_id"]
+            athlete = self.athletes[flag["participant"]]
+            flag.update(user_id=athlete["user_id"], name=athlete["name"])
         return flags
 
 
@@ -415,3 +438,37 @@ class RaceRef(Entity):
     @query
     def exists(self) -> bool:
         return self.organizer is not None
+
+
+class RaceIndex(Entity):
+    """The most recent races, newest first, for the pages' lists: one entity (``all``), bounded.
+
+    A race's status here is as of its organizer's last action through the API; the race
+    itself is the authority (a timer may have started or ended it since).
+    """
+
+    kind = "race_index"
+    keep = 500
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.races: list[dict] = []
+
+    @update
+    def add(self, race_id: str, name: str, organizer: str, status: str) -> None:
+        entry = {"id": race_id, "name": name, "organizer": organizer, "status": status, "at": self.now}
+        self.races = [entry, *(r for r in self.races if r["id"] != race_id)][: self.keep]
+
+    @update
+    def note(self, race_id: str, status: str, name: str | None = None) -> None:
+        for race in self.races:
+            if race["id"] == race_id:
+                race["status"] = status
+                if name:
+                    race["name"] = name
+
+    @query
+    def recent(self, organizer: str | None = None, limit: int = 50) -> list[dict]:
+        """Newest first; drafts only for their organizer (``organizer``: only theirs)."""
+        chosen = [r for r in self.races if (r["organizer"] == organizer if organizer else r["status"] != "draft")]
+        return chosen[:limit]

@@ -71,7 +71,7 @@ import numpy as np
 
 from engine.telemetry import MAX_BATCH, SAMPLE_DTYPE
 
-__all__ = ["RaceBoard", "SportProfile", "PROFILES", "KINDS", "RULES", "STATUSES"]
+__all__ = ["RaceBoard", "SportProfile", "PROFILES", "KINDS", "RULES", "STATES", "STATUSES"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +96,8 @@ PROFILES = {
 
 KINDS = ("distance", "time", "course", "collective")
 STATUSES = ("dns", "racing", "finished", "dnf", "withdrawn", "dsq")
-DNS, RACING, FINISHED, DNF, WITHDRAWN, DSQ = range(6)
+DNS, RACING, FINISHED, DNF, WITHDRAWN, DSQ, PROVISIONAL = range(7)
+STATES = (*STATUSES, "provisional")  # what spectators see: a status, or provisional while flagged
 RULES = ("speed", "acceleration", "gps_jump", "time_regression", "seq_regression", "flat_hr", "wkg_5min", "wkg_20min")
 _BIT = {rule: np.uint16(1 << i) for i, rule in enumerate(RULES)}
 _COUNTS = (
@@ -777,10 +778,14 @@ class RaceBoard:
         ]
 
     def _status_names(self, who: np.ndarray) -> list[str]:
-        c = self._col
-        status = c["status"][who]
-        provisional = (c["flags"][who] != 0) & ((status == RACING) | (status == FINISHED))
-        return ["provisional" if flag else STATUSES[code] for code, flag in zip(status.tolist(), provisional.tolist())]
+        return [STATES[code] for code in self.states(who).tolist()]
+
+    def states(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Each athlete's code in ``STATES``: a status, or provisional (flagged, still racing or finished)."""
+        rows = self._rows(np.asarray(indices, np.int64))
+        status = self._col["status"][rows]
+        provisional = (self._col["flags"][rows] != 0) & ((status == RACING) | (status == FINISHED))
+        return np.where(provisional, PROVISIONAL, status).astype(np.uint8)
 
     def _active(self, order: np.ndarray) -> np.ndarray:
         return order[self._col["status"][order] < WITHDRAWN]
@@ -832,7 +837,13 @@ class RaceBoard:
         status = c["status"][:n]
         counts = np.bincount(status, minlength=len(STATUSES)).tolist()
         provisional = int(np.count_nonzero((c["flags"][:n] != 0) & ((status == RACING) | (status == FINISHED))))
-        totals = {"participants": n, **dict(zip(STATUSES, counts)), "provisional": provisional}
+        totals = {
+            "participants": n,
+            **dict(zip(STATUSES, counts)),
+            "provisional": provisional,
+            "flagged": len({f["participant"] for f in self._flags if f["decision"] is None}),
+            "samples": self.counts["accepted"],
+        }
         if self.kind == "collective":
             totals.update(
                 distance_m=self._total,

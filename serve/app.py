@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI, Response
 from ray import serve
 
 from connectors.workout_files import MAX_FILE_BYTES
-from serve import problems
+from serve import pages, problems
 from serve.api import accounts, analytics, devices, notifications, races, social, workouts
 from serve.context import Arena
 from serve.limits import BodyLimit
@@ -30,6 +30,7 @@ _v1 = APIRouter(prefix=API_PREFIX)
 for module in (accounts, workouts, social, notifications, analytics, races, devices):
     _v1.include_router(module.router)
 api.include_router(_v1)
+pages.install(api)
 
 
 @serve.deployment(name="gateway", num_replicas=1, max_ongoing_requests=200, ray_actor_options={"num_cpus": 0})

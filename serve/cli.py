@@ -41,8 +41,12 @@ def _run(args: argparse.Namespace) -> int:
     serve.run(build(settings), name="arena", route_prefix="/")
     url = f"http://{settings.http_host}:{settings.http_port}"
     print(f"Arena is running at {url}  (store: {settings.store_name}; health: {url}/health; Ctrl-C stops)", flush=True)
+    print(f"Pages: {url}/ (races)  {url}/organizer  {url}/me  {url}/login", flush=True)
+    demo = _start_demo(settings, url, args.demo_athletes) if args.demo else None
 
     stopping.wait()
+    if demo is not None:
+        demo()
 
     print("Stopping: snapshotting entities…", flush=True)
     gateway = serve.get_deployment_handle("gateway", app_name="arena")
@@ -56,6 +60,30 @@ def _run(args: argparse.Namespace) -> int:
         ray.shutdown()
     print("Arena stopped.", flush=True)
     return 0
+
+
+def _start_demo(settings, url: str, athletes: int):
+    """Run the demo race in a thread of its own; returns the function that stops it."""
+    from serve.demo import DemoRace
+
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    demo = DemoRace(settings, url, athletes=athletes, announce=lambda line: print(line, flush=True))
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(demo.run(stop))
+        except Exception as error:  # the API keeps running without its demo
+            log.warning("the demo race stopped: %s", error)
+
+    thread = threading.Thread(target=run, name="arena-demo", daemon=True)
+    thread.start()
+
+    def halt() -> None:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=10)
+
+    return halt
 
 
 def _hub(args: argparse.Namespace) -> int:
@@ -117,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, help="port to listen on (ARENA_HTTP_PORT, default 8000)")
     run.add_argument("--dashboard", action="store_true", help="also start the Ray dashboard")
     run.add_argument("--verbose", action="store_true", help="print the Ray workers' logs")
+    run.add_argument(
+        "--demo", action="store_true", help="keep a demo race with simulated athletes running (accounts in data/)"
+    )
+    run.add_argument("--demo-athletes", type=int, default=300, help="athletes in each demo race (default 300)")
     run.set_defaults(handler=_run)
     hub = commands.add_parser(
         "hub", help="run an MQTT hub against a running Arena (ARENA_MQTT_URL, ARENA_MQTT_HUB_PASSWORD)"

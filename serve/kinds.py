@@ -12,6 +12,7 @@ KINDS: tuple[str, ...] = (
     "actors.inbox:Inbox",
     "actors.race:Race",
     "actors.race:RaceRef",
+    "actors.race:RaceIndex",
     "actors.device:Device",
     "actors.device:DeviceOwner",
 )

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import EngineError
+from engine.race_board import STATES
 
 __all__ = ["RaceView", "Spectators"]
 
@@ -39,6 +40,8 @@ class RaceView:
     totals: dict
     index_of: dict[str, int]
     signal_lost: set[int]  # participant indices whose device went offline
+    categories: list[str | None] = field(default_factory=list)  # by participant index
+    states: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # STATES codes, in ``order``
     rank_of: np.ndarray = field(init=False)  # place - 1 of each participant index
 
     def __post_init__(self) -> None:
@@ -57,11 +60,16 @@ class RaceView:
             return None
         return int(self.rank_of[index]) + 1
 
-    def rows(self, start: int, stop: int) -> list[dict]:
-        start, stop = max(0, start), min(len(self.order), stop)
-        leader = float(self.distance[0]) if len(self.distance) else 0.0
-        rows = [
-            {
+    def rows(self, start: int, stop: int, places: np.ndarray | None = None) -> list[dict]:
+        """Rows ``start:stop`` of the overall order, or of ``places`` (0-based places, a filtered order)."""
+        places = np.arange(len(self.order)) if places is None else places
+        start, stop = max(0, start), min(len(places), stop)
+        leader = float(self.distance[places[0]]) if len(places) else 0.0
+        states = self.states.tolist() if len(self.states) == len(self.order) else None
+        rows = []
+        for place in places[start:stop].tolist():
+            who = int(self.order[place])
+            row = {
                 "place": place + 1,
                 "participant": who,
                 "user_id": self.user_ids[who],
@@ -69,12 +77,26 @@ class RaceView:
                 "distance_m": float(self.distance[place]),
                 "gap_m": leader - float(self.distance[place]),
             }
-            for place, who in zip(range(start, stop), self.order[start:stop].tolist())
-        ]
-        for row in rows:
-            if row["participant"] in self.signal_lost:
+            if who < len(self.categories) and self.categories[who] is not None:
+                row["category"] = self.categories[who]
+            if states is not None:
+                row["status"] = STATES[states[place]]
+            if who in self.signal_lost:
                 row["signal_lost"] = True
+            rows.append(row)
         return rows
+
+    def filtered(self, category: str = "", text: str = "") -> np.ndarray:
+        """0-based places of the athletes in ``category`` whose name contains ``text`` (any case)."""
+        keep = np.ones(len(self.order), bool)
+        if category:
+            wanted = np.fromiter((c == category for c in self.categories), bool, len(self.categories))
+            keep &= wanted[self.order] if len(wanted) else False
+        if text:
+            needle = text.casefold()
+            named = np.fromiter((needle in name.casefold() for name in self.names), bool, len(self.names))
+            keep &= named[self.order] if len(named) else False
+        return np.flatnonzero(keep)
 
     def around(self, user_id: str, n: int) -> list[dict]:
         place = self.place(user_id)
@@ -88,6 +110,7 @@ class _Watch:
         self.last_read = time.monotonic()
         self.user_ids: list[str] = []  # the roster grows by appending: fetched once per athlete
         self.names: list[str] = []
+        self.categories: list[str | None] = []
         self.index_of: dict[str, int] = {}
         self.task: asyncio.Task | None = None
         self.error: EngineError | None = None
@@ -154,10 +177,11 @@ class Spectators:
             else:
                 version += 1
                 self.refreshes += 1
-                for user_id, name in raw["roster"]:  # only athletes who joined since the last tick
+                for user_id, name, *category in raw["roster"]:  # only athletes who joined since the last tick
                     watch.index_of[user_id] = len(watch.user_ids)
                     watch.user_ids.append(user_id)
                     watch.names.append(name)
+                    watch.categories.append(category[0] if category else None)
                 watch.view = RaceView(
                     race_id,
                     version,
@@ -171,6 +195,8 @@ class Spectators:
                     raw["totals"],
                     watch.index_of,
                     set(raw["signal_lost"]),
+                    watch.categories,
+                    np.frombuffer(raw.get("states", b""), np.uint8),
                 )
                 watch.error = None
                 async with watch.changed:

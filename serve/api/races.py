@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.race import RACE_KINDS, SPORTS
+from actors.race import MAX_ROUTE_POINTS, RACE_KINDS, SPORTS
 from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
 from engine.errors import NotFound
 from serve.api.workouts import publish_workout
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/races", tags=["races"])
 
 Name = Annotated[str, Field(min_length=1, max_length=120)]
+RoutePoint = tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]
 
 
 class RaceSettings(BaseModel):
@@ -46,6 +47,7 @@ class RaceSettings(BaseModel):
     capacity: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
     registration_opens: float | None = None
     registration_closes: float | None = None
+    route: Annotated[list[RoutePoint] | None, Field(min_length=2, max_length=MAX_ROUTE_POINTS)] = None
 
 
 class NewRace(RaceSettings):
@@ -77,7 +79,24 @@ async def create(body: NewRace, caller: CallerDep, arena: ArenaDep) -> dict:
         raise Problem(403, "only organizers create races")
     race_id = new_id()
     await arena.ask("race_ref", race_id, "register", {"organizer": caller.id})
-    return await arena.race(race_id, "create", {"organizer": caller.id, "config": _settings(body)})
+    info = await arena.race(race_id, "create", {"organizer": caller.id, "config": _settings(body)})
+    await arena.ask(
+        "race_index", "all", "add", {"race_id": race_id, "name": body.name, "organizer": caller.id, "status": "draft"}
+    )
+    return info
+
+
+@router.get("", summary="Recent races, newest first (mine=true: the ones I organize, drafts included)")
+async def recent(
+    caller: OptionalCallerDep,
+    arena: ArenaDep,
+    mine: bool = False,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict:
+    if mine and caller is None:
+        raise Problem(401, "sign in to list your races", headers={"WWW-Authenticate": "Bearer"})
+    organizer = caller.id if mine else None
+    return {"items": await arena.ask("race_index", "all", "recent", {"organizer": organizer, "limit": limit})}
 
 
 async def _race(arena: Arena, race_id: str, caller: Caller | None) -> dict:
@@ -94,7 +113,9 @@ async def get(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> 
 
 @router.patch("/{race_id}", summary="Change a draft or open race (its organizer)")
 async def configure(race_id: EntityId, body: RaceSettings, caller: CallerDep, arena: ArenaDep) -> dict:
-    return await arena.race(race_id, "configure", {"by": caller.id, "changes": _settings(body)})
+    info = await arena.race(race_id, "configure", {"by": caller.id, "changes": _settings(body)})
+    await arena.ask("race_index", "all", "note", {"race_id": race_id, "status": info["status"], "name": info["name"]})
+    return info
 
 
 @router.post("/{race_id}/actions/{action}", summary="Open, force-start, force-end, finalize or cancel (its organizer)")
@@ -102,6 +123,7 @@ async def transition(
     race_id: EntityId, action: Literal["open", "start", "end", "finalize", "cancel"], caller: CallerDep, arena: ArenaDep
 ) -> dict:
     event = await arena.race(race_id, action, {"by": caller.id})
+    await arena.ask("race_index", "all", "note", {"race_id": race_id, "status": event["status"]})
     if action == "finalize":
         arena.spawn(publish_results(arena, race_id), f"publishing the results of race {race_id}")
     return event
@@ -155,6 +177,28 @@ def _board(view, category: str, n: int) -> dict:
 @router.get("/{race_id}/leaderboard", summary="Top N overall or in a category (spectator cache)")
 async def leaderboard(race_id: EntityId, arena: ArenaDep, category: Category = "", n: Top = 100) -> dict:
     return _board(await arena.spectators.view(race_id), category, n)
+
+
+@router.get("/{race_id}/leaderboard/rows", summary="Any window of the whole order, filtered by category or name")
+async def rows(
+    race_id: EntityId,
+    arena: ArenaDep,
+    start: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    count: Annotated[int, Query(ge=1, le=500)] = 100,
+    category: Category = "",
+    q: Annotated[str, Query(max_length=80)] = "",
+) -> dict:
+    view = await arena.spectators.view(race_id)
+    places = view.filtered(category, q) if category or q else None
+    total = len(view.order) if places is None else len(places)
+    return {
+        "status": view.status,
+        "at": view.at,
+        "version": view.version,
+        "total": total,
+        "start": start,
+        "rows": view.rows(start, start + count, places),
+    }
 
 
 @router.get("/{race_id}/leaderboard/around/{user_id}", summary="±N places around an athlete")

@@ -1,0 +1,233 @@
+"""A demo race for ``arena run --demo``: an organizer, a route and simulated athletes, live at once.
+
+The organizer and one athlete you can sign in as are real accounts, made through the API;
+their passwords are kept in ``DATA_DIR/demo.json`` so a restart finds them again. The
+simulated field joins in one message and streams one telemetry batch a second straight
+into the race (as the MQTT hub does), so the demo needs neither a broker nor hundreds of
+password hashes. When a race is over the next one starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from connectors.samples import Sample, pack_samples
+from engine.errors import EngineError
+from serve.context import Arena
+from serve.settings import Settings
+
+__all__ = ["Swarm", "DemoRace", "loop_route", "ORGANIZER_EMAIL", "RUNNER_EMAIL"]
+
+log = logging.getLogger(__name__)
+
+ORGANIZER_EMAIL = "organizer@demo.arena.dev"
+RUNNER_EMAIL = "runner@demo.arena.dev"
+_FIRST = ("Ada", "Bo", "Chen", "Dara", "Eli", "Femi", "Gia", "Hugo", "Ines", "Jon", "Kai", "Lea", "Mo", "Nia", "Oto")
+_LAST = ("Akers", "Berg", "Costa", "Diaz", "Eze", "Fox", "Gray", "Holm", "Ito", "Jung", "Kent", "Lund", "Moss")
+
+
+def loop_route(lat: float = 48.8625, lon: float = 2.2495, length_m: float = 3000.0, points: int = 120) -> list:
+    """A closed, slightly wobbly loop of about ``length_m`` around (lat, lon), as [lat, lon] points."""
+    radius = length_m / (2 * math.pi * 1.1)
+    route = []
+    for i in range(points + 1):
+        a = 2 * math.pi * i / points
+        r = radius * (1 + 0.12 * math.sin(3 * a) + 0.05 * math.cos(7 * a))
+        north, east = r * math.sin(a) * 0.7, r * math.cos(a)
+        route.append([lat + north / 111_320, lon + east / (111_320 * math.cos(math.radians(lat)))])
+    return route
+
+
+@dataclass
+class _Runner:
+    user_id: str
+    speed: float  # m/s, the athlete's own pace
+    cheat: bool = False
+    seq: int = 0
+    distance: float = 0.0
+    silent_until: float = 0.0  # a dropout: no samples until then
+
+
+@dataclass
+class Swarm:
+    """Simulated athletes of a running race: each tick, every one's next sample (pace wobbles,
+    heart rate drifts, some drop out for a while, cheaters go far too fast)."""
+
+    user_ids: list[str]
+    cheaters: int = 0
+    dropouts: float = 0.0  # chance per athlete per tick of a 20 s dropout
+    finish_m: float = math.inf  # athletes past the line stop sending
+    seed: int = 7
+    runners: list[_Runner] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        self._rng = rng
+        self.runners = [
+            _Runner(user, 15.0 if i < self.cheaters else rng.uniform(2.6, 4.6), cheat=i < self.cheaters)
+            for i, user in enumerate(self.user_ids)
+        ]
+
+    def tick(self, now: float, dt: float = 1.0) -> dict[str, Sample]:
+        """The samples of this tick, by athlete (the silent ones are missing)."""
+        out = {}
+        for runner in self.runners:
+            if runner.distance >= self.finish_m:
+                continue
+            if now < runner.silent_until:
+                runner.distance += runner.speed * dt  # still running, just not heard
+                continue
+            if self.dropouts and not runner.cheat and self._rng.random() < self.dropouts:
+                runner.silent_until = now + 20
+                continue
+            speed = runner.speed * (1 + self._rng.uniform(-0.05, 0.05))
+            runner.distance += speed * dt
+            runner.seq += 1
+            hr = 150 + int(runner.distance / 200) + self._rng.randint(-3, 3)
+            out[runner.user_id] = Sample(seq=runner.seq, t=now, distance=runner.distance, speed=speed, hr=hr)
+        return out
+
+
+class DemoRace:
+    """Keeps a demo race going on a running Arena at ``url``: create, fill, start, stream, end, again."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        athletes: int = 300,
+        distance_m: float = 3000.0,
+        announce=log.info,
+    ) -> None:
+        if athletes < 1:
+            raise ValueError("a demo race needs at least one athlete")
+        self.settings = settings
+        self.url = url.rstrip("/")
+        self.athletes = athletes
+        self.distance_m = distance_m
+        self.file = Path(settings.data_dir) / "demo.json"
+        self.race_id: str | None = None
+        self.announce = announce
+
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, state: dict) -> None:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self.file.write_text(json.dumps(state, indent=2))
+        self.file.chmod(0o600)
+
+    async def _account(self, http: httpx.AsyncClient, arena: Arena, state: dict, key: str, email: str, name: str):
+        """Sign in as a demo account, registering it first if needed; returns (user id, password)."""
+        password = state.get(key, {}).get("password") or secrets.token_urlsafe(12)
+        answer = await http.post("/auth/login", json={"email": email, "password": password})
+        if answer.status_code != 200:
+            registered = await http.post("/accounts", json={"email": email, "password": password, "display_name": name})
+            if registered.status_code == 409:
+                raise RuntimeError(f"{email} exists with another password: delete {self.file.parent} to start afresh")
+            registered.raise_for_status()
+        me = (await http.get("/me", headers=await self._bearer(http, email, password))).json()
+        state[key] = {"email": email, "password": password, "id": me["id"]}
+        return me["id"], password
+
+    @staticmethod
+    async def _bearer(http: httpx.AsyncClient, email: str, password: str) -> dict:
+        answer = await http.post("/auth/login", json={"email": email, "password": password})
+        answer.raise_for_status()
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        arena = Arena.build(self.settings)
+        async with httpx.AsyncClient(base_url=f"{self.url}/api/v1", timeout=60) as http:
+            state = self._state()
+            organizer_id, organizer_password = await self._account(
+                http, arena, state, "organizer", ORGANIZER_EMAIL, "Demo Organizer"
+            )
+            runner_id, runner_password = await self._account(http, arena, state, "runner", RUNNER_EMAIL, "You (demo)")
+            roles = await arena.ask("account", organizer_id, "me")
+            if "organizer" not in roles["roles"]:
+                await arena.ask("account", organizer_id, "set_roles", {"roles": [*roles["roles"], "organizer"]})
+            self._save(state)
+            self.announce(
+                f"Demo accounts (passwords in {self.file}): organizer {ORGANIZER_EMAIL} / "
+                f"{organizer_password}, athlete {RUNNER_EMAIL} / {runner_password}"
+            )
+            lap = 0
+            while not stop.is_set():
+                lap += 1
+                try:
+                    await self._one_race(http, arena, state, runner_id, lap, stop)
+                except (httpx.HTTPError, EngineError) as error:
+                    log.warning("demo race: %s; starting another in 5 s", error)
+                    await _sleep(stop, 5)
+        await arena.spectators.close()
+
+    async def _one_race(
+        self, http: httpx.AsyncClient, arena: Arena, state: dict, runner_id: str, lap: int, stop: asyncio.Event
+    ) -> None:
+        headers = await self._bearer(http, state["organizer"]["email"], state["organizer"]["password"])
+        if state.get("race"):  # a demo race left running by the last `arena run`: end it
+            await http.post(f"/races/{state['race']}/actions/end", headers=headers)
+        body = {
+            "name": f"Demo {self.distance_m / 1000:g} km #{lap}",
+            "sport": "run",
+            "kind": "distance",
+            "target_m": self.distance_m,
+            "categories": ["women", "men"],
+            "route": loop_route(length_m=self.distance_m),
+        }
+        created = await http.post("/races", json=body, headers=headers)
+        created.raise_for_status()
+        race_id = self.race_id = state["race"] = created.json()["id"]
+        self._save(state)
+        (await http.post(f"/races/{race_id}/actions/open", headers=headers)).raise_for_status()
+        rng = random.Random(lap)
+        field_ids = [f"demo{lap:04d}x{i:05d}" for i in range(self.athletes - 1)] + [runner_id]
+        entries = [
+            {
+                "user_id": user,
+                "name": "You (demo)" if user == runner_id else f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
+                "category": rng.choice(["women", "men"]),
+            }
+            for user in field_ids
+        ]
+        await arena.race(race_id, "join_many", {"athletes": entries})
+        (await http.post(f"/races/{race_id}/actions/start", headers=headers)).raise_for_status()
+        self.announce(f"Demo race live, {self.athletes} athletes: {self.url}/races/{race_id}")
+        swarm = Swarm(field_ids, cheaters=1, dropouts=0.002, finish_m=self.distance_m + 20, seed=lap)
+        started = time.time()
+        while not stop.is_set():
+            now = time.time()
+            samples = swarm.tick(now)
+            if samples:
+                users = list(samples)
+                packed = pack_samples(list(samples.values()), list(range(len(users))))
+                await arena.race(race_id, "ingest", {"samples": packed, "athletes": users})
+            everyone_home = all(r.distance >= self.distance_m or r.cheat for r in swarm.runners)
+            if everyone_home or now - started > 3 * 3600:
+                break
+            await _sleep(stop, max(0.0, 1.0 - (time.time() - now)))
+        await http.post(f"/races/{race_id}/actions/end", headers=headers)
+        state["race"] = None
+        self._save(state)
+        await _sleep(stop, 30)  # the finished board stays on screen a while
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

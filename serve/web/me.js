@@ -1,0 +1,107 @@
+// The athlete's page: workouts, weekly totals as a chart, records, races, live notifications.
+import { accessToken, api, clear, clock, el, header, km, requireLogin, stream, when } from "/static/common.js";
+
+const $ = (id) => document.getElementById(id);
+
+function weekly(items) {
+  const weeks = new Map();
+  for (const item of items) weeks.set(item.period, (weeks.get(item.period) || 0) + item.distance_m);
+  const shown = [...weeks].sort(([a], [b]) => (a < b ? -1 : 1)).slice(-12);
+  const svg = $("weekly");
+  if (!shown.length) {
+    clear(svg, el("text", { x: 20, y: 100 }, "No workouts yet."));
+    return;
+  }
+  const most = Math.max(...shown.map(([, m]) => m), 1);
+  const width = 600 / shown.length;
+  clear(
+    svg,
+    shown.map(([period, metres], i) => {
+      const h = (metres / most) * 150;
+      return el(
+        "g",
+        { class: "week", "data-period": period },
+        el("rect", { x: i * width + 6, y: 170 - h, width: width - 12, height: Math.max(h, 1) }, el("title", {}, `${period}: ${km(metres)}`)),
+        el("text", { x: i * width + 6, y: 185 }, period.slice(5)),
+        el("text", { x: i * width + 6, y: 165 - h }, km(metres)),
+      );
+    }),
+  );
+}
+
+function records(bySport) {
+  const rows = [];
+  for (const [sport, record] of Object.entries(bySport)) {
+    for (const [effort, best] of Object.entries(record.efforts || {})) {
+      rows.push(el("tr", {}, el("td", {}, sport), el("td", {}, effort), el("td", {}, clock(best.seconds)), el("td", {}, best.date)));
+    }
+    if (record.longest) {
+      rows.push(el("tr", {}, el("td", {}, sport), el("td", {}, "longest"), el("td", {}, km(record.longest.distance_m)), el("td", {}, record.longest.date)));
+    }
+  }
+  clear(
+    $("records"),
+    rows.length
+      ? el("table", {}, el("thead", {}, el("tr", {}, ["Sport", "Effort", "Best", "Date"].map((h) => el("th", {}, h)))), el("tbody", { id: "records-body" }, rows))
+      : el("p", { class: "muted" }, "No records yet."),
+  );
+}
+
+function describe(item) {
+  const data = item.data || {};
+  switch (item.type) {
+    case "race_result":
+      return `Your race result: ${data.place ? `#${data.place}` : (data.status || "").toUpperCase()}`;
+    case "kudos":
+      return "Someone gave you kudos";
+    case "comment":
+      return "New comment on your workout";
+    default:
+      return item.type.replaceAll("_", " ");
+  }
+}
+
+function notificationItem(item) {
+  return el("li", { class: item.read ? "" : "unread", "data-type": item.type }, el("b", {}, describe(item)), el("div", { class: "muted" }, when(item.at)));
+}
+
+async function main() {
+  const account = await header();
+  if (!requireLogin(account)) return;
+  $("me-name").textContent = account.profile?.display_name || "My page";
+  const offset = -new Date().getTimezoneOffset();
+  const [workouts, totals, prs, inbox] = await Promise.all([
+    api(`/users/${account.id}/workouts?limit=50`),
+    api(`/me/analytics/totals?period=week&tz_offset_minutes=${offset}`),
+    api(`/me/analytics/records?tz_offset_minutes=${offset}`),
+    api("/notifications?limit=20"),
+  ]);
+  clear(
+    $("workouts"),
+    workouts.items.map((w) =>
+      el("tr", {}, el("td", {}, when(w.start)), el("td", {}, w.title || w.sport), el("td", {}, km(w.distance_m)), el("td", {}, clock(w.moving_s))),
+    ),
+  );
+  if (!workouts.items.length) $("workouts").append(el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No workouts yet.")));
+  const races = workouts.items.filter((w) => w.race_id);
+  clear(
+    $("my-races"),
+    races.length
+      ? races.map((w) => el("li", {}, el("a", { href: `/races/${encodeURIComponent(w.race_id)}` }, w.title), ` ${km(w.distance_m)} in ${clock(w.elapsed_s)}`))
+      : el("li", { class: "muted" }, "No race results yet."),
+  );
+  weekly(totals.items);
+  records(prs);
+  const list = $("notifications");
+  clear(list, inbox.items.map(notificationItem));
+  let unread = inbox.unread ?? 0;
+  $("unread").textContent = unread;
+  stream(async () => `/api/v1/notifications/stream?access_token=${encodeURIComponent(await accessToken())}`, {
+    notification: (event) => {
+      list.prepend(notificationItem(event.notification));
+      $("unread").textContent = ++unread;
+    },
+  });
+}
+
+main();
