@@ -4,6 +4,8 @@
 shared hosts, or to the entity's own dedicated host when its kind asks for one.
 Hosts are named, detached Ray actors, so every process that connects with the
 same spec reaches the same hosts, and Ray restarts a host that dies.
+Hosts are spread over the cluster's nodes, so losing a node loses a share of
+them for the time Ray takes to restart it elsewhere, never all of them.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ from engine.routing import ShardMap
 __all__ = ["Cluster"]
 
 _HOST_DOWN = (RayActorError, ActorDiedError, ActorUnavailableError)
+_HOST_SHARE = 0.001  # of a node's `node_resource`: a node that offers 1 takes up to 1,000 hosts
 
 
 class Cluster:
     def __init__(
-        self, spec: HostSpec, *, namespace: str = "arena", max_restarts: int = -1, max_concurrency: int = 1000
+        self,
+        spec: HostSpec,
+        *,
+        namespace: str = "arena",
+        max_restarts: int = -1,
+        max_concurrency: int = 1000,
+        node_resource: str | None = None,
     ):
+        """``node_resource``: a custom resource that marks the nodes hosts may run on (unset: any node)."""
         if spec.hosts < 1:
             raise ValueError(f"a cluster needs at least one host, got {spec.hosts}")
         self.spec = spec
@@ -42,7 +52,11 @@ class Cluster:
             "max_task_retries": 0,  # a retried delivery could apply a message twice
             "max_concurrency": max_concurrency,
             "num_cpus": 0,
+            # Hosts take no CPU, so Ray's default policy would pack them all onto one node.
+            "scheduling_strategy": "SPREAD",
         }
+        if node_resource is not None:
+            self._options["resources"] = {node_resource: _HOST_SHARE}
         self._map = ShardMap(spec.hosts, spec.shards)
         self._dedicated_kinds = {cls.kind: path for path in spec.kinds if (cls := load_kind(path)).dedicated}
         shared = tuple(path for path in spec.kinds if path not in self._dedicated_kinds.values())

@@ -105,6 +105,7 @@ class HostActor:
         host = await self._ready()
         return {
             "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
             "index": self._spec.index,
             "dedicated": self._spec.dedicated,
             "active_entities": host.active_entities,

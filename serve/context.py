@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 def connect(settings: Settings) -> Cluster:
     """The engine's hosts for these settings (created on first use, shared by every process)."""
     spec = HostSpec(settings.database_url, KINDS, settings.host_config(), hosts=settings.hosts, shards=settings.shards)
-    return Cluster(spec, namespace=settings.namespace)
+    return Cluster(spec, namespace=settings.namespace, node_resource=settings.host_resource)
 
 
 def new_id() -> str:

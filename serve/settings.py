@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     namespace: str = Field("arena", description="Ray namespace of the hosts")
     hosts: int = Field(2, ge=1, le=1024, description="shared entity hosts (Ray actors)")
     shards: int = Field(1024, ge=1, description="routing shards; about ten times the most hosts expected")
+    host_resource: str | None = Field(
+        None, min_length=1, description="custom resource of the Ray nodes that run entity hosts (unset: any node)"
+    )
     snapshot_interval: float = Field(5.0, gt=0, description="seconds between write-behind snapshots")
     passivate_after: float = Field(600.0, gt=0, description="seconds idle before an entity leaves memory")
     mailbox_capacity: int = Field(10_000, ge=1, description="queued messages per entity before Overloaded")
