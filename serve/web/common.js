@@ -201,7 +201,7 @@ export function stream(makeUrl, handlers) {
     if (closed) return;
     source = new EventSource(await makeUrl());
     for (const [type, handler] of Object.entries(handlers)) {
-      source.addEventListener(type, (event) => handler(JSON.parse(event.data)));
+      source.addEventListener(type, (event) => handler(type === "open" ? null : JSON.parse(event.data)));
     }
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) setTimeout(open, 2000);

@@ -97,6 +97,7 @@ async function main() {
   let unread = inbox.unread ?? 0;
   $("unread").textContent = unread;
   stream(async () => `/api/v1/notifications/stream?access_token=${encodeURIComponent(await accessToken())}`, {
+    open: () => (document.body.dataset.notifications = "live"),
     notification: (event) => {
       list.prepend(notificationItem(event.notification));
       $("unread").textContent = ++unread;
