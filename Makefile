@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# DEMO=0 starts Arena without the demo race.
+DEMO ?= 1
 run: $(STAMP)
-	$(BIN)/arena run
+	$(BIN)/arena run $(if $(filter 1,$(DEMO)),--demo)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
