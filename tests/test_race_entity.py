@@ -146,3 +146,30 @@ async def test_an_athlete_whose_device_went_offline_shows_signal_lost_until_tele
 
 def _samples() -> bytes:
     return pack_samples([Sample(seq=0, t=time.time(), distance=10.0)])
+
+
+async def test_a_route_is_validated_and_kept_and_totals_count_samples_and_flagged_athletes(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    loop = [[48.86, 2.25], [48.87, 2.26], [48.86, 2.25]]
+    run = {"name": "Loop", "sport": "run", "kind": "distance", "target_m": 3000, "route": loop}
+    assert (await host.ask("race", "r", "create", {"organizer": "org", "config": run}))["route"] == loop
+    for route in ([[48.8, 2.2]], [[91, 0], [0, 0]], [[0, 0, 0], [1, 1]], [[0, 0]] * 5001):
+        with pytest.raises(Rejected, match="route"):
+            await host.ask("race", "r", "configure", {"by": "org", "changes": {"route": route}})
+    await host.ask("race", "r", "open", {"by": "org"})
+    await host.ask("race", "r", "join_many", {"athletes": [{"user_id": u, "name": u} for u in ("ann", "zed")]})
+    await host.ask("race", "r", "start", {"by": "org"})
+    now = time.time()
+    samples = [Sample(seq=i, t=now + i * 0.5, distance=i * 1.5, speed=3.0) for i in range(1, 6)]
+    samples += [Sample(seq=i, t=now + i * 0.5, distance=i * 20.0, speed=40.0) for i in range(1, 6)]
+    packed = pack_samples(samples, [0] * 5 + [1] * 5)
+    await host.ask("race", "r", "ingest", {"samples": packed, "athletes": ["ann", "zed"]})
+    totals = (await host.ask("race", "r", "info"))["totals"]
+    assert totals["samples"] == 10 and totals["flagged"] == 1
+    view = await host.ask("race", "r", "view", {"n": 10})
+    assert [row[2] for row in view["roster"]] == [None, None]
+    assert sorted(view["states"]) == [1, 6]  # racing, provisional
+    await host.ask("race", "r", "review", {"by": "org", "user_id": "zed", "accept": False})
+    assert (await host.ask("race", "r", "info"))["totals"]["flagged"] == 0
+    await host.stop()

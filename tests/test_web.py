@@ -291,3 +291,29 @@ def test_pages_are_served_with_a_strict_policy_and_stay_out_of_the_api_schema(se
     assert not [
         p for p in api.openapi()["paths"] if not p.startswith("/api/") and p not in ("/health", "/metrics", "/livez")
     ]
+
+
+def test_rows_are_read_in_windows_filtered_by_category_or_name(server):
+    base, _ = server
+    client = Api(base)
+    boss = client.account("Org", "chief@example.com")  # an admin (settings.admin_emails)
+    client.http.put(f"/users/{boss['id']}/roles", json={"roles": ["organizer"]}, headers=boss["headers"])
+    boss["headers"] = client.login(boss["email"])
+    body = {"name": "Windows", "sport": "run", "kind": "distance", "target_m": 1000, "categories": ["a", "b"]}
+    race = client.http.post("/races", json=body, headers=boss["headers"]).json()
+    client.http.post(f"/races/{race['id']}/actions/open", headers=boss["headers"])
+    for i, name in enumerate(("Zoe", "Yan", "Xia")):
+        athlete = client.account(name)
+        joined = client.http.post(
+            f"/races/{race['id']}/athletes", json={"category": "ab"[i % 2]}, headers=athlete["headers"]
+        )
+        assert joined.status_code == 201
+    assert race["id"] in [r["id"] for r in client.http.get("/races?mine=true", headers=boss["headers"]).json()["items"]]
+    rows = client.http.get(f"/races/{race['id']}/leaderboard/rows?start=1&count=5").json()
+    assert rows["total"] == 3 and [r["place"] for r in rows["rows"]] == [2, 3]
+    only_a = client.http.get(f"/races/{race['id']}/leaderboard/rows?category=a").json()
+    assert only_a["total"] == 2 and {r["category"] for r in only_a["rows"]} == {"a"}
+    named = client.http.get(f"/races/{race['id']}/leaderboard/rows?q=ya").json()
+    assert [r["name"] for r in named["rows"]] == ["Yan"]
+    bad_route = client.http.patch(f"/races/{race['id']}", json={"route": [[100, 0], [0, 0]]}, headers=boss["headers"])
+    assert bad_route.status_code == 422
