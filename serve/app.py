@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import FastAPI, Response
 from ray import serve
 
 from connectors.workout_files import MAX_FILE_BYTES
 from serve import pages, problems
 from serve.api import accounts, analytics, devices, notifications, races, social, workouts
-from serve.context import Arena
+from serve.context import Arena, ArenaDep
 from serve.limits import BodyLimit
 from serve.metrics import render
 from serve.settings import Settings
 
-__all__ = ["api", "Gateway", "build", "API_PREFIX"]
+__all__ = ["api", "Gateway", "build", "stop", "API_PREFIX"]
 
 API_PREFIX = "/api/v1"
 
@@ -26,37 +26,58 @@ problems.install(api)
 api.add_middleware(
     BodyLimit, default=1024 * 1024, uploads={f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024}
 )
-_v1 = APIRouter(prefix=API_PREFIX)
 for module in (accounts, workouts, social, notifications, analytics, races, devices):
-    _v1.include_router(module.router)
-api.include_router(_v1)
+    api.include_router(module.router, prefix=API_PREFIX)
 pages.install(api)
 
 
-@serve.deployment(name="gateway", num_replicas=1, max_ongoing_requests=200, ray_actor_options={"num_cpus": 0})
-@serve.ingress(api)
+@api.get("/livez", tags=["operations"], summary="This replica answers (for load balancers; touches nothing else)")
+async def livez() -> dict:
+    return {"status": "ok"}
+
+
+@api.get("/health", tags=["operations"], summary="Every host alive and its store reachable")
+async def health(arena: ArenaDep, response: Response) -> dict:
+    hosts = await arena.cluster.health()
+    healthy = all(h["alive"] and h["store"]["ok"] for h in hosts)
+    if not healthy:
+        response.status_code = 503
+    return {"status": "ok" if healthy else "degraded", "store": arena.settings.store_name, "hosts": hosts}
+
+
+@api.get("/metrics", response_class=Response, tags=["operations"])
+async def metrics(arena: ArenaDep) -> Response:
+    return Response(render(await arena.cluster.metrics()), media_type="text/plain; version=0.0.4")
+
+
+async def stop(arena: Arena) -> None:
+    """Finish background work, then snapshot and stop the hosts."""
+    await arena.drain()
+    await arena.spectators.close()
+    await arena.cluster.stop()
+
+
+def _serving(arena: Arena) -> FastAPI:
+    api.state.arena = arena
+    return api
+
+
+@serve.deployment(name="gateway", max_ongoing_requests=200, ray_actor_options={"num_cpus": 0})
+@serve.ingress()
 class Gateway:
+    """The API as a Serve deployment: each replica builds its own ``Arena`` context."""
+
     def __init__(self, settings: Settings) -> None:
         self.arena = Arena.build(settings)
-        api.state.arena = self.arena
 
-    @api.get("/health", tags=["operations"])
-    async def health(self, response: Response) -> dict:
-        hosts = await self.arena.cluster.health()
-        healthy = all(h["alive"] and h["store"]["ok"] for h in hosts)
-        if not healthy:
-            response.status_code = 503
-        return {"status": "ok" if healthy else "degraded", "store": self.arena.settings.store_name, "hosts": hosts}
-
-    @api.get("/metrics", response_class=Response, tags=["operations"])
-    async def metrics(self) -> Response:
-        return Response(render(await self.arena.cluster.metrics()), media_type="text/plain; version=0.0.4")
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Late-bound, so the replica serves the module's own ``api`` with this replica's
+        # ``Arena`` in its state; given the object, Serve would serve a pickled copy.
+        return _serving(self.arena)
 
     async def stop_hosts(self) -> None:
-        await self.arena.drain()
-        await self.arena.spectators.close()
-        await self.arena.cluster.stop()
+        await stop(self.arena)
 
 
 def build(settings: Settings):
-    return Gateway.bind(settings)
+    return Gateway.options(num_replicas=settings.replicas).bind(settings)

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
         default_factory=list, description="addresses that get the admin role when they register (JSON list)"
     )
     data_dir: Path = Field(Path("data"), description="where the embedded store and generated secrets live")
+    replicas: int = Field(1, ge=1, le=256, description="API replicas (Serve deployment gateway)")
     spectator_tick: float = Field(1.0, gt=0, le=60, description="seconds between refreshes of a watched race")
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
