@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-fanout bench-race bench-board bench-mqtt load-athletes setup clean
+.PHONY: run test bench-engine bench-fanout bench-race bench-board bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-race-day setup system clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,12 +15,20 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Debian packages the browser tests and the ingress benchmark drive (root and apt-get needed;
+# elsewhere install them yourself: without chromium the browser tests skip, or fail under CI=true).
+APT := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+system:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { $(APT) chromium chromium-driver || { apt-get update -qq && $(APT) chromium chromium-driver; }; }; } \
+		|| echo "chromium is not installed: the browser tests will skip"
+
 # DEMO=0 starts Arena without the demo race.
 DEMO ?= 1
 run: $(STAMP)
 	$(BIN)/arena run $(if $(filter 1,$(DEMO)),--demo)
 
-test: $(STAMP)
+test: $(STAMP) system
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -39,12 +47,13 @@ bench-board: $(STAMP)
 bench-mqtt: $(STAMP)
 	$(BIN)/python -m loadtest.bench_mqtt --devices 2000 5000 --seconds 20
 
-# Needs Arena running (make run) at ARENA_URL.
-ARENA_URL ?= http://127.0.0.1:8000
-load-athletes: $(STAMP)
-	mkdir -p reports
-	$(BIN)/locust -f loadtest/locustfile.py --headless -u 20 -r 5 -t 60s --host $(ARENA_URL) \
-		--csv reports/athletes --html reports/athletes.html --only-summary
+bench-ingress: $(STAMP)
+	command -v wrk >/dev/null || $(APT) wrk || { apt-get update -qq && $(APT) wrk; }
+	$(BIN)/python -m loadtest.bench_ingress
+
+# Each starts its own throwaway Arena; reports in reports/.
+load-athletes load-join-surge load-spectators load-race-day: load-%: $(STAMP)
+	$(BIN)/python -m loadtest.scenarios $*
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,6 +6,10 @@ Hosts are named, detached Ray actors, so every process that connects with the
 same spec reaches the same hosts, and Ray restarts a host that dies.
 Hosts are spread over the cluster's nodes, so losing a node loses a share of
 them for the time Ray takes to restart it elsewhere, never all of them.
+
+Asks made in the same turn of the event loop travel together: an API replica
+answering many requests at once sends one Ray call per host for all of them, not
+one per request. Alone, an ask leaves at once (the flush is the loop's next step).
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ class Cluster:
         self._shared_spec = HostSpec(spec.store_url, shared, spec.config, 0, spec.hosts, spec.shards)
         self._hosts = [self._host(f"arena-host-{i}", self._with(index=i)) for i in range(spec.hosts)]
         self._dedicated: dict[tuple[str, str], Any] = {}
+        self._pending: list[tuple[tuple, asyncio.Future]] = []
+        self._sending: set[asyncio.Task] = set()
 
     def _with(self, **changes: Any) -> HostSpec:
         base = self._shared_spec
@@ -90,10 +96,34 @@ class Cluster:
     async def ask(
         self, kind: str, entity_id: str, message_type: str, body: Any = None, *, at: float | None = None
     ) -> Any:
-        (result,) = await self.deliver([(kind, entity_id, message_type, body, at)])
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append(((kind, entity_id, message_type, body, at), answer))
+        result = await answer
         if isinstance(result, EngineError):
             raise result
         return result
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(pending))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, pending: list[tuple[tuple, asyncio.Future]]) -> None:
+        try:
+            results = await self.deliver([envelope for envelope, _ in pending])
+        except Exception as error:  # the envelopes' fate is unknown: each caller hears why
+            results = [error] * len(pending)
+        for (_, answer), result in zip(pending, results):
+            if answer.done():  # the caller went away (a cancelled request)
+                continue
+            if isinstance(result, Exception) and not isinstance(result, EngineError):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
 
     async def deliver(self, envelopes: Sequence[Sequence[Any]]) -> list[Any]:
         """One Ray call per host involved; answers in the envelopes' order."""

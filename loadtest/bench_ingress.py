@@ -8,10 +8,11 @@ store, seeds an athlete and a live race, then drives three routes with ``wrk``
 - ``/api/v1/me``: a token checked and one entity query through the engine;
 - ``/api/v1/races/{id}/leaderboard``: the spectators' hot path (replica cache).
 
-Modes: ``serve`` (Serve's default Python proxy), ``haproxy`` (Serve with
-``RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1``: HAProxy in front,
-replicas serving HTTP directly) and ``uvicorn`` (the same FastAPI app and engine,
-``loadtest.ingress_peer``). Prints req/s, p50/p99 and each mode's ratio to uvicorn.
+Modes: ``serve`` (``ARENA_INGRESS=proxy``: Serve's default Python proxy),
+``haproxy`` (``ARENA_INGRESS=haproxy``, Arena's default: HAProxy in front, replicas
+serving HTTP directly; see ``serve/ingress.py``) and ``uvicorn`` (the same FastAPI
+app and engine, ``loadtest.ingress_peer``). Prints req/s, p50/p99 and each mode's
+ratio to uvicorn.
 
 Run: ``.venv/bin/python -m loadtest.bench_ingress`` (needs ``wrk``: ``apt-get install wrk``).
 """
@@ -20,30 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+from loadtest import server
+
 MODES = ("serve", "haproxy", "uvicorn")
 ROUTES = ("livez", "me", "leaderboard")
 ORGANIZER = "organizer@bench-arena.example.com"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _call(base: str, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
@@ -61,27 +52,17 @@ def _call(base: str, method: str, path: str, body: dict | None = None, token: st
     return json.loads(raw) if raw else {}
 
 
-def _wait_ready(base: str, process: subprocess.Popen, deadline_s: float = 180) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}")
-        try:
-            if _call(base, "GET", "/health")["status"] == "ok":
-                return
-        except (urllib.error.URLError, OSError, KeyError, ValueError, RuntimeError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{base} did not become healthy in {deadline_s:.0f} s")
-
-
 def _seed(base: str) -> dict[str, str]:
     """An organizer (admin by ARENA_ADMIN_EMAILS) with a live race they are in."""
-    _call(base, "POST", "/api/v1/accounts", {"email": ORGANIZER, "password": "bench-password-1", "display_name": "Bench"})
+    _call(
+        base, "POST", "/api/v1/accounts", {"email": ORGANIZER, "password": "bench-password-1", "display_name": "Bench"}
+    )
     token = _call(base, "POST", "/api/v1/auth/login", {"email": ORGANIZER, "password": "bench-password-1"})[
         "access_token"
     ]
-    race = _call(base, "POST", "/api/v1/races", {"name": "Ingress", "sport": "run", "kind": "distance", "target_m": 5000}, token)
+    race = _call(
+        base, "POST", "/api/v1/races", {"name": "Ingress", "sport": "run", "kind": "distance", "target_m": 5000}, token
+    )
     _call(base, "POST", f"/api/v1/races/{race['id']}/actions/open", {}, token)
     _call(base, "POST", f"/api/v1/races/{race['id']}/athletes", {}, token)
     _call(base, "POST", f"/api/v1/races/{race['id']}/actions/start", {}, token)
@@ -110,45 +91,22 @@ def _ms(value: str) -> float:
 
 
 def _start(mode: str, port: int, data: Path, replicas: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "ARENA_DATA_DIR": str(data),
-        "ARENA_DATABASE_URL": f"sqlite:///{data}/arena.db",
-        "ARENA_ADMIN_EMAILS": json.dumps([ORGANIZER]),
-        "ARENA_RAY_ADDRESS": "local",
-        "ARENA_REPLICAS": str(replicas),
-    }
-    for name in (*HAPROXY_ENV, "ARENA_REDIS_URL"):
-        env.pop(name, None)
-    if mode == "haproxy":
-        env |= HAPROXY_ENV
+    settings = {"admin_emails": json.dumps([ORGANIZER]), "replicas": str(replicas)}
     if mode == "uvicorn":
-        command = [sys.executable, "-m", "loadtest.ingress_peer", "--port", str(port)]
-    else:
-        command = [sys.executable, "-m", "serve.cli", "run", "--port", str(port)]
-    log = open(data / "server.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(command, cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        return server.start(
+            ["-m", "loadtest.ingress_peer", "--port", str(port)], data, server.environment(data, **settings)
+        )
+    return server.start_arena(data, port, ingress="proxy" if mode == "serve" else "haproxy", **settings)
 
 
 def measure(mode: str, seconds: float, connections: int, replicas: int) -> dict[str, dict]:
     with tempfile.TemporaryDirectory(prefix=f"arena-ingress-{mode}-") as tmp:
         data = Path(tmp)
-        port = _free_port()
+        port = server.free_port()
         base = f"http://127.0.0.1:{port}"
         process = _start(mode, port, data, replicas)
         try:
-            _wait_ready(base, process)
+            server.wait_healthy(base, process)
             seed = _seed(base)
             urls = {
                 "livez": (f"{base}/livez", None),
@@ -165,7 +123,7 @@ def measure(mode: str, seconds: float, connections: int, replicas: int) -> dict[
             print((data / "server.log").read_text()[-3000:], file=sys.stderr)
             raise
         finally:
-            _stop(process)
+            server.stop(process)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import uvicorn
 
 from serve.app import api, stop
 from serve.context import Arena
+from serve.ingress import prepare_local_ray
 from serve.settings import Settings
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(http_host=args.host, http_port=args.port)
+    prepare_local_ray("uvicorn")  # the engine's hosts as Arena runs them, no Serve switches
     ray.init(
         address=settings.ray_address,
         num_cpus=settings.num_cpus,

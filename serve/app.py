@@ -26,14 +26,18 @@ problems.install(api)
 api.add_middleware(
     BodyLimit, default=1024 * 1024, uploads={f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024}
 )
-for module in (accounts, workouts, social, notifications, analytics, races, devices):
-    api.include_router(module.router, prefix=API_PREFIX)
-pages.install(api)
 
 
 @api.get("/livez", tags=["operations"], summary="This replica answers (for load balancers; touches nothing else)")
 async def livez() -> dict:
     return {"status": "ok"}
+
+
+# Routes are matched in turn (each failed match costs FastAPI about 2 µs), so the
+# race-day paths come first; workouts' /users/{id}/workouts before social's /users/{id}/{which}.
+for module in (races, accounts, notifications, workouts, social, analytics, devices):
+    api.include_router(module.router, prefix=API_PREFIX)
+pages.install(api)
 
 
 @api.get("/health", tags=["operations"], summary="Every host alive and its store reachable")
@@ -62,7 +66,7 @@ def _serving(arena: Arena) -> FastAPI:
     return api
 
 
-@serve.deployment(name="gateway", max_ongoing_requests=200, ray_actor_options={"num_cpus": 0})
+@serve.deployment(name="gateway", ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class Gateway:
     """The API as a Serve deployment: each replica builds its own ``Arena`` context."""
@@ -80,4 +84,10 @@ class Gateway:
 
 
 def build(settings: Settings):
-    return Gateway.options(num_replicas=settings.replicas).bind(settings)
+    return Gateway.options(
+        num_replicas=settings.replicas,
+        # Live streams hold a request each for as long as they watch; the hosts' bounded
+        # mailboxes, not this count, push back on work (Overloaded: 503 + Retry-After).
+        max_ongoing_requests=settings.replica_requests,
+        logging_config={"enable_access_log": settings.access_log},
+    ).bind(settings)

@@ -21,10 +21,13 @@ def _run(args: argparse.Namespace) -> int:
     from ray import serve
 
     from serve.app import build
+    from serve.ingress import prepare_local_ray
     from serve.settings import Settings
 
     overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
+    if settings.ray_address in (None, "local"):
+        prepare_local_ray(settings.ingress)
     ray.init(
         address=settings.ray_address,
         num_cpus=settings.num_cpus,

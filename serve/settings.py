@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,13 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path("data"), description="where the embedded store and generated secrets live")
     replicas: int = Field(1, ge=1, le=256, description="API replicas (Serve deployment gateway)")
+    ingress: Literal["haproxy", "proxy"] = Field(
+        "haproxy", description="HTTP in front of the API replicas of a local Ray (docs/ingress.md)"
+    )
+    replica_requests: int = Field(
+        10_000, ge=1, description="requests (live streams included) one API replica holds at once; then 503"
+    )
+    access_log: bool = Field(False, description="Serve writes a log line per request (costs about 5% of a replica)")
     spectator_tick: float = Field(1.0, gt=0, le=60, description="seconds between refreshes of a watched race")
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")

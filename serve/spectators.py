@@ -43,6 +43,8 @@ class RaceView:
     categories: list[str | None] = field(default_factory=list)  # by participant index
     states: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # STATES codes, in ``order``
     rank_of: np.ndarray = field(init=False)  # place - 1 of each participant index
+    previous: RaceView | None = None  # the view one tick before (only one back: no chain)
+    events: dict[tuple, tuple[str, dict]] = field(default_factory=dict, init=False)  # live events, encoded once
 
     def __post_init__(self) -> None:
         self.rank_of = np.full(len(self.user_ids), -1, np.int64)
@@ -182,6 +184,8 @@ class Spectators:
                     watch.user_ids.append(user_id)
                     watch.names.append(name)
                     watch.categories.append(category[0] if category else None)
+                if watch.view is not None:
+                    watch.view.previous = None
                 watch.view = RaceView(
                     race_id,
                     version,
@@ -197,6 +201,7 @@ class Spectators:
                     set(raw["signal_lost"]),
                     watch.categories,
                     np.frombuffer(raw.get("states", b""), np.uint8),
+                    previous=watch.view,
                 )
                 watch.error = None
                 async with watch.changed:

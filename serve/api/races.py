@@ -174,6 +174,21 @@ def _board(view, category: str, n: int) -> dict:
     }
 
 
+def _live_event(view, category: str, n: int) -> str:
+    """The leaderboard event of one tick, encoded once for every stream that watches it;
+    ``moved``: the athletes whose place changed since the tick before."""
+    key = (category, n)
+    cached = view.events.get(key)
+    if cached is None:
+        board = _board(view, category, n)
+        places = {e["participant"]: e["rank"] for e in board["entries"]}
+        before = view.previous.events.get(key, (None, {}))[1] if view.previous is not None else {}
+        board["moved"] = [p for p, rank in places.items() if before.get(p) != rank]
+        event = f"event: leaderboard\ndata: {json.dumps(board, separators=(',', ':'), default=float)}\n\n"
+        cached = view.events[key] = (event, places)
+    return cached[0]
+
+
 @router.get("/{race_id}/leaderboard", summary="Top N overall or in a category (spectator cache)")
 async def leaderboard(race_id: EntityId, arena: ArenaDep, category: Category = "", n: Top = 100) -> dict:
     return _board(await arena.spectators.view(race_id), category, n)
@@ -228,7 +243,6 @@ async def live(
 
     async def events():
         yield "retry: 2000\n\n"
-        previous: dict[str, float] = {}
         status = None
         async for view in arena.spectators.updates(race_id):
             if await request.is_disconnected():
@@ -236,11 +250,7 @@ async def live(
             if view.status != status:  # a transition: draft, open, live, finished, final, cancelled
                 status = view.status
                 yield f"event: status\ndata: {json.dumps({'status': status, 'at': view.at})}\n\n"
-            board = _board(view, category, n)
-            places = {e["participant"]: e["rank"] for e in board["entries"]}
-            board["moved"] = [p for p, rank in places.items() if previous.get(p) != rank]
-            previous = places
-            yield f"event: leaderboard\ndata: {json.dumps(board, separators=(',', ':'), default=float)}\n\n"
+            yield _live_event(view, category, n)
             if view.status in ("final", "cancelled"):
                 return
 

@@ -1,0 +1,76 @@
+"""Start and stop a throwaway Arena for a benchmark or a load scenario.
+
+Each run gets its own data folder, port and local Ray (``ARENA_RAY_ADDRESS=local``),
+so nothing of a developer's ``make run`` is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def environment(data: Path, **settings: str) -> dict[str, str]:
+    """The environment of an Arena process whose data lives in ``data``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "ARENA_DATA_DIR": str(data),
+        "ARENA_DATABASE_URL": f"sqlite:///{data}/arena.db",
+        "ARENA_RAY_ADDRESS": "local",
+    }
+    env.pop("ARENA_REDIS_URL", None)
+    return env | {f"ARENA_{name.upper()}": value for name, value in settings.items()}
+
+
+def start(command: list[str], data: Path, env: dict[str, str]) -> subprocess.Popen:
+    log = open(data / "server.log", "w")  # noqa: SIM115 - the process owns it
+    return subprocess.Popen(
+        [sys.executable, *command], cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def start_arena(data: Path, port: int, **settings: str) -> subprocess.Popen:
+    return start(["-m", "serve.cli", "run", "--port", str(port)], data, environment(data, **settings))
+
+
+def wait_healthy(base: str, process: subprocess.Popen, deadline_s: float = 180) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=5) as answer:
+                if json.load(answer)["status"] == "ok":
+                    return
+        except (urllib.error.URLError, OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{base} did not become healthy in {deadline_s:.0f} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Ctrl-C, as a person would (the whole process group); kill after 90 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
