@@ -54,6 +54,32 @@ async def test_errors_travel_as_values_and_the_host_keeps_serving(cluster):
     assert (value["total"], value["applied"]) == (2, [])
 
 
+async def test_asks_made_together_travel_in_one_call_per_host_and_each_caller_gets_its_own_answer(
+    cluster, monkeypatch
+):
+    calls = []
+    real = Cluster.call_host
+
+    async def counted(handle, batch, size):
+        calls.append(size)
+        return await real(handle, batch, size)
+
+    monkeypatch.setattr(Cluster, "call_host", staticmethod(counted))
+    ids = [f"{cluster.namespace}-c{i}" for i in range(60)]
+    answers = await asyncio.gather(
+        *(cluster.ask("counter", i, "add", {"amount": n}) for n, i in enumerate(ids)),
+        cluster.ask("ghost", ids[0], "add", {}),
+        return_exceptions=True,
+    )
+    assert answers[:60] == list(range(60))
+    assert isinstance(answers[60], UnknownKind)  # one bad envelope fails only its own caller
+    assert sum(calls) == 61 and len(calls) <= 2  # two shared hosts: at most one call each
+
+    calls.clear()
+    assert await cluster.ask("counter", ids[1], "add", {"amount": 1}) == 2  # alone, it leaves at once
+    assert calls == [1]
+
+
 async def test_a_host_answers_garbage_bytes_with_a_clear_error(cluster):
     a = f"{cluster.namespace}-a"
     handle = cluster.host_for("counter", a)

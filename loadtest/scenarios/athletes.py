@@ -3,7 +3,8 @@
 Athletes: register, sign in, record and upload workouts, read the feed, give kudos,
 comment, follow. Headless, bounded in time, loopback only:
 
-    .venv/bin/locust -f loadtest/locustfile.py --headless -u 20 -r 5 -t 60s \\
+    .venv/bin/python -m loadtest.scenarios athletes     # a throwaway Arena, 20 users, 60 s
+    .venv/bin/locust -f loadtest/scenarios/athletes.py --headless -u 20 -r 5 -t 60s \\
         --host http://127.0.0.1:8000 --csv reports/athletes --html reports/athletes.html
 """
 

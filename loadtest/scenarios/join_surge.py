@@ -12,7 +12,6 @@ import time
 
 import gevent
 from locust import FastHttpUser, constant, events, task
-from locust.exception import StopUser
 
 from loadtest.scenarios.crowd_file import crowd, identities
 
@@ -29,7 +28,8 @@ class JoiningAthlete(FastHttpUser):
             if len(self.environment.user_classes) == 1 and not _done["quitting"]:
                 _done["quitting"] = True
                 gevent.spawn_later(0.1, self.environment.runner.quit)  # once, from outside the users
-            raise StopUser()
+            gevent.sleep(3600)  # idle until the run ends (a stopped user would reset the stats)
+            return
         path = f"/api/v1/races/{crowd()['race']}/athletes"
         headers = {"Authorization": f"Bearer {athlete['token']}"}
         while True:
