@@ -14,11 +14,14 @@ from serve import ingress
 
 @pytest.fixture
 def clean_env(monkeypatch):
+    saved = dict(os.environ)  # what prepare_local_ray sets must not leak into later tests
     for name in list(os.environ):
         if name.startswith(("RAY_SERVE_", "RAY_worker_niceness")):
             monkeypatch.delenv(name)
     monkeypatch.setattr(ingress, "_stop_orphaned_haproxy", lambda: None)
-    return monkeypatch
+    yield monkeypatch
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def test_haproxy_ingress_sets_serves_switches_and_the_workers_niceness(clean_env):

@@ -253,7 +253,8 @@ def test_the_athlete_page_shows_workouts_totals_records_and_live_notifications(s
     page.wait_for_selector("body[data-notifications=live]")  # the stream has subscribed
     fan = client.account("A Fan")
     assert client.http.post(f"/users/{athlete['id']}/follow", headers=fan["headers"]).status_code < 300
-    page.wait_for_function("n => document.querySelectorAll('#notifications li').length > n", arg=before, timeout=15_000)
+    # The bus delivers within one long poll (10 s) even on a loaded machine: wait past it.
+    page.wait_for_function("n => document.querySelectorAll('#notifications li').length > n", arg=before, timeout=40_000)
     page.screenshot(path=SHOTS / "athlete.png", full_page=True)
     page.click("#logout")
     page.wait_for_url(f"{base}/login*")
