@@ -67,7 +67,7 @@ class Cluster:
         self._shared_spec = HostSpec(spec.store_url, shared, spec.config, 0, spec.hosts, spec.shards)
         self._hosts = [self._host(f"arena-host-{i}", self._with(index=i)) for i in range(spec.hosts)]
         self._dedicated: dict[tuple[str, str], Any] = {}
-        self._pending: list[tuple[tuple, asyncio.Future]] = []
+        self._pending: dict[asyncio.AbstractEventLoop, list[tuple[tuple, asyncio.Future]]] = {}  # per loop
         self._sending: set[asyncio.Task] = set()
 
     def _with(self, **changes: Any) -> HostSpec:
@@ -98,17 +98,18 @@ class Cluster:
     ) -> Any:
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._flush)
-        self._pending.append(((kind, entity_id, message_type, body, at), answer))
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append(((kind, entity_id, message_type, body, at), answer))
         result = await answer
         if isinstance(result, EngineError):
             raise result
         return result
 
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(pending))
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._send(self._pending.pop(loop)))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 

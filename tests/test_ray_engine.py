@@ -80,6 +80,18 @@ async def test_asks_made_together_travel_in_one_call_per_host_and_each_caller_ge
     assert calls == [1]
 
 
+async def test_one_cluster_serves_callers_on_two_event_loops_at_once(cluster):
+    ids = [f"{cluster.namespace}-l{i}" for i in range(20)]
+
+    async def add_all(amount: int) -> list:
+        return await asyncio.gather(*(cluster.ask("counter", i, "add", {"amount": amount}) for i in ids))
+
+    other = asyncio.to_thread(asyncio.run, add_all(100))  # a second loop, in its own thread
+    here, there = await asyncio.wait_for(asyncio.gather(add_all(1), other), 60)
+    assert all(a in (1, 101) and b in (100, 101) and a + b in (102, 201) for a, b in zip(here, there))
+    assert [(await cluster.ask("counter", i, "value"))["total"] for i in ids] == [101] * len(ids)
+
+
 async def test_a_host_answers_garbage_bytes_with_a_clear_error(cluster):
     a = f"{cluster.namespace}-a"
     handle = cluster.host_for("counter", a)
