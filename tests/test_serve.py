@@ -112,10 +112,13 @@ async def test_a_notification_reaches_an_open_event_stream_through_serve(arena_u
             async with http.stream("GET", f"{api}/notifications/stream", params=params) as stream:
                 assert stream.headers["content-type"].startswith("text/event-stream")
                 async for line in stream.aiter_lines():
-                    if line.startswith("retry:"):
-                        subscribed.set()
-                    if line.startswith("data:"):
-                        return json.loads(line[5:])
+                    if not line.startswith("data:"):
+                        continue
+                    event = json.loads(line[5:])
+                    if event["type"] != "ready":
+                        assert subscribed.is_set(), "an event came before the stream said it was subscribed"
+                        return event
+                    subscribed.set()
             raise AssertionError("the stream ended without an event")
 
         subscribed = asyncio.Event()

@@ -64,7 +64,11 @@ async def unmute(type: str, caller: CallerDep, arena: ArenaDep) -> dict:
 @router.get(
     "/notifications/stream",
     summary="Live notifications as Server-Sent Events",
-    description="Authenticate with the Authorization header or, for EventSource, `?access_token=`.",
+    description=(
+        "Authenticate with the Authorization header or, for EventSource, `?access_token=`. "
+        "The first event, `ready`, says the stream is subscribed: every notification created "
+        "after it arrives here, so read the inbox then to catch up without a gap."
+    ),
     response_class=Response,
 )
 async def stream(
@@ -78,7 +82,9 @@ async def stream(
 
     async def events():
         async with arena.bus.subscribe(caller.id) as subscription:
-            yield "retry: 3000\n\n"
+            # EventSource's "open" fires on the headers, before this point: a
+            # client that loads the inbox on "ready" instead misses nothing.
+            yield 'retry: 3000\nevent: ready\ndata: {"type":"ready"}\n\n'
             iterator = subscription.__aiter__()
             while not await request.is_disconnected():
                 try:

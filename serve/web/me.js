@@ -93,14 +93,31 @@ async function main() {
   weekly(totals.items);
   records(prs);
   const list = $("notifications");
-  clear(list, inbox.items.map(notificationItem));
-  let unread = inbox.unread ?? 0;
-  $("unread").textContent = unread;
+  const shown = new Set();
+  const show = (items) => {
+    // Oldest first, each on top: the newest ends up first. Seen ids are skipped,
+    // so the catch-up after "ready" and the live events never double an item.
+    for (const item of [...items].reverse()) {
+      if (shown.has(item.id)) continue;
+      shown.add(item.id);
+      list.prepend(notificationItem(item));
+    }
+  };
+  clear(list);
+  show(inbox.items);
+  $("unread").textContent = inbox.unread ?? 0;
   stream(async () => `/api/v1/notifications/stream?access_token=${encodeURIComponent(await accessToken())}`, {
-    open: () => (document.body.dataset.notifications = "live"),
+    // Subscribed (also after a reconnect): whatever arrived before it is in the inbox.
+    ready: async () => {
+      const now = await api("/notifications?limit=20");
+      show(now.items);
+      $("unread").textContent = now.unread ?? 0;
+      document.body.dataset.notifications = "live";
+    },
     notification: (event) => {
-      list.prepend(notificationItem(event.notification));
-      $("unread").textContent = ++unread;
+      if (shown.has(event.notification.id)) return;
+      show([event.notification]);
+      $("unread").textContent = Number($("unread").textContent) + 1;
     },
   });
 }
