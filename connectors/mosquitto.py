@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "HUB_USER",
     "PasswordFile",
     "acl_text",
+    "broker_of",
     "device_topics",
     "reload",
     "running_broker",
@@ -39,6 +41,17 @@ def device_topics(device_id: str) -> dict[str, str]:
     """The v1 topics of one device: what it publishes and what it subscribes to."""
     base = f"{DEVICE_TOPICS}/{device_id}"
     return {"telemetry": f"{base}/telemetry", "status": f"{base}/status", "downlink": f"{base}/downlink"}
+
+
+def broker_of(device_id: str, brokers: int) -> int:
+    """Which of ``brokers`` broker shards a device connects to (stable: crc32 of its id).
+
+    One Mosquitto holds as many devices as it may open files; past that, devices
+    are spread over several brokers and each broker has its hub (docs/mqtt.md).
+    """
+    if brokers < 1:
+        raise ValueError(f"brokers must be at least 1, got {brokers}")
+    return zlib.crc32(device_id.encode()) % brokers
 
 
 def _mosquitto_tool(name: str) -> str:

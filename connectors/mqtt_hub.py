@@ -40,6 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.mosquitto import broker_of
 from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
 from engine.errors import EngineError, NotFound
 
@@ -145,11 +146,15 @@ class Hub:
         receive_maximum: int = 1_000,
         retry_delay: float = 0.5,
         poll: float = 1.0,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if cluster is None and route is None:
             raise ValueError("a hub needs a cluster (to ingest and, by default, to route devices)")
         if batch_window <= 0 or max_batch < 1:
             raise ValueError("batch_window must be positive and max_batch at least 1")
+        if not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard is (index, brokers) with 0 <= index < brokers, not {shard}")
+        self.shard = shard  # this hub's broker among the shards: it sends notices to its devices only
         self.cluster = cluster
         self.host, self.port = host, port
         self.client_id = client_id or f"arena-hub-{socket.gethostname()}"
@@ -387,8 +392,10 @@ class Hub:
             await asyncio.sleep(delay)
 
     def _notify(self, devices: dict[str, int], notice: dict) -> None:
+        index, brokers = self.shard
         for device_id in devices:
-            self._downlink(device_id, notice)
+            if brokers == 1 or broker_of(device_id, brokers) == index:
+                self._downlink(device_id, notice)
 
     def _downlink(self, device_id: str, body: dict) -> None:
         self._client.publish(f"{PREFIX}{device_id}/downlink", json.dumps(body), qos=1)
