@@ -1,10 +1,12 @@
 """A swarm of virtual watches and bike computers streaming race telemetry over MQTT (docs/mqtt.md).
 
 Each device is one MQTT connection whose username is its id, as the broker's ACL
-demands, so connections cannot be shared. One process drives thousands of paho
-clients from a single thread over non-blocking sockets and ``epoll`` (paho's
-``loop_read``/``loop_write``/``loop_misc``, no thread per client); ``--processes``
-shards the devices over several such processes.
+demands, so connections cannot be shared. One process drives tens of thousands of
+them from one asyncio loop (uvloop when installed) with the few MQTT 3.1.1 packets a
+device sends framed by ``loadtest.mqtt_wire`` (paho's client cost 190 µs of CPU per
+device-second: the swarm, not the system under test, was the limit); ``--processes``
+shards the devices over several such processes, and ``--brokers`` spreads them over
+broker shards as Arena does (``connectors.mosquitto.broker_of``).
 
 A device samples at ``--rate`` Hz and publishes every ``--samples-per-message``
 samples, msgpack ``{"race": id, "samples": [...]}`` at QoS 1 to
@@ -26,12 +28,15 @@ As locust users (one connection each, paced at 1 Hz; PUBACK time is the response
 from __future__ import annotations
 
 import argparse
+import asyncio
+import bisect
+import functools
+import itertools
 import json
 import math
 import multiprocessing
 import os
 import random
-import selectors
 import sys
 import time
 from dataclasses import dataclass
@@ -39,6 +44,9 @@ from dataclasses import dataclass
 import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from connectors.mosquitto import broker_of
+from loadtest.mqtt_wire import Link, connect_packet, topic
 
 TOPIC = "arena/v1/devices/{}/{}"
 OFFLINE = json.dumps({"state": "offline"}).encode()
@@ -63,19 +71,17 @@ class Route:
         self._scale = scale
         self.legs = [self._metres(p, q) for p, q in zip(self.points, self.points[1:] + self.points[:1])]
         self.length = sum(self.legs)
+        self._starts = list(itertools.accumulate(self.legs, initial=0.0))[:-1]  # where each leg begins
 
     def _metres(self, p: tuple[float, float], q: tuple[float, float]) -> float:
         return math.hypot((q[0] - p[0]) * _EARTH_M_PER_DEG, (q[1] - p[1]) * _EARTH_M_PER_DEG * self._scale)
 
     def at(self, distance: float) -> tuple[float, float]:
         left = distance % self.length
-        for k, leg in enumerate(self.legs):
-            if left <= leg:
-                (a, b), (c, d) = self.points[k], self.points[(k + 1) % len(self.points)]
-                f = left / leg
-                return a + (c - a) * f, b + (d - b) * f
-            left -= leg
-        return self.points[0]
+        k = bisect.bisect_right(self._starts, left) - 1
+        (a, b), (c, d) = self.points[k], self.points[(k + 1) % len(self.points)]
+        f = (left - self._starts[k]) / self.legs[k]
+        return a + (c - a) * f, b + (d - b) * f
 
 
 @dataclass
@@ -130,37 +136,16 @@ def new_client(device_id: str, password: str | None) -> mqtt.Client:
 
 
 class _Device:
-    def __init__(self, device_id: str, race: str, athlete: Athlete, password: str | None, stats: dict) -> None:
-        self.id, self.race, self.athlete, self.stats = device_id, race, athlete, stats
-        self.topic = TOPIC.format(device_id, "telemetry")
+    __slots__ = ("id", "athlete", "topic", "status", "hello", "broker", "buffer", "offline_until", "link", "connected")
+
+    def __init__(self, device_id: str, athlete: Athlete, broker: tuple[str, int], hello: bytes) -> None:
+        self.id, self.athlete, self.broker, self.hello = device_id, athlete, broker, hello
+        self.topic = topic(TOPIC.format(device_id, "telemetry"))
+        self.status = topic(TOPIC.format(device_id, "status"))
         self.buffer: list[dict] = []
         self.offline_until = 0.0
+        self.link: Link | None = None
         self.connected = False
-        self.client = new_client(device_id, password)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-
-    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
-        if reason.is_failure:
-            self.stats["refused"] += 1
-            return
-        self.connected = True
-        self.stats["connected"] += 1
-        client.publish(TOPIC.format(self.id, "status"), ONLINE, qos=1, retain=True)
-
-    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
-        self.connected = False
-
-    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
-        self.stats["acked"] += 1
-
-    def send(self) -> None:
-        while self.buffer:
-            chunk, self.buffer = self.buffer[:MAX_SAMPLES], self.buffer[MAX_SAMPLES:]
-            self.client.publish(self.topic, msgpack.packb({"race": self.race, "samples": chunk}), qos=1)
-            self.stats["messages"] += 1
-            self.stats["samples"] += len(chunk)
 
 
 def _free_fds(needed: int) -> None:
@@ -171,60 +156,115 @@ def _free_fds(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, needed + 64), hard))
 
 
+def brokers(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """``--brokers host:port,...`` (the shards, in Arena's order), else ``--host``/``--port``."""
+    if not args.brokers:
+        return [(args.host, args.port)]
+    out = []
+    for item in args.brokers.split(","):
+        host, _, port = item.strip().rpartition(":")
+        out.append((host or "127.0.0.1", int(port)))
+    return out
+
+
 def run_shard(args: argparse.Namespace, first: int, count: int, report: multiprocessing.Queue | None = None) -> dict:
-    """Drive devices ``first .. first + count - 1`` from this one thread; their counts at the end."""
+    """Drive devices ``first .. first + count - 1`` from this process's one event loop; their counts at the end."""
     _free_fds(count)
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(_shard(args, first, count, report))
+    return uvloop.run(_shard(args, first, count, report))
+
+
+async def _shard(args: argparse.Namespace, first: int, count: int, report: multiprocessing.Queue | None) -> dict:
+    loop = asyncio.get_running_loop()
     rng = random.Random(args.seed + first)
     route = Route()
+    shards = brokers(args)
     stats = dict.fromkeys(("connected", "refused", "connect_errors", "messages", "samples", "acked", "dropouts"), 0)
-    devices = [
-        _Device(f"{args.prefix}{first + k}", args.race, athlete(rng, args.cheaters), args.password, stats)
-        for k in range(count)
-    ]
-    selector = selectors.DefaultSelector()
+    keepalive = min(300, max(60, math.ceil(3 * args.samples_per_message / args.rate)))
+    devices = []
+    for k in range(count):
+        device_id = f"{args.prefix}{first + k}"
+        hello = connect_packet(
+            device_id,
+            username=device_id if args.password is not None else None,
+            password=args.password,
+            will_topic=TOPIC.format(device_id, "status"),
+            will_payload=OFFLINE,
+            keepalive=keepalive,
+        )
+        broker = shards[broker_of(device_id, len(shards))]
+        devices.append(_Device(device_id, athlete(rng, args.cheaters), broker, hello))
+    race, spm = args.race, args.samples_per_message
+    answered = 0
+    connecting: set[asyncio.Task] = set()
 
-    def connect(device: _Device, again: bool) -> None:
+    def send(device: _Device) -> None:
+        assert device.link is not None
+        while device.buffer:
+            chunk, device.buffer = device.buffer[:MAX_SAMPLES], device.buffer[MAX_SAMPLES:]
+            device.link.publish(device.topic, msgpack.packb({"race": race, "samples": chunk}))
+            stats["messages"] += 1
+            stats["samples"] += len(chunk)
+
+    def on_connack(device: _Device, code: int) -> None:
+        nonlocal answered
+        answered += 1
+        assert device.link is not None
+        if code:
+            stats["refused"] += 1
+            device.link.close()
+            return
+        device.connected = True
+        stats["connected"] += 1
+        device.link.publish(device.status, ONLINE, retain=True)
+        if len(device.buffer) >= spm:
+            send(device)  # what it buffered while offline
+
+    def on_ack() -> None:
+        stats["acked"] += 1
+
+    def on_lost(device: _Device) -> None:
+        device.connected = False
+
+    async def connect(device: _Device) -> None:
+        nonlocal answered
+        link = Link(device.hello, functools.partial(on_connack, device), on_ack, functools.partial(on_lost, device))
+        device.link = link
         try:
-            if again:
-                device.client.reconnect()
-            else:
-                device.client.connect(args.host, args.port, keepalive=60)
+            await loop.create_connection(lambda: link, *device.broker)
         except OSError:
             stats["connect_errors"] += 1
-            return
-        selector.register(device.client.socket(), selectors.EVENT_READ, device)
+            answered += 1
 
-    def pump(timeout: float) -> None:
-        for device in devices:
-            if device.client.want_write():
-                device.client.loop_write()
-        for key, _ in selector.select(timeout):
-            device = key.data
-            if device.client.loop_read(10) != mqtt.MQTT_ERR_SUCCESS:
-                selector.unregister(key.fileobj)
-                device.connected = False
+    def spawn(device: _Device) -> None:
+        task = loop.create_task(connect(device))
+        connecting.add(task)
+        task.add_done_callback(connecting.discard)
 
-    started = time.monotonic()
+    started = loop.time()
     for k, device in enumerate(devices):  # ramp, so the broker's accept backlog keeps up
-        connect(device, again=False)
+        spawn(device)
         if k % 200 == 199:
-            pump(max(0.0, started + (k + 1) / args.connect_rate - time.monotonic()))
-    deadline = time.monotonic() + 30
-    while stats["connected"] + stats["refused"] + stats["connect_errors"] < count and time.monotonic() < deadline:
-        pump(0.05)
-    ramp = time.monotonic() - started
+            await asyncio.sleep(max(0.0, started + (k + 1) / args.connect_rate - loop.time()))
+    deadline = loop.time() + 60
+    while answered < count and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    ramp = loop.time() - started
     print(f"shard {first}: {stats['connected']}/{count} connected in {ramp:.1f} s", file=sys.stderr, flush=True)
     if report is not None:
         report.put(("ready", first))
 
     period = 1.0 / args.rate
     phase = [rng.random() * period for _ in devices]  # each device samples at its own instant
-    nxt = [time.monotonic() + p for p in phase]
-    begin = time.monotonic()
-    end, misc = begin + args.seconds, begin + 1.0
+    nxt = [loop.time() + p for p in phase]
+    begin = loop.time()
+    end = begin + args.seconds
     wheel = sorted(range(count), key=lambda k: phase[k])
     cursor = 0
-    while (now := time.monotonic()) < end:
+    while (now := loop.time()) < end:
         for _ in range(count):  # every device whose sample is due, in phase order
             k = wheel[cursor]
             if nxt[k] > now:
@@ -234,35 +274,29 @@ def run_shard(args: argparse.Namespace, first: int, count: int, report: multipro
             device = devices[k]
             device.buffer.append(device.athlete.sample(route, time.time(), period, rng))
             if device.offline_until:
-                if now < device.offline_until:
-                    continue
-                device.offline_until = 0.0
-                connect(device, again=True)
-            elif rng.random() < args.dropout * period:  # goes silent: no DISCONNECT, the will fires
+                if now >= device.offline_until:
+                    device.offline_until = 0.0
+                    spawn(device)  # a new connection; it sends its buffer once accepted
+                continue
+            if device.connected and rng.random() < args.dropout * period:  # silent: the broker sends the will
                 stats["dropouts"] += 1
                 device.offline_until = now + rng.uniform(2, 8)
-                sock = device.client.socket()
-                if sock is not None:
-                    selector.unregister(sock)
-                    sock.close()
                 device.connected = False
+                assert device.link is not None
+                device.link.close(graceful=False)
                 continue
-            if device.connected and len(device.buffer) >= args.samples_per_message:
-                device.send()
-        if now >= misc:
-            misc = now + 1.0
-            for device in devices:
-                if device.client.socket() is not None:
-                    device.client.loop_misc()
-        pump(max(0.0, min(nxt[wheel[cursor]], end) - time.monotonic()))
-    linger = time.monotonic() + 2.0  # the last PUBACKs
-    while time.monotonic() < linger:
-        pump(0.05)
+            if device.connected and len(device.buffer) >= spm:
+                send(device)
+        # Several milliseconds of due devices per wake-up, not one wake-up per device.
+        await asyncio.sleep(max(0.005, min(nxt[wheel[cursor]], end) - loop.time()))
+    await asyncio.sleep(2.0)  # the last PUBACKs
     for device in devices:
-        if device.connected:
-            device.client.disconnect()
-    pump(0.1)
-    stats["seconds"] = time.monotonic() - begin
+        if device.link is not None:
+            device.link.close()
+    for task in connecting:
+        task.cancel()
+    await asyncio.sleep(0.1)
+    stats["seconds"] = loop.time() - begin
     if report is not None:
         report.put(("done", stats))
     return stats
@@ -310,6 +344,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=30.0, help="how long to publish")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--brokers", default=None, help="host:port,... broker shards; a device goes to broker_of(its id)")
     p.add_argument("--race", default="race", help="race id in every message")
     p.add_argument("--prefix", default="dev-", help="device ids are PREFIX + index (also their MQTT username)")
     p.add_argument("--first", type=int, default=0, help="index of the first device")
