@@ -89,44 +89,96 @@ def _start_demo(settings, url: str, athletes: int):
     return halt
 
 
-def _hub(args: argparse.Namespace) -> int:
-    """Ingest device telemetry from the MQTT broker into live races (several hubs share the stream)."""
-    from urllib.parse import urlsplit
+LOCAL_BROKER = "mqtt://127.0.0.1:1883"  # the hubs' broker when ARENA_MQTT_URL is unset
 
-    import ray
 
+def _no_such_broker(broker: int, brokers: int) -> str:
+    return f"--broker is 0 to {brokers - 1} (ARENA_MQTT_URL lists {brokers} brokers), not {broker}"
+
+
+def build_hubs(settings, cluster, *, broker: int | None = None, client_id: str | None = None) -> list:
+    """The MQTT hubs of ``settings``: one per broker in ``ARENA_MQTT_URL`` (or only broker ``broker``).
+
+    Hub ``i`` has ``shard=(i, n)`` and client id ``{client_id}-{i}`` (the persistent session
+    on that broker); with a single broker the id has no suffix, as before shards.
+    ``ARENA_MQTT_HUB_PASSWORD`` is the password of user ``arena-hub`` unless a URL names another user.
+    """
+    import socket
+
+    from pydantic import TypeAdapter
+
+    from connectors.mosquitto import HUB_USER
     from connectors.mqtt_hub import Hub
+    from serve.settings import MqttUrl
+
+    brokers = settings.mqtt_url or (TypeAdapter(MqttUrl).validate_python(LOCAL_BROKER),)
+    n = len(brokers)
+    if broker is not None and not 0 <= broker < n:
+        raise ValueError(_no_such_broker(broker, n))
+    base = client_id or f"arena-hub-{socket.gethostname()}"
+    hub_password = settings.mqtt_hub_password.get_secret_value() if settings.mqtt_hub_password else None
+    hubs = []
+    for i, url in enumerate(brokers):
+        if broker is not None and i != broker:
+            continue
+        hubs.append(
+            Hub(
+                cluster,
+                host=url.host,
+                port=url.port,
+                client_id=base if n == 1 else f"{base}-{i}",
+                username=url.username or (HUB_USER if hub_password else None),
+                password=hub_password if hub_password is not None else url.password,
+                shard=(i, n),
+            )
+        )
+    return hubs
+
+
+def _hub(args: argparse.Namespace) -> int:
+    """Ingest device telemetry from the MQTT brokers into live races: by default one hub per broker
+    (shard) in this process, or only the hub of ``--broker I``; several hubs of one broker share its stream."""
+    import ray
+    from pydantic import ValidationError
+
     from serve.context import connect
     from serve.settings import Settings
 
-    settings = Settings()
-    url = urlsplit(settings.mqtt_url or "mqtt://127.0.0.1:1883")
-    if url.scheme != "mqtt" or not url.hostname:
-        print(f"ARENA_MQTT_URL is mqtt://[user:password@]host[:port], not {settings.mqtt_url}", file=sys.stderr)
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(error, file=sys.stderr)
         return 2
-    password = settings.mqtt_hub_password.get_secret_value() if settings.mqtt_hub_password else url.password
+    brokers = len(settings.mqtt_url) or 1
+    if args.broker is not None and not 0 <= args.broker < brokers:
+        print(_no_such_broker(args.broker, brokers), file=sys.stderr)
+        return 2
 
-    async def run() -> None:
+    async def run() -> int:
         ray.init(address=settings.ray_address or "auto", namespace=settings.namespace, configure_logging=False)
-        hub = Hub(
-            connect(settings),
-            host=url.hostname,
-            port=url.port or 1883,
-            client_id=args.client_id,
-            username=url.username,
-            password=password,
-        )
-        await hub.start()
-        print(f"MQTT hub {hub.client_id} on {hub.host}:{hub.port} (Ctrl-C stops)", flush=True)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
-        await stopping.wait()
-        await hub.stop()
+        hubs = build_hubs(settings, connect(settings), broker=args.broker, client_id=args.client_id)
+        started = await asyncio.gather(*(hub.start() for hub in hubs), return_exceptions=True)
+        failed = [(hub, error) for hub, error in zip(hubs, started, strict=True) if isinstance(error, BaseException)]
+        for hub, error in failed:
+            print(f"MQTT hub {hub.client_id} could not start on {hub.host}:{hub.port}: {error}", file=sys.stderr)
+        running = [hub for hub, error in zip(hubs, started, strict=True) if not isinstance(error, BaseException)]
+        if not failed:
+            for hub in running:
+                index, n = hub.shard
+                print(f"MQTT hub {hub.client_id} on {hub.host}:{hub.port}, broker {index} of {n}", flush=True)
+            print("Ctrl-C stops", flush=True)
+            await stopping.wait()
+        stopped = await asyncio.gather(*(hub.stop() for hub in running), return_exceptions=True)
+        for hub, error in zip(running, stopped, strict=True):
+            if isinstance(error, BaseException):
+                log.warning("MQTT hub %s did not stop cleanly: %s", hub.client_id, error)
+        return 1 if failed else 0
 
-    asyncio.run(run())
-    return 0
+    return asyncio.run(run())
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -154,9 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--demo-athletes", type=int, default=300, help="athletes in each demo race (default 300)")
     run.set_defaults(handler=_run)
     hub = commands.add_parser(
-        "hub", help="run an MQTT hub against a running Arena (ARENA_MQTT_URL, ARENA_MQTT_HUB_PASSWORD)"
+        "hub",
+        help="run the MQTT hubs against a running Arena, one per broker (ARENA_MQTT_URL, ARENA_MQTT_HUB_PASSWORD)",
     )
-    hub.add_argument("--client-id", help="stable id of this hub's persistent session (default arena-hub-HOSTNAME)")
+    hub.add_argument(
+        "--client-id",
+        help="stable id of the hubs' persistent sessions (default arena-hub-HOSTNAME; with several brokers, "
+        "the hub of broker I adds -I)",
+    )
+    hub.add_argument(
+        "--broker",
+        type=int,
+        metavar="I",
+        help="run only the hub of broker I (0-based, in ARENA_MQTT_URL's order): one hub process per broker",
+    )
     hub.set_defaults(handler=_hub)
     health = commands.add_parser("health", help="ask a running Arena for its health")
     health.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")

@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AnyUrl, Field, SecretStr, TypeAdapter, UrlConstraints, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.config import HostConfig
 
-__all__ = ["Settings"]
+__all__ = ["MqttUrl", "Settings"]
+
+MqttUrl = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["mqtt"], host_required=True, default_port=1883)]
+"""One broker: ``mqtt://[user:password@]host[:port]`` (port 1883 when left out)."""
+
+_MQTT_URL: TypeAdapter[AnyUrl] = TypeAdapter(MqttUrl)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without the password in it (settings errors end up in logs)."""
+    return re.sub(r"//([^/@:]*):[^@]*@", r"//\1:***@", url)
+
+
+def _comma_list(value: Any) -> list[Any]:
+    """An environment variable's ``a,b,c`` as a list (a list or tuple stays as it is; unset or empty: none)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [] if not value.strip() else [item.strip() for item in value.split(",")]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ARENA_", frozen=True)
+    # Errors name the setting without echoing its value: URLs may carry passwords.
+    model_config = SettingsConfigDict(env_prefix="ARENA_", frozen=True, hide_input_in_errors=True)
 
     database_url: str = Field(
         "sqlite:///data/arena.db",
@@ -56,9 +79,17 @@ class Settings(BaseSettings):
     spectator_tick: float = Field(1.0, gt=0, le=60, description="seconds between refreshes of a watched race")
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
-    mqtt_url: str | None = Field(None, description="mqtt://host:port devices connect to (docs/mqtt.md)")
+    mqtt_url: Annotated[tuple[MqttUrl, ...], NoDecode] = Field(
+        (),
+        description="the brokers (shards) devices connect to, comma-separated mqtt://host:port; a device's broker is "
+        "broker_of(device id, count), so keep the order (docs/mqtt.md)",
+    )
     mqtt_password_file: Path | None = Field(None, description="Mosquitto's password file; device credentials go there")
-    mqtt_pid_file: Path | None = Field(None, description="Mosquitto's pid file: SIGHUP it after a credential changes")
+    mqtt_pid_file: Annotated[tuple[Path, ...], NoDecode] = Field(
+        (),
+        description="comma-separated pid files of the brokers on this machine: each one that exists gets a SIGHUP "
+        "after a credential changes",
+    )
     mqtt_hub_password: SecretStr | None = Field(None, description="password of the MQTT hub's user arena-hub")
 
     @field_validator("database_url")
@@ -70,6 +101,36 @@ class Settings(BaseSettings):
         if not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("ARENA_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
         return url
+
+    @field_validator("mqtt_url", mode="before")
+    @classmethod
+    def _brokers(cls, value: Any) -> tuple[AnyUrl, ...]:
+        urls: list[AnyUrl] = []
+        for n, item in enumerate(_comma_list(value), 1):
+            text = str(item).strip()
+            where = f"ARENA_MQTT_URL: broker {n} ({_redacted(text)!r}) is not mqtt://[user:password@]host[:port]"
+            if not text:
+                raise ValueError(f"{where}: it is empty (a stray comma?)")
+            try:
+                url = _MQTT_URL.validate_python(text)
+            except ValidationError as error:
+                raise ValueError(f"{where}: {error.errors()[0]['msg']}") from None
+            if url.path not in (None, "", "/") or url.query or url.fragment:
+                raise ValueError(f"{where}: a broker's address has no path, query or fragment")
+            if not url.port:
+                raise ValueError(f"{where}: port 0")
+            if any((url.host, url.port) == (seen.host, seen.port) for seen in urls):
+                raise ValueError(f"ARENA_MQTT_URL names the broker {url.host}:{url.port} twice")
+            urls.append(url)
+        return tuple(urls)
+
+    @field_validator("mqtt_pid_file", mode="before")
+    @classmethod
+    def _pid_files(cls, value: Any) -> tuple[Path, ...]:
+        files = _comma_list(value)
+        if any(not str(item).strip() for item in files):
+            raise ValueError("ARENA_MQTT_PID_FILE is a comma-separated list of files, with no empty one")
+        return tuple(Path(item) for item in files)
 
     def signing_secret(self) -> str:
         """The configured secret, or one generated once and kept beside the embedded store."""

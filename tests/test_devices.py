@@ -190,16 +190,24 @@ def test_the_broker_writes_its_pid_file(broker):
 # -- the API ---------------------------------------------------------------------
 
 
+def with_brokers(settings, *brokers: SimpleNamespace, **fields):
+    """``settings`` with these brokers, given and validated as ``ARENA_MQTT_URL`` and ``ARENA_MQTT_PID_FILE`` are
+    (comma-separated), and any other ``fields``; the brokers share one password file."""
+    return type(settings)(
+        **{
+            **dict(settings),
+            "mqtt_url": ",".join(f"mqtt://127.0.0.1:{broker.port}" for broker in brokers),
+            "mqtt_password_file": brokers[0].passwords.path,
+            "mqtt_pid_file": ",".join(str(broker.pid_file) for broker in brokers),
+            **fields,
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def settings(settings, broker):
     """The shared API settings, with this module's broker (conftest's ``client`` uses them)."""
-    return settings.model_copy(
-        update={
-            "mqtt_url": f"mqtt://127.0.0.1:{broker.port}",
-            "mqtt_password_file": broker.passwords.path,
-            "mqtt_pid_file": broker.pid_file,
-        }
-    )
+    return with_brokers(settings, broker)
 
 
 async def _register(client, headers, name: str = "Watch") -> dict:

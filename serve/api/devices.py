@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import secrets
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from connectors.mosquitto import PasswordFile, device_topics, reload
+from connectors.mosquitto import PasswordFile, broker_of, device_topics, reload
 from engine.errors import NotFound
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
@@ -19,6 +19,8 @@ from serve.problems import Problem
 from serve.settings import Settings
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
@@ -30,21 +32,28 @@ class NewDevice(BaseModel):
     model: Annotated[str, Field(min_length=1, max_length=120)]
 
 
-def _broker(settings: Settings) -> dict:
-    if settings.mqtt_url is None:
+def _broker(settings: Settings, device_id: str) -> dict:
+    """Where the device connects: its own broker among the shards (``broker_of``), without credentials."""
+    brokers = settings.mqtt_url
+    if not brokers:
         return {"host": None, "port": None}
-    url = urlsplit(settings.mqtt_url)
-    return {"host": url.hostname, "port": url.port or 1883}
+    url = brokers[broker_of(device_id, len(brokers))]
+    return {"host": url.host, "port": url.port}
 
 
 async def _credentials(settings: Settings, change) -> None:
-    """Apply ``change`` to Mosquitto's password file, then make the broker re-read it."""
+    """Apply ``change`` to Mosquitto's password file, then make every broker on this machine re-read it."""
     if settings.mqtt_password_file is None:
         return
     await asyncio.to_thread(change, PasswordFile(settings.mqtt_password_file))
-    pid_file = settings.mqtt_pid_file
-    if pid_file is not None and pid_file.exists():
-        reload(int(pid_file.read_text().strip()))
+    for pid_file in settings.mqtt_pid_file:
+        if not pid_file.exists():  # a broker elsewhere, or one not started: it reads the file when it starts
+            continue
+        pid = int(pid_file.read_text().strip())
+        try:
+            reload(pid)
+        except ProcessLookupError:  # a stale pid file: that broker is down and reads the file when it starts
+            log.warning("no broker runs as pid %d of %s: not reloaded", pid, pid_file)
 
 
 async def _mine(arena: Arena, device_id: str, caller: Caller) -> dict:
@@ -62,7 +71,12 @@ async def register(body: NewDevice, caller: CallerDep, arena: ArenaDep) -> dict:
     info = await arena.ask("device", device_id, "register", message)
     await arena.ask("device_owner", caller.id, "add", {"device_id": device_id})
     await _credentials(arena.settings, lambda file: file.set(device_id, password))
-    mqtt = {"username": device_id, "password": password, **_broker(arena.settings), "topics": device_topics(device_id)}
+    mqtt = {
+        "username": device_id,
+        "password": password,
+        **_broker(arena.settings, device_id),
+        "topics": device_topics(device_id),
+    }
     return {**info, "mqtt": mqtt}
 
 
