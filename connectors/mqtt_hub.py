@@ -166,12 +166,15 @@ class Hub:
         self.received = self.acked = self.batches = self.accepted = 0
         self.dropped: Counter[str] = Counter()
         self.signal: dict[str, tuple[str, float]] = {}
-        self._routes: dict[str, tuple[float, dict | None]] = {}
+        self._routes: dict[str, tuple[float, dict | None]] = {}  # device → (fresh until, route)
+        self._refreshing: set[str] = set()
         self._pending: dict[str, _Group] = {}  # by race
         self._flush_handle: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._watchers: dict[str, asyncio.Task] = {}  # race id → its notices; kept once done
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: list[tuple[str, bytes, int, int]] = []  # from paho's thread, drained on the loop
+        self._woken = False
         self._connected: asyncio.Event | None = None
         self._stopping = False
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
@@ -239,17 +242,27 @@ class Hub:
         self._loop.call_soon_threadsafe(self._connected.set)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._receive, message.topic, message.payload, message.mid, message.qos)
+        # One wake-up of the event loop per burst, not per message: the inbox is
+        # a list swapped out whole by ``_receive`` (list.append is atomic).
+        self._inbox.append((message.topic, message.payload, message.mid, message.qos))
+        if not self._woken:
+            self._woken = True
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._receive)
 
     # -- the hub's event loop --------------------------------------------------
 
-    def _receive(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+    def _receive(self) -> None:
+        self._woken = False  # before the swap: a message appended after it wakes us again
+        inbox, self._inbox = self._inbox, []
         if self._stopping:
             return  # not acknowledged: the broker gives it to the next session
-        self.received += 1
-        handler = self._status if topic.endswith("/status") else self._telemetry
-        self._spawn(handler(topic, payload, mid, qos))
+        self.received += len(inbox)
+        for topic, payload, mid, qos in inbox:
+            if topic.endswith("/status"):
+                self._spawn(self._status(topic, payload, mid, qos))
+            else:
+                self._telemetry(topic, payload, mid, qos)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -261,24 +274,53 @@ class Hub:
         if not task.cancelled() and task.exception() is not None:
             log.error("mqtt hub task failed", exc_info=task.exception())
 
-    async def _telemetry(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+    def _telemetry(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        """Into its race's batch at once when the device's route is cached (the common case)."""
         device_id = None
         try:
             device_id = _device_of(topic, "telemetry")
             uplink = _uplink(payload)
-            route = await self._resolve(device_id)
-            if route is None:
-                raise _Drop("unknown_device", "this device is not registered")
-            if route.get("revoked"):
-                raise _Drop("revoked", "this device was revoked")
-            if route.get("race_id") != uplink.race:
-                raise _Drop("not_bound", f"this device is not bound to race {uplink.race}")
         except _Drop as drop:
             self._drop(device_id, drop.reason, drop.detail, [(mid, qos)])
             return
+        cached, now = self._routes.get(device_id), time.monotonic()
+        if cached is None or cached[0] <= now:  # unknown or expired: the message waits for the route
+            self._spawn(self._routed(device_id, uplink, mid, qos))
+            return
+        if cached[0] - now < self.route_ttl / 2 and device_id not in self._refreshing:
+            # Past half its life: one lookup renews it while the device streams on, so
+            # a steady device never waits, and a revocation still lands within route_ttl.
+            self._refreshing.add(device_id)
+            self._spawn(self._refresh(device_id))
+        self._batch(device_id, cached[1], uplink, mid, qos)
+
+    async def _refresh(self, device_id: str) -> None:
+        try:
+            route = await self._route(device_id)
+        except NotFound:
+            route = None
+        except EngineError as error:  # the stale route stays until a lookup answers
+            log.warning("device %s route refresh failed: %s", device_id, error)
+            return
+        finally:
+            self._refreshing.discard(device_id)
+        self._routes[device_id] = (time.monotonic() + self.route_ttl, route)
+
+    async def _routed(self, device_id: str, uplink: _Uplink, mid: int, qos: int) -> None:
+        try:
+            route = await self._resolve(device_id)
         except EngineError as error:  # route lookup failed: retryable or a bug, never an ack
             log.warning("device %s route failed: %s; left to the broker to redeliver", device_id, error)
             return
+        self._batch(device_id, route, uplink, mid, qos)
+
+    def _batch(self, device_id: str, route: dict | None, uplink: _Uplink, mid: int, qos: int) -> None:
+        if route is None:
+            return self._drop(device_id, "unknown_device", "this device is not registered", [(mid, qos)])
+        if route.get("revoked"):
+            return self._drop(device_id, "revoked", "this device was revoked", [(mid, qos)])
+        if route.get("race_id") != uplink.race:
+            return self._drop(device_id, "not_bound", f"this device is not bound to race {uplink.race}", [(mid, qos)])
         self._watch(uplink.race)
         group = self._pending.get(uplink.race)
         if group is None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import os
 import resource
 import socket
@@ -27,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +39,7 @@ import paho.mqtt.client as mqtt
 import ray
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connectors.mosquitto import HUB_USER, acl_text, running_broker
+from connectors.mosquitto import HUB_USER, acl_text, broker_of, running_broker
 from connectors.mqtt_hub import Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
@@ -46,12 +49,15 @@ ORGANIZER = "bench-organizer"
 PASSWORD = "bench-device"
 HUB_PASSWORD = "bench-hub"
 JOIN_CHUNK = 5_000
+PER_BROKER = 18_000  # device connections per Mosquitto: each is an open file, and the hard limit here is 20,000
+PER_PROCESS = 18_000  # device connections per swarm process, likewise
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
 class Result:
     devices: int
+    brokers: int = 1
     connected: int = 0
     published: int = 0
     accepted: int = 0
@@ -104,13 +110,13 @@ def _password_file(path: Path, users: list[str]) -> None:
 class _Probes:
     """Devices in this process that walk at exactly 1 m/s, so a distance on the board dates its sample."""
 
-    def __init__(self, port: int, race_id: str, ids: list[str]) -> None:
+    def __init__(self, ports: list[int], race_id: str, ids: list[str]) -> None:
         self.race_id, self.ids, self.t0 = race_id, ids, time.time()
         self.clients = []
         for device_id in ids:
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
             client.username_pw_set(device_id, PASSWORD)
-            client.connect("127.0.0.1", port, keepalive=60)
+            client.connect("127.0.0.1", ports[broker_of(device_id, len(ports))], keepalive=60)
             client.loop_start()
             self.clients.append(client)
         self._stop = threading.Event()
@@ -170,7 +176,8 @@ async def _one(devices: int, args: argparse.Namespace) -> Result:
             HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1), namespace=f"mqtt-{uuid.uuid4().hex[:8]}"
         )
         race_id = uuid.uuid4().hex
-        port = _free_port()
+        shards = args.brokers or math.ceil((devices + args.probes + 100) / PER_BROKER)
+        ports = [_free_port() for _ in range(shards)]
         try:
             config = {"name": "Bench", "sport": "run", "kind": "time", "duration_s": 3_600}
             await cluster.ask("race", race_id, "create", {"organizer": ORGANIZER, "config": config})
@@ -186,64 +193,101 @@ async def _one(devices: int, args: argparse.Namespace) -> Result:
             async def route(device_id: str) -> dict | None:
                 return table.get(device_id)
 
-            with running_broker(folder / "broker", port, folder / "passwd", folder / "acl") as broker:
-                hub = Hub(
-                    cluster, port=port, client_id="bench-hub", username=HUB_USER, password=HUB_PASSWORD, route=route
-                )
-                await hub.start()
-                probes = _Probes(port, race_id, probe_ids)
+            with contextlib.ExitStack() as stack:
+                brokers = [
+                    stack.enter_context(running_broker(folder / f"broker{k}", port, folder / "passwd", folder / "acl"))
+                    for k, port in enumerate(ports)
+                ]
+                hubs = [
+                    Hub(
+                        cluster,
+                        port=port,
+                        client_id=f"bench-hub-{k}",
+                        username=HUB_USER,
+                        password=HUB_PASSWORD,
+                        route=route,
+                        shard=(k, shards),
+                    )
+                    for k, port in enumerate(ports)
+                ]
+                for hub in hubs:
+                    await hub.start()
+                probes = _Probes(ports, race_id, probe_ids)
                 try:
-                    await _drive(result, args, hub, broker.pid, cluster, race_id, probes, index[devices:], port)
+                    await _drive(
+                        result, args, hubs, [b.pid for b in brokers], cluster, race_id, probes, index[devices:], ports
+                    )
                 finally:
                     probes.close()
-                    await hub.stop()
-                log = (folder / "broker" / "mosquitto.log").read_text(errors="replace").splitlines()
-                result.notes += [line for line in log if "rror" in line or "arning" in line][:5]
+                    for hub in hubs:
+                        await hub.stop()
+                result.brokers = shards
+                for k in range(shards):
+                    log = (folder / f"broker{k}" / "mosquitto.log").read_text(errors="replace").splitlines()
+                    result.notes += [line for line in log if "rror" in line or "arning" in line][:5]
         finally:
             cluster.kill()
     return result
 
 
 async def _drive(
-    result: Result, args, hub: Hub, broker_pid: int, cluster, race_id: str, probes: _Probes, who: list[int], port: int
+    result: Result,
+    args,
+    hubs: list[Hub],
+    broker_pids: list[int],
+    cluster,
+    race_id: str,
+    probes: _Probes,
+    who: list[int],
+    ports: list[int],
 ) -> None:
+    processes = max(args.processes, math.ceil(result.devices / PER_PROCESS))
     command = [
-        sys.executable, "-m", "loadtest.device_swarm", "--devices", str(result.devices), "--port", str(port),
+        sys.executable, "-m", "loadtest.device_swarm", "--devices", str(result.devices),
+        "--brokers", ",".join(f"127.0.0.1:{port}" for port in ports),
         "--race", race_id, "--prefix", "d", "--password", PASSWORD, "--seconds", str(args.seconds),
-        "--processes", str(args.processes), "--samples-per-message", str(args.samples_per_message),
-        "--cheaters", str(args.cheaters), "--dropout", str(args.dropout),
+        "--processes", str(processes), "--samples-per-message", str(args.samples_per_message),
+        "--cheaters", str(args.cheaters), "--dropout", str(args.dropout), "--connect-rate", str(args.connect_rate),
     ]  # fmt: skip
     swarm = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready = 0
     assert swarm.stderr is not None and swarm.stdout is not None
-    while ready < args.processes:  # every shard has connected its devices
+    while ready < processes:  # every shard has connected its devices
         line = await asyncio.to_thread(swarm.stderr.readline)
         if not line:
             raise SystemExit(f"the swarm ended before connecting: {swarm.stdout.read()}")
         print("   ", line.strip(), flush=True)
         ready += "connected in" in line
     threading.Thread(target=swarm.stderr.read, daemon=True).start()
-    await asyncio.sleep(min(3.0, args.seconds / 5))  # the first messages of every device are in
+    settle = min(5.0, args.seconds / 5)
+    await asyncio.sleep(settle)  # the first messages of every device are in
+
+    def brokers_cpu() -> float:
+        return sum(_cpu_seconds(pid) for pid in broker_pids)
+
+    def accepted() -> int:
+        return sum(hub.accepted for hub in hubs)
+
     swarm_cpu = _tree_cpu_seconds(swarm.pid)
-    accepted, broker_cpu, hub_cpu, machine = (
-        hub.accepted,
-        _cpu_seconds(broker_pid),
+    accepted0, broker_cpu, hub_cpu, machine = (
+        accepted(),
+        brokers_cpu(),
         _cpu_seconds(os.getpid()),
         _machine_cpu_seconds(),
     )
     began = time.monotonic()
-    window = args.seconds - min(3.0, args.seconds / 5) - 1.0
+    window = args.seconds - settle - 1.0
     result.freshness = await _watch(cluster, race_id, probes, who, args.poll, time.time() + window)
     result.window = time.monotonic() - began
-    result.accepted = hub.accepted - accepted
-    result.broker_cpu = (_cpu_seconds(broker_pid) - broker_cpu) / result.window
+    result.accepted = accepted() - accepted0
+    result.broker_cpu = (brokers_cpu() - broker_cpu) / result.window
     result.hub_cpu = (_cpu_seconds(os.getpid()) - hub_cpu) / result.window
     result.machine_cpu = (_machine_cpu_seconds() - machine) / result.window
     result.swarm_cpu = (_tree_cpu_seconds(swarm.pid) - swarm_cpu) / result.window
-    out = await asyncio.to_thread(swarm.communicate, timeout=args.seconds + 120)
+    out = await asyncio.to_thread(swarm.communicate, timeout=args.seconds + 180)
     stats = json.loads(out[0].strip().splitlines()[-1])
     result.connected, result.published = stats["connected"], stats["samples"]
-    result.dropped = dict(hub.dropped)
+    result.dropped = dict(sum((hub.dropped for hub in hubs), Counter()))
 
 
 def _table(results: list[Result], args: argparse.Namespace) -> str:
@@ -251,15 +295,17 @@ def _table(results: list[Result], args: argparse.Namespace) -> str:
         return f"{_percentile(r.freshness, 0.5):.3f} / {_percentile(r.freshness, 0.99):.3f}"
 
     rows = [
+        ("broker shards (one hub each)", [str(r.brokers) for r in results]),
         ("connections (incl. reconnects)", [f"{r.connected:,}" for r in results]),
         ("samples published (whole run)", [f"{r.published:,}" for r in results]),
         ("race accepted, samples/s", [f"{r.accepted / r.window:,.0f}" for r in results]),
         ("  offered, samples/s (devices × 1 Hz)", [f"{r.devices + args.probes:,}" for r in results]),
+        ("  messages/s", [f"{r.accepted / r.window / args.samples_per_message:,.0f}" for r in results]),
         ("freshness p50 / p99, s", [fresh(r) for r in results]),
         ("  probe samples seen", [f"{len(r.freshness)}" for r in results]),
         ("  p99 < 1 s", ["yes" if _percentile(r.freshness, 0.99) < 1 else "NO" for r in results]),
-        ("broker CPU, cores", [f"{r.broker_cpu:.2f}" for r in results]),
-        ("hub + Ray driver CPU, cores", [f"{r.hub_cpu:.2f}" for r in results]),
+        ("brokers' CPU, cores", [f"{r.broker_cpu:.2f}" for r in results]),
+        ("hubs + Ray driver CPU, cores", [f"{r.hub_cpu:.2f}" for r in results]),
         ("device swarm CPU, cores", [f"{r.swarm_cpu:.2f}" for r in results]),
         ("machine CPU, cores busy", [f"{r.machine_cpu:.2f}" for r in results]),
         ("hub drops", [str(r.dropped or "-") for r in results]),
@@ -277,7 +323,11 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="+", default=[2_000, 5_000, 20_000])
     parser.add_argument("--samples-per-message", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--processes", type=int, default=2, help="swarm processes")
+    parser.add_argument("--processes", type=int, default=1, help="swarm processes (at least one per 18,000 devices)")
+    parser.add_argument("--brokers", type=int, default=0, help="broker shards (0: one per 18,000 devices)")
+    parser.add_argument(
+        "--connect-rate", type=float, default=2_000, help="new connections per second per swarm process"
+    )
     parser.add_argument("--probes", type=int, default=10)
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between reads of the race's view")
     parser.add_argument("--cheaters", type=float, default=0.01)
@@ -287,8 +337,6 @@ def main() -> None:
         raise SystemExit("--seconds is at least 10: the devices connect, then the window is measured")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the broker inherits it: one descriptor per device
-    if max(args.devices) + args.probes + 100 > hard:
-        print(f"note: at most {hard:,} open files per process here; Mosquitto cannot hold more connections", flush=True)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     results = []
