@@ -78,6 +78,33 @@ class PasswordFile:
             create = [] if self.path.exists() else ["-c"]
             self._run(*create, "-b", str(self.path), username, password)
 
+    def set_many(self, credentials: dict[str, str]) -> None:
+        """Many users at once (a seeded crowd of devices): one ``mosquitto_passwd -U`` hashes a
+        plain file of them, which then replaces their lines (or joins) the password file."""
+        for username in credentials:
+            if not username or ":" in username:
+                raise ValueError(f"an MQTT username is not empty and has no ':', not {username!r}")
+        if not credentials:
+            return
+        with self._locked():
+            plain = self.path.with_name(self.path.name + ".new")
+            plain.touch(mode=0o600)
+            plain.write_text("".join(f"{user}:{password}\n" for user, password in credentials.items()))
+            try:
+                self._run("-U", str(plain), timeout=max(_TIMEOUT, len(credentials) / 100))
+                hashed = plain.read_text()
+            finally:
+                plain.unlink(missing_ok=True)
+            kept = [
+                line
+                for line in (self.path.read_text().splitlines() if self.path.exists() else [])
+                if line.split(":", 1)[0] not in credentials
+            ]
+            staged = self.path.with_name(self.path.name + ".tmp")
+            staged.write_text("".join(f"{line}\n" for line in kept) + hashed)
+            staged.chmod(self.path.stat().st_mode if self.path.exists() else 0o600)
+            staged.replace(self.path)
+
     def remove(self, username: str) -> None:
         with self._locked():
             if self.path.exists():
@@ -99,9 +126,9 @@ class PasswordFile:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     @staticmethod
-    def _run(*args: str) -> None:
+    def _run(*args: str, timeout: float = _TIMEOUT) -> None:
         done = subprocess.run(
-            [_mosquitto_tool("mosquitto_passwd"), *args], capture_output=True, text=True, timeout=_TIMEOUT
+            [_mosquitto_tool("mosquitto_passwd"), *args], capture_output=True, text=True, timeout=timeout
         )
         if done.returncode != 0:
             raise RuntimeError(f"mosquitto_passwd failed: {(done.stderr or done.stdout).strip()}")
@@ -132,7 +159,7 @@ def write_config(
     *,
     pid_file: Path | str | None = None,
     user: str | None = None,
-    max_inflight: int = 100,
+    max_inflight: int = 1_000,
     max_queued: int = 10_000,
 ) -> Path:
     """A mosquitto.conf for one local listener, with sessions kept for QoS 1 devices that reconnect.
@@ -152,6 +179,7 @@ def write_config(
         ),
         *([f"acl_file {Path(acl_file).resolve()}"] if acl_file is not None else []),
         # A device on a flaky link keeps its session and up to 10k queued QoS 1 messages for a day.
+        # The in-flight window is also the hub's (MQTT 3.1.1): it acks after the journal commit.
         f"max_inflight_messages {max_inflight}",
         f"max_queued_messages {max_queued}",
         "queue_qos0_messages false",
@@ -199,7 +227,7 @@ def running_broker(
     *,
     persistence: bool = True,
     timeout: float = _TIMEOUT,
-    max_inflight: int = 100,
+    max_inflight: int = 1_000,
     max_queued: int = 10_000,
 ) -> Iterator[subprocess.Popen]:
     """A Mosquitto of its own on 127.0.0.1:port, stopped on exit.

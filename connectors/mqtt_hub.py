@@ -36,8 +36,6 @@ from typing import Annotated, Any, Literal
 import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.mosquitto import broker_of
@@ -54,6 +52,7 @@ MAX_PAYLOAD = 256 * 1024
 MAX_ID = 128
 COUNTDOWN_S = 10
 ENDED = ("finished", "final", "cancelled")
+_READ_BURST = 512  # packets read per readable event at most, so other work gets its turn
 
 Route = Callable[[str], Awaitable[dict | None]]
 OnStatus = Callable[[str, str], Awaitable[None]]
@@ -141,9 +140,7 @@ class Hub:
         on_status: OnStatus | None = None,
         batch_window: float = 0.05,
         max_batch: int = 1_000,
-        route_ttl: float = 5.0,
-        session_expiry: int = 3_600,
-        receive_maximum: int = 1_000,
+        route_ttl: float = 10.0,
         retry_delay: float = 0.5,
         poll: float = 1.0,
         shard: tuple[int, int] = (0, 1),
@@ -173,33 +170,54 @@ class Hub:
         self._tasks: set[asyncio.Task] = set()
         self._watchers: dict[str, asyncio.Task] = {}  # race id → its notices; kept once done
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._inbox: list[tuple[str, bytes, int, int]] = []  # from paho's thread, drained on the loop
+        self._inbox: list[tuple[str, bytes, int, int]] = []  # read by paho, handled once per burst
         self._woken = False
+        self._housekeeper: asyncio.Future | None = None
         self._connected: asyncio.Event | None = None
         self._stopping = False
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        # MQTT 3.1.1 with a persistent session (clean_session off): paho parses a v5
+        # PUBLISH's properties into an object per message, which took half the hub's CPU.
+        # The broker keeps the session (persistent_client_expiration) and sets the
+        # window of unacknowledged messages (max_inflight_messages).
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311, clean_session=False
+        )
         self._client.manual_ack_set(True)
         if username is not None:
             self._client.username_pw_set(username, password)
-        self._session_expiry, self._receive_maximum = session_expiry, receive_maximum
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
 
     # -- lifecycle -------------------------------------------------------------
+    #
+    # paho runs on the hub's own event loop, not on a thread of its own (paho's
+    # external-loop mode: loop_read/loop_write/loop_misc driven by add_reader and
+    # add_writer). No thread hop per message, no lock contention with the loop, and
+    # no wake-up byte through a socket pair for each acknowledgement.
 
     async def start(self, timeout: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
         self._connected = asyncio.Event()
         self._stopping = False
-        properties = Properties(PacketTypes.CONNECT)
-        properties.SessionExpiryInterval = self._session_expiry
-        properties.ReceiveMaximum = self._receive_maximum
-        self._client.connect_async(self.host, self.port, keepalive=30, clean_start=False, properties=properties)
-        self._client.loop_start()
+        client = self._client
+        client.on_socket_open = self._socket_open
+        client.on_socket_close = self._socket_close
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._wrote
+        deadline = self._loop.time() + timeout
+        while True:
+            try:
+                client.connect(self.host, self.port, keepalive=30)
+                break
+            except OSError as error:
+                if self._loop.time() > deadline:
+                    raise ConnectionError(f"no MQTT broker on {self.host}:{self.port}: {error}") from None
+                await asyncio.sleep(0.2)
+        self._housekeeper = asyncio.ensure_future(self._housekeeping())
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await asyncio.wait_for(self._connected.wait(), max(0.1, deadline - self._loop.time()))
         except TimeoutError:
-            self._client.loop_stop()
+            await self._close(graceful=False)
             raise ConnectionError(f"no MQTT broker answered on {self.host}:{self.port} within {timeout}s") from None
 
     async def stop(self, drain: bool = True, timeout: float = 10.0) -> None:
@@ -222,38 +240,93 @@ class Hub:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=timeout)
         self._pending.clear()
-        if drain:
-            self._client.disconnect()
-        else:  # no DISCONNECT: the broker keeps the in-flight messages of the session
-            sock = self._client.socket()
-            if sock is not None:
-                sock.close()
-        await asyncio.to_thread(self._client.loop_stop)
+        await self._close(graceful=drain, timeout=timeout)
 
-    # -- paho's network thread -------------------------------------------------
+    async def _close(self, graceful: bool, timeout: float = 10.0) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
+            self._housekeeper = None
+        sock = self._client.socket()
+        if sock is None or sock.fileno() == -1:  # never connected, or already closed here
+            return
+        if graceful:  # the loop writes the acks still queued, then DISCONNECT; paho then closes
+            self._client.disconnect()
+            assert self._loop is not None
+            deadline = self._loop.time() + timeout
+            while self._client.socket() is not None and self._loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            if self._client.socket() is None:
+                return
+        # No DISCONNECT: the broker keeps the session's unacknowledged messages for the next hub.
+        self._socket_close(self._client, None, sock)
+        sock.close()
+
+    async def _housekeeping(self) -> None:
+        """Keep-alive pings each second, and a new connection (the same session) after a lost one."""
+        pause = self.retry_delay
+        while True:
+            await asyncio.sleep(1.0 if self._client.socket() is not None else pause)
+            if self._client.socket() is not None:
+                self._client.loop_misc()
+                pause = self.retry_delay
+                continue
+            try:
+                self._client.reconnect()
+            except OSError as error:
+                pause = min(pause * 2, 10.0)
+                log.warning("mqtt broker %s:%s unreachable (%s); again in %.1f s", self.host, self.port, error, pause)
+
+    # -- paho, on the hub's event loop -----------------------------------------
+
+    def _socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, self._readable)
+
+    def _socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+
+    def _want_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, self._writable)
+
+    def _wrote(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    def _readable(self) -> None:
+        # paho's loop_read reads one packet when none of ours is in flight: read on
+        # while PUBLISHes keep coming, rather than one packet per turn of the loop.
+        for _ in range(_READ_BURST):
+            before = len(self._inbox)
+            if self._client.loop_read() != mqtt.MQTT_ERR_SUCCESS or len(self._inbox) == before:
+                return
+
+    def _writable(self) -> None:
+        self._client.loop_write()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
             log.error("mqtt connection refused: %s", reason)
             return
-        options = mqtt.SubscribeOptions(qos=1)
-        client.subscribe([(f"$share/{self.group}/{PREFIX}+/{leaf}", options) for leaf in ("telemetry", "status")])
-        assert self._loop is not None and self._connected is not None
-        self._loop.call_soon_threadsafe(self._connected.set)
+        client.subscribe([(f"$share/{self.group}/{PREFIX}+/{leaf}", 1) for leaf in ("telemetry", "status")])
+        assert self._connected is not None
+        self._connected.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        # One wake-up of the event loop per burst, not per message: the inbox is
-        # a list swapped out whole by ``_receive`` (list.append is atomic).
+        # Handled once per read burst (one loop_read reads all the packets there are).
         self._inbox.append((message.topic, message.payload, message.mid, message.qos))
         if not self._woken:
             self._woken = True
             assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._receive)
+            self._loop.call_soon(self._receive)
 
     # -- the hub's event loop --------------------------------------------------
 
     def _receive(self) -> None:
-        self._woken = False  # before the swap: a message appended after it wakes us again
+        self._woken = False
         inbox, self._inbox = self._inbox, []
         if self._stopping:
             return  # not acknowledged: the broker gives it to the next session
