@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-fanout bench-race bench-board bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-race-day setup system clean
+.PHONY: run test bench-engine bench-fanout bench-race bench-board bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-devices load-race-day setup system clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,7 +52,7 @@ bench-ingress: $(STAMP)
 	$(BIN)/python -m loadtest.bench_ingress
 
 # Each starts its own throwaway Arena; reports in reports/.
-load-athletes load-join-surge load-spectators load-race-day: load-%: $(STAMP)
+load-athletes load-join-surge load-spectators load-devices load-race-day: load-%: $(STAMP)
 	$(BIN)/python -m loadtest.scenarios $*
 
 clean:

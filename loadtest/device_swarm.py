@@ -368,46 +368,143 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _locust_users() -> None:
-    from locust import User, between, events, task
+    import threading
+
+    import gevent
+    from gevent.socket import wait_read
+    from locust import User, constant_pacing, task
+
+    seeded: dict = {}
+
+    def next_device(default_host: str | None) -> tuple[str, str | None, str, str, int] | None:
+        """(id, password, race, broker host, port) of the next device this process drives, or None."""
+        path = os.environ.get("ARENA_DEVICES")
+        if path:  # devices seeded in Arena (``loadtest.crowd --devices``): each one once
+            if not seeded:
+                with open(path) as file:
+                    crowd = json.load(file)
+                seeded.update(crowd["broker"], race=crowd["race"], devices=iter(crowd["devices"]))
+            device = next(seeded["devices"], None)
+            if device is None:
+                return None
+            return device["id"], device["password"], seeded["race"], seeded["host"], int(seeded["port"])
+        MqttDevice._count += 1
+        host, _, port = (default_host or "mqtt://127.0.0.1:1883").removeprefix("mqtt://").partition(":")
+        device_id = f"{os.environ.get('ARENA_DEVICE_PREFIX', 'dev-')}{os.getpid()}-{MqttDevice._count}"
+        return (
+            device_id,
+            os.environ.get("ARENA_MQTT_PASSWORD"),
+            os.environ.get("ARENA_RACE", "race"),
+            host,
+            int(port or 1883),
+        )
 
     class MqttDevice(User):
-        """One device per locust user, on its own paho thread."""
+        """One device per locust user: its own paho client, whose network loop is a greenlet that waits
+        on gevent's hub (paho's ``loop_start`` uses ``select()``, blind past descriptor 1024: about
+        330 clients per process).
 
-        wait_time = between(1.0, 1.0)
+        It publishes one sample a second (``constant_pacing``, whatever the PUBACK takes) at QoS 1
+        and reports each message as a request ``MQTT telemetry`` whose time is the PUBACK's; no
+        PUBACK within ``PUBACK_S`` is a failure. Connecting is reported as ``MQTT connect``.
+        With ``ARENA_DEVICES`` (a file of seeded devices: broker, race, ids and passwords) each
+        user is one of them, and users beyond them stay idle; otherwise ids are made up, every
+        device signs in with ``ARENA_MQTT_PASSWORD`` and the broker is ``--host mqtt://host:port``.
+        """
+
+        wait_time = constant_pacing(1.0)
+        PUBACK_S = 10.0
         _count = 0
 
         def on_start(self) -> None:
-            MqttDevice._count += 1
-            host, _, port = (self.host or "mqtt://127.0.0.1:1883").removeprefix("mqtt://").partition(":")
-            self.id = f"{os.environ.get('ARENA_DEVICE_PREFIX', 'dev-')}{os.getpid()}-{MqttDevice._count}"
-            self.race = os.environ.get("ARENA_RACE", "race")
+            self.client, self.network = None, None
+            device = next_device(self.host)
+            if device is None:
+                return
+            self.id, password, self.race, host, port = device
             self.athlete, self.route, self.rng = athlete(random.Random(), 0.01), Route(), random.Random()
-            self.client = new_client(self.id, os.environ.get("ARENA_MQTT_PASSWORD"))
-            self.client.connect(host, int(port or 1883), keepalive=60)
-            self.client.loop_start()
+            self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.id, protocol=mqtt.MQTTv5)
+            if password is not None:
+                self.client.username_pw_set(self.id, password)
+            self.client.will_set(TOPIC.format(self.id, "status"), OFFLINE, qos=1, retain=True)
+            self.client.max_queued_messages_set(0)
+            answered, refused = threading.Event(), []
 
-        @task
-        def telemetry(self) -> None:
-            body = {"race": self.race, "samples": [self.athlete.sample(self.route, time.time(), 1.0, self.rng)]}
+            def on_connect(client, userdata, flags, reason, properties) -> None:
+                if reason.is_failure:
+                    refused.append(str(reason))
+                else:
+                    client.publish(TOPIC.format(self.id, "status"), ONLINE, qos=1, retain=True)
+                answered.set()
+
+            self.client.on_connect = on_connect
             started = time.perf_counter()
-            info = self.client.publish(TOPIC.format(self.id, "telemetry"), msgpack.packb(body), qos=1)
-            error = None
+            error: Exception | None = None
             try:
-                info.wait_for_publish(10)
-            except (RuntimeError, ValueError) as failure:
+                self.client.connect(host, port, keepalive=60)
+                self.network = gevent.spawn(self._network, self.client)
+                if not answered.wait(30):
+                    error = TimeoutError("no CONNACK in 30 s")
+                elif refused:
+                    error = ConnectionRefusedError(refused[0])
+            except OSError as failure:
                 error = failure
-            events.request.fire(
+            self._report("connect", started, error)
+
+        def _network(self, client: mqtt.Client) -> None:
+            """Read when the socket is readable, write what is queued, keep alive; reconnect when lost."""
+            while True:
+                sock = client.socket()
+                if sock is None:  # the connection was lost: paho queues QoS 1 messages until it is back
+                    gevent.sleep(1.0)
+                    try:
+                        client.reconnect()
+                    except OSError:
+                        pass
+                    continue
+                try:
+                    wait_read(sock.fileno(), timeout=5.0)
+                    client.loop_read()
+                except TimeoutError:
+                    pass
+                except OSError:
+                    client.loop_misc()  # notices the broken connection
+                if client.want_write():
+                    client.loop_write()
+                client.loop_misc()
+
+        def _report(self, name: str, started: float, error: Exception | None) -> None:
+            self.environment.events.request.fire(
                 request_type="MQTT",
-                name="telemetry",
+                name=name,
                 response_time=(time.perf_counter() - started) * 1000,
                 response_length=0,
                 exception=error,
                 context={},
             )
 
+        @task
+        def telemetry(self) -> None:
+            if self.client is None:  # more users than seeded devices
+                gevent.sleep(1.0)
+                return
+            body = {"race": self.race, "samples": [self.athlete.sample(self.route, time.time(), 1.0, self.rng)]}
+            started = time.perf_counter()
+            info = self.client.publish(TOPIC.format(self.id, "telemetry"), msgpack.packb(body), qos=1)
+            error = None
+            try:
+                info.wait_for_publish(self.PUBACK_S)
+                if not info.is_published():
+                    error = TimeoutError(f"no PUBACK in {self.PUBACK_S:.0f} s")
+            except (RuntimeError, ValueError) as failure:
+                error = failure
+            self._report("telemetry", started, error)
+
         def on_stop(self) -> None:
-            self.client.disconnect()
-            self.client.loop_stop()
+            if self.client is not None:
+                self.client.disconnect()
+            if self.network is not None:
+                self.network.kill(block=False)
 
     globals()["MqttDevice"] = MqttDevice
 

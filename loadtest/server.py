@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,8 +40,8 @@ def environment(data: Path, **settings: str) -> dict[str, str]:
     return env | {f"ARENA_{name.upper()}": value for name, value in settings.items()}
 
 
-def start(command: list[str], data: Path, env: dict[str, str]) -> subprocess.Popen:
-    log = open(data / "server.log", "w")  # noqa: SIM115 - the process owns it
+def start(command: list[str], data: Path, env: dict[str, str], log_name: str = "server.log") -> subprocess.Popen:
+    log = open(data / log_name, "w")  # noqa: SIM115 - the process owns it
     return subprocess.Popen(
         [sys.executable, *command], cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -63,6 +64,26 @@ def wait_healthy(base: str, process: subprocess.Popen, deadline_s: float = 180) 
             pass
         time.sleep(0.5)
     raise TimeoutError(f"{base} did not become healthy in {deadline_s:.0f} s")
+
+
+def ray_join(process: subprocess.Popen) -> dict[str, str]:
+    """The environment that joins the local Ray ``process`` (an Arena) started (seeding, the MQTT hub).
+
+    Ray's ``auto`` picks any running cluster when there are several (another run, the tests'
+    own), so the GCS address is looked up: a session's name ends with the pid of the process
+    that started it. An explicit address never turns token authentication on by itself, while
+    a new local cluster has it on unless ``RAY_AUTH_MODE`` says otherwise: say the same here.
+    """
+    session = re.compile(rf"--session-name=session_\S+_{process.pid}\b")
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found = re.search(r"--gcs-address=(\S+)", command)
+        if "raylet" in command and found and session.search(command):
+            return {"RAY_ADDRESS": found.group(1), "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    return {"RAY_ADDRESS": "auto"}
 
 
 def stop(process: subprocess.Popen) -> None:
