@@ -45,7 +45,7 @@ bench-board: $(STAMP)
 	$(BIN)/python -m loadtest.bench_board
 
 bench-mqtt: $(STAMP)
-	$(BIN)/python -m loadtest.bench_mqtt --devices 2000 5000 --seconds 20
+	$(BIN)/python -m loadtest.bench_mqtt --devices 5000 7500 10000 --seconds 30 --hub-processes 2
 
 bench-ingress: $(STAMP)
 	command -v wrk >/dev/null || $(APT) wrk || { apt-get update -qq && $(APT) wrk; }

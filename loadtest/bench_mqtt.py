@@ -1,16 +1,19 @@
-"""Devices → Mosquitto → MQTT hub → live race, end to end, for fields of thousands of devices.
+"""Devices → Mosquitto → MQTT hubs → live race, end to end, for fields of thousands of devices.
 
-For each ``--devices`` count: a private Mosquitto (Arena's config, password file
-and ACL, a free port on 127.0.0.1), a real Cluster (SQLite in a temp folder) with
-a live race the devices' athletes joined, the real ``connectors.mqtt_hub.Hub`` in
-this process (its route table in memory, as the device entity would answer it), and
-``loadtest.device_swarm`` in child processes sampling at 1 Hz for ``--seconds``.
+For each ``--devices`` count: private Mosquittos (Arena's config, password file and
+ACL, free ports on 127.0.0.1; one broker per 18,000 devices, as one broker holds as many
+connections as it may open files, and devices go to theirs by ``broker_of``), a real
+Cluster (SQLite in a temp folder) with a live race the devices' athletes joined, the real
+``connectors.mqtt_hub.Hub`` (in this process, or with ``--hub-processes N`` in processes
+of their own sharing each broker's stream, as ``arena hub`` runs; its route table in
+memory, as the device entity would answer it), and ``loadtest.device_swarm`` in child
+processes sampling at 1 Hz for ``--seconds``.
 
-Reported: samples/s the race accepted, the CPU of the broker and of this process
-(hub plus Ray driver) from /proc, and freshness: a few probe devices in this process
-send one sample a second whose distance encodes its time; ``view`` is polled every
-``--poll`` s, and a sample's freshness is when its distance first shows minus its ``t``.
-Run: ``.venv/bin/python -m loadtest.bench_mqtt --devices 2000 5000``.
+Reported: samples/s the race accepted, the CPU of the brokers, of the hubs and of the
+swarm from /proc, and freshness: a few probe devices send one sample a second whose
+distance encodes its time; ``view`` is polled every ``--poll`` s, and a sample's freshness
+is when its distance first shows minus its ``t``.
+Run: ``.venv/bin/python -m loadtest.bench_mqtt --devices 5000 7500 --hub-processes 2``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import math
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +36,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -58,6 +63,7 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 class Result:
     devices: int
     brokers: int = 1
+    hub_processes: int = 0
     connected: int = 0
     published: int = 0
     accepted: int = 0
@@ -65,6 +71,7 @@ class Result:
     broker_cpu: float = 0.0
     hub_cpu: float = 0.0
     swarm_cpu: float = 0.0
+    hub_proc_cpu: float = 0.0
     machine_cpu: float = 0.0
     freshness: list[float] = field(default_factory=list)
     dropped: dict = field(default_factory=dict)
@@ -141,6 +148,72 @@ class _Probes:
             client.loop_stop()
 
 
+class _HubProcess:
+    """A hub in a process of its own (``--hub-worker``), on this benchmark's Ray and race hosts.
+
+    It prints its counters as a JSON line twice a second; ``accepted`` and ``dropped``
+    are the latest. Its routes come from a file (the in-memory table of the devices).
+    """
+
+    def __init__(self, shard: int, shards: int, port: int, k: int, routes: Path, cluster: Cluster) -> None:
+        self.shard, self.shards, self.port, self.k, self.routes = shard, shards, port, k, routes
+        self.namespace, self.database = cluster.namespace, cluster.spec.store_url
+        self.accepted, self.dropped = 0, Counter()
+        self.process: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "RAY_AUTH_MODE": "token"}
+        command = [
+            sys.executable, "-m", "loadtest.bench_mqtt", "--hub-worker", "--port", str(self.port),
+            "--shard", f"{self.shard},{self.shards}", "--client-id", f"bench-hub-{self.shard}-{self.k}",
+            "--routes", str(self.routes), "--namespace", self.namespace, "--database", self.database,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        assert self.process.stdout is not None
+        line = await asyncio.to_thread(self.process.stdout.readline)  # its first counters: it is connected
+        if not line.startswith("{"):
+            raise SystemExit(f"hub process {self.k} did not start")
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            counters = json.loads(line)
+            self.accepted, self.dropped = counters["accepted"], Counter(counters["dropped"])
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            await asyncio.to_thread(self.process.wait, 30)
+
+
+def _hub_worker(args: argparse.Namespace) -> None:
+    shard, shards = (int(part) for part in args.shard.split(","))
+    table = json.loads(Path(args.routes).read_text())
+
+    async def route(device_id: str) -> dict | None:
+        return table.get(device_id)
+
+    async def run() -> None:
+        ray.init(address=os.environ["RAY_ADDRESS"], namespace=args.namespace, configure_logging=False)
+        cluster = Cluster(HostSpec(args.database, KINDS, hosts=1), namespace=args.namespace)
+        hub = Hub(
+            cluster, port=args.port, client_id=args.client_id, username=HUB_USER, password=HUB_PASSWORD,
+            route=route, shard=(shard, shards),
+        )  # fmt: skip
+        await hub.start()
+        stopping = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stopping.set)
+        while not stopping.is_set():
+            print(json.dumps({"accepted": hub.accepted, "dropped": hub.dropped}), flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.5)
+        await hub.stop()
+        print(json.dumps({"accepted": hub.accepted, "dropped": hub.dropped}), flush=True)
+
+    asyncio.run(run())
+
+
 async def _watch(
     cluster: Cluster, race_id: str, probes: _Probes, who: list[int], poll: float, until: float
 ) -> list[float]:
@@ -198,18 +271,25 @@ async def _one(devices: int, args: argparse.Namespace) -> Result:
                     stack.enter_context(running_broker(folder / f"broker{k}", port, folder / "passwd", folder / "acl"))
                     for k, port in enumerate(ports)
                 ]
-                hubs = [
-                    Hub(
-                        cluster,
-                        port=port,
-                        client_id=f"bench-hub-{k}",
-                        username=HUB_USER,
-                        password=HUB_PASSWORD,
-                        route=route,
-                        shard=(k, shards),
-                    )
-                    for k, port in enumerate(ports)
-                ]
+                if args.hub_processes:  # as `arena hub` runs: processes of their own, sharing each broker's stream
+                    (folder / "routes.json").write_text(json.dumps(table))
+                    hubs: list[Any] = [
+                        _HubProcess(k % shards, shards, ports[k % shards], k, folder / "routes.json", cluster)
+                        for k in range(max(args.hub_processes, shards))
+                    ]
+                else:
+                    hubs = [
+                        Hub(
+                            cluster,
+                            port=port,
+                            client_id=f"bench-hub-{k}",
+                            username=HUB_USER,
+                            password=HUB_PASSWORD,
+                            route=route,
+                            shard=(k, shards),
+                        )
+                        for k, port in enumerate(ports)
+                    ]
                 for hub in hubs:
                     await hub.start()
                 probes = _Probes(ports, race_id, probe_ids)
@@ -222,6 +302,7 @@ async def _one(devices: int, args: argparse.Namespace) -> Result:
                     for hub in hubs:
                         await hub.stop()
                 result.brokers = shards
+                result.hub_processes = len(hubs) if args.hub_processes else 0
                 for k in range(shards):
                     log = (folder / f"broker{k}" / "mosquitto.log").read_text(errors="replace").splitlines()
                     result.notes += [line for line in log if "rror" in line or "arning" in line][:5]
@@ -233,7 +314,7 @@ async def _one(devices: int, args: argparse.Namespace) -> Result:
 async def _drive(
     result: Result,
     args,
-    hubs: list[Hub],
+    hubs: list[Any],
     broker_pids: list[int],
     cluster,
     race_id: str,
@@ -268,7 +349,10 @@ async def _drive(
     def accepted() -> int:
         return sum(hub.accepted for hub in hubs)
 
-    swarm_cpu = _tree_cpu_seconds(swarm.pid)
+    def hubs_cpu() -> float:  # hub processes (none when the hubs run in this process)
+        return sum(_cpu_seconds(hub.process.pid) for hub in hubs if getattr(hub, "process", None) is not None)
+
+    swarm_cpu, hub_proc_cpu = _tree_cpu_seconds(swarm.pid), hubs_cpu()
     accepted0, broker_cpu, hub_cpu, machine = (
         accepted(),
         brokers_cpu(),
@@ -281,7 +365,8 @@ async def _drive(
     result.window = time.monotonic() - began
     result.accepted = accepted() - accepted0
     result.broker_cpu = (brokers_cpu() - broker_cpu) / result.window
-    result.hub_cpu = (_cpu_seconds(os.getpid()) - hub_cpu) / result.window
+    result.hub_proc_cpu = (hubs_cpu() - hub_proc_cpu) / result.window
+    result.hub_cpu = (_cpu_seconds(os.getpid()) - hub_cpu) / result.window + result.hub_proc_cpu
     result.machine_cpu = (_machine_cpu_seconds() - machine) / result.window
     result.swarm_cpu = (_tree_cpu_seconds(swarm.pid) - swarm_cpu) / result.window
     out = await asyncio.to_thread(swarm.communicate, timeout=args.seconds + 180)
@@ -292,20 +377,22 @@ async def _drive(
 
 def _table(results: list[Result], args: argparse.Namespace) -> str:
     def fresh(r: Result) -> str:
-        return f"{_percentile(r.freshness, 0.5):.3f} / {_percentile(r.freshness, 0.99):.3f}"
+        return " / ".join(f"{_percentile(r.freshness, q):.3f}" for q in (0.5, 0.9, 0.99))
 
     rows = [
-        ("broker shards (one hub each)", [str(r.brokers) for r in results]),
+        ("broker shards", [str(r.brokers) for r in results]),
+        ("hubs", [f"{r.hub_processes} processes" if r.hub_processes else "in this process" for r in results]),
         ("connections (incl. reconnects)", [f"{r.connected:,}" for r in results]),
         ("samples published (whole run)", [f"{r.published:,}" for r in results]),
         ("race accepted, samples/s", [f"{r.accepted / r.window:,.0f}" for r in results]),
         ("  offered, samples/s (devices × 1 Hz)", [f"{r.devices + args.probes:,}" for r in results]),
         ("  messages/s", [f"{r.accepted / r.window / args.samples_per_message:,.0f}" for r in results]),
-        ("freshness p50 / p99, s", [fresh(r) for r in results]),
+        ("freshness p50 / p90 / p99, s", [fresh(r) for r in results]),
         ("  probe samples seen", [f"{len(r.freshness)}" for r in results]),
         ("  p99 < 1 s", ["yes" if _percentile(r.freshness, 0.99) < 1 else "NO" for r in results]),
         ("brokers' CPU, cores", [f"{r.broker_cpu:.2f}" for r in results]),
         ("hubs + Ray driver CPU, cores", [f"{r.hub_cpu:.2f}" for r in results]),
+        ("  of which hub processes", [f"{r.hub_proc_cpu:.2f}" if r.hub_processes else "-" for r in results]),
         ("device swarm CPU, cores", [f"{r.swarm_cpu:.2f}" for r in results]),
         ("machine CPU, cores busy", [f"{r.machine_cpu:.2f}" for r in results]),
         ("hub drops", [str(r.dropped or "-") for r in results]),
@@ -332,7 +419,18 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between reads of the race's view")
     parser.add_argument("--cheaters", type=float, default=0.01)
     parser.add_argument("--dropout", type=float, default=0.002)
+    parser.add_argument("--hub-processes", type=int, default=0, help="hubs in processes of their own (0: here)")
+    worker = parser.add_argument_group("a hub process (internal: started by the benchmark)")
+    worker.add_argument("--hub-worker", action="store_true")
+    worker.add_argument("--port", type=int)
+    worker.add_argument("--shard", default="0,1")
+    worker.add_argument("--client-id")
+    worker.add_argument("--routes")
+    worker.add_argument("--namespace")
+    worker.add_argument("--database")
     args = parser.parse_args()
+    if args.hub_worker:
+        return _hub_worker(args)
     if args.seconds < 10:
         raise SystemExit("--seconds is at least 10: the devices connect, then the window is measured")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
