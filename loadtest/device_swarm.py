@@ -136,7 +136,9 @@ def new_client(device_id: str, password: str | None) -> mqtt.Client:
 
 
 class _Device:
-    __slots__ = ("id", "athlete", "topic", "status", "hello", "broker", "buffer", "offline_until", "link", "connected")
+    __slots__ = (
+        "id", "athlete", "topic", "status", "hello", "broker", "buffer", "offline_until", "link", "connected", "due"
+    )  # fmt: skip
 
     def __init__(self, device_id: str, athlete: Athlete, broker: tuple[str, int], hello: bytes) -> None:
         self.id, self.athlete, self.broker, self.hello = device_id, athlete, broker, hello
@@ -146,6 +148,7 @@ class _Device:
         self.offline_until = 0.0
         self.link: Link | None = None
         self.connected = False
+        self.due = 1  # samples buffered before the next message
 
 
 def _free_fds(needed: int) -> None:
@@ -198,6 +201,11 @@ async def _shard(args: argparse.Namespace, first: int, count: int, report: multi
         broker = shards[broker_of(device_id, len(shards))]
         devices.append(_Device(device_id, athlete(rng, args.cheaters), broker, hello))
     race, spm = args.race, args.samples_per_message
+    for device in devices:
+        # The first message after 1 … spm samples, then every spm: devices that all started
+        # sampling within the same second would otherwise all publish in that same second
+        # of every spm, a burst no real field of devices makes.
+        device.due = rng.randint(1, spm)
     answered = 0
     connecting: set[asyncio.Task] = set()
 
@@ -208,6 +216,7 @@ async def _shard(args: argparse.Namespace, first: int, count: int, report: multi
             device.link.publish(device.topic, msgpack.packb({"race": race, "samples": chunk}))
             stats["messages"] += 1
             stats["samples"] += len(chunk)
+        device.due = spm
 
     def on_connack(device: _Device, code: int) -> None:
         nonlocal answered
@@ -220,7 +229,7 @@ async def _shard(args: argparse.Namespace, first: int, count: int, report: multi
         device.connected = True
         stats["connected"] += 1
         device.link.publish(device.status, ONLINE, retain=True)
-        if len(device.buffer) >= spm:
+        if len(device.buffer) >= device.due:
             send(device)  # what it buffered while offline
 
     def on_ack() -> None:
@@ -285,7 +294,7 @@ async def _shard(args: argparse.Namespace, first: int, count: int, report: multi
                 assert device.link is not None
                 device.link.close(graceful=False)
                 continue
-            if device.connected and len(device.buffer) >= spm:
+            if device.connected and len(device.buffer) >= device.due:
                 send(device)
         # Several milliseconds of due devices per wake-up, not one wake-up per device.
         await asyncio.sleep(max(0.005, min(nxt[wheel[cursor]], end) - loop.time()))
