@@ -124,7 +124,8 @@ def _uplink(payload: bytes) -> _Uplink:
 
 
 class Hub:
-    """One gateway process; several with the same ``group`` split the stream between them."""
+    """One gateway process; several with the same ``group`` split the stream between them
+    (``group=None``: a plain subscription, for the one hub of a broker)."""
 
     def __init__(
         self,
@@ -135,7 +136,7 @@ class Hub:
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        group: str = SHARE_GROUP,
+        group: str | None = SHARE_GROUP,
         route: Route | None = None,
         on_status: OnStatus | None = None,
         batch_window: float = 0.05,
@@ -263,7 +264,7 @@ class Hub:
         sock.close()
 
     async def _housekeeping(self) -> None:
-        """Keep-alive pings each second, and a new connection (the same session) after a lost one."""
+        """The keep-alive checked each second, and a new connection (the same session) after a lost one."""
         pause = self.retry_delay
         while True:
             await asyncio.sleep(1.0 if self._client.socket() is not None else pause)
@@ -311,7 +312,11 @@ class Hub:
         if reason.is_failure:
             log.error("mqtt connection refused: %s", reason)
             return
-        client.subscribe([(f"$share/{self.group}/{PREFIX}+/{leaf}", 1) for leaf in ("telemetry", "status")])
+        # A shared subscription splits the stream between the hubs of a group; a plain one (no
+        # group) is the only kind Mosquitto 2.0 restores from its store after a restart, so a
+        # lone hub per broker loses nothing that devices send before it is back (docs/mqtt.md).
+        share = f"$share/{self.group}/" if self.group else ""
+        client.subscribe([(f"{share}{PREFIX}+/{leaf}", 1) for leaf in ("telemetry", "status")])
         assert self._connected is not None
         self._connected.set()
 

@@ -96,12 +96,16 @@ def _no_such_broker(broker: int, brokers: int) -> str:
     return f"--broker is 0 to {brokers - 1} (ARENA_MQTT_URL lists {brokers} brokers), not {broker}"
 
 
-def build_hubs(settings, cluster, *, broker: int | None = None, client_id: str | None = None) -> list:
+def build_hubs(
+    settings, cluster, *, broker: int | None = None, client_id: str | None = None, share: str | None = None
+) -> list:
     """The MQTT hubs of ``settings``: one per broker in ``ARENA_MQTT_URL`` (or only broker ``broker``).
 
     Hub ``i`` has ``shard=(i, n)`` and client id ``{client_id}-{i}`` (the persistent session
     on that broker); with a single broker the id has no suffix, as before shards.
     ``ARENA_MQTT_HUB_PASSWORD`` is the password of user ``arena-hub`` unless a URL names another user.
+    ``share``: the shared-subscription group of several hub processes per broker; None: each hub
+    holds a plain subscription, which the broker keeps across its own restarts.
     """
     import socket
 
@@ -130,6 +134,7 @@ def build_hubs(settings, cluster, *, broker: int | None = None, client_id: str |
                 username=url.username or (HUB_USER if hub_password else None),
                 password=hub_password if hub_password is not None else url.password,
                 shard=(i, n),
+                group=share,
             )
         )
     return hubs
@@ -137,7 +142,7 @@ def build_hubs(settings, cluster, *, broker: int | None = None, client_id: str |
 
 def _hub(args: argparse.Namespace) -> int:
     """Ingest device telemetry from the MQTT brokers into live races: by default one hub per broker
-    (shard) in this process, or only the hub of ``--broker I``; several hubs of one broker share its stream."""
+    (shard) in this process, or only the hub of ``--broker I``; with ``--share``, several hub processes of one broker split its stream."""
     import ray
     from pydantic import ValidationError
 
@@ -160,7 +165,7 @@ def _hub(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
-        hubs = build_hubs(settings, connect(settings), broker=args.broker, client_id=args.client_id)
+        hubs = build_hubs(settings, connect(settings), broker=args.broker, client_id=args.client_id, share=args.share)
         started = await asyncio.gather(*(hub.start() for hub in hubs), return_exceptions=True)
         failed = [(hub, error) for hub, error in zip(hubs, started, strict=True) if isinstance(error, BaseException)]
         for hub, error in failed:
@@ -219,6 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="I",
         help="run only the hub of broker I (0-based, in ARENA_MQTT_URL's order): one hub process per broker",
+    )
+    hub.add_argument(
+        "--share",
+        nargs="?",
+        const="arena-hub",
+        metavar="GROUP",
+        help="split each broker's stream with the other hub processes of GROUP (default arena-hub; an MQTT "
+        "shared subscription). Without it, each broker has one hub with a plain subscription: Mosquitto 2.0 "
+        "restores only those after a restart of its own",
     )
     hub.set_defaults(handler=_hub)
     health = commands.add_parser("health", help="ask a running Arena for its health")

@@ -362,3 +362,45 @@ async def test_devices_of_a_race_get_a_countdown_a_start_and_a_finished_notice(b
                 client.close()
         await hub.stop()
         cluster.kill()
+
+
+async def test_the_hub_reconnects_by_itself_when_the_broker_restarts_and_loses_nothing(race, tmp_path):
+    """The broker goes away and comes back (persistence on): the hub's session resumes and the
+    messages a device sent meanwhile are all counted, once."""
+    cluster, race_id = race
+    route = _routes({"d0": {"owner": "a0", "race_id": race_id, "revoked": False}})
+    port = _free_port()
+    folder = tmp_path / "broker"
+    # The one hub of its broker: a plain subscription, which Mosquitto restores after a restart
+    # (it does not restore shared ones: what devices sent before the hub was back would be lost).
+    hub = Hub(cluster, port=port, client_id=f"hub-{uuid.uuid4().hex[:6]}", route=route, retry_delay=0.1, group=None)
+    device = None
+    try:
+        with running_broker(folder, port, None, None, max_inflight=1000, max_queued=100_000):
+            await hub.start()
+            device = _Device(port, "d0")
+            for k in range(5):
+                device.send("d0", _message(race_id, k * SAMPLES_PER_MESSAGE))
+            await _until(lambda: hub.acked == 5, what="the first messages acked")
+            device.close()
+        # The broker is down now (its session store saved on the way out); the hub keeps trying.
+        await asyncio.sleep(1.5)
+        assert hub.received == 5
+        with running_broker(folder, port, None, None, max_inflight=1000, max_queued=100_000):
+            device = _Device(port, "d0")
+            for k in range(5, 10):
+                device.send("d0", _message(race_id, k * SAMPLES_PER_MESSAGE))
+            # Acks the dying broker never read come back as duplicates: acked may pass 10.
+            await _until(
+                lambda: hub.accepted == 10 * SAMPLES_PER_MESSAGE, timeout=30, what="the hub back on its session"
+            )
+            await _until(lambda: hub.acked == hub.received >= 10, what="every message acked")
+            assert hub.accepted == 10 * SAMPLES_PER_MESSAGE and not hub.dropped, "a sample lost or counted twice"
+            assert await _distance(cluster, race_id, "a0") == pytest.approx(10.0 * (10 * SAMPLES_PER_MESSAGE - 1))
+            device.close()
+            device = None
+            await hub.stop()
+    finally:
+        if device is not None:
+            device.close()
+        await hub.stop()
