@@ -374,15 +374,11 @@ class Hub:
 
     async def _refresh(self, device_id: str) -> None:
         try:
-            route = await self._route(device_id)
-        except NotFound:
-            route = None
-        except EngineError as error:  # the stale route stays until a lookup answers
+            await self._lookup(device_id)
+        except EngineError as error:  # the route in hand stays until it expires
             log.warning("device %s route refresh failed: %s", device_id, error)
-            return
         finally:
             self._refreshing.discard(device_id)
-        self._routes[device_id] = (time.monotonic() + self.route_ttl, route)
 
     async def _routed(self, device_id: str, uplink: _Uplink, mid: int, qos: int) -> None:
         try:
@@ -446,11 +442,15 @@ class Hub:
         cached = self._routes.get(device_id)
         if cached is not None and cached[0] > now:
             return cached[1]
+        return await self._lookup(device_id)
+
+    async def _lookup(self, device_id: str) -> dict | None:
+        """Ask for the device's route and keep it ``route_ttl`` seconds."""
         try:
             route = await self._route(device_id)
         except NotFound:
             route = None
-        self._routes[device_id] = (now + self.route_ttl, route)
+        self._routes[device_id] = (time.monotonic() + self.route_ttl, route)
         return route
 
     async def _ask_device(self, device_id: str) -> dict | None:

@@ -26,7 +26,6 @@ import math
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ from connectors.mosquitto import HUB_USER, acl_text, broker_of, running_broker
 from connectors.mqtt_hub import Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
+from loadtest.server import free_port
 from serve.kinds import KINDS
 
 ORGANIZER = "bench-organizer"
@@ -76,12 +76,6 @@ class Result:
     freshness: list[float] = field(default_factory=list)
     dropped: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -250,7 +244,7 @@ async def _one(devices: int, args: argparse.Namespace) -> Result:
         )
         race_id = uuid.uuid4().hex
         shards = args.brokers or math.ceil((devices + args.probes + 100) / PER_BROKER)
-        ports = [_free_port() for _ in range(shards)]
+        ports = [free_port() for _ in range(shards)]
         try:
             config = {"name": "Bench", "sport": "run", "kind": "time", "duration_s": 3_600}
             await cluster.ask("race", race_id, "create", {"organizer": ORGANIZER, "config": config})

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import socket
 import tempfile
 import threading
 import time
@@ -28,19 +27,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from connectors.mosquitto import running_broker
+from loadtest.server import free_port
 
 TOPIC = "bench/clients"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _broker(directory: Path, messages: int):
-    port = _free_port()
+    port = free_port()
     with running_broker(directory, port, None, None, persistence=False, max_inflight=1000, max_queued=messages + 1000):
         yield port
 

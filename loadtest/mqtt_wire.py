@@ -18,11 +18,9 @@ import asyncio
 import struct
 from collections.abc import Callable
 
-__all__ = ["CONNACK_ACCEPTED", "DISCONNECT", "PINGREQ", "Link", "connect_packet", "publish_packet", "topic"]
+__all__ = ["DISCONNECT", "Link", "connect_packet", "publish_packet", "topic"]
 
-CONNACK_ACCEPTED = 0
 DISCONNECT = b"\xe0\x00"
-PINGREQ = b"\xc0\x00"
 _CONNECT, _CONNACK, _PUBLISH, _PUBACK, _PINGRESP = 0x10, 0x20, 0x30, 0x40, 0xD0
 
 

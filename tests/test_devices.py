@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
@@ -18,28 +18,29 @@ from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from connectors.mosquitto import HUB_USER, PasswordFile, acl_text, device_topics, reload, running_broker
+from loadtest.server import free_port
 from tests.test_api import PASSWORD, assert_problem, signup
 
 WAIT = 5.0
 NOT_AUTHORIZED = 135
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def broker_files(folder: Path) -> tuple[PasswordFile, str, Path]:
+    """A password file holding the hub's user (with a fresh password) and Arena's ACL, in ``folder``."""
+    passwords = PasswordFile(folder / "passwd")
+    hub_password = uuid.uuid4().hex
+    passwords.set(HUB_USER, hub_password)
+    acl = folder / "acl"
+    acl.write_text(acl_text())
+    return passwords, hub_password, acl
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory) -> Iterator[SimpleNamespace]:
     """One Mosquitto for the module, with Arena's ACL and the hub's credentials."""
     folder = tmp_path_factory.mktemp("mosquitto")
-    passwords = PasswordFile(folder / "passwd")
-    hub_password = uuid.uuid4().hex
-    passwords.set(HUB_USER, hub_password)
-    acl = folder / "acl"
-    acl.write_text(acl_text())
-    port = _free_port()
+    passwords, hub_password, acl = broker_files(folder)
+    port = free_port()
     with running_broker(folder, port, passwords.path, acl, timeout=WAIT) as process:
         yield SimpleNamespace(
             port=port,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 import uuid
@@ -18,6 +17,7 @@ from connectors.mosquitto import running_broker
 from connectors.mqtt_hub import MAX_PAYLOAD, Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
+from loadtest.server import free_port
 from serve.kinds import KINDS
 
 pytestmark = pytest.mark.ray
@@ -25,16 +25,10 @@ pytestmark = pytest.mark.ray
 SAMPLES_PER_MESSAGE = 5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def broker(tmp_path):
     """A Mosquitto of this test alone, on a free port, with persistence (as in production)."""
-    port = _free_port()
+    port = free_port()
     with running_broker(tmp_path / "broker", port, None, None, max_inflight=1000, max_queued=100_000):
         yield port
 
@@ -258,7 +252,7 @@ async def test_the_default_route_asks_the_device_entity_through_an_authenticated
     passwords.set(HUB_USER, "hub-secret")
     passwords.set("d9", "device-secret")
     acl.write_text(acl_text())
-    port = _free_port()
+    port = free_port()
     with running_broker(tmp_path / "broker", port, tmp_path / "passwd", acl):
         hub = Hub(cluster, port=port, client_id="hub-auth", username=HUB_USER, password="hub-secret", route_ttl=0.1)
         device = None
@@ -369,7 +363,7 @@ async def test_the_hub_reconnects_by_itself_when_the_broker_restarts_and_loses_n
     messages a device sent meanwhile are all counted, once."""
     cluster, race_id = race
     route = _routes({"d0": {"owner": "a0", "race_id": race_id, "revoked": False}})
-    port = _free_port()
+    port = free_port()
     folder = tmp_path / "broker"
     # The one hub of its broker: a plain subscription, which Mosquitto restores after a restart
     # (it does not restore shared ones: what devices sent before the hub was back would be lost).

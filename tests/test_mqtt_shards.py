@@ -19,11 +19,12 @@ from types import SimpleNamespace
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from connectors.mosquitto import HUB_USER, PasswordFile, acl_text, broker_of, device_topics, running_broker
+from connectors.mosquitto import HUB_USER, broker_of, device_topics, running_broker
+from loadtest.server import free_port
 from serve.cli import build_hubs, main
 from serve.settings import Settings
 from tests.test_api import PASSWORD, signup
-from tests.test_devices import NOT_AUTHORIZED, WAIT, Peer, _free_port, _register, with_brokers
+from tests.test_devices import NOT_AUTHORIZED, WAIT, Peer, _register, broker_files, with_brokers
 from tests.test_races import run_samples
 
 # -- settings ----------------------------------------------------------------------
@@ -138,7 +139,7 @@ def test_arena_hub_runs_a_hub_per_broker_and_stops_them_all_on_sigterm(tmp_path,
 
     import serve.cli
 
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     built: list = []
 
     def hubs(*args, **kwargs):
@@ -185,12 +186,8 @@ def test_arena_hub_runs_a_hub_per_broker_and_stops_them_all_on_sigterm(tmp_path,
 def brokers(tmp_path_factory) -> Iterator[SimpleNamespace]:
     """Two Mosquittos on one machine (``shards``) sharing one password file (with the hub's user) and one ACL."""
     folder = tmp_path_factory.mktemp("shards")
-    passwords = PasswordFile(folder / "passwd")
-    hub_password = uuid.uuid4().hex
-    passwords.set(HUB_USER, hub_password)
-    acl = folder / "acl"
-    acl.write_text(acl_text())
-    ports = [_free_port(), _free_port()]
+    passwords, hub_password, acl = broker_files(folder)
+    ports = [free_port(), free_port()]
     with (
         running_broker(folder / "b0", ports[0], passwords.path, acl, timeout=WAIT) as first,
         running_broker(folder / "b1", ports[1], passwords.path, acl, timeout=WAIT) as second,

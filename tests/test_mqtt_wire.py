@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import threading
 import time
 
@@ -15,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from loadtest import device_swarm
 from loadtest.mqtt_wire import Link, _length, connect_packet, publish_packet, topic
+from loadtest.server import free_port
 
 
 class _Recorder:
@@ -80,9 +80,7 @@ def test_the_swarm_publishes_through_arenas_acl_and_a_dropped_device_leaves_its_
         pytest.skip("mosquitto is not installed")
     from connectors.mosquitto import HUB_USER, PasswordFile, acl_text, running_broker
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     passwords = PasswordFile(tmp_path / "passwd")
     passwords.set_many({HUB_USER: "hub", **{f"w{k}": "secret" for k in range(20)}})
     (tmp_path / "acl").write_text(acl_text())

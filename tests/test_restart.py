@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.server import free_port
+
 pytestmark = pytest.mark.ray
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ArenaProcess:
@@ -69,7 +64,7 @@ def environment(request, tmp_path, ray_cluster) -> dict[str, str]:
 
 
 def test_data_written_through_the_api_survives_a_restart_of_ray_and_the_app(environment, tmp_path):
-    port = _free_port()
+    port = free_port()
     email, password = f"keep-{uuid.uuid4().hex[:6]}@example.com", "correct horse battery"
     first = ArenaProcess(environment, port, tmp_path / "first.log")
     try:

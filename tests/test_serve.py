@@ -4,29 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 
 import httpx
 import pytest
 
+from loadtest.server import free_port
 from serve.app import build
 from serve.settings import Settings
 
 pytestmark = pytest.mark.ray
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def serve_url(ray_cluster):
     from ray import serve
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     yield f"http://127.0.0.1:{port}"
     serve.shutdown()
@@ -86,7 +80,7 @@ def test_the_arena_command_reports_health_and_fails_when_nobody_answers(arena_ur
     url, store = arena_url
     assert main(["health", "--url", url]) == 0
     assert f'"store": "{store}"' in capsys.readouterr().out
-    assert main(["health", "--url", f"http://127.0.0.1:{_free_port()}"]) == 1
+    assert main(["health", "--url", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "does not answer" in capsys.readouterr().err
 
 
