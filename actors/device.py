@@ -4,6 +4,9 @@ The MQTT password never reaches the entity: the API generates it, hands it out
 once and keeps only its sha256 here (Mosquitto keeps its own hash in its
 password file). The MQTT hub asks ``route`` to learn whose samples a device
 sends and to which race.
+
+The device is the one owner of its binding: only its owner binds it, to their own
+entry (``athlete``) in one race at a time; the race keeps a copy for status notices.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Device(Entity):
         self.created_at = 0.0
         self.revoked_at: float | None = None
         self.race_id: str | None = None
+        self.athlete: str | None = None  # whose entry in ``race_id`` the samples count for
 
     def _require(self) -> None:
         if not self.registered:
@@ -54,21 +58,23 @@ class Device(Entity):
         self._owned_by(by)
         if self.revoked_at is None:
             self.revoked_at = self.now
-            self.race_id = None
+            self.race_id = self.athlete = None
         return self.info()
 
     @update
     def bind(self, by: str, race_id: str) -> dict:
+        """Bind to the owner's entry in ``race_id``, moving it from any other race (``moved_from``)."""
         self._owned_by(by)
         if self.revoked_at is not None:
             raise Rejected("this device was revoked")
-        self.race_id = race_id
-        return self.info()
+        before = self.race_id
+        self.race_id, self.athlete = race_id, by
+        return {**self.info(), "moved_from": before if before not in (None, race_id) else None}
 
     @update
     def unbind(self, by: str) -> dict:
         self._owned_by(by)
-        self.race_id = None
+        self.race_id = self.athlete = None
         return self.info()
 
     @query
@@ -83,6 +89,7 @@ class Device(Entity):
             "revoked": self.revoked_at is not None,
             "revoked_at": self.revoked_at,
             "race_id": self.race_id,
+            "athlete": self.athlete,
         }
 
     @query

@@ -21,11 +21,12 @@ from engine.errors import Forbidden, NotFound, Rejected
 from engine.race_board import KINDS, PROFILES, RaceBoard
 from engine.telemetry import decode
 
-__all__ = ["Race", "RaceIndex", "RaceRef", "MAX_ROUTE_POINTS", "RACE_KINDS", "SPORTS", "STATUSES"]
+__all__ = ["Race", "RaceEntries", "RaceIndex", "RaceRef", "MAX_ROUTE_POINTS", "RACE_KINDS", "SETTLED", "SPORTS", "STATUSES"]
 
 RACE_KINDS = KINDS
 SPORTS = tuple(PROFILES)
 STATUSES = ("draft", "open", "live", "finished", "final", "cancelled")
+SETTLED = ("final", "cancelled")  # nothing changes a settled race but a recorded correction
 _NOBODY = np.uint32(0xFFFFFFFF)  # a participant index no race reaches: counted as unknown
 _NEXT = {"open": ("draft",), "live": ("open",), "finished": ("live",), "final": ("finished",)}
 _CONFIG = (
@@ -89,9 +90,16 @@ class Race(Entity):
         self.athletes: list[dict] = []  # by participant index: {"user_id", "name", "category"}
         self.devices: dict[str, int] = {}
         self.signal_lost: set[int] = set()  # participant indices whose device went offline
+        self.private: set[int] = set()  # participant indices of athletes whose profile is private
         self.transitions: list[dict] = []
+        self.corrections: list[dict] = []  # changes to final results: who, when, what and why
+        self.before_dsq: dict[str, str] = {}  # user id → status before a disqualification, to reinstate
         self.board: RaceBoard | None = None
         self._index: dict[str, int] = {}
+
+    def retirable(self) -> bool:
+        """A settled race is read from its record (``RaceRef``): its host may stop once idle."""
+        return self.status in SETTLED
 
     # -- snapshots: the board travels as raw arrays --------------------------
 
@@ -103,13 +111,17 @@ class Race(Entity):
             "athletes": self.athletes,
             "devices": self.devices,
             "signal_lost": sorted(self.signal_lost),
+            "private": sorted(self.private),
             "transitions": self.transitions,
+            "corrections": self.corrections,
+            "before_dsq": self.before_dsq,
             "board": self.board.to_state() if self.board is not None else None,
         }
 
     def restore(self, state: dict) -> None:
         board = state.pop("board")
         self.signal_lost = set(state.pop("signal_lost", ()))
+        self.private = set(state.pop("private", ()))
         vars(self).update(state)
         self.board = RaceBoard.from_state(board) if board is not None else None
         self._index = {a["user_id"]: i for i, a in enumerate(self.athletes)}
@@ -122,6 +134,8 @@ class Race(Entity):
 
     def _organizer(self, by: str) -> None:
         self._require()
+        if self.status == "draft" and by != self.organizer:
+            raise NotFound("no such race")  # a draft exists for its organizer alone
         if by != self.organizer:
             raise Forbidden("only the race's organizer may do this")
 
@@ -236,8 +250,53 @@ class Race(Entity):
     @update
     def review(self, by: str, user_id: str, accept: bool) -> dict:
         self._organizer(by)
-        self.board.review(self._athlete(user_id), accept)
+        if self.status in ("final", "cancelled"):
+            raise Rejected(f"the race is {self.status}: results change only through a recorded correction")
+        index = self._athlete(user_id)
+        if not accept:
+            self._keep_status(user_id, index)
+        self.board.review(index, accept)
         return {"user_id": user_id, "accepted": accept}
+
+    def _keep_status(self, user_id: str, index: int) -> None:
+        status = self.board.status(index)
+        if status != "dsq":
+            self.before_dsq[user_id] = status
+
+    @update
+    def correct(self, by: str, user_id: str, action: str, reason: str) -> dict:
+        """Change a final result (disqualify, or reinstate a disqualified athlete), recorded with its reason."""
+        self._organizer(by)
+        if self.status != "final":
+            raise Rejected("only final results are corrected; before that, review the flags")
+        reason = (reason or "").strip()
+        if not reason:
+            raise Rejected("a correction needs a reason")
+        index = self._athlete(user_id)
+        before = self.board.status(index)
+        if action == "disqualify":
+            if before == "dsq":
+                raise Rejected("this athlete is already disqualified")
+            self._keep_status(user_id, index)
+            self.board.review(index, False)
+        elif action == "reinstate":
+            if before != "dsq" or user_id not in self.before_dsq:
+                raise Rejected("only a disqualified athlete can be reinstated")
+            self.board.reinstate(index, self.before_dsq.pop(user_id))
+        else:
+            raise Rejected("a correction disqualifies or reinstates an athlete")
+        correction = {
+            "at": self.now,
+            "by": by,
+            "user_id": user_id,
+            "participant": index,
+            "action": action,
+            "from": before,
+            "to": self.board.status(index),
+            "reason": reason[:500],
+        }
+        self.corrections.append(correction)
+        return correction
 
     # -- athletes ------------------------------------------------------------
 
@@ -247,10 +306,14 @@ class Race(Entity):
             raise NotFound("this athlete is not in the race")
         return index
 
-    def _admit(self, user_id: str, name: str, category: str | None, weight_kg: float | None) -> int:
+    def _admit(
+        self, user_id: str, name: str, category: str | None, weight_kg: float | None, private: bool = False
+    ) -> int:
         index = self._index.get(user_id)
         if index is not None:
             return index  # joining twice is joining once
+        if self.status == "draft":
+            raise NotFound("no such race")
         if self.status not in ("open", "live") or (self.status == "live" and self.config["start_mode"] != "rolling"):
             raise Rejected(f"registration is closed: the race is {self.status}")
         opens, closes = self.config.get("registration_opens"), self.config.get("registration_closes")
@@ -266,12 +329,21 @@ class Race(Entity):
         (index,) = self.board.add(1, categories=np.array([code]), weights_kg=weight)
         self.athletes.append({"user_id": user_id, "name": name, "category": category})
         self._index[user_id] = index
+        if private:
+            self.private.add(index)
         return index
 
     @update
-    def join(self, user_id: str, name: str, category: str | None = None, weight_kg: float | None = None) -> int:
+    def join(
+        self,
+        user_id: str,
+        name: str,
+        category: str | None = None,
+        weight_kg: float | None = None,
+        private: bool = False,
+    ) -> int:
         self._require()
-        return self._admit(user_id, name, category, weight_kg)
+        return self._admit(user_id, name, category, weight_kg, private)
 
     @update
     def join_many(self, athletes: list[dict]) -> list:
@@ -281,7 +353,13 @@ class Race(Entity):
         for athlete in athletes:
             try:
                 answers.append(
-                    self._admit(athlete["user_id"], athlete["name"], athlete.get("category"), athlete.get("weight_kg"))
+                    self._admit(
+                        athlete["user_id"],
+                        athlete["name"],
+                        athlete.get("category"),
+                        athlete.get("weight_kg"),
+                        athlete.get("private", False),
+                    )
                 )
             except Rejected as refused:
                 answers.append({"error": refused.message})
@@ -290,17 +368,38 @@ class Race(Entity):
     @update
     def withdraw(self, user_id: str) -> None:
         self._require()
-        self.board.withdraw(self._athlete(user_id))
+        index = self._athlete(user_id)
+        if self.status in ("finished", "final", "cancelled"):
+            raise Rejected(f"the race is {self.status}: a withdrawal is no longer possible")
+        self.board.withdraw(index)
+
+    @update
+    def privacy(self, user_id: str, private: bool) -> None:
+        """The athlete made their profile private or public: the race shows their name accordingly."""
+        self._require()
+        index = self._athlete(user_id)
+        if private:
+            self.private.add(index)
+        else:
+            self.private.discard(index)
 
     @update
     def bind_device(self, user_id: str, device_id: str) -> int:
+        """Route ``device_id`` to the athlete; the API binds only a device its caller owns (``Device.bind``)."""
         self._require()
         index = self._athlete(user_id)
+        if self.status in ("finished", "final", "cancelled"):
+            raise Rejected(f"the race is {self.status}: devices are no longer bound")
         owner = self.devices.get(device_id)
         if owner is not None and owner != index:
             raise Rejected("this device is bound to another athlete")
         self.devices[device_id] = index
         return index
+
+    @update
+    def unbind_device(self, device_id: str) -> None:
+        self._require()
+        self.devices.pop(device_id, None)
 
     @update
     def signal(self, device_id: str, state: str) -> list[int]:
@@ -328,6 +427,8 @@ class Race(Entity):
         their places in the race. Samples of athletes not in the race count as unknown.
         """
         self._require()
+        if self.status == "draft":
+            raise NotFound("no such race")
         if self.status != "live":
             raise Rejected(f"the race is {self.status}: it takes telemetry only while live")
         try:
@@ -361,6 +462,7 @@ class Race(Entity):
             **self.config,
             "athletes": len(self.athletes),
             "transitions": self.transitions,
+            "corrections": [{**c, "private": c["participant"] in self.private} for c in self.corrections],
             "totals": self.board.totals() if self.board is not None else {},
         }
 
@@ -382,6 +484,7 @@ class Race(Entity):
         distances = board.distances(order)
         return {
             "status": self.status,
+            "organizer": self.organizer,
             "at": self.now,
             "roster": [[a["user_id"], a["name"], a["category"]] for a in self.athletes[known:]],
             "boards": boards,
@@ -390,6 +493,7 @@ class Race(Entity):
             "states": board.states(order).tobytes(),
             "totals": board.totals(),
             "signal_lost": sorted(self.signal_lost),
+            "private": sorted(self.private),
         }
 
     @query
@@ -403,7 +507,12 @@ class Race(Entity):
         rows = self.board.results()
         for row in rows:
             athlete = self.athletes[row["participant"]]
-            row.update(user_id=athlete["user_id"], name=athlete["name"], category=athlete["category"])
+            row.update(
+                user_id=athlete["user_id"],
+                name=athlete["name"],
+                category=athlete["category"],
+                private=row["participant"] in self.private,
+            )
         return rows
 
     @query
@@ -416,18 +525,32 @@ class Race(Entity):
         return flags
 
 
+def _version(record: dict) -> tuple[int, int]:
+    """How far a settled race's record has come: its transitions and corrections so far."""
+    info = record["info"]
+    return len(info.get("transitions", ())), len(info.get("corrections", ()))
+
+
 class RaceRef(Entity):
-    """A race's entry on the shared hosts: proof that it exists before anyone wakes its dedicated host.
+    """A race's entry on the shared hosts: proof that it exists before anyone wakes its dedicated
+    host and, once the race is settled (final or cancelled), its record.
 
     A race lives in a Ray actor of its own; asking an unknown id would start one. The
-    API asks this small entity first, so a probe of random ids costs nothing.
+    API asks this small entity first, so a probe of random ids costs nothing. The record
+    holds what readers see of a settled race (the answers of its ``READS``, taken when it
+    settled and again after every later change), so reading it never starts the race's host,
+    which stops once the race is settled and idle.
     """
 
     kind = "race_ref"
+    READS = ("info", "results", "view", "flags", "device_map")
 
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
         self.organizer: str | None = None
+        self.status: str | None = None  # final or cancelled, once settled
+        self.record: dict | None = None  # the answers of READS, by name
+        self.privacy_changes: dict[str, bool] = {}  # user id → private, made after settling
 
     @update
     def register(self, organizer: str) -> None:
@@ -438,6 +561,91 @@ class RaceRef(Entity):
     @query
     def exists(self) -> bool:
         return self.organizer is not None
+
+    @query
+    def state(self) -> dict:
+        return {"exists": self.organizer is not None, "status": self.status}
+
+    @update
+    def settle(self, record: dict) -> None:
+        """Keep the settled race's record (its answers to READS); replaces the one before."""
+        if self.organizer is None:
+            raise NotFound("no such race")
+        if set(record) != set(self.READS) or record["info"].get("status") not in SETTLED:
+            raise Rejected("a race's record holds the answers of a final or cancelled race to " + ", ".join(self.READS))
+        if self.record is not None and _version(record) < _version(self.record):
+            return  # an older record taken by a slower replica
+        self.status = record["info"]["status"]
+        self.record = record
+        for user_id, private in self.privacy_changes.items():
+            self._show(user_id, private)
+
+    @update
+    def privacy(self, user_id: str, private: bool) -> None:
+        """An athlete of a settled race changed their privacy: the record shows it, the race's host stays asleep."""
+        self._settled()
+        self.privacy_changes[user_id] = private
+        self._show(user_id, private)
+
+    def _show(self, user_id: str, private: bool) -> None:
+        view = self.record["view"]
+        index = next((i for i, athlete in enumerate(view["roster"]) if athlete[0] == user_id), None)
+        if index is None:
+            return
+        hidden = set(view.get("private", ()))
+        if private:
+            hidden.add(index)
+        else:
+            hidden.discard(index)
+        view["private"] = sorted(hidden)
+        for row in self.record["results"]:
+            if row["user_id"] == user_id:
+                row["private"] = private
+
+    def _settled(self) -> dict:
+        if self.record is None:
+            raise Rejected("this race is not settled: ask the race itself")
+        return self.record
+
+    @query
+    def info(self) -> dict:
+        return self._settled()["info"]
+
+    @query
+    def results(self) -> list[dict]:
+        return self._settled()["results"]
+
+    @query
+    def flags(self) -> list[dict]:
+        return self._settled()["flags"]
+
+    @query
+    def device_map(self) -> dict[str, int]:
+        return self._settled()["device_map"]
+
+    @query
+    def view(self, n: int = 100, known: int = 0) -> dict:
+        view = self._settled()["view"]
+        boards = {name: {**board, "entries": board["entries"][:n]} for name, board in view["boards"].items()}
+        return {**view, "roster": view["roster"][known:], "boards": boards}
+
+
+class RaceEntries(Entity):
+    """The races one athlete joined, addressed by the athlete's account id: who to tell of a privacy change."""
+
+    kind = "race_entries"
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.races: dict[str, float] = {}  # race id → when the athlete joined
+
+    @update
+    def add(self, race_id: str) -> None:
+        self.races.setdefault(race_id, self.now)
+
+    @query
+    def race_ids(self) -> list[str]:
+        return list(self.races)
 
 
 class RaceIndex(Entity):

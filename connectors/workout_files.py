@@ -21,6 +21,7 @@ import fitdecode
 from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
+from engine import dates
 from engine.tracks import TrackPoint
 
 __all__ = ["MAX_FILE_BYTES", "MAX_POINTS", "BadWorkoutFile", "ParsedWorkout", "fingerprint", "parse_workout_file"]
@@ -129,6 +130,11 @@ class _Track:
         points = sorted(self.points, key=lambda p: p.t) or self._points_from_laps()
         if not points:
             raise BadWorkoutFile(f"the {self.format.upper()} file has no track points and no lap or session summary")
+        try:
+            dates.recorded(points[0].t, "its first timestamp")
+            dates.recorded(max(p.t for p in points), "its last timestamp")
+        except ValueError as error:
+            raise BadWorkoutFile(f"the {self.format.upper()} file is misdated: {error}") from None
         return ParsedWorkout(
             format=self.format,
             sport=_sport(self.sport),
@@ -334,9 +340,9 @@ def _time(text: str | None, where: str) -> float:
         raise BadWorkoutFile(f"a {where} has no timestamp; a recorded workout needs one on every point")
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 east of UTC falls before year 1
         raise BadWorkoutFile(f"a {where} has the timestamp {text[:40]!r}, which is not an ISO 8601 time") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _point(

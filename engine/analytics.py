@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-__all__ = ["WorkoutFacts", "totals", "personal_records", "streaks"]
+from engine.dates import EARLIEST
+
+__all__ = ["WorkoutFacts", "readable", "totals", "personal_records", "streaks"]
 
 _MAX_OFFSET_MINUTES = 18 * 60  # the widest offset datetime.timezone accepts
 _LAST_START = 32_503_680_000  # 3000-01-01: later starts are bad data, and near year 9999 dates overflow
@@ -43,7 +45,7 @@ class WorkoutFacts:
             value = getattr(self, name)
             if not _is_number(value):
                 raise ValueError(f"workout {self.id}: {name} must be a finite number, got {value!r}")
-            if not 0 <= value <= (_LAST_START if name == "start" else math.inf):
+            if not (EARLIEST if name == "start" else 0) <= value <= (_LAST_START if name == "start" else math.inf):
                 raise ValueError(f"workout {self.id}: {name} is out of range: {value!r}")
         if not isinstance(self.best_efforts, Mapping):
             raise ValueError(f"workout {self.id}: best_efforts must map a distance key to seconds")
@@ -66,6 +68,21 @@ class WorkoutFacts:
 
 def _facts(workouts: Iterable[WorkoutFacts | Mapping[str, Any]]) -> list[WorkoutFacts]:
     return [WorkoutFacts.of(w) for w in workouts]
+
+
+def readable(workouts: Iterable[Any]) -> tuple[list[WorkoutFacts], list[Any]]:
+    """The stored workouts these functions can read, and the ids of those they cannot.
+
+    A store may hold summaries from before today's checks (a start in year 1 or 9999):
+    one such workout must cost its own place in the analytics, not all of them.
+    """
+    facts, unreadable = [], []
+    for workout in workouts:
+        try:
+            facts.append(WorkoutFacts.of(workout))
+        except (TypeError, ValueError):
+            unreadable.append(workout.get("id") if isinstance(workout, Mapping) else None)
+    return facts, unreadable
 
 
 def _local_day(start: float, tz_offset_minutes: int) -> date:

@@ -10,6 +10,11 @@ them for the time Ray takes to restart it elsewhere, never all of them.
 Asks made in the same turn of the event loop travel together: an API replica
 answering many requests at once sends one Ray call per host for all of them, not
 one per request. Alone, an ask leaves at once (the flush is the loop's next step).
+
+A dedicated host exits for good once its entity is done (``Entity.retirable``) and
+idle: a handle to it that answers ``ActorDiedError`` is forgotten and the message
+goes to a new host of the same name. ``max_dedicated`` caps how many dedicated
+hosts may live at once; a message that would start one more gets ``TooManyHosts``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from engine.codec import pack, unpack
-from engine.errors import EngineError, HostUnavailable, error_from_wire
+from engine.errors import EngineError, HostUnavailable, TooManyHosts, error_from_wire
 from engine.ray_host import HostActor, HostSpec, load_kind
 from engine.routing import ShardMap
 
@@ -42,10 +47,15 @@ class Cluster:
         max_restarts: int = -1,
         max_concurrency: int = 1000,
         node_resource: str | None = None,
+        max_dedicated: int | None = None,
     ):
-        """``node_resource``: a custom resource that marks the nodes hosts may run on (unset: any node)."""
+        """``node_resource``: a custom resource that marks the nodes hosts may run on (unset: any node);
+        ``max_dedicated``: how many dedicated hosts may live at once in the namespace (unset: no cap)."""
         if spec.hosts < 1:
             raise ValueError(f"a cluster needs at least one host, got {spec.hosts}")
+        if max_dedicated is not None and max_dedicated < 1:
+            raise ValueError(f"max_dedicated is at least 1 when set, got {max_dedicated}")
+        self.max_dedicated = max_dedicated
         self.spec = spec
         self.namespace = namespace
         self._options = {
@@ -79,15 +89,61 @@ class Cluster:
         return HostActor.options(name=name, **self._options).remote(spec)
 
     def host_for(self, kind: str, entity_id: str) -> Any:
+        """The entity's host, started if it is a dedicated one that does not run (no cap applies here)."""
         path = self._dedicated_kinds.get(kind)
         if path is None:
             return self._hosts[self._map.host_of(kind, entity_id)]
         key = (kind, entity_id)
         handle = self._dedicated.get(key)
         if handle is None:
-            spec = self._with(kinds=(path,), index=0, hosts=1, dedicated=key)
-            handle = self._dedicated[key] = self._host(f"arena-{kind}-{entity_id}", spec)
+            handle = self._dedicated[key] = self._host(self._name(key), self._dedicated_spec(key))
         return handle
+
+    @staticmethod
+    def _name(key: tuple[str, str]) -> str:
+        return f"arena-{key[0]}-{key[1]}"
+
+    def _dedicated_spec(self, key: tuple[str, str]) -> HostSpec:
+        return self._with(kinds=(self._dedicated_kinds[key[0]],), index=0, hosts=1, dedicated=key)
+
+    async def _route(self, kind: str, entity_id: str) -> Any:
+        """``host_for``, with the cap on dedicated hosts checked before one is started."""
+        if kind not in self._dedicated_kinds or (kind, entity_id) in self._dedicated or self.max_dedicated is None:
+            return self.host_for(kind, entity_id)
+        key = (kind, entity_id)
+        handle = await asyncio.to_thread(self._running, key)
+        if handle is None:
+            live = await self.dedicated_hosts()
+            if sum(live.values()) >= self.max_dedicated:
+                raise TooManyHosts(f"{sum(live.values())} dedicated hosts run, the most allowed; retry later")
+            return self.host_for(kind, entity_id)
+        return self._dedicated.setdefault(key, handle)
+
+    def _running(self, key: tuple[str, str]) -> Any:
+        try:
+            return ray.get_actor(self._name(key), namespace=self.namespace)
+        except ValueError:  # no live actor by that name
+            return None
+
+    async def dedicated_hosts(self) -> dict[str, int]:
+        """Dedicated hosts alive (or restarting) in this namespace, by kind: every process's, not only ours."""
+        named = await asyncio.to_thread(ray.util.list_named_actors, all_namespaces=True)
+        counts = dict.fromkeys(self._dedicated_kinds, 0)
+        for actor in named:
+            if actor["namespace"] != self.namespace:
+                continue
+            for kind in counts:
+                if actor["name"].startswith(f"arena-{kind}-"):
+                    counts[kind] += 1
+        return counts
+
+    def _forget(self, handle: Any) -> bool:
+        """Drop a dedicated host that exited for good; True if it was one."""
+        for key, known in list(self._dedicated.items()):
+            if known == handle:
+                del self._dedicated[key]
+                return True
+        return False
 
     @property
     def hosts(self) -> list[Any]:
@@ -129,13 +185,31 @@ class Cluster:
     async def deliver(self, envelopes: Sequence[Sequence[Any]]) -> list[Any]:
         """One Ray call per host involved; answers in the envelopes' order."""
         by_host: dict[Any, list[int]] = defaultdict(list)
-        for index, envelope in enumerate(envelopes):
-            by_host[self.host_for(envelope[0], envelope[1])].append(index)
         results: list[Any] = [None] * len(envelopes)
+        for index, envelope in enumerate(envelopes):
+            try:
+                by_host[await self._route(envelope[0], envelope[1])].append(index)
+            except EngineError as refused:
+                results[index] = refused
 
         async def call(handle: Any, indexes: list[int]) -> None:
             batch = pack([list(envelopes[i]) for i in indexes])
-            answers = await self.call_host(handle, batch, len(indexes))
+            try:
+                if handle in self._hosts:
+                    answers = await self.call_host(handle, batch, len(indexes))
+                else:
+                    answers = await self.call_host(handle, batch, len(indexes), retired_raises=True)
+            except ActorDiedError:
+                # A dedicated host that retired: it ran none of these (a stopping host answers
+                # HostUnavailable), so they go once to the new host of the same name.
+                self._forget(handle)
+                envelope = envelopes[indexes[0]]
+                try:
+                    handle = await self._route(envelope[0], envelope[1])
+                except EngineError as refused:
+                    answers = [refused] * len(indexes)
+                else:
+                    answers = await self.call_host(handle, batch, len(indexes))
             for i, answer in zip(indexes, answers):
                 results[i] = answer
 
@@ -143,11 +217,15 @@ class Cluster:
         return results
 
     @staticmethod
-    async def call_host(handle: Any, batch: bytes, size: int) -> list[Any]:
-        """Send a packed batch to one host; a host that is down answers every envelope with HostUnavailable."""
+    async def call_host(handle: Any, batch: bytes, size: int, *, retired_raises: bool = False) -> list[Any]:
+        """Send a packed batch to one host; a host that is down answers every envelope with HostUnavailable.
+
+        ``retired_raises``: a host that exited for good raises ``ActorDiedError`` instead."""
         try:
             wire = unpack(await handle.deliver.remote(batch))
         except _HOST_DOWN as error:
+            if retired_raises and isinstance(error, ActorDiedError):
+                raise
             return [HostUnavailable(f"the host is down or restarting: {type(error).__name__}")] * size
         if len(wire) != size:  # the host refused the batch as a whole
             return [error_from_wire(wire[0][1:])] * size
@@ -164,13 +242,15 @@ class Cluster:
         await self._each("stop")
 
     async def _each(self, method: str) -> list[dict]:
-        async def one(handle: Any) -> dict:
+        async def one(handle: Any) -> dict | None:
             try:
                 return {"alive": True, **(await getattr(handle, method).remote() or {})}
             except _HOST_DOWN as error:
+                if isinstance(error, ActorDiedError) and self._forget(handle):
+                    return None  # a dedicated host that retired: gone, not failing
                 return {"alive": False, "error": type(error).__name__}
 
-        return list(await asyncio.gather(*(one(h) for h in self.hosts)))
+        return [answer for answer in await asyncio.gather(*(one(h) for h in self.hosts)) if answer is not None]
 
     def kill(self) -> None:
         for handle in self.hosts:

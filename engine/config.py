@@ -16,9 +16,10 @@ class HostConfig:
     max_uncommitted: int = 500_000  # journal entries not yet durable before updates answer Overloaded
     timer_resolution: float = 0.05  # seconds between polls of the timer queue
     compact_every: int = 1_000  # journal entries folded into snapshots before they are deleted
+    retire_after: float = 300.0  # seconds a dedicated host whose entity is retirable stays idle before it stops
 
     def __post_init__(self) -> None:
-        for name in ("snapshot_interval", "passivate_after", "timer_resolution"):
+        for name in ("snapshot_interval", "passivate_after", "timer_resolution", "retire_after"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"HostConfig.{name} must be positive, got {getattr(self, name)}")
         for name in ("mailbox_capacity", "max_queued", "max_uncommitted", "compact_every"):

@@ -121,6 +121,11 @@ class Entity:
         if self._timers.pop(name, None) is not None:
             self._timers_changed = True
 
+    def retirable(self) -> bool:
+        """For a dedicated kind: whether the entity's own host may stop once it has been idle a while
+        (its work is done, and what is read of it afterwards is kept elsewhere)."""
+        return False
+
     def snapshot(self) -> Any:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 

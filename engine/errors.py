@@ -17,6 +17,7 @@ __all__ = [
     "HandlerFailed",
     "ActivationFailed",
     "Overloaded",
+    "TooManyHosts",
     "HostUnavailable",
     "JournalFailed",
     "error_from_wire",
@@ -84,6 +85,12 @@ class Overloaded(EngineError):
     retryable = True
 
 
+class TooManyHosts(Overloaded):
+    """Starting one more dedicated host would pass the cluster's cap."""
+
+    code = "too_many_hosts"
+
+
 class HostUnavailable(EngineError):
     code = "host_unavailable"
     retryable = True
@@ -107,6 +114,7 @@ _BY_CODE = {
         HandlerFailed,
         ActivationFailed,
         Overloaded,
+        TooManyHosts,
         HostUnavailable,
         JournalFailed,
     )

@@ -498,6 +498,23 @@ class Host:
 
     # -- introspection ---------------------------------------------------
 
+    def retirable(self, idle_for: float) -> bool:
+        """Nothing in flight, no message for ``idle_for`` seconds, and every entity in memory is
+        retirable with no timer pending: the host may stop (a dedicated host then exits)."""
+        if self._closing or not self.started or self._queued or self._background or self._to_activate:
+            return False
+        if self._committer is not None and self._committer.pending:
+            return False
+        if time.monotonic() - self._last_touch < idle_for:
+            return False
+        return all(
+            a.ready and not a.mailbox and not a.entity._timers and a.entity.retirable() for a in self._active.values()
+        )
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     @property
     def active_entities(self) -> int:
         return len(self._active)

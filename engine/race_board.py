@@ -652,6 +652,25 @@ class RaceBoard:
                 self._total -= float(c["distance"][index])
             c["status"][index] = DSQ
 
+    def status(self, index: int) -> str:
+        """One athlete's status in ``STATUSES``."""
+        self._rows(index)
+        return STATUSES[int(self._col["status"][index])]
+
+    def reinstate(self, index: int, status: str) -> None:
+        """Undo a disqualification (a correction): the athlete is ``status`` again, their flags cleared."""
+        self._rows(index)
+        if status not in STATUSES or status == "dsq":
+            raise ValueError(f"a reinstated athlete is one of {', '.join(STATUSES[:-1])}, not {status!r}")
+        c = self._col
+        if c["status"][index] != DSQ:
+            raise ValueError("only a disqualified athlete can be reinstated")
+        c["status"][index] = STATUSES.index(status)
+        c["cleared"][index] |= c["flags"][index]
+        c["flags"][index] = 0
+        if self.kind == "collective":
+            self._total += float(c["distance"][index])
+
     # Ranking and views
 
     def _scored(self) -> tuple[np.ndarray, np.ndarray]:

@@ -79,12 +79,35 @@ class HostActor:
             owns = lambda kind, entity_id: shard_map.owns(spec.index, kind, entity_id)  # noqa: E731
         self._host = Host(kinds, open_store(spec.store_url), spec.config, owns=owns)
         self._started: asyncio.Task | None = None
+        self._retiring: asyncio.Task | None = None
 
     async def _ready(self) -> Host:
         if self._started is None:
-            self._started = asyncio.get_running_loop().create_task(self._host.start())
+            loop = asyncio.get_running_loop()
+            self._started = loop.create_task(self._host.start())
+            if self._spec.dedicated is not None:
+                self._retiring = loop.create_task(self._retire_when_idle())
         await asyncio.shield(self._started)
         return self._host
+
+    async def _retire_when_idle(self) -> None:
+        """A dedicated host lives while its entity needs it: once the entity is retirable and the
+        host has been idle ``retire_after`` seconds, it snapshots and the actor exits for good
+        (the next message to the entity starts a new one)."""
+        after = self._spec.config.retire_after
+        await asyncio.shield(self._started)
+        while not self._host.retirable(after):
+            if self._host.closing:
+                return
+            await asyncio.sleep(min(1.0, after / 4))
+        log.info("host %s retires after %.0f s idle", "/".join(self._spec.dedicated), after)
+        await self._host.stop()
+        self._exit()
+
+    def _exit(self) -> None:
+        # For good: messages that arrived during the stop were answered HostUnavailable, and
+        # the cluster starts a new host by the same name for the next one.
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def deliver(self, batch: bytes) -> bytes:
         """Answer a msgpack list of envelopes ``[kind, id, message_type, body, at]``."""
@@ -115,6 +138,8 @@ class HostActor:
     async def stop(self) -> None:
         host = await self._ready()
         await host.stop()
+        if self._spec.dedicated is not None:  # a stopped dedicated host has nothing left to do
+            asyncio.get_running_loop().call_later(0.5, self._exit)  # once this call has answered
 
     def pid(self) -> int:
         return os.getpid()

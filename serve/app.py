@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI
 from ray import serve
 
 from connectors.workout_files import MAX_FILE_BYTES
-from serve import pages, problems
-from serve.api import accounts, analytics, devices, notifications, races, social, workouts
-from serve.context import Arena, ArenaDep
+from serve import operations, pages, problems
+from serve.api import accounts, admin, analytics, devices, notifications, races, social, workouts
+from serve.context import Arena
+from serve.cors import Cors
+from serve.headers import SecurityHeaders
 from serve.limits import BodyLimit
-from serve.metrics import render
 from serve.settings import Settings
+from serve.strict_json import StrictJson
+from serve.throttle import throttled
 
 __all__ = ["api", "Gateway", "build", "stop", "API_PREFIX"]
 
@@ -23,35 +26,20 @@ api = FastAPI(
     description="Real-time competitions for sports communities. Errors are RFC 9457 problem details.",
 )
 problems.install(api)
+api.add_middleware(StrictJson)  # inside BodyLimit (added after it: outer), which caps what it reads
 api.add_middleware(
     BodyLimit, default=1024 * 1024, uploads={f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024}
 )
-
-
-@api.get("/livez", tags=["operations"], summary="This replica answers (for load balancers; touches nothing else)")
-async def livez() -> dict:
-    return {"status": "ok"}
+api.add_middleware(Cors)  # preflights are answered before any body is read
+api.add_middleware(SecurityHeaders, documents=(api.docs_url, api.redoc_url, api.swagger_ui_oauth2_redirect_url))
 
 
 # Routes are matched in turn (each failed match costs FastAPI about 2 µs), so the
 # race-day paths come first; workouts' /users/{id}/workouts before social's /users/{id}/{which}.
-for module in (races, accounts, notifications, workouts, social, analytics, devices):
-    api.include_router(module.router, prefix=API_PREFIX)
+for module in (races, accounts, notifications, workouts, social, analytics, devices, admin):
+    api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md
+api.include_router(operations.router)
 pages.install(api)
-
-
-@api.get("/health", tags=["operations"], summary="Every host alive and its store reachable")
-async def health(arena: ArenaDep, response: Response) -> dict:
-    hosts = await arena.cluster.health()
-    healthy = all(h["alive"] and h["store"]["ok"] for h in hosts)
-    if not healthy:
-        response.status_code = 503
-    return {"status": "ok" if healthy else "degraded", "store": arena.settings.store_name, "hosts": hosts}
-
-
-@api.get("/metrics", response_class=Response, tags=["operations"])
-async def metrics(arena: ArenaDep) -> Response:
-    return Response(render(await arena.cluster.metrics()), media_type="text/plain; version=0.0.4")
 
 
 async def stop(arena: Arena) -> None:

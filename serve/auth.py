@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
+import re
 import secrets
 import time
 import uuid
@@ -14,6 +17,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 __all__ = ["Passwords", "Tokens", "Caller", "RefreshToken", "InvalidToken"]
+
+
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class InvalidToken(Exception):
@@ -70,6 +76,8 @@ class Tokens:
         if len(secret) < 32:
             raise ValueError("the token signing secret needs at least 32 characters")
         self._secret = secret
+        # A key of its own for refresh-token MACs, derived so one secret setting serves both.
+        self._refresh_key = hmac.new(secret.encode(), b"arena refresh tokens", hashlib.sha256).digest()
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
 
@@ -89,7 +97,7 @@ class Tokens:
     def caller(self, token: str) -> Caller:
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=["HS256"], options={"require": ["sub", "exp", "iat", "jti"]}
+                token, self._secret, algorithms=["HS256"], options={"require": ["sub", "exp", "iat", "jti", "sid"]}
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(f"the access token is not valid: {error}") from None
@@ -100,17 +108,26 @@ class Tokens:
             claims["sub"], tuple(roles), claims["jti"], str(claims.get("sid", "")), claims["iat"], claims["exp"]
         )
 
-    @staticmethod
-    def refresh(user_id: str, family: str | None = None) -> tuple[str, RefreshToken]:
-        """A new refresh token ``user.family.secret`` and what the account stores of it."""
+    def refresh(self, user_id: str, family: str | None = None) -> tuple[str, RefreshToken]:
+        """A new refresh token ``user.family.secret.mac`` and what the account stores of it.
+
+        The MAC lets the API refuse a made-up token before it touches any account: only a
+        token this deployment issued reaches the engine (and may write there).
+        """
         family = family or uuid.uuid4().hex
         secret = secrets.token_urlsafe(32)
-        return f"{user_id}.{family}.{secret}", RefreshToken(user_id, family, RefreshToken.hash(secret))
+        body = f"{user_id}.{family}.{secret}"
+        return f"{body}.{self._mac(body)}", RefreshToken(user_id, family, RefreshToken.hash(secret))
 
-    @staticmethod
-    def parse_refresh(token: str) -> RefreshToken:
-        parts = token.split(".") if len(token) < 256 else []
-        if len(parts) != 3 or not all(parts):
+    def parse_refresh(self, token: str) -> RefreshToken:
+        parts = token.split(".") if len(token) < 512 else []
+        if len(parts) != 4 or not all(_ID.fullmatch(part) for part in parts):
             raise InvalidToken("the refresh token is not valid")
-        user_id, family, secret = parts
+        user_id, family, secret, mac = parts
+        if not hmac.compare_digest(mac, self._mac(f"{user_id}.{family}.{secret}")):
+            raise InvalidToken("the refresh token is not valid")
         return RefreshToken(user_id, family, RefreshToken.hash(secret))
+
+    def _mac(self, body: str) -> str:
+        digest = hmac.new(self._refresh_key, body.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")

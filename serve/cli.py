@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import threading
+import urllib.error
 import urllib.request
 
 __all__ = ["main"]
@@ -187,9 +189,21 @@ def _hub(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
+    request = urllib.request.Request(f"{args.url.rstrip('/')}/health/details")
+    token = os.environ.get("ARENA_OPERATOR_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"{args.url.rstrip('/')}/health", timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10) as answer:
             body = json.load(answer)
+    except urllib.error.HTTPError as error:
+        try:
+            body = json.load(error)
+        except ValueError:
+            body = {"status": f"HTTP {error.code}"}
+        if error.code != 503:
+            print(f"Arena at {args.url} refused: {body.get('detail', body)}", file=sys.stderr)
+            return 1
     except OSError as error:
         print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
         return 1

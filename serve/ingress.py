@@ -26,7 +26,10 @@ _HAPROXY = {
     "RAY_SERVE_HAPROXY_NBTHREAD": "1",  # one thread moves thousands of requests a second
 }
 # Ray runs its workers at nice 15 by default; Arena's workers are the service itself.
-_SERVICE = {"RAY_worker_niceness": "0"}
+# Serve's uvicorn servers would rewrite the client address from X-Forwarded-For for any
+# peer on 127.0.0.1 (uvicorn's default): a local client, or HAProxy passing a client's own
+# header along. Arena reads that header itself, from trusted proxies only (serve.addresses).
+_SERVICE = {"RAY_worker_niceness": "0", "FORWARDED_ALLOW_IPS": ""}
 
 
 def prepare_local_ray(ingress: str) -> None:

@@ -13,6 +13,9 @@ KINDS: tuple[str, ...] = (
     "actors.race:Race",
     "actors.race:RaceRef",
     "actors.race:RaceIndex",
+    "actors.race:RaceEntries",
     "actors.device:Device",
     "actors.device:DeviceOwner",
+    "actors.audit:AuditDay",
+    "actors.revocation:RevocationList",
 )

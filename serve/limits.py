@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.problems import send_problem
 
 __all__ = ["BodyLimit"]
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
-    """Refuse bodies over ``default`` bytes, or over a larger limit for the paths that take files."""
+    """Refuse bodies over ``default`` bytes, or over a larger limit for the paths that take files.
+
+    A chunked body is counted as it arrives. Past the limit the app reads a disconnect, and
+    whatever it answers to that (FastAPI: a 400 for a body it could not parse) is replaced by
+    the 413, which is the answer the client needs.
+    """
 
     def __init__(self, app: ASGIApp, default: int, uploads: dict[str, int]) -> None:
         self.app = app
@@ -26,49 +27,37 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.uploads.get(scope["path"], self.default)
+        detail = f"the request body is over the {limit:,}-byte limit"
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await _refuse(send, scope["path"], limit)
+            await send_problem(send, scope["path"], 413, detail)
             return
         seen = 0
-        started = False
+        started = over = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    over = True
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking(message: Message) -> None:
             nonlocal started
+            if over and not started:
+                return  # the app's answer to a body it never got whole: the 413 below replaces it
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted, tracking)
-        except _TooLarge:
-            if not started:
-                await _refuse(send, scope["path"], limit)
-
-
-async def _refuse(send: Send, path: str, limit: int) -> None:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": "Payload too large",
-            "status": 413,
-            "detail": f"the request body is over the {limit:,}-byte limit",
-            "instance": path,
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+        except Exception:
+            if not over or started:
+                raise
+        if over and not started:
+            await send_problem(send, scope["path"], 413, detail)

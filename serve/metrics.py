@@ -35,10 +35,17 @@ _COUNTERS = (
 
 
 class _HostCollector:
-    def __init__(self, hosts: Iterable[dict]) -> None:
+    def __init__(self, hosts: Iterable[dict], dedicated: dict[str, int]) -> None:
         self._hosts = [h for h in hosts if h.get("alive")]
+        self._dedicated = dedicated
 
     def collect(self):
+        family = GaugeMetricFamily(
+            "arena_dedicated_hosts", "Dedicated hosts alive (a Ray process each), by entity kind", labels=["kind"]
+        )
+        for kind, count in sorted(self._dedicated.items()):
+            family.add_metric([kind], float(count))
+        yield family
         for name, help_text in _GAUGES.items():
             family = GaugeMetricFamily(f"arena_host_{name}", help_text, labels=["host"])
             for host in self._hosts:
@@ -58,7 +65,8 @@ def _label(host: dict) -> str:
     return "/".join(dedicated) if dedicated else f"shared-{host.get('index', 0)}"
 
 
-def render(hosts: Iterable[dict]) -> bytes:
+def render(hosts: Iterable[dict], dedicated: dict[str, int] | None = None) -> bytes:
+    """``dedicated``: how many dedicated hosts of each kind are alive in the whole cluster."""
     registry = CollectorRegistry()
-    registry.register(_HostCollector(hosts))
+    registry.register(_HostCollector(hosts, dedicated or {}))
     return generate_latest(registry)

@@ -1,9 +1,10 @@
 """The web pages: plain HTML, CSS and JS from ``serve/web``, served by the API itself.
 
-No build step and nothing fetched from elsewhere at run time: the Content-Security-Policy
-allows scripts, styles and connections to this origin only, and no inline script, so a
-name that smuggles markup into a page cannot run. The pages call the public API under
-``/api/v1`` like any client; none of these routes is in the OpenAPI document.
+No build step, no inline script and nothing fetched from elsewhere at run time, so the
+Content-Security-Policy that ``serve.headers`` gives every page (this origin only, no
+inline script) holds: a name that smuggles markup into a page cannot run. The pages call
+the public API under ``/api/v1`` like any client; none of these routes is in the OpenAPI
+document.
 """
 
 from __future__ import annotations
@@ -21,15 +22,7 @@ WEB = Path(__file__).parent / "web"
 PAGES = {"/": "index.html", "/login": "login.html", "/me": "me.html", "/organizer": "organizer.html"}
 _TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 _ASSETS = {p.name: p for p in WEB.iterdir() if p.suffix in (".css", ".js", ".svg")}
-_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-cache",
-}
+_HEADERS = {"Cache-Control": "no-cache"}  # the security headers are serve.headers' (every answer)
 
 
 def _file(path: Path) -> FileResponse:

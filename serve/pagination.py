@@ -1,9 +1,16 @@
-"""Opaque cursors for keyset pagination: base64url of the last item's key."""
+"""Opaque cursors for keyset pagination: base64url of the last item's key.
+
+A cursor comes back from the client, so it is read as hostile input: exactly
+``[time, id]``, the time a finite number of unix seconds under 10^12 either way,
+the id of the entity id alphabet. Anything else is a 400 before an entity is asked.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import Query
@@ -16,6 +23,8 @@ Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` 
 Limit = Annotated[int, Query(ge=1, le=100)]
 
 _MAX_CURSOR = 512
+_BOUND = 1e12  # unix seconds, past any date Python shows (year 9999 ends near 2.5e11), in msgpack's int64
+_KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,160}")  # entity ids, and race results' "<race>-<athlete>"
 
 
 def encode_cursor(key: list | None) -> str | None:
@@ -27,15 +36,29 @@ def encode_cursor(key: list | None) -> str | None:
 def decode_cursor(cursor: str | None) -> list | None:
     if cursor is None or cursor == "":
         return None
-    if len(cursor) > _MAX_CURSOR:
-        raise Problem(400, "the cursor is not one this API issued")
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "the cursor is not one this API issued") from None
-    if not (isinstance(key, list) and len(key) == 2 and isinstance(key[0], int | float) and isinstance(key[1], str)):
+    key = _key(cursor) if len(cursor) <= _MAX_CURSOR else None
+    if key is None:
         raise Problem(400, "the cursor is not one this API issued")
     return key
+
+
+def _key(cursor: str) -> list | None:
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), parse_constant=_no_constant)
+    except (ValueError, UnicodeError, binascii.Error, RecursionError):
+        return None
+    if not (isinstance(key, list) and len(key) == 2):
+        return None
+    at, entity_id = key
+    if isinstance(at, bool) or not isinstance(at, int | float) or not -_BOUND <= at <= _BOUND:  # NaN too
+        return None
+    if not isinstance(entity_id, str) or not _KEY_ID.fullmatch(entity_id):
+        return None
+    return key
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a cursor holds")
 
 
 async def paged(

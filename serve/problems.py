@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
 from engine.errors import EngineError, Forbidden, NotFound, Rejected
 
-__all__ = ["Problem", "install", "problem_response"]
+__all__ = ["Problem", "install", "problem_response", "internal_error", "send_problem"]
+
+log = logging.getLogger(__name__)
 
 MEDIA_TYPE = "application/problem+json"
 _TITLES = {
@@ -53,16 +59,38 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
-def _engine_status(error: EngineError) -> tuple[int, dict[str, str]]:
+async def send_problem(send: Send, path: str, status: int, detail: str) -> None:
+    """A problem answer sent from ASGI middleware, outside FastAPI's handlers."""
+    title = _TITLES.get(status, "Error")
+    problem = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": path}
+    body = json.dumps(problem).encode()
+    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def internal_error(request: Request, error: BaseException) -> JSONResponse:
+    """A 500 that says nothing of the cause: the cause is logged under an id the client sees."""
+    error_id = uuid.uuid4().hex
+    log.error("error %s on %s %s: %r", error_id, request.method, request.url.path, error, exc_info=error)
+    detail = f"something went wrong on our side; quote error id {error_id} if you report it"
+    return problem_response(request, 500, detail, error_id=error_id)
+
+
+async def _engine(request: Request, error: EngineError) -> JSONResponse:
+    # Rejections are written for the caller. Anything else an engine says (a handler that failed,
+    # a message it could not read) is ours to fix, and its text names internals: never sent out.
     if isinstance(error, NotFound):
-        return 404, {}
+        return problem_response(request, 404, error.message, code=error.code)
     if isinstance(error, Forbidden):
-        return 403, {}
+        return problem_response(request, 403, error.message, code=error.code)
     if isinstance(error, Rejected):
-        return 409, {}
+        return problem_response(request, 409, error.message, code=error.code)
     if error.retryable:
-        return 503, {"Retry-After": "1"}
-    return 500, {}
+        log.warning("retryable %s on %s %s: %s", error.code, request.method, request.url.path, error.message)
+        detail = "the service is busy or restarting; retry in a moment"
+        return problem_response(request, 503, detail, {"Retry-After": "1"}, code=error.code)
+    return internal_error(request, error)
 
 
 def install(app: FastAPI) -> None:
@@ -70,10 +98,7 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, error: Problem) -> JSONResponse:
         return problem_response(request, error.status, error.detail, error.headers, **error.extra)
 
-    @app.exception_handler(EngineError)
-    async def _engine(request: Request, error: EngineError) -> JSONResponse:
-        status, headers = _engine_status(error)
-        return problem_response(request, status, error.message, headers, code=error.code)
+    app.add_exception_handler(EngineError, _engine)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -86,3 +111,7 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
         detail = error.detail if isinstance(error.detail, str) else _TITLES.get(error.status_code, "Error")
         return problem_response(request, error.status_code, detail, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        return internal_error(request, error)

@@ -20,7 +20,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["RateLimited", "LoginLimiter", "RedisLoginLimiter", "MemoryLoginLimiter", "login_limiter"]
+__all__ = ["RateLimited", "LoginLimiter", "RedisLoginLimiter", "MemoryLoginLimiter", "address_key", "login_limiter"]
 
 Clock = Callable[[], float]
 
@@ -48,7 +48,7 @@ def _digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-def _address_key(address: str) -> str:
+def address_key(address: str) -> str:
     # One IPv6 subscriber usually holds a whole /64: count the prefix, not each address in it.
     try:
         ip = ipaddress.ip_address(address.strip())
@@ -90,7 +90,7 @@ class _SlidingWindows:
             )
         return [
             (self._account_key(account), self.account_limit),
-            (f"arena:login:addr:{_address_key(address)}", self.address_limit),
+            (f"arena:login:addr:{address_key(address)}", self.address_limit),
         ]
 
     def _raise_if_locked(self, windows: list[tuple[int, float | None]], limits: list[int], now: float) -> None:

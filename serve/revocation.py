@@ -1,50 +1,76 @@
-"""Revoked access tokens: by token id (logout) and by user before an instant (password change).
+"""Revoked access tokens: one token (by id), one session (every token of a sign-in), or a
+user's every token issued before an instant (password change).
 
-Redis when configured, so every API replica sees a revocation at once; in-process
-otherwise. Entries expire with the longest-lived access token they could concern.
+Access tokens carry their session id (``sid``), so signing out, a detected refresh-token
+reuse or a password change reaches every access token of the session, not only the one
+presented. Redis when configured (every replica sees a revocation at once); otherwise the
+engine's ``revocations`` entity, which each replica mirrors in memory and follows about
+once a second. Entries expire with the longest-lived access token they could concern.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Revocations", "MemoryRevocations", "RedisRevocations", "revocations"]
+__all__ = ["Revocations", "MemoryRevocations", "RedisRevocations", "EngineRevocations", "revocations"]
+
+log = logging.getLogger(__name__)
 
 
 class Revocations(Protocol):
     async def revoke_token(self, jti: str, ttl: float) -> None: ...
 
+    async def revoke_session(self, sid: str, ttl: float) -> None: ...
+
     async def revoke_user(self, user_id: str, before: float, ttl: float) -> None: ...
 
-    async def is_revoked(self, jti: str, user_id: str, issued_at: float) -> bool: ...
+    async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool: ...
+
+    async def aclose(self) -> None: ...
 
 
 class MemoryRevocations:
+    """Revocations in this process: for one replica, and the mirror that ``EngineRevocations`` keeps."""
+
     def __init__(self, clock=time.time) -> None:
         self._clock = clock
-        self._tokens: dict[str, float] = {}
-        self._users: dict[str, tuple[float, float]] = {}
+        self._entries: dict[str, tuple[float, float | None]] = {}  # key → (until, before)
+
+    def apply(self, key: str, until: float, before: float | None = None) -> None:
+        old = self._entries.get(key)
+        if old is not None and before is not None and old[1] is not None:
+            until, before = max(until, old[0]), max(before, old[1])
+        self._entries[key] = (until, before)
+        if len(self._entries) % 1024 == 0:
+            now = self._clock()
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
 
     async def revoke_token(self, jti: str, ttl: float) -> None:
-        self._sweep()
-        self._tokens[jti] = self._clock() + ttl
+        self.apply(f"jti:{jti}", self._clock() + ttl)
+
+    async def revoke_session(self, sid: str, ttl: float) -> None:
+        self.apply(f"sid:{sid}", self._clock() + ttl)
 
     async def revoke_user(self, user_id: str, before: float, ttl: float) -> None:
-        self._sweep()
-        self._users[user_id] = (before, self._clock() + ttl)
+        self.apply(f"user:{user_id}", self._clock() + ttl, before)
 
-    async def is_revoked(self, jti: str, user_id: str, issued_at: float) -> bool:
+    def revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
         now = self._clock()
-        if self._tokens.get(jti, 0) > now:
-            return True
-        before, until = self._users.get(user_id, (0.0, 0.0))
-        return until > now and issued_at <= before
+        for key in (f"jti:{jti}", f"sid:{sid}"):
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > now:
+                return True
+        entry = self._entries.get(f"user:{user_id}")
+        return entry is not None and entry[0] > now and issued_at <= entry[1]
 
-    def _sweep(self) -> None:
-        now = self._clock()
-        self._tokens = {k: v for k, v in self._tokens.items() if v > now}
-        self._users = {k: v for k, v in self._users.items() if v[1] > now}
+    async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
+        return self.revoked(jti, sid, user_id, issued_at)
+
+    async def aclose(self) -> None:
+        self._entries.clear()
 
 
 class RedisRevocations:
@@ -56,13 +82,90 @@ class RedisRevocations:
     async def revoke_token(self, jti: str, ttl: float) -> None:
         await self._redis.set(f"arena:revoked:jti:{jti}", 1, ex=max(1, int(ttl) + 1))
 
+    async def revoke_session(self, sid: str, ttl: float) -> None:
+        await self._redis.set(f"arena:revoked:sid:{sid}", 1, ex=max(1, int(ttl) + 1))
+
     async def revoke_user(self, user_id: str, before: float, ttl: float) -> None:
-        await self._redis.set(f"arena:revoked:user:{user_id}", repr(before), ex=max(1, int(ttl) + 1))
+        # A later password change moves the instant forward, never back.
+        key = f"arena:revoked:user:{user_id}"
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(key)
+            (old,) = await pipe.execute()
+        before = max(before, float(old)) if old is not None else before
+        await self._redis.set(key, repr(before), ex=max(1, int(ttl) + 1))
 
-    async def is_revoked(self, jti: str, user_id: str, issued_at: float) -> bool:
-        token, before = await self._redis.mget(f"arena:revoked:jti:{jti}", f"arena:revoked:user:{user_id}")
-        return token is not None or (before is not None and issued_at <= float(before))
+    async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
+        token, session, before = await self._redis.mget(
+            f"arena:revoked:jti:{jti}", f"arena:revoked:sid:{sid}", f"arena:revoked:user:{user_id}"
+        )
+        return token is not None or session is not None or (before is not None and issued_at <= float(before))
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
 
 
-def revocations(redis_url: str | None) -> Revocations:
-    return RedisRevocations(redis_url) if redis_url else MemoryRevocations()
+class EngineRevocations:
+    """Durable in the engine's ``revocations`` entity, mirrored in this replica's memory.
+
+    A replica applies its own revocations at once and learns the others' within
+    ``interval`` seconds; it answers nothing until its first copy has arrived. A list
+    reset (the entity's version behind ours: a store restored from backup) starts over.
+    """
+
+    def __init__(self, ask: Any, *, interval: float = 1.0, clock=time.time) -> None:
+        self._ask = ask  # Arena.ask-like: (kind, id, message_type, body) -> answer
+        self._interval = interval
+        self._clock = clock
+        self._mirror = MemoryRevocations(clock)
+        self._version = 0
+        self._first = asyncio.Lock()
+        self._follower: asyncio.Task | None = None
+
+    async def _revoke(self, key: str, ttl: float, before: float | None = None) -> None:
+        until = self._clock() + ttl
+        await self._ask("revocations", "all", "revoke", {"key": key, "until": until, "before": before})
+        self._mirror.apply(key, until, before)
+
+    async def revoke_token(self, jti: str, ttl: float) -> None:
+        await self._revoke(f"jti:{jti}", ttl)
+
+    async def revoke_session(self, sid: str, ttl: float) -> None:
+        await self._revoke(f"sid:{sid}", ttl)
+
+    async def revoke_user(self, user_id: str, before: float, ttl: float) -> None:
+        await self._revoke(f"user:{user_id}", ttl, before)
+
+    async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
+        if self._follower is None:
+            # The first copy is fetched before any answer: a failure here is the caller's
+            # error (the engine is unavailable, retry), never a revoked token let through.
+            async with self._first:
+                if self._follower is None:
+                    await self.sync()
+                    self._follower = asyncio.get_running_loop().create_task(self._follow(), name="arena-revocations")
+        return self._mirror.revoked(jti, sid, user_id, issued_at)
+
+    async def sync(self) -> None:
+        changes = await self._ask("revocations", "all", "since", {"version": self._version})
+        if changes["version"] < self._version:
+            self._version = 0
+            changes = await self._ask("revocations", "all", "since", {"version": 0})
+        for key, (until, before) in changes["entries"].items():
+            self._mirror.apply(key, until, before)
+        self._version = changes["version"]
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sync()
+            except Exception as error:  # the engine restarting: keep the copy we have, try again
+                log.warning("revocation list not refreshed: %s", error)
+
+    async def aclose(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+
+
+def revocations(redis_url: str | None, ask: Any) -> Revocations:
+    return RedisRevocations(redis_url) if redis_url else EngineRevocations(ask)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -57,6 +58,12 @@ class Settings(BaseSettings):
     snapshot_interval: float = Field(5.0, gt=0, description="seconds between write-behind snapshots")
     passivate_after: float = Field(600.0, gt=0, description="seconds idle before an entity leaves memory")
     mailbox_capacity: int = Field(10_000, ge=1, description="queued messages per entity before Overloaded")
+    race_host_idle: float = Field(
+        300.0, gt=0, description="seconds a final or cancelled race's own host stays up idle before it stops"
+    )
+    race_hosts_max: int = Field(
+        100, ge=1, description="race hosts (a Ray process each) alive at once; the next race waits (503)"
+    )
     jwt_secret: SecretStr | None = Field(
         None, description="signing key of access tokens; generated into data/jwt-secret when unset"
     )
@@ -75,7 +82,30 @@ class Settings(BaseSettings):
     replica_requests: int = Field(
         10_000, ge=1, description="requests (live streams included) one API replica holds at once; then 503"
     )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("auto",),
+        description="comma-separated networks (CIDR) of proxies whose X-Forwarded-For is believed; 'auto': loopback "
+        "when Arena runs its own HAProxy ingress, none otherwise; empty: none",
+    )
+    operator_token: SecretStr | None = Field(
+        None, description="bearer token for /metrics and /health/details (Prometheus, monitoring); unset: none"
+    )
+    operator_loopback: bool = Field(
+        True, description="clients on this machine's loopback may read /metrics and /health/details without a token"
+    )
     access_log: bool = Field(False, description="Serve writes a log line per request (costs about 5% of a replica)")
+    rate_limit_scale: float = Field(
+        1.0, ge=0, description="multiplies every request limit of docs/security.md's table; 0 turns them off"
+    )
+    rate_limits: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description="comma-separated overrides of single limits: policy.account=COUNT/SECONDS, policy.address=off",
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated origins (https://app.example) that may call the API from a browser; none: "
+        "same-origin only",
+    )
+    https: bool = Field(False, description="clients reach Arena over HTTPS only: send Strict-Transport-Security")
     spectator_tick: float = Field(1.0, gt=0, le=60, description="seconds between refreshes of a watched race")
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
@@ -124,6 +154,45 @@ class Settings(BaseSettings):
             urls.append(url)
         return tuple(urls)
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: Any) -> tuple[str, ...]:
+        items = tuple(str(item).strip() for item in _comma_list(value))
+        for item in items:
+            if item != "auto":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"ARENA_TRUSTED_PROXIES: {item!r} is not a network like 10.0.0.0/8") from None
+        return items
+
+    def proxy_networks(self) -> tuple[str, ...]:
+        """The trusted proxies, with 'auto' resolved: loopback behind Arena's own HAProxy."""
+        networks = [item for item in self.trusted_proxies if item != "auto"]
+        if "auto" in self.trusted_proxies and self.ingress == "haproxy" and self.ray_address in (None, "local"):
+            networks += ["127.0.0.0/8", "::1/128"]
+        return tuple(networks)
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> tuple[str, ...]:
+        from serve.throttle import parse_overrides  # late: it loads FastAPI, which the hub and the CLI do without
+
+        items = tuple(str(item).strip() for item in _comma_list(value))
+        parse_overrides(items)
+        return items
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> tuple[str, ...]:
+        origins = tuple(str(item).strip().rstrip("/") for item in _comma_list(value))
+        for origin in origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?", origin):
+                raise ValueError(
+                    f"ARENA_CORS_ORIGINS: {origin!r} is not an origin like https://app.example (no '*', path or query)"
+                )
+        return origins
+
     @field_validator("mqtt_pid_file", mode="before")
     @classmethod
     def _pid_files(cls, value: Any) -> tuple[Path, ...]:
@@ -159,4 +228,5 @@ class Settings(BaseSettings):
             snapshot_interval=self.snapshot_interval,
             passivate_after=self.passivate_after,
             mailbox_capacity=self.mailbox_capacity,
+            retire_after=self.race_host_idle,
         )

@@ -42,6 +42,8 @@ class RaceView:
     signal_lost: set[int]  # participant indices whose device went offline
     categories: list[str | None] = field(default_factory=list)  # by participant index
     states: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # STATES codes, in ``order``
+    organizer: str | None = None
+    private: set[int] = field(default_factory=set)  # participant indices of private athletes (serve.race_privacy)
     rank_of: np.ndarray = field(init=False)  # place - 1 of each participant index
     previous: RaceView | None = None  # the view one tick before (only one back: no chain)
     events: dict[tuple, tuple[str, dict]] = field(default_factory=dict, init=False)  # live events, encoded once
@@ -89,14 +91,20 @@ class RaceView:
         return rows
 
     def filtered(self, category: str = "", text: str = "") -> np.ndarray:
-        """0-based places of the athletes in ``category`` whose name contains ``text`` (any case)."""
+        """0-based places of the athletes in ``category`` whose name contains ``text`` (any case).
+
+        A private athlete's name is never matched: a search must not tell who is hidden."""
         keep = np.ones(len(self.order), bool)
         if category:
             wanted = np.fromiter((c == category for c in self.categories), bool, len(self.categories))
             keep &= wanted[self.order] if len(wanted) else False
         if text:
             needle = text.casefold()
-            named = np.fromiter((needle in name.casefold() for name in self.names), bool, len(self.names))
+            named = np.fromiter(
+                (needle in name.casefold() and i not in self.private for i, name in enumerate(self.names)),
+                bool,
+                len(self.names),
+            )
             keep &= named[self.order] if len(named) else False
         return np.flatnonzero(keep)
 
@@ -201,6 +209,8 @@ class Spectators:
                     set(raw["signal_lost"]),
                     watch.categories,
                     np.frombuffer(raw.get("states", b""), np.uint8),
+                    organizer=raw.get("organizer"),
+                    private=set(raw.get("private", ())),
                     previous=watch.view,
                 )
                 watch.error = None

@@ -66,6 +66,8 @@ def ray_cluster():
 
     # Ray workers import tests.entities: give them the checkout on their path.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+    # As `arena run` does (serve.ingress): Serve's uvicorn must not rewrite client addresses.
+    os.environ["FORWARDED_ALLOW_IPS"] = ""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
@@ -108,6 +110,7 @@ def settings(ray_cluster, tmp_path_factory):
         admin_emails=["boss@example.com", "chief@example.com"],
         data_dir=folder,
         spectator_tick=0.1,
+        rate_limit_scale=1000,  # counted as in production, but tests post far faster than people (test_throttle: 1)
     )
 
 

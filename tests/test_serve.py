@@ -41,6 +41,7 @@ def arena_url(request, serve_url, tmp_path):
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         data_dir=tmp_path,
+        ingress="proxy",  # Serve's own proxy in front, as this fixture starts it: no proxy of ours to trust
     )
     serve.run(build(settings), name="arena", route_prefix="/")
     yield serve_url, request.param
@@ -49,9 +50,9 @@ def arena_url(request, serve_url, tmp_path):
     serve.delete("arena")
 
 
-def test_health_names_the_store_and_every_host(arena_url):
+def test_health_details_name_the_store_and_every_host_for_an_operator(arena_url):
     url, store = arena_url
-    answer = httpx.get(f"{url}/health", timeout=30)
+    answer = httpx.get(f"{url}/health/details", timeout=30)  # an operator on this machine
     assert answer.status_code == 200
     body = answer.json()
     assert body["status"] == "ok"
@@ -125,3 +126,18 @@ async def test_a_notification_reaches_an_open_event_stream_through_serve(arena_u
         event = await asyncio.wait_for(listener, 30)
         assert event["type"] == "notification"
         assert event["notification"]["type"] == "follower" and event["notification"]["data"] == {"from": ids["bo"]}
+
+
+async def test_a_client_sent_forwarded_for_does_not_walk_around_the_sign_in_limit(arena_url):
+    # Serve's uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: Arena turns that off.
+    url, _ = arena_url
+    async with httpx.AsyncClient(timeout=30) as http:
+        codes = []
+        for n in range(21):
+            answer = await http.post(
+                f"{url}/api/v1/auth/login",
+                json={"email": f"probe-{n}-{uuid.uuid4().hex[:6]}@example.com", "password": "wrong password"},
+                headers={"X-Forwarded-For": f"203.0.113.{n}"},
+            )
+            codes.append(answer.status_code)
+    assert codes[:20] == [401] * 20 and codes[20] == 429

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Annotated, Literal
 
@@ -11,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.account import ROLES, VISIBILITIES
 from engine.errors import NotFound, Rejected
+from serve.addresses import client_address
+from serve.api.races import privacy_changed
+from serve.audit import audit
 from serve.auth import InvalidToken
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.problems import Problem
@@ -18,6 +22,7 @@ from serve.ratelimit import RateLimited
 
 __all__ = ["router"]
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["accounts"])
 
 Password = Annotated[str, Field(min_length=10, max_length=256)]
@@ -85,6 +90,20 @@ class TokenPair(BaseModel):
     expires_in: int
 
 
+async def end_sessions(arena: Arena, user_id: str, *, sid: str | None = None, before: float | None = None) -> None:
+    """Revoke one session's access tokens (``sid``) or all of a user's issued ``before`` an instant,
+    and close the live streams they hold open (on every replica, through the bus)."""
+    ttl = arena.tokens.access_ttl + 1
+    if sid is not None:
+        await arena.revocations.revoke_session(sid, ttl)
+    if before is not None:
+        await arena.revocations.revoke_user(user_id, before, ttl)
+    try:
+        await arena.bus.publish(user_id, {"type": "session_revoked", "sid": sid, "before": before})
+    except Exception as error:  # the streams also re-check their token every few seconds
+        log.warning("revocation notice to %s's streams not sent: %s", user_id, error)
+
+
 async def _issue(arena: Arena, user_id: str, roles: list[str]) -> TokenPair:
     token, refresh = arena.tokens.refresh(user_id)
     expires = time.time() + arena.tokens.refresh_ttl
@@ -96,10 +115,6 @@ async def _issue(arena: Arena, user_id: str, roles: list[str]) -> TokenPair:
     )
     access, _ = arena.tokens.access(user_id, roles, refresh.family)
     return TokenPair(access_token=access, refresh_token=token, expires_in=int(arena.tokens.access_ttl))
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 @router.post("/accounts", status_code=201, summary="Register an athlete")
@@ -126,17 +141,18 @@ async def register(body: Registration, arena: ArenaDep) -> dict:
 @router.post("/auth/login", summary="Sign in: an access token and a rotating refresh token")
 async def login(body: Login, request: Request, arena: ArenaDep) -> TokenPair:
     try:
-        email = normalise_email(body.email)
+        email, valid = normalise_email(body.email), True
     except ValueError:
-        email = body.email.strip().lower()
-    address = _client(request)
+        email, valid = body.email.strip().lower(), False
+    address = client_address(request)
     try:
         await arena.limiter.check(email, address)
     except RateLimited as limited:
         raise Problem(
             429, "too many failed sign-ins; try again later", headers={"Retry-After": str(limited.retry_after)}
         ) from None
-    user_id = await arena.ask("email", email, "owner")
+    # An address that does not even parse owns no account, and is never made an entity id.
+    user_id = await arena.ask("email", email, "owner") if valid else None
     credentials = None
     if user_id is not None:
         try:
@@ -145,13 +161,22 @@ async def login(body: Login, request: Request, arena: ArenaDep) -> TokenPair:
             credentials = None
     if not await arena.passwords.verify(credentials and credentials["password_hash"], body.password):
         await arena.limiter.failed(email, address)
+        known = user_id if credentials is not None else None
+        if known is not None:  # a made-up account writes nothing; a real one's failures are its security events
+            await audit(arena, "auth.login_failed", subject=known, address=address)
+        try:
+            await arena.limiter.check(email, address)
+        except RateLimited as limited:  # this failure locked the account or the address
+            await audit(arena, "auth.lockout", subject=known, address=address, retry_after=limited.retry_after)
         raise Problem(401, "wrong email or password", headers={"WWW-Authenticate": "Bearer"})
     await arena.limiter.succeeded(email, address)
-    return await _issue(arena, user_id, credentials["roles"])
+    pair = await _issue(arena, user_id, credentials["roles"])
+    await audit(arena, "auth.login", actor=user_id, address=address)
+    return pair
 
 
 @router.post("/auth/refresh", summary="Trade a refresh token for a new pair (the old one stops working)")
-async def refresh(body: RefreshRequest, arena: ArenaDep) -> TokenPair:
+async def refresh(body: RefreshRequest, request: Request, arena: ArenaDep) -> TokenPair:
     try:
         presented = arena.tokens.parse_refresh(body.refresh_token)
     except InvalidToken as error:
@@ -172,7 +197,15 @@ async def refresh(body: RefreshRequest, arena: ArenaDep) -> TokenPair:
         credentials = await arena.ask("account", presented.user_id, "credentials")
     except NotFound:
         raise Problem(401, "the refresh token is not valid") from None
-    if outcome == "reused":
+    if outcome == "reused":  # stolen: whoever holds its access tokens loses them too
+        await end_sessions(arena, presented.user_id, sid=presented.family)
+        await audit(
+            arena,
+            "auth.refresh_reused",
+            subject=presented.user_id,
+            address=client_address(request),
+            session=presented.family,
+        )
         raise Problem(401, "this refresh token was already used; its session is revoked, sign in again")
     if outcome != "ok":
         raise Problem(401, "the refresh token expired; sign in again")
@@ -181,20 +214,24 @@ async def refresh(body: RefreshRequest, arena: ArenaDep) -> TokenPair:
 
 
 @router.post("/auth/logout", status_code=204, summary="Sign out: revoke this session's tokens")
-async def logout(caller: CallerDep, arena: ArenaDep) -> Response:
+async def logout(caller: CallerDep, request: Request, arena: ArenaDep) -> Response:
     await arena.ask("account", caller.id, "close_session", {"family": caller.family})
-    await arena.revocations.revoke_token(caller.jti, max(1.0, caller.expires - time.time()))
+    await end_sessions(arena, caller.id, sid=caller.family)
+    await audit(arena, "auth.logout", actor=caller.id, address=client_address(request), session=caller.family)
     return Response(status_code=204)
 
 
 @router.post("/auth/password", status_code=204, summary="Change the password; every session is signed out")
-async def change_password(body: PasswordChange, caller: CallerDep, arena: ArenaDep) -> Response:
+async def change_password(body: PasswordChange, caller: CallerDep, request: Request, arena: ArenaDep) -> Response:
+    address = client_address(request)
     credentials = await arena.ask("account", caller.id, "credentials")
     if not await arena.passwords.verify(credentials["password_hash"], body.current_password):
+        await audit(arena, "auth.password_change_failed", actor=caller.id, address=address)
         raise Problem(403, "the current password is wrong")
     password_hash = await arena.passwords.hash(body.new_password)
     await arena.ask("account", caller.id, "change_password", {"password_hash": password_hash})
-    await arena.revocations.revoke_user(caller.id, time.time(), arena.tokens.access_ttl)
+    await end_sessions(arena, caller.id, before=time.time())
+    await audit(arena, "auth.password_changed", actor=caller.id, address=address)
     return Response(status_code=204)
 
 
@@ -208,7 +245,10 @@ async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> di
     changes = body.model_dump(exclude_none=True)
     if "profile" in changes:
         changes["profile"] = body.profile.model_dump(exclude_unset=True)
-    return await arena.ask("account", caller.id, "update_profile", changes)
+    me = await arena.ask("account", caller.id, "update_profile", changes)
+    if "private" in changes:  # the races the athlete joined show them (or hide them) accordingly
+        await privacy_changed(arena, caller.id, me["private"])
+    return me
 
 
 @router.get("/me/export", summary="Everything Arena holds about me (data portability)")
@@ -225,4 +265,9 @@ async def profile(user_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep)
 async def set_roles(user_id: EntityId, body: Roles, caller: CallerDep, arena: ArenaDep) -> dict:
     if "admin" not in caller.roles:
         raise Problem(403, "only an admin may change roles")
-    return {"roles": await arena.ask("account", user_id, "set_roles", {"roles": body.roles})}
+    before = (await arena.ask("account", user_id, "relation", {"viewer": caller.id}))["roles"]
+    roles = await arena.ask("account", user_id, "set_roles", {"roles": body.roles})
+    if set(before) - set(roles):  # a token carries its roles: a role taken away must stop working now
+        await end_sessions(arena, user_id, before=time.time())
+    await audit(arena, "admin.roles_changed", actor=caller.id, subject=user_id, before=before, after=roles)
+    return {"roles": roles}

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors.mosquitto import PasswordFile, broker_of, device_topics, reload
-from engine.errors import NotFound
+from engine.errors import EngineError, NotFound
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.problems import Problem
 from serve.settings import Settings
 
-__all__ = ["router"]
+__all__ = ["bind_device", "router"]
 
 log = logging.getLogger(__name__)
 
@@ -88,22 +88,45 @@ async def mine(caller: CallerDep, arena: ArenaDep) -> list[dict]:
 
 @router.delete("/{device_id}", status_code=204, summary="Revoke one of my devices: it can no longer connect")
 async def revoke(device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
-    await _mine(arena, device_id, caller)
+    info = await _mine(arena, device_id, caller)
     await arena.ask("device", device_id, "revoke", {"by": caller.id})
     await _credentials(arena.settings, lambda file: file.remove(device_id))
+    await _release(arena, info["race_id"], device_id)
     return Response(status_code=204)
 
 
-@router.put("/{device_id}/race/{race_id}", summary="Send this device's telemetry to my entry in a race")
-async def bind(device_id: EntityId, race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+async def bind_device(arena: Arena, caller: Caller, device_id: str, race_id: str) -> dict:
+    """Bind one of the caller's own devices to the caller's entry in a race (both bind routes).
+
+    The device entity owns the binding: an unknown id, or someone else's device, is 404;
+    a revoked one 409. A device bound to another race moves here, and that race forgets it.
+    """
     if (await _mine(arena, device_id, caller))["revoked"]:
         raise Problem(409, "this device was revoked")
     participant = await arena.race(race_id, "bind_device", {"user_id": caller.id, "device_id": device_id})
     device = await arena.ask("device", device_id, "bind", {"by": caller.id, "race_id": race_id})
+    await _release(arena, device.pop("moved_from"), device_id)
     return {"device": device, "participant": participant}
+
+
+async def _release(arena: Arena, race_id: str | None, device_id: str) -> None:
+    """Tell a race the device no longer reports there; the device's own record already says so."""
+    if race_id is None:
+        return
+    try:
+        await arena.race(race_id, "unbind_device", {"device_id": device_id})
+    except EngineError as error:  # the device entity is the authority: a stale copy only affects notices
+        log.warning("race %s kept device %s: %s", race_id, device_id, error)
+
+
+@router.put("/{device_id}/race/{race_id}", summary="Send this device's telemetry to my entry in a race")
+async def bind(device_id: EntityId, race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
+    return await bind_device(arena, caller, device_id, race_id)
 
 
 @router.delete("/{device_id}/race", summary="Stop routing this device's telemetry to a race")
 async def unbind(device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
-    await _mine(arena, device_id, caller)
-    return await arena.ask("device", device_id, "unbind", {"by": caller.id})
+    info = await _mine(arena, device_id, caller)
+    device = await arena.ask("device", device_id, "unbind", {"by": caller.id})
+    await _release(arena, info["race_id"], device_id)
+    return device

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -11,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.inbox import NOTIFICATION_TYPES
+from serve.auth import Caller
 from serve.context import ArenaDep, CallerDep, authenticate
 from serve.pagination import Cursor, Limit, paged
 from serve.problems import Problem
@@ -20,6 +22,19 @@ __all__ = ["router"]
 router = APIRouter(tags=["notifications"])
 
 _KEEPALIVE_S = 15.0
+_RECHECK_S = 5.0  # how often an open stream re-checks its token against the revocation list
+
+
+def _ends(caller: Caller, notice: dict) -> bool:
+    """Whether a ``session_revoked`` notice from the bus concerns this stream's token."""
+    if notice.get("sid") is not None and notice["sid"] == caller.family:
+        return True
+    before = notice.get("before")
+    return isinstance(before, int | float) and caller.issued_at <= before
+
+
+def _ending(why: str) -> str:
+    return f"event: end\ndata: {json.dumps({'type': 'end', 'reason': why})}\n\n"
 
 
 class ReadMarks(BaseModel):
@@ -86,14 +101,32 @@ async def stream(
             # client that loads the inbox on "ready" instead misses nothing.
             yield 'retry: 3000\nevent: ready\ndata: {"type":"ready"}\n\n'
             iterator = subscription.__aiter__()
+            checked = time.time()
             while not await request.is_disconnected():
+                # The stream lives as long as its token: it ends when the token expires
+                # (the client reconnects with a fresh one) or its session is revoked.
+                now = time.time()
+                if now >= caller.expires:
+                    yield _ending("expired")
+                    return
+                if now - checked >= _RECHECK_S:
+                    checked = now
+                    if await arena.revocations.is_revoked(caller.jti, caller.family, caller.id, caller.issued_at):
+                        yield _ending("revoked")
+                        return
                 try:
-                    event = await asyncio.wait_for(iterator.__anext__(), _KEEPALIVE_S)
+                    wait = min(_KEEPALIVE_S, _RECHECK_S, max(0.0, caller.expires - now))
+                    event = await asyncio.wait_for(iterator.__anext__(), wait)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
                 except StopAsyncIteration:
                     return
+                if event.get("type") == "session_revoked":
+                    if _ends(caller, event):
+                        yield _ending("revoked")
+                        return
+                    continue
                 yield f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
 
     return StreamingResponse(

@@ -15,14 +15,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from actors.race import MAX_ROUTE_POINTS, RACE_KINDS, SPORTS
 from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
-from engine.errors import NotFound
+from engine.dates import EARLIEST, LATEST_SCHEDULED
+from engine.errors import EngineError, NotFound
+from serve.api.devices import bind_device
 from serve.api.workouts import publish_workout
+from serve.audit import audit
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.notify import notify
 from serve.problems import Problem
+from serve.race_privacy import PUBLIC, audience, conceal, shown
+from serve.spectators import RaceView
 
-__all__ = ["router"]
+__all__ = ["privacy_changed", "router"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/races", tags=["races"])
@@ -41,12 +46,12 @@ class RaceSettings(BaseModel):
     duration_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
     checkpoints_m: Annotated[list[Annotated[float, Field(gt=0)]] | None, Field(max_length=1000)] = None
     start_mode: Literal["mass", "rolling"] | None = None
-    start_at: Annotated[float | None, Field(gt=0)] = None
+    start_at: Annotated[float | None, Field(gt=0, le=LATEST_SCHEDULED)] = None
     start_window_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
     categories: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]] | None, Field(max_length=50)] = None
     capacity: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
-    registration_opens: float | None = None
-    registration_closes: float | None = None
+    registration_opens: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
+    registration_closes: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     route: Annotated[list[RoutePoint] | None, Field(min_length=2, max_length=MAX_ROUTE_POINTS)] = None
 
 
@@ -61,6 +66,14 @@ class Entry(BaseModel):
 
     category: Annotated[str | None, Field(max_length=40)] = None
     weight_kg: Annotated[float | None, Field(gt=20, lt=250)] = None
+
+
+class Correction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    action: Literal["disqualify", "reinstate"]
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
 class Telemetry(BaseModel):
@@ -99,11 +112,31 @@ async def recent(
     return {"items": await arena.ask("race_index", "all", "recent", {"organizer": organizer, "limit": limit})}
 
 
+def _may_see_draft(caller: Caller | None, organizer: str | None) -> bool:
+    return caller is not None and (caller.id == organizer or caller.has("admin"))
+
+
+def _private(rows: list[dict]) -> set[int]:
+    """The participants that the race marked private in ``rows`` (the mark itself is taken out)."""
+    return {row["participant"] for row in rows if row.pop("private", False)}
+
+
 async def _race(arena: Arena, race_id: str, caller: Caller | None) -> dict:
+    """The race's info; a draft exists for its organizer (and admins) alone, for everyone else it is 404."""
     info = await arena.race(race_id, "info")
-    if info["status"] == "draft" and (caller is None or caller.id != info["organizer"]):
+    if info["status"] == "draft" and not _may_see_draft(caller, info["organizer"]):
         raise NotFound("no such race")
+    corrections = info.get("corrections", [])
+    info["corrections"] = await shown(arena, caller, info["organizer"], corrections, _private(corrections))
     return info
+
+
+async def _spectate(arena: Arena, race_id: str, caller: Caller | None) -> RaceView:
+    """The spectators' cached view, with the same rule for drafts as ``_race``."""
+    view = await arena.spectators.view(race_id)
+    if view.status == "draft" and not _may_see_draft(caller, view.organizer):
+        raise NotFound("no such race")
+    return view
 
 
 @router.get("/{race_id}", summary="A race: settings, status, transitions, totals")
@@ -124,6 +157,8 @@ async def transition(
 ) -> dict:
     event = await arena.race(race_id, action, {"by": caller.id})
     await arena.ask("race_index", "all", "note", {"race_id": race_id, "status": event["status"]})
+    if action in ("finalize", "cancel"):
+        await audit(arena, f"race.{action}", actor=caller.id, race=race_id)
     if action == "finalize":
         arena.spawn(publish_results(arena, race_id), f"publishing the results of race {race_id}")
     return event
@@ -135,9 +170,25 @@ async def join(race_id: EntityId, body: Entry, caller: CallerDep, arena: ArenaDe
     message = {
         "user_id": caller.id,
         "name": me["profile"].get("display_name") or "athlete",
+        "private": bool(me.get("private")),
         **body.model_dump(exclude_none=True),
     }
-    return {"participant": await arena.race(race_id, "join", message)}
+    participant = await arena.race(race_id, "join", message)
+    await arena.ask("race_entries", caller.id, "add", {"race_id": race_id})
+    return {"participant": participant}
+
+
+async def privacy_changed(arena: Arena, user_id: str, private: bool) -> None:
+    """Tell every race the athlete joined that their profile became private or public."""
+
+    async def tell(race_id: str) -> None:
+        try:
+            await arena.race(race_id, "privacy", {"user_id": user_id, "private": private})
+        except EngineError as error:  # a race that lost the athlete (or is gone) has nothing to show
+            log.warning("race %s not told of %s's privacy: %s", race_id, user_id, error)
+
+    race_ids = await arena.ask("race_entries", user_id, "race_ids")
+    await asyncio.gather(*(tell(race_id) for race_id in race_ids))
 
 
 @router.delete("/{race_id}/athletes/me", status_code=204, summary="Withdraw from a race")
@@ -148,7 +199,7 @@ async def withdraw(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Res
 
 @router.put("/{race_id}/devices/{device_id}", summary="Bind one of my devices to my entry")
 async def bind(race_id: EntityId, device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
-    return {"participant": await arena.race(race_id, "bind_device", {"user_id": caller.id, "device_id": device_id})}
+    return await bind_device(arena, caller, device_id, race_id)
 
 
 @router.post("/{race_id}/telemetry", summary="Stream my samples (acknowledged once journaled)")
@@ -181,6 +232,7 @@ def _live_event(view, category: str, n: int) -> str:
     cached = view.events.get(key)
     if cached is None:
         board = _board(view, category, n)
+        board["entries"] = conceal(board["entries"], view.private, PUBLIC)  # one event for every viewer
         places = {e["participant"]: e["rank"] for e in board["entries"]}
         before = view.previous.events.get(key, (None, {}))[1] if view.previous is not None else {}
         board["moved"] = [p for p, rank in places.items() if before.get(p) != rank]
@@ -190,20 +242,26 @@ def _live_event(view, category: str, n: int) -> str:
 
 
 @router.get("/{race_id}/leaderboard", summary="Top N overall or in a category (spectator cache)")
-async def leaderboard(race_id: EntityId, arena: ArenaDep, category: Category = "", n: Top = 100) -> dict:
-    return _board(await arena.spectators.view(race_id), category, n)
+async def leaderboard(
+    race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep, category: Category = "", n: Top = 100
+) -> dict:
+    view = await _spectate(arena, race_id, caller)
+    board = _board(view, category, n)
+    board["entries"] = await shown(arena, caller, view.organizer, board["entries"], view.private)
+    return board
 
 
 @router.get("/{race_id}/leaderboard/rows", summary="Any window of the whole order, filtered by category or name")
 async def rows(
     race_id: EntityId,
+    caller: OptionalCallerDep,
     arena: ArenaDep,
     start: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     count: Annotated[int, Query(ge=1, le=500)] = 100,
     category: Category = "",
     q: Annotated[str, Query(max_length=80)] = "",
 ) -> dict:
-    view = await arena.spectators.view(race_id)
+    view = await _spectate(arena, race_id, caller)
     places = view.filtered(category, q) if category or q else None
     total = len(view.order) if places is None else len(places)
     return {
@@ -212,34 +270,46 @@ async def rows(
         "version": view.version,
         "total": total,
         "start": start,
-        "rows": view.rows(start, start + count, places),
+        "rows": await shown(arena, caller, view.organizer, view.rows(start, start + count, places), view.private),
     }
 
 
 @router.get("/{race_id}/leaderboard/around/{user_id}", summary="±N places around an athlete")
 async def around(
-    race_id: EntityId, user_id: EntityId, arena: ArenaDep, n: Annotated[int, Query(ge=1, le=50)] = 5
+    race_id: EntityId,
+    user_id: EntityId,
+    caller: OptionalCallerDep,
+    arena: ArenaDep,
+    n: Annotated[int, Query(ge=1, le=50)] = 5,
 ) -> dict:
-    view = await arena.spectators.view(race_id)
+    view = await _spectate(arena, race_id, caller)
     place = view.place(user_id)
-    if place is None:
-        raise Problem(404, "this athlete is not in the race")
-    return {"place": place, "entries": view.around(user_id, n)}
+    viewer = await audience(arena, caller, view.organizer) if view.private else PUBLIC
+    if place is None or (view.index_of[user_id] in view.private and not viewer.sees(user_id)):
+        raise Problem(404, "this athlete is not in the race")  # a hidden athlete is not found by their id
+    return {"place": place, "entries": conceal(view.around(user_id, n), view.private, viewer)}
 
 
 @router.get("/{race_id}/leaderboard/friends", summary="Me and the athletes I follow, in race order")
 async def friends(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
-    view = await arena.spectators.view(race_id)
+    view = await _spectate(arena, race_id, caller)
     wanted = {caller.id, *await arena.ask("account", caller.id, "ids", {"which": "following"})}
     places = sorted(p for user in wanted if (p := view.place(user)) is not None)
-    return {"entries": [row for p in places for row in view.rows(p - 1, p)]}
+    entries = [row for p in places for row in view.rows(p - 1, p)]
+    return {"entries": await shown(arena, caller, view.organizer, entries, view.private)}
 
 
 @router.get("/{race_id}/live", summary="The leaderboard as Server-Sent Events, once a tick", response_class=Response)
 async def live(
-    request: Request, race_id: EntityId, arena: ArenaDep, category: Category = "", n: Top = 100
+    request: Request,
+    race_id: EntityId,
+    caller: OptionalCallerDep,
+    arena: ArenaDep,
+    category: Category = "",
+    n: Top = 100,
 ) -> StreamingResponse:
-    _board(await arena.spectators.view(race_id), category, n)  # a 404 now, before the stream starts
+    """The public stream: private athletes are hidden in it for every viewer (each tick is encoded once)."""
+    _board(await _spectate(arena, race_id, caller), category, n)  # a 404 now, before the stream starts
 
     async def events():
         yield "retry: 2000\n\n"
@@ -263,20 +333,36 @@ async def results(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep)
     return {
         "status": info["status"],
         "official": info["status"] == "final",
-        "results": await arena.race(race_id, "results"),
+        "results": await _results(arena, race_id, caller, info),
+        "corrections": info["corrections"],
     }
+
+
+async def _results(arena: Arena, race_id: str, caller: Caller | None, info: dict) -> list[dict]:
+    rows = await arena.race(race_id, "results")
+    return await shown(arena, caller, info["organizer"], rows, _private(rows))
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A text cell that a spreadsheet would run as a formula gets a leading quote (OWASP: CSV injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
 
 
 @router.get("/{race_id}/results.csv", summary="Results as CSV", response_class=Response)
 async def results_csv(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> Response:
-    await _race(arena, race_id, caller)
-    rows = await arena.race(race_id, "results")
+    info = await _race(arena, race_id, caller)
+    rows = await _results(arena, race_id, caller, info)
     out = io.StringIO()
     columns = ["place", "name", "user_id", "category", "status", "provisional", "distance_m", "finish_s", "flags"]
     writer = csv.DictWriter(out, columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "flags": " ".join(row["flags"])})
+        writer.writerow({key: _cell(value) for key, value in {**row, "flags": " ".join(row["flags"])}.items()})
     headers = {"Content-Disposition": f'attachment; filename="race-{race_id}-results.csv"'}
     return Response(out.getvalue(), media_type="text/csv", headers=headers)
 
@@ -293,7 +379,26 @@ async def flags(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> list[d
 async def review(
     race_id: EntityId, user_id: EntityId, decision: Literal["accept", "disqualify"], caller: CallerDep, arena: ArenaDep
 ) -> dict:
-    return await arena.race(race_id, "review", {"by": caller.id, "user_id": user_id, "accept": decision == "accept"})
+    answer = await arena.race(race_id, "review", {"by": caller.id, "user_id": user_id, "accept": decision == "accept"})
+    await audit(arena, f"race.{decision}", actor=caller.id, subject=user_id, race=race_id)
+    return answer
+
+
+@router.post(
+    "/{race_id}/corrections", status_code=201, summary="Correct a final result, with a reason (its organizer)"
+)
+async def correct(race_id: EntityId, body: Correction, caller: CallerDep, arena: ArenaDep) -> dict:
+    correction = await arena.race(race_id, "correct", {"by": caller.id, **body.model_dump()})
+    await audit(
+        arena,
+        "race.correct",
+        actor=caller.id,
+        subject=body.user_id,
+        race=race_id,
+        action=body.action,
+        reason=body.reason,
+    )
+    return correction
 
 
 async def publish_results(arena: Arena, race_id: str, concurrency: int = 16) -> int:

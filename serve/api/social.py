@@ -25,6 +25,8 @@ def _not_self(caller_id: str, user_id: str, what: str) -> None:
 @router.post("/users/{user_id}/follow", summary="Follow an athlete (a private one gets a request)")
 async def follow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     _not_self(caller.id, user_id, "follow")
+    if (await arena.ask("account", caller.id, "relation", {"viewer": user_id}))["blocked"]:
+        raise Problem(409, "you blocked this athlete: unblock them first")  # no follows either way
     status = await arena.ask("account", user_id, "follow_requested", {"follower": caller.id})
     await arena.ask("account", caller.id, "now_following", {"followee": user_id, "status": status})
     kind = "follower" if status == "following" else "follow_request"

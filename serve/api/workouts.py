@@ -8,11 +8,12 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, UploadFile
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from actors.account import VISIBILITIES
 from actors.workout import MAX_COMMENT_LENGTH
 from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, ParsedWorkout, fingerprint, parse_workout_file
+from engine import dates
 from engine.errors import NotFound, Rejected
 from engine.tracks import TrackSummary, summarize
 from serve.auth import Caller
@@ -44,6 +45,16 @@ class ManualWorkout(BaseModel):
     title: Annotated[str | None, Field(max_length=120)] = None
     visibility: Visibility | None = None
     indoor: bool = False
+
+    @field_validator("start")
+    @classmethod
+    def _plausible(cls, start: datetime) -> datetime:
+        try:
+            seconds = start.timestamp()
+        except (OverflowError, ValueError):  # year 1 east of UTC is before year 1 in UTC
+            seconds = -math.inf
+        dates.recorded(seconds, "a workout's start")
+        return start
 
 
 class WorkoutEdit(BaseModel):

@@ -203,6 +203,12 @@ export function stream(makeUrl, handlers) {
     for (const [type, handler] of Object.entries(handlers)) {
       source.addEventListener(type, (event) => handler(type === "open" ? null : JSON.parse(event.data)));
     }
+    // The server ends a stream when its token expires (reopen with a fresh one) or its
+    // session is revoked (signed out elsewhere: stay closed).
+    source.addEventListener("end", (event) => {
+      source.close();
+      if (JSON.parse(event.data).reason === "expired") open();
+    });
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) setTimeout(open, 2000);
     };

@@ -1,0 +1,86 @@
+"""Operations: a public liveness answer, and the operator's view behind a token or loopback.
+
+Anyone may learn whether Arena is up (``/livez``, ``/health``: a status word, nothing
+else). What an attacker would map the deployment with (store, process and node ids,
+metrics) is for operators only: a request with ``Authorization: Bearer
+$ARENA_OPERATOR_TOKEN``, an admin's access token, or, unless turned off, a client on
+this machine's loopback (as the ingress reports it, ``serve.addresses``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+
+from fastapi import APIRouter, Request, Response
+
+from serve.addresses import client_address
+from serve.context import Arena, ArenaDep, authenticate
+from serve.metrics import render
+from serve.problems import Problem
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/livez", summary="This replica answers (for load balancers; touches nothing else)")
+async def livez() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/health", summary="Whether Arena is healthy: every host alive and its store reachable")
+async def health(arena: ArenaDep, response: Response) -> dict:
+    healthy, _ = await _hosts(arena)
+    if not healthy:
+        response.status_code = 503
+    return {"status": "ok" if healthy else "degraded"}
+
+
+@router.get("/health/details", summary="Every host and its store (operators)")
+async def health_details(request: Request, arena: ArenaDep, response: Response) -> dict:
+    await _operator(request, arena)
+    healthy, hosts = await _hosts(arena)
+    if not healthy:
+        response.status_code = 503
+    return {"status": "ok" if healthy else "degraded", "store": arena.settings.store_name, "hosts": hosts}
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics (operators)")
+async def metrics(request: Request, arena: ArenaDep) -> Response:
+    await _operator(request, arena)
+    hosts, dedicated = await asyncio.gather(arena.cluster.metrics(), arena.cluster.dedicated_hosts())
+    return Response(render(hosts, dedicated), media_type="text/plain; version=0.0.4")
+
+
+async def _hosts(arena: Arena) -> tuple[bool, list[dict]]:
+    hosts = await arena.cluster.health()
+    return all(h["alive"] and h["store"]["ok"] for h in hosts), hosts
+
+
+async def _operator(request: Request, arena: Arena) -> None:
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    expected = arena.settings.operator_token
+    if token and expected is not None and hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
+        return
+    if token:
+        try:
+            if "admin" in (await authenticate(arena, token)).roles:
+                return
+        except Problem:
+            pass
+    if arena.settings.operator_loopback and _loopback(client_address(request)):
+        return
+    raise Problem(
+        403,
+        "operators only: send Authorization: Bearer $ARENA_OPERATOR_TOKEN (or an admin's token), or ask from this machine",
+    )
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

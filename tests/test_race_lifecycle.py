@@ -1,0 +1,189 @@
+"""A race's own host lives only while the race needs it; a settled race is read from its record."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from connectors.samples import Sample, pack_samples
+from serve.context import Arena
+from tests.test_api import assert_problem
+from tests.test_races import organizer
+
+pytestmark = pytest.mark.ray
+
+RACES = 10  # in waves of WAVE, the most race hosts allowed at once
+WAVE = 10
+FIELD = 5  # athletes per race
+
+
+@pytest.fixture(scope="module")
+def settings(ray_cluster, tmp_path_factory):
+    from serve.settings import Settings
+
+    folder = tmp_path_factory.mktemp("lifecycle")
+    return Settings(
+        database_url=f"sqlite:///{folder}/arena.db",
+        namespace=f"lifecycle-{uuid.uuid4().hex[:8]}",
+        hosts=2,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        jwt_secret="x" * 48,
+        admin_emails=["chief@example.com"],
+        data_dir=folder,
+        spectator_tick=0.1,
+        snapshot_interval=0.5,
+        race_host_idle=1.0,
+        race_hosts_max=WAVE,
+        operator_token="operator-" + "x" * 32,
+    )
+
+
+def race_processes() -> int:
+    """Entity-host processes of this test session's Ray (its workers are our grandchildren)."""
+    me, count = os.getpid(), 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            title = (proc / "cmdline").read_bytes()
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            grandparent = int((Path("/proc") / str(parent) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if title.startswith(b"ray::HostActor") and grandparent == me:
+            count += 1
+    return count
+
+
+async def until(condition, what: str, limit: float = 90.0) -> None:
+    deadline = time.monotonic() + limit
+    while not await condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        await asyncio.sleep(0.25)
+
+
+async def race_hosts(arena: Arena) -> int:
+    return (await arena.cluster.dedicated_hosts())["race"]
+
+
+def no_race_hosts(arena: Arena):
+    async def check() -> bool:
+        return await race_hosts(arena) == 0
+
+    return check
+
+
+async def run_to_final(client, org: dict, name: str) -> str:
+    """A race from creation to final through the API; its field joins and streams as the MQTT hub would."""
+    arena = client.arena
+    created = await client.post(
+        "/races", json={"name": name, "sport": "run", "kind": "distance", "target_m": 100}, headers=org
+    )
+    assert created.status_code == 201, created.text
+    race_id = created.json()["id"]
+    assert (await client.post(f"/races/{race_id}/actions/open", headers=org)).status_code == 200
+    field = [{"user_id": f"{race_id[:8]}-{i}", "name": f"Runner {i}"} for i in range(FIELD)]
+    assert await arena.race(race_id, "join_many", {"athletes": field}) == list(range(FIELD))
+    assert (await client.post(f"/races/{race_id}/actions/start", headers=org)).status_code == 200
+    now = time.time()
+    samples = [Sample(seq=1, t=now, distance=100.0 + i, speed=3.0) for i in range(FIELD)]
+    users = [athlete["user_id"] for athlete in field]
+    counts = await arena.race(
+        race_id, "ingest", {"samples": pack_samples(samples, list(range(FIELD))), "athletes": users}
+    )
+    assert counts["accepted"] == FIELD
+    for action in ("end", "finalize"):
+        answer = await client.post(f"/races/{race_id}/actions/{action}", headers=org)
+        assert answer.status_code == 200, answer.text
+    return race_id
+
+
+async def read_anonymously(client, race_id: str) -> None:
+    info = await client.get(f"/races/{race_id}")
+    assert info.status_code == 200 and info.json()["status"] == "final", info.text
+    results = (await client.get(f"/races/{race_id}/results")).json()
+    assert results["official"] and [r["distance_m"] for r in results["results"]][0] == 100.0 + FIELD - 1
+    csv = await client.get(f"/races/{race_id}/results.csv")
+    assert csv.status_code == 200 and csv.text.count("\n") == FIELD + 1
+    board = (await client.get(f"/races/{race_id}/leaderboard")).json()
+    assert board["status"] == "final" and len(board["entries"]) == FIELD
+    rows = (await client.get(f"/races/{race_id}/leaderboard/rows", params={"count": 2})).json()
+    assert rows["total"] == FIELD and len(rows["rows"]) == 2
+
+
+async def test_many_races_run_to_final_and_their_processes_go_while_their_results_stay_readable(client, settings):
+    arena = client.arena
+    await until(no_race_hosts(arena), "race hosts of earlier tests to stop")
+    base = race_processes()
+    _, org = await organizer(client)
+    finished: list[str] = []
+    for wave in range(RACES // WAVE):
+        finished += await asyncio.gather(*(run_to_final(client, org, f"Race {wave}.{i}") for i in range(WAVE)))
+        await until(no_race_hosts(arena), f"the race hosts of wave {wave} to stop")
+    assert len(set(finished)) == RACES
+
+    async def back_to_base() -> bool:
+        return race_processes() == base
+
+    await until(back_to_base, "the race processes to exit")
+
+    # A replica that has never seen these races (as after a restart) reads them all anonymously.
+    fresh = Arena.build(settings)
+    client.arena = fresh
+    from serve.app import api
+
+    api.state.arena = fresh
+    try:
+        for race_id in finished:
+            await read_anonymously(client, race_id)
+    finally:
+        await fresh.spectators.close()
+    assert await race_hosts(fresh) == 0, "a read started a race host"
+    assert race_processes() == base
+
+
+async def test_a_correction_wakes_a_stopped_race_host_and_its_record_follows(client):
+    arena = client.arena
+    org_id, org = await organizer(client)
+    race_id = await run_to_final(client, org, "Corrected")
+    await until(no_race_hosts(arena), "the race host to stop")
+    loser = f"{race_id[:8]}-{FIELD - 1}"  # the leader: furthest
+    correction = await arena.race(
+        race_id, "correct", {"by": org_id, "user_id": loser, "action": "disqualify", "reason": "cut the course"}
+    )
+    assert correction["to"] == "dsq"
+    results = (await client.get(f"/races/{race_id}/results")).json()["results"]
+    assert next(r for r in results if r["user_id"] == loser)["status"] == "dsq"
+    await until(no_race_hosts(arena), "the woken race host to stop again")
+    info = (await client.get(f"/races/{race_id}")).json()
+    assert info["status"] == "final" and len(info["corrections"]) == 1
+    assert await race_hosts(arena) == 0
+
+
+async def test_past_the_cap_a_race_that_needs_a_host_waits_with_503_and_retry_after(client, settings):
+    arena = client.arena
+    _, org = await organizer(client)
+    await until(no_race_hosts(arena), "race hosts of earlier tests to stop")
+    body = {"name": "Crowded", "sport": "run", "kind": "distance", "target_m": 1000}
+    for _ in range(settings.race_hosts_max):
+        assert (await client.post("/races", json=body, headers=org)).status_code == 201
+    refused = await client.post("/races", json=body, headers=org)
+    problem = assert_problem(refused, 503)
+    assert problem["code"] == "too_many_hosts" and int(refused.headers["Retry-After"]) >= 1
+    token = settings.operator_token.get_secret_value()
+    metrics = await client.get("http://arena/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert f'arena_dedicated_hosts{{kind="race"}} {float(settings.race_hosts_max)}' in metrics.text
+
+
+def test_the_race_host_settings_are_checked():
+    from serve.settings import Settings
+
+    with pytest.raises(ValueError):
+        Settings(race_host_idle=0)
+    with pytest.raises(ValueError):
+        Settings(race_hosts_max=0)
+    assert Settings(race_host_idle=7).host_config().retire_after == 7
