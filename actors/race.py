@@ -18,10 +18,20 @@ import numpy as np
 
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
-from engine.race_board import KINDS, PROFILES, RaceBoard
+from engine.race_board import KINDS, PROFILES, SEXES, RaceBoard
 from engine.telemetry import decode
 
-__all__ = ["Race", "RaceEntries", "RaceIndex", "RaceRef", "MAX_ROUTE_POINTS", "RACE_KINDS", "SETTLED", "SPORTS", "STATUSES"]
+__all__ = [
+    "Race",
+    "RaceEntries",
+    "RaceIndex",
+    "RaceRef",
+    "MAX_ROUTE_POINTS",
+    "RACE_KINDS",
+    "SETTLED",
+    "SPORTS",
+    "STATUSES",
+]
 
 RACE_KINDS = KINDS
 SPORTS = tuple(PROFILES)
@@ -44,6 +54,7 @@ _CONFIG = (
     "registration_opens",
     "registration_closes",
     "route",
+    "fair_play",
 )
 MAX_ROUTE_POINTS = 5_000
 
@@ -58,6 +69,7 @@ def _board(config: dict) -> RaceBoard:
         checkpoints_m=config.get("checkpoints_m") or (),
         start_mode=config.get("start_mode", "mass"),
         start_window_s=config.get("start_window_s"),
+        fair_play=config.get("fair_play"),
     )
 
 
@@ -183,8 +195,8 @@ class Race(Entity):
         self._organizer(by)
         if self.status not in ("draft", "open"):
             raise Rejected(f"a {self.status} race can no longer be changed")
-        if self.athletes and {"sport", "kind", "categories"} & set(changes):
-            raise Rejected("sport, kind and categories are fixed once athletes have joined")
+        if self.athletes and {"sport", "kind", "categories", "fair_play"} & set(changes):
+            raise Rejected("sport, kind, categories and fair_play are fixed once athletes have joined")
         self.config = self._checked(changes)
         if not self.athletes:
             self.board = _board(self.config)
@@ -307,7 +319,13 @@ class Race(Entity):
         return index
 
     def _admit(
-        self, user_id: str, name: str, category: str | None, weight_kg: float | None, private: bool = False
+        self,
+        user_id: str,
+        name: str,
+        category: str | None,
+        weight_kg: float | None,
+        private: bool = False,
+        sex: str | None = None,
     ) -> int:
         index = self._index.get(user_id)
         if index is not None:
@@ -325,8 +343,11 @@ class Race(Entity):
         if categories and category not in categories:
             raise Rejected(f"category is one of {', '.join(categories)}")
         code = categories.index(category) if categories else 0
+        if sex is not None and sex not in SEXES[1:]:
+            raise Rejected(f"sex is one of {', '.join(SEXES[1:])} (it picks the W/kg caps), or absent")
         weight = np.array([weight_kg if weight_kg else np.nan], np.float32)
-        (index,) = self.board.add(1, categories=np.array([code]), weights_kg=weight)
+        sexes = np.array([SEXES.index(sex) if sex else 0])
+        (index,) = self.board.add(1, categories=np.array([code]), weights_kg=weight, sexes=sexes)
         self.athletes.append({"user_id": user_id, "name": name, "category": category})
         self._index[user_id] = index
         if private:
@@ -341,9 +362,10 @@ class Race(Entity):
         category: str | None = None,
         weight_kg: float | None = None,
         private: bool = False,
+        sex: str | None = None,
     ) -> int:
         self._require()
-        return self._admit(user_id, name, category, weight_kg, private)
+        return self._admit(user_id, name, category, weight_kg, private, sex)
 
     @update
     def join_many(self, athletes: list[dict]) -> list:
@@ -359,6 +381,7 @@ class Race(Entity):
                         athlete.get("category"),
                         athlete.get("weight_kg"),
                         athlete.get("private", False),
+                        athlete.get("sex"),
                     )
                 )
             except Rejected as refused:
@@ -598,7 +621,7 @@ class RaceRef(Entity):
         else:
             hidden.discard(index)
         view["private"] = sorted(hidden)
-        for row in self.record["results"]:
+        for row in (*self.record["results"], *self.record["info"].get("corrections", ())):
             if row["user_id"] == user_id:
                 row["private"] = private
 

@@ -48,58 +48,34 @@ Times are compared exactly as stored; a first pass sorts on a 64-bit key
 (milliseconds, millimetres) and only ties under that key are sorted again on
 the exact values.
 
-Fair play runs on each batch, per sport profile, on samples that arrive in
-order. A rule raises one flag per athlete (evidence: the values that tripped it
-and the sample time) and makes the athlete provisional until ``review``. The
-power rules keep exponential moving averages of power with time constants of 300
-and 1200 s, bias-corrected and checked once that much power time has been seen.
-They approximate the 5- and 20-minute rolling means: a steady effort reads
-exactly, a step up from a lower baseline shows ~63 % of the step after one time
-constant, so a sustained over-limit effort is flagged somewhat later than a
-rolling mean would flag it. A power of 0 counts as 0 W (coasting) once the
-device has reported power, and as absent before.
+Fair play (``engine.fair_play``) runs on each round, per sport profile, on
+samples in device order, late ones included. A rule raises one flag per athlete
+(its evidence, severity, the device time that made it conclusive and the receive
+time) and makes the athlete provisional until ``review``. The device clock is
+checked against the receive clock once per batch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from engine.fair_play import PROFILES, RULES, SEVERITY, FairPlay, SportProfile, tightened
+from engine.fair_play import columns as fair_play_columns
 from engine.telemetry import MAX_BATCH, SAMPLE_DTYPE
 
-__all__ = ["RaceBoard", "SportProfile", "PROFILES", "KINDS", "RULES", "STATES", "STATUSES"]
+__all__ = ["RaceBoard", "SportProfile", "PROFILES", "KINDS", "RULES", "SEXES", "STATES", "STATUSES"]
 
-
-@dataclass(frozen=True, slots=True)
-class SportProfile:
-    max_speed: float  # m/s, over a few seconds
-    max_accel: float  # m/s², between consecutive reported speeds
-    max_wkg_5min: float | None = None
-    max_wkg_20min: float | None = None
-    high_power_w: float | None = None  # from this power on, heart rate must respond
-    min_hr_bpm: float = 0.0  # the lowest plausible mean heart rate at high power
-
-
-PROFILES = {
-    "run": SportProfile(max_speed=12.5, max_accel=6.0),
-    "walk": SportProfile(max_speed=4.8, max_accel=3.0),
-    "ride": SportProfile(
-        max_speed=30.0, max_accel=5.0, max_wkg_5min=7.5, max_wkg_20min=6.4, high_power_w=300.0, min_hr_bpm=100.0
-    ),
-    "swim": SportProfile(max_speed=2.5, max_accel=3.0),
-    "row": SportProfile(max_speed=7.0, max_accel=6.0, high_power_w=300.0, min_hr_bpm=100.0),
-}
 
 KINDS = ("distance", "time", "course", "collective")
 STATUSES = ("dns", "racing", "finished", "dnf", "withdrawn", "dsq")
 DNS, RACING, FINISHED, DNF, WITHDRAWN, DSQ, PROVISIONAL = range(7)
 STATES = (*STATUSES, "provisional")  # what spectators see: a status, or provisional while flagged
-RULES = ("speed", "acceleration", "gps_jump", "time_regression", "seq_regression", "flat_hr", "wkg_5min", "wkg_20min")
-_BIT = {rule: np.uint16(1 << i) for i, rule in enumerate(RULES)}
+_BIT = {rule: np.uint16(1 << i) for i, rule in enumerate(RULES)}  # RULES only grows at its end: snapshots keep bits
+SEXES = ("unknown", "men", "women")  # the W/kg caps of unknown are the men's
 _COUNTS = (
     "accepted",
     "duplicates",
@@ -115,15 +91,9 @@ _COUNTS = (
 WINDOW = 64  # seqs the anti-replay mask remembers below the newest
 SKEW_S = 5.0  # a sample further in the future than this is clamped to now
 ORDER_SLACK_S = 1.0  # clock jitter tolerated before seq and time order are said to disagree
-SPEED_SPAN_S = 5.0  # distance-derived speed is measured over at least this long, to average out noise
-SPEED_STREAK = 3  # consecutive reported speeds over the limit: one GPS glitch is not a car
-ACCEL_GAP_S = 5.0  # acceleration is only judged between samples at most this far apart
-GPS_SLACK_M = 50.0  # position noise allowed on top of the fastest plausible movement
-POWER_GAP_S = 10.0  # a longer gap in the power stream counts as this long
-HR_SAMPLES = 60  # samples at high power over which heart rate must vary
-HR_FLAT_BPM = 0.5  # a heart rate whose deviation stays under this is flat
-_POWER_EMAS = (("wkg_5min", "power_5min", 300.0), ("wkg_20min", "power_20min", 1200.0))  # rule, column, tau (s)
-_COVERED = 1.0 - math.exp(-1.0) - 1e-6  # bias weight once a full time constant of power is seen
+_LEGACY = {  # fair-play columns of schema-1 snapshots that today's rules no longer keep
+    "hr_n", "hr_mean", "hr_var", "hr_power", "power_5min", "power_5min_w", "power_20min", "power_20min_w",
+}  # fmt: skip
 _MM = 2**44 - 1  # distances and times go into the coarse rank key as 44-bit milli-units
 _MAX_CHECKPOINTS = 1000
 
@@ -135,6 +105,7 @@ def _columns(lines: int) -> tuple[tuple[str, Any, float, tuple[int, ...]], ...]:
     return (
         ("category", np.int32, 0, ()),
         ("weight", np.float32, nan, ()),
+        ("sex", np.uint8, 0, ()),  # index in SEXES
         ("status", np.uint8, DNS, ()),
         ("flags", np.uint16, 0, ()),  # open fair-play flags, one bit per rule
         ("cleared", np.uint16, 0, ()),  # rules a reviewer accepted for this athlete
@@ -143,24 +114,11 @@ def _columns(lines: int) -> tuple[tuple[str, Any, float, tuple[int, ...]], ...]:
         ("last_seq", np.uint32, 0, ()),
         ("seen", np.uint64, 0, ()),  # anti-replay mask: bit k is last_seq - k
         ("last_t", np.float64, nan, ()),  # time of the newest seq; NaN: no sample yet
-        ("kin_t", np.float64, nan, ()),  # last scoring sample: its time and reported speed
-        ("kin_v", np.float32, nan, ()),
         ("d_t", np.float64, nan, ()),  # last scoring distance and its time
         ("d_last", np.float32, nan, ()),
-        ("ref_t", np.float64, nan, ()),  # where the current speed span began
-        ("ref_d", np.float32, nan, ()),
-        ("pos_t", np.float64, nan, ()),
+        ("pos_t", np.float64, nan, ()),  # last known position
         ("lat", np.float64, nan, ()),
         ("lon", np.float64, nan, ()),
-        ("over", np.uint8, 0, ()),  # consecutive reported speeds over the limit
-        ("hr_n", np.uint32, 0, ()),  # consecutive samples at high power with a heart rate
-        ("hr_mean", np.float32, 0, ()),
-        ("hr_var", np.float32, 0, ()),
-        ("hr_power", np.float32, 0, ()),
-        ("power_5min", np.float32, 0, ()),  # power EMAs (W) and their bias weights
-        ("power_5min_w", np.float32, 0, ()),
-        ("power_20min", np.float32, 0, ()),
-        ("power_20min_w", np.float32, 0, ()),
         ("distance", np.float64, 0.0, ()),  # furthest scoring distance
         ("dist_t", np.float64, inf, ()),  # when it was first reached
         ("cp", np.uint16, 0, ()),  # lines (checkpoints, finish) passed
@@ -176,12 +134,6 @@ def _interp(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, x: A
     span = x1 - x0
     safe = np.where(span > 0, span, 1.0)
     return y0 + np.where(span > 0, (x - x0) / safe, 1.0) * (y1 - y0)
-
-
-def _haversine_m(lat0: np.ndarray, lon0: np.ndarray, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
-    p0, p1 = np.radians(lat0), np.radians(lat1)
-    a = np.sin((p1 - p0) / 2) ** 2 + np.cos(p0) * np.cos(p1) * np.sin(np.radians(lon1 - lon0) / 2) ** 2
-    return 2 * 6_371_000.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def _plain(value: Any) -> Any:
@@ -208,6 +160,7 @@ class RaceBoard:
         checkpoints_m: Sequence[float] = (),
         start_mode: Literal["mass", "rolling"] = "mass",
         start_window_s: float | None = None,
+        fair_play: dict[str, float] | None = None,
     ) -> None:
         if not isinstance(capacity, int) or capacity < 0:
             raise ValueError(f"capacity must be a count of participants, not {capacity!r}")
@@ -238,7 +191,8 @@ class RaceBoard:
             lines = [float(target_m)]
         self.sport = sport
         self.kind = kind
-        self.profile = PROFILES[sport]
+        self.fair_play = dict(fair_play or {})
+        self.profile: SportProfile = tightened(PROFILES[sport], self.fair_play)
         self.target_m = None if target_m is None else float(target_m)
         self.duration_s = None if duration_s is None or kind != "time" else float(duration_s)
         self.checkpoints_m = tuple(lines) if kind == "course" else ()
@@ -246,8 +200,10 @@ class RaceBoard:
         self.start_window_s = start_window_s
         self._lines = np.asarray(lines, np.float64)
         self._size = 0
-        self._schema = _columns(len(lines))
+        self._schema = _columns(len(lines)) + fair_play_columns(self.profile)
         self._col = {name: np.full((capacity, *shape), fill, dtype) for name, dtype, fill, shape in self._schema}
+        self._rules = FairPlay(self.profile, self._col, self._raise)
+        self._now = math.nan  # the receive time of the batch being ingested
         self._flags: list[dict] = []
         self._opened: float | None = None  # start("all") time, inherited by athletes added later
         self._ended = math.inf
@@ -267,11 +223,17 @@ class RaceBoard:
     def capacity(self) -> int:
         return len(self._col["status"])
 
-    def add(self, count: int, categories: np.ndarray | None = None, weights_kg: np.ndarray | None = None) -> range:
-        """Register ``count`` athletes; returns their participant indices."""
+    def add(
+        self,
+        count: int,
+        categories: np.ndarray | None = None,
+        weights_kg: np.ndarray | None = None,
+        sexes: np.ndarray | None = None,
+    ) -> range:
+        """Register ``count`` athletes; returns their participant indices. ``sexes``: indices in ``SEXES``."""
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a number of athletes, not {count!r}")
-        extras = {"categories": categories, "weights_kg": weights_kg}
+        extras = {"categories": categories, "weights_kg": weights_kg, "sexes": sexes}
         for name, values in extras.items():
             if values is not None and np.shape(values) != (count,):
                 raise ValueError(f"{name} must hold one value per added athlete ({count}), not {np.shape(values)}")
@@ -283,6 +245,10 @@ class RaceBoard:
             self._col["category"][rows] = categories
         if weights_kg is not None:
             self._col["weight"][rows] = weights_kg
+        if sexes is not None:
+            if not np.isin(sexes, range(len(SEXES))).all():
+                raise ValueError(f"sexes are indices in {SEXES}")
+            self._col["sex"][rows] = sexes
         if self._opened is not None:
             self._col["open_t"][rows] = self._opened
             if self.start_mode == "mass":
@@ -376,9 +342,17 @@ class RaceBoard:
                 "speed": samples["speed"][chosen].astype(np.float64),
                 "hr": samples["hr"][chosen].astype(np.float64),
                 "power": samples["power"][chosen].astype(np.float64),
+                "cadence": samples["cadence"][chosen].astype(np.float64),
             }
+            self._now = float(now)
+            who = batch["p"][np.concatenate(([True], batch["p"][1:] != batch["p"][:-1]))]
+            newest = self._col["last_seq"][who]
             for rows in self._rounds(batch["p"]):
                 self._round(batch if rows is None else {k: v[rows] for k, v in batch.items()}, out)
+            c = self._col
+            who = who[(c["last_seq"][who] != newest) & (c["last_t"][who] >= c["start_t"][who])]
+            if len(who):
+                self._rules.clock(who, c["last_t"][who], c["last_seq"][who].astype(np.int64), self._now, out)
         for key, value in out.items():
             self.counts[key] += value
         return out
@@ -448,9 +422,12 @@ class RaceBoard:
             self._score_time(s, start, out)
         else:
             self._score_distance(s, start, out)
+        self._rules.check(s, new, out)
         if not new.all():
             s = {k: v[new] for k, v in s.items()}
-        self._fair_play(s, out)
+        p, ok = s["p"], s["d"] >= 0
+        c["d_t"][p] = np.where(ok, s["t"], c["d_t"][p])
+        c["d_last"][p] = np.where(ok, s["d"], c["d_last"][p])
 
     def _score_distance(self, s: dict[str, np.ndarray], start: np.ndarray, out: dict[str, int]) -> None:
         c = self._col
@@ -537,83 +514,20 @@ class RaceBoard:
             self._reached_t = float(t[by_time][np.searchsorted(running, self.target_m)])
         self._total += float(gained.sum())
 
-    def _fair_play(self, s: dict[str, np.ndarray], out: dict[str, int]) -> None:
-        c, rule = self._col, self.profile
-        p, t, d, v = s["p"], s["t"], s["d"], s["speed"]
-        ok = d >= 0
-        gap = t - c["kin_t"][p]  # NaN for an athlete's first scoring sample
-
-        has_speed = ~np.isnan(v)
-        over = c["over"][p]
-        over = np.where(has_speed, np.where(v > rule.max_speed, np.minimum(over, 254) + 1, 0), over).astype(np.uint8)
-        c["over"][p] = over
-        self._raise("speed", p, over >= SPEED_STREAK, t, out, speed=v, source="reported")
-
-        ref_t, ref_d = c["ref_t"][p], c["ref_d"][p]
-        span = t - ref_t
-        measured = ok & (span >= SPEED_SPAN_S)
-        pace = (d - ref_d) / np.where(measured, span, 1.0)
-        self._raise("speed", p, measured & (pace > rule.max_speed), t, out, speed=pace, span_s=span, source="distance")
-        moved = ok & (measured | ~(span >= 0))
-        c["ref_t"][p] = np.where(moved, t, ref_t)
-        c["ref_d"][p] = np.where(moved, d, ref_d)
-
-        close = (gap > 0) & (gap <= ACCEL_GAP_S)
-        accel = np.abs(v - c["kin_v"][p]) / np.where(close, gap, 1.0)
-        self._raise("acceleration", p, close & (accel > rule.max_accel), t, out, accel=accel, speed=v)
-
-        lat, lon = s["lat"], s["lon"]
-        placed = ~np.isnan(lat) & ~np.isnan(lon)
-        pos_t, lat0, lon0 = c["pos_t"][p], c["lat"][p], c["lon"][p]
-        hop = t - pos_t
-        judged = placed & (hop > 0)
-        metres = _haversine_m(lat0, lon0, lat, lon)
-        jumped = judged & (metres > rule.max_speed * hop + GPS_SLACK_M)
-        self._raise("gps_jump", p, jumped, t, out, metres=metres, seconds=hop, lat=lat, lon=lon)
-        c["pos_t"][p] = np.where(placed, t, pos_t)
-        c["lat"][p] = np.where(placed, lat, lat0)
-        c["lon"][p] = np.where(placed, lon, lon0)
-
-        power = s["power"]
-        if rule.max_wkg_5min is not None:
-            weight = c["weight"][p].astype(np.float64)
-            weight = np.where(weight > 0, weight, np.nan)
-            powered = (weight > 0) & ((power > 0) | (c["power_5min_w"][p] > 0))
-            step = np.clip(np.nan_to_num(gap, nan=0.0), 0.0, POWER_GAP_S)
-            limits = {"wkg_5min": rule.max_wkg_5min, "wkg_20min": rule.max_wkg_20min}
-            for name, column, tau in _POWER_EMAS:
-                keep = np.exp(-step / tau)
-                ema, seen_w = c[column][p], c[column + "_w"][p]
-                ema = np.where(powered, keep * ema + (1 - keep) * power, ema)
-                seen_w = np.where(powered, keep * seen_w + (1 - keep), seen_w)
-                c[column][p], c[column + "_w"][p] = ema, seen_w
-                wkg = ema / np.where(seen_w > 0, seen_w, 1.0) / weight
-                tripped = powered & (seen_w >= _COVERED) & (wkg > limits[name])
-                self._raise(name, p, tripped, t, out, wkg=wkg, weight_kg=weight, limit=limits[name])
-
-        if rule.high_power_w is not None:
-            hr = s["hr"]
-            high = (power >= rule.high_power_w) & (hr > 0)
-            count = c["hr_n"][p]
-            fresh = high & (count == 0)
-            alpha = 2.0 / (HR_SAMPLES + 1)
-            mean, var, load = c["hr_mean"][p], c["hr_var"][p], c["hr_power"][p]
-            diff = hr - mean
-            mean = np.where(fresh, hr, mean + alpha * diff)
-            var = np.where(fresh, 0.0, (1 - alpha) * (var + alpha * diff * diff))
-            load = np.where(fresh, power, load + alpha * (power - load))
-            count = np.where(high, count + 1, 0)
-            c["hr_n"][p], c["hr_mean"][p], c["hr_var"][p], c["hr_power"][p] = count, mean, var, load
-            spread = np.sqrt(var)
-            flat = (count >= HR_SAMPLES) & ((spread < HR_FLAT_BPM) | (mean < rule.min_hr_bpm))
-            self._raise("flat_hr", p, flat, t, out, hr_mean=mean, hr_std=spread, power_mean=load, samples=count)
-
-        c["kin_t"][p] = t
-        c["kin_v"][p] = v
-        c["d_t"][p] = np.where(ok, t, c["d_t"][p])
-        c["d_last"][p] = np.where(ok, d, c["d_last"][p])
-
-    def _raise(self, rule: str, p: np.ndarray, tripped: np.ndarray, t: np.ndarray, out: dict, **evidence: Any) -> None:
+    def _raise(
+        self,
+        rule: str,
+        p: np.ndarray,
+        tripped: np.ndarray,
+        t: np.ndarray,
+        out: dict,
+        *,
+        seq: np.ndarray | None = None,
+        since: np.ndarray | None = None,
+        window: tuple[np.ndarray, np.ndarray] | None = None,
+        **evidence: Any,
+    ) -> None:
+        """Flag ``rule`` for the athletes ``p[tripped]``: ``t`` is the device time that made it conclusive."""
         if not tripped.any():
             return
         bit = _BIT[rule]
@@ -625,8 +539,20 @@ class RaceBoard:
         c["flags"][p[hits]] |= bit
         for i in hits:
             facts = {k: _plain(v[i] if isinstance(v, np.ndarray) else v) for k, v in evidence.items()}
+            if window is not None:
+                facts["window"] = [_plain(window[0][i]), _plain(window[1][i])]
+            if seq is not None:
+                facts["seqs"] = [int(max(since[i], 0)) if since is not None else int(seq[i]), int(seq[i])]
             self._flags.append(
-                {"participant": int(p[i]), "rule": rule, "t": float(t[i]), "evidence": facts, "decision": None}
+                {
+                    "participant": int(p[i]),
+                    "rule": rule,
+                    "t": float(t[i]),
+                    "at": _plain(self._now),
+                    "severity": SEVERITY[rule],
+                    "evidence": facts,
+                    "decision": None,
+                }
             )
         out["flagged"] += len(hits)
 
@@ -907,8 +833,9 @@ class RaceBoard:
         """The whole board as msgpack-friendly values (arrays as raw bytes)."""
         n = self._size
         return {
-            "schema": 1,
+            "schema": 2,
             "sport": self.sport,
+            "fair_play": dict(self.fair_play),
             "kind": self.kind,
             "target_m": self.target_m,
             "duration_s": self.duration_s,
@@ -931,8 +858,8 @@ class RaceBoard:
 
     @classmethod
     def from_state(cls, state: dict) -> RaceBoard:
-        if not isinstance(state, dict) or state.get("schema") != 1:
-            raise ValueError("not a race board snapshot of schema 1")
+        if not isinstance(state, dict) or state.get("schema") not in (1, 2):
+            raise ValueError("not a race board snapshot of schema 1 or 2")
         board = cls(
             state["capacity"],
             sport=state["sport"],
@@ -942,11 +869,22 @@ class RaceBoard:
             checkpoints_m=state["checkpoints_m"],
             start_mode=state["start_mode"],
             start_window_s=state["start_window_s"],
+            fair_play=state.get("fair_play"),
         )
         n = state["size"]
-        if not 0 <= n <= board.capacity or set(state["columns"]) != set(board._col):
+        saved_columns = state["columns"]
+        if state["schema"] == 1:
+            # Written before fair play kept its own columns: the new ones start afresh (their
+            # windows fill again within minutes), the old power and heart-rate averages go.
+            saved_columns = {k: v for k, v in saved_columns.items() if k not in _LEGACY and k in board._col}
+            fresh = set(board._col) - set(saved_columns)
+            if not fresh <= {name for name, *_ in fair_play_columns(board.profile)} | {"sex"}:
+                raise ValueError("race board snapshot: its columns do not match this version of the board")
+        elif set(saved_columns) != set(board._col):
             raise ValueError("race board snapshot: its columns do not match this version of the board")
-        for name, saved in state["columns"].items():
+        if not 0 <= n <= board.capacity:
+            raise ValueError("race board snapshot: its columns do not match this version of the board")
+        for name, saved in saved_columns.items():
             column = board._col[name]
             if np.dtype(saved["dtype"]) != column.dtype or tuple(saved["shape"]) != (n, *column.shape[1:]):
                 raise ValueError(f"race board snapshot: column {name} has the wrong type or shape")
@@ -958,6 +896,9 @@ class RaceBoard:
         board._reached_t = state["reached_t"]
         board.counts = dict(state["counts"])
         board._flags = [{**f, "evidence": dict(f["evidence"])} for f in state["flags"]]
+        if state["schema"] == 1:
+            # kin_seq and the fair-play clock resume from the delivery state
+            board._col["kin_seq"][:n] = board._col["last_seq"][:n]
         return board
 
     def memory_bytes(self) -> int:

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -18,53 +19,131 @@ __all__ = ["main"]
 log = logging.getLogger("arena")
 
 
+_START_ATTEMPTS = 3
+_START_ADVICE = (
+    "What to do: run it again once the machine is less busy; if it keeps failing, look at Ray's logs "
+    "(/tmp/ray/session_latest/logs, files serve/* and *haproxy*), check that nothing else listens on the "
+    "port (arena run --port), or give a slow machine more time (RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S, "
+    "RAY_SERVE_HAPROXY_STARTUP_TIMEOUT_S) or try ARENA_INGRESS=proxy."
+)
+
+
 def _run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from serve.app import build
-    from serve.ingress import prepare_local_ray
+    from serve.ingress import prepare_local_ray, remove_folder
     from serve.settings import Settings
 
     overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
-    if settings.ray_address in (None, "local"):
-        prepare_local_ray(settings.ingress)
-    ray.init(
-        address=settings.ray_address,
-        num_cpus=settings.num_cpus,
-        namespace=settings.namespace,
-        include_dashboard=args.dashboard,
-        configure_logging=False,
-        log_to_driver=args.verbose,
-    )
-    # From here on Ctrl-C means "stop cleanly", even while the app is still deploying.
+    local = settings.ray_address in (None, "local")
+    folder = None
+    if local:
+        folder = prepare_local_ray(
+            settings.ingress, stats_port=settings.haproxy_stats_port, metrics_port=settings.haproxy_metrics_port
+        )
+    # From the start Ctrl-C means "stop cleanly", even while Ray and the app are still coming up.
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
-    serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
-    serve.run(build(settings), name="arena", route_prefix="/")
-    url = f"http://{settings.http_host}:{settings.http_port}"
-    print(f"Arena is running at {url}  (store: {settings.store_name}; health: {url}/health; Ctrl-C stops)", flush=True)
-    print(f"Pages: {url}/ (races)  {url}/organizer  {url}/me  {url}/login", flush=True)
-    demo = _start_demo(settings, url, args.demo_athletes) if args.demo else None
-
-    stopping.wait()
-    if demo is not None:
-        demo()
-
-    print("Stopping: snapshotting entities…", flush=True)
-    gateway = serve.get_deployment_handle("gateway", app_name="arena")
     try:
-        gateway.stop_hosts.remote().result(timeout_s=60)
-    except Exception as error:  # the hosts' journal already holds every acknowledged fact
-        log.warning("hosts did not stop cleanly: %s", error)
-    serve.delete("arena")
-    if settings.ray_address in (None, "local"):  # our own local Ray: take it down with us
-        serve.shutdown()
-        ray.shutdown()
+        failure = _start(settings, args, stopping)
+        if failure is not None:
+            print(failure, file=sys.stderr, flush=True)
+            return 0 if stopping.is_set() else 1
+        url = f"http://{settings.http_host}:{settings.http_port}"
+        print(
+            f"Arena is running at {url}  (store: {settings.store_name}; health: {url}/health; Ctrl-C stops)",
+            flush=True,
+        )
+        print(f"Pages: {url}/ (races)  {url}/organizer  {url}/me  {url}/login", flush=True)
+        demo = _start_demo(settings, url, args.demo_athletes) if args.demo else None
+
+        stopping.wait()
+        if demo is not None:
+            demo()
+
+        print("Stopping: snapshotting entities…", flush=True)
+        gateway = serve.get_deployment_handle("gateway", app_name="arena")
+        try:
+            gateway.stop_hosts.remote().result(timeout_s=60)
+        except Exception as error:  # the hosts' journal already holds every acknowledged fact
+            log.warning("hosts did not stop cleanly: %s", error)
+        serve.delete("arena")
+    finally:
+        if local and ray.is_initialized():  # our own local Ray: take it down with us
+            try:
+                serve.shutdown()
+            except Exception as error:
+                log.warning("Serve did not shut down cleanly: %s", _first_line(error))
+            ray.shutdown()
+        remove_folder(folder)
     print("Arena stopped.", flush=True)
     return 0
+
+
+def _start(settings, args: argparse.Namespace, stopping: threading.Event) -> str | None:
+    """Start Ray, Serve and the API, waiting for and retrying what comes up slowly; None once the API
+    answers, else what failed and what to do (never a traceback)."""
+    import ray
+    from ray import serve
+
+    from serve.app import build
+
+    try:
+        ray.init(
+            address=settings.ray_address,
+            num_cpus=settings.num_cpus,
+            namespace=settings.namespace,
+            include_dashboard=args.dashboard,
+            configure_logging=False,
+            log_to_driver=args.verbose,
+        )
+    except Exception as error:
+        return f"Arena could not start: Ray did not start: {_first_line(error)}\n{_START_ADVICE}"
+    url = f"http://{settings.http_host}:{settings.http_port}"
+    for attempt in range(1, _START_ATTEMPTS + 1):
+        step = "starting Ray Serve and its HTTP ingress"
+        try:
+            serve.start(http_options={"host": settings.http_host, "port": settings.http_port})
+            step = "deploying the API"
+            serve.run(build(settings), name="arena", route_prefix="/")
+            step = f"waiting for the API to answer at {url}"
+            _wait_answering(f"{url}/livez", stopping, seconds=60 * attempt)
+            return None
+        except Exception as error:
+            if stopping.is_set():
+                return "Stopped while starting."
+            if attempt == _START_ATTEMPTS:
+                return f"Arena could not start: {step} failed: {_first_line(error)}\n{_START_ADVICE}"
+            log.warning("%s failed (attempt %d of %d): %s; retrying", step, attempt, _START_ATTEMPTS, _first_line(error))
+            try:  # start again from a clean Serve: a half-started one keeps its broken ingress
+                serve.shutdown()
+            except Exception as failure:
+                log.warning("Serve did not shut down cleanly: %s", _first_line(failure))
+            if stopping.wait(5 * attempt):
+                return "Stopped while starting."
+    return None
+
+
+def _wait_answering(url: str, stopping: threading.Event, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no answer in {seconds:.0f} s: {error}") from None
+        if stopping.wait(0.5):
+            raise InterruptedError("stopped")
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def _start_demo(settings, url: str, athletes: int):
@@ -86,7 +165,7 @@ def _start_demo(settings, url: str, athletes: int):
 
     def halt() -> None:
         loop.call_soon_threadsafe(stop.set)
-        thread.join(timeout=10)
+        thread.join(timeout=60)  # the race under way is ended and made final first
 
     return halt
 

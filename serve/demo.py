@@ -4,7 +4,10 @@ The organizer and one athlete you can sign in as are real accounts, made through
 their passwords are kept in ``DATA_DIR/demo.json`` so a restart finds them again. The
 simulated field joins in one message and streams one telemetry batch a second straight
 into the race (as the MQTT hub does), so the demo needs neither a broker nor hundreds of
-password hashes. When a race is over the next one starts.
+password hashes. When everyone is home the race is ended, its cheater disqualified and its
+results made final (published into the athletes' workouts), and the next one starts; a
+stopping ``arena run`` does the same with the race under way, and a run that was killed
+leaves it to the next start. Races are numbered on across runs.
 """
 
 from __future__ import annotations
@@ -165,22 +168,43 @@ class DemoRace:
                 f"Demo accounts (passwords in {self.file}): organizer {ORGANIZER_EMAIL} / "
                 f"{organizer_password}, athlete {RUNNER_EMAIL} / {runner_password}"
             )
-            lap = 0
+            if state.get("race"):  # left live by an `arena run` that was killed: results first
+                await self._close(http, state, state["race"])
             while not stop.is_set():
-                lap += 1
                 try:
-                    await self._one_race(http, arena, state, runner_id, lap, stop)
+                    await self._one_race(http, arena, state, runner_id, stop)
                 except (httpx.HTTPError, EngineError) as error:
                     log.warning("demo race: %s; starting another in 5 s", error)
                     await _sleep(stop, 5)
         await arena.spectators.close()
 
+    async def _close(self, http: httpx.AsyncClient, state: dict, race_id: str) -> None:
+        """End the race as an organizer would (whoever is still out is DNF), disqualify the flagged
+        (the demo's cheater) and finalize it: results go into the athletes' workouts and feeds."""
+        headers = await self._bearer(http, state["organizer"]["email"], state["organizer"]["password"])
+        info = await http.get(f"/races/{race_id}", headers=headers)
+        status = info.json()["status"] if info.status_code == 200 else "gone"
+        if status in ("draft", "open"):
+            (await http.post(f"/races/{race_id}/actions/cancel", headers=headers)).raise_for_status()
+        elif status in ("live", "finished"):
+            if status == "live":
+                (await http.post(f"/races/{race_id}/actions/end", headers=headers)).raise_for_status()
+            flags = await http.get(f"/races/{race_id}/flags", headers=headers)
+            flags.raise_for_status()
+            for flag in flags.json():
+                if flag["decision"] is None:
+                    decided = await http.post(f"/races/{race_id}/flags/{flag['user_id']}/disqualify", headers=headers)
+                    decided.raise_for_status()
+            (await http.post(f"/races/{race_id}/actions/finalize", headers=headers)).raise_for_status()
+            self.announce(f"Demo race final, results published: {self.url}/races/{race_id}")
+        state["race"] = None
+        self._save(state)
+
     async def _one_race(
-        self, http: httpx.AsyncClient, arena: Arena, state: dict, runner_id: str, lap: int, stop: asyncio.Event
+        self, http: httpx.AsyncClient, arena: Arena, state: dict, runner_id: str, stop: asyncio.Event
     ) -> None:
         headers = await self._bearer(http, state["organizer"]["email"], state["organizer"]["password"])
-        if state.get("race"):  # a demo race left running by the last `arena run`: end it
-            await http.post(f"/races/{state['race']}/actions/end", headers=headers)
+        lap = state["races"] = state.get("races", 0) + 1  # numbered on from the last run's
         body = {
             "name": f"Demo {self.distance_m / 1000:g} km #{lap}",
             "sport": "run",
@@ -220,10 +244,14 @@ class DemoRace:
             if everyone_home or now - started > 3 * 3600:
                 break
             await _sleep(stop, max(0.0, 1.0 - (time.time() - now)))
-        await http.post(f"/races/{race_id}/actions/end", headers=headers)
-        state["race"] = None
-        self._save(state)
-        await _sleep(stop, 30)  # the finished board stays on screen a while
+        await self._close(http, state, race_id)  # also when `arena run` is stopping: never left live
+        if stop.is_set():  # results are published in the background: let them land before the hosts stop
+            runner = await self._bearer(http, state["runner"]["email"], state["runner"]["password"])
+            for _ in range(30):
+                if (await http.get(f"/workouts/{race_id}-{self.athletes - 1}", headers=runner)).status_code == 200:
+                    break
+                await asyncio.sleep(0.5)
+        await _sleep(stop, 30)  # the final board stays on screen a while
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

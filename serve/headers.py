@@ -45,6 +45,8 @@ _ALWAYS = [
     ),
     (b"cache-control", b"no-store"),  # personal data stays out of shared caches; pages and streams set their own
 ]
+_FOR_PAGES = [(b"content-security-policy", PAGE_POLICY.encode()), *_ALWAYS]
+_FOR_THE_REST = [(b"content-security-policy", API_POLICY.encode()), *_ALWAYS]
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -74,8 +76,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in headers)
-                policy = (PAGE_POLICY if html else API_POLICY).encode()
-                message["headers"] = _merged(headers, [(b"content-security-policy", policy), *_ALWAYS], https)
+                message["headers"] = _merged(headers, _FOR_PAGES if html else _FOR_THE_REST, https)
             await send(message)
 
         await self.app(scope, receive, secured)

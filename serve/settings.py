@@ -75,9 +75,21 @@ class Settings(BaseSettings):
         default_factory=list, description="addresses that get the admin role when they register (JSON list)"
     )
     data_dir: Path = Field(Path("data"), description="where the embedded store and generated secrets live")
-    replicas: int = Field(1, ge=1, le=256, description="API replicas (Serve deployment gateway)")
+    replicas: int = Field(
+        default_factory=lambda: 2 if (os.cpu_count() or 1) >= 2 else 1,
+        ge=1,
+        le=256,
+        description="API replicas (Serve deployment gateway); two where there are two cores, so losing one "
+        "costs only its requests in flight",
+    )
     ingress: Literal["haproxy", "proxy"] = Field(
         "haproxy", description="HTTP in front of the API replicas of a local Ray (docs/ingress.md)"
+    )
+    haproxy_stats_port: int = Field(
+        8404, ge=0, le=65535, description="HAProxy's stats page, on loopback only; 0 (or taken): a free port"
+    )
+    haproxy_metrics_port: int = Field(
+        9101, ge=0, le=65535, description="HAProxy's Prometheus exporter, on loopback only; 0 (or taken): a free port"
     )
     replica_requests: int = Field(
         10_000, ge=1, description="requests (live streams included) one API replica holds at once; then 503"
@@ -102,7 +114,8 @@ class Settings(BaseSettings):
         description="comma-separated overrides of single limits: policy.account=COUNT/SECONDS, policy.address=off",
     )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="comma-separated origins (https://app.example) that may call the API from a browser; none: "
+        (),
+        description="comma-separated origins (https://app.example) that may call the API from a browser; none: "
         "same-origin only",
     )
     https: bool = Field(False, description="clients reach Arena over HTTPS only: send Strict-Transport-Security")

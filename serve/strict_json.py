@@ -2,7 +2,7 @@
 
 Python's ``json`` reads ``NaN``, ``Infinity`` and ``"\\ud800"``, and pydantic passes them on
 to fail later where they cannot be encoded (msgpack to an entity, a JSON answer): a 500 from
-client input. A body without one of those markers, the common case, costs a few ``bytes.find``.
+client input. A body without ``N``, ``I`` or a backslash (a telemetry batch) costs three memchr.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ def _is_json(scope: Scope) -> bool:
 
 def _lenient_only(body: bytes) -> str | None:
     """Why this body is not strict JSON although Python reads it, or None."""
+    if b"N" not in body and b"I" not in body and b"\\" not in body:  # one memchr each: most bodies stop here
+        return None
     if not any(marker in body for marker in _MARKERS):
         return None
     try:

@@ -140,7 +140,10 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Policy]:
         name, scope = found["policy"], found["scope"]
         if name not in POLICIES:
             raise ValueError(f"ARENA_RATE_LIMITS: no policy {name!r}; one of {', '.join(POLICIES)}")
-        rate = None if found["off"] else Rate(int(found["count"]), int(found["seconds"]))
+        try:
+            rate = None if found["off"] else Rate(int(found["count"]), int(found["seconds"]))
+        except ValueError as error:
+            raise ValueError(f"ARENA_RATE_LIMITS: {item!r}: {error}") from None
         changed[name] = replace(changed.get(name, POLICIES[name]), **{scope: rate})
     return changed
 
@@ -277,10 +280,12 @@ class Throttle:
 
     policies: dict[str, Policy]
     counters: Counters
+    namespace: str = "arena"  # two deployments on one Redis count apart
 
     @classmethod
     def build(cls, settings: Settings) -> Throttle:
-        return cls(policies(settings.rate_limit_scale, settings.rate_limits), counters(settings.redis_url))
+        table = policies(settings.rate_limit_scale, settings.rate_limits)
+        return cls(table, counters(settings.redis_url), settings.namespace)
 
     async def check(self, name: str, address: str, account: Callable[[], str | None]) -> None:
         """Count a request under policy ``name``; a 429 problem when it is one too many.
@@ -292,9 +297,9 @@ class Throttle:
             return
         keys: list[tuple[str, Rate]] = []
         if policy.address is not None:
-            keys.append((f"arena:rl:{name}:addr:{address_key(address)}", policy.address))
+            keys.append((f"{self.namespace}:rl:{name}:addr:{address_key(address)}", policy.address))
         if policy.account is not None and (who := account()) is not None:
-            keys.append((f"arena:rl:{name}:acct:{who}", policy.account))
+            keys.append((f"{self.namespace}:rl:{name}:acct:{who}", policy.account))
         if keys and (retry_after := await self.counters.hit(keys)) is not None:
             raise Problem(
                 429,

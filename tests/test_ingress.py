@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from loadtest.server import free_port
 from serve import ingress
 
 
@@ -25,7 +28,7 @@ def clean_env(monkeypatch):
 
 
 def test_haproxy_ingress_sets_serves_switches_and_the_workers_niceness(clean_env):
-    ingress.prepare_local_ray("haproxy")
+    ingress.remove_folder(ingress.prepare_local_ray("haproxy"))
     assert os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
     assert os.environ["RAY_worker_niceness"] == "0"
@@ -35,7 +38,7 @@ def test_haproxy_ingress_sets_serves_switches_and_the_workers_niceness(clean_env
 def test_an_explicit_environment_wins(clean_env):
     clean_env.setenv("RAY_SERVE_HAPROXY_NBTHREAD", "8")
     clean_env.setenv("RAY_worker_niceness", "5")
-    ingress.prepare_local_ray("haproxy")
+    ingress.remove_folder(ingress.prepare_local_ray("haproxy"))
     assert os.environ["RAY_SERVE_HAPROXY_NBTHREAD"] == "8"
     assert os.environ["RAY_worker_niceness"] == "5"
 
@@ -76,3 +79,40 @@ def test_an_orphaned_haproxy_is_stopped_and_a_running_one_is_not(tmp_path):
     finally:
         owned.kill()
         owned.wait()
+
+
+def test_haproxy_keeps_its_files_in_a_folder_of_its_own_that_goes_when_it_stops(clean_env):
+    folder = ingress.prepare_local_ray("haproxy")
+    assert folder.is_dir() and folder.name == f"arena-hx-{os.getpid()}"
+    for name in ("CONFIG_FILE_LOC", "SOCKET_PATH", "SERVER_STATE_FILE", "METRICS_SOCKET_PATH", "BINARY_PATH"):
+        assert os.environ[f"RAY_SERVE_HAPROXY_{name}"].startswith(f"{folder}/")
+    # Serve puts a 56-character node id between the folder and HAProxy's sockets: 97 characters at most.
+    assert len(f"{folder}/{'n' * 56}/metrics.sock") <= 97
+    assert os.access(os.environ["RAY_SERVE_HAPROXY_BINARY_PATH"], os.X_OK)
+    ingress.remove_folder(folder)
+    assert not folder.exists()
+
+
+def test_a_folder_left_by_a_killed_run_is_removed_and_a_live_ones_is_not(clean_env, tmp_path):
+    dead = Path("/tmp") / "arena-hx-999999999"
+    live = Path("/tmp") / f"arena-hx-{os.getppid()}"
+    dead.mkdir(exist_ok=True)
+    live.mkdir(exist_ok=True)
+    try:
+        ingress._remove_orphaned_folders()
+        assert not dead.exists() and live.exists()
+    finally:
+        ingress.remove_folder(live)
+        ingress.remove_folder(dead)
+
+
+def test_operator_ports_are_the_configured_ones_or_free_ones_when_taken(clean_env):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        free = free_port()
+        folder = ingress.prepare_local_ray("haproxy", stats_port=busy, metrics_port=free)
+        ingress.remove_folder(folder)
+    assert os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] == str(free)
+    assert int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"]) not in (busy, 0)

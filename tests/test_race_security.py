@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from engine.errors import Forbidden, Rejected
 from serve.api.races import _cell
 from serve.race_privacy import PRIVATE_NAME
 from tests.test_api import assert_problem, signup
@@ -51,6 +52,8 @@ async def _final_race(client) -> tuple[str, str, dict, dict]:
     await _run(client, race_id, athletes["First"][1], 240)
     await _run(client, race_id, athletes["Second"][1], 280)
     assert (await client.post(f"/races/{race_id}/actions/end", headers=org)).json()["status"] == "finished"
+    for flag in (await client.get(f"/races/{race_id}/flags", headers=org)).json():  # fair play is not tested here
+        await client.post(f"/races/{race_id}/flags/{flag['user_id']}/accept", headers=org)
     assert (await client.post(f"/races/{race_id}/actions/finalize", headers=org)).json()["status"] == "final"
     return race_id, org, athletes, await _places(client, race_id)
 
@@ -85,6 +88,8 @@ async def test_a_draft_race_is_not_found_on_any_read_or_write_for_anyone_but_its
         for headers in ({}, stranger):
             assert_problem(await client.get(f"/races/{race_id}{path}", headers=headers), 404, "no such race")
     assert_problem(await client.get(f"/races/{race_id}/leaderboard/friends", headers=stranger), 404)
+    assert_problem(await client.get(f"/races/{race_id}/flags", headers=stranger), 404)
+    assert_problem(await client.patch(f"/races/{race_id}", json={"name": "Mine"}, headers=stranger), 404)
     # Writes do not tell a draft exists either (no 403 "organizer", no 409 "the race is draft").
     assert_problem(await client.post(f"/races/{race_id}/athletes", json={}, headers=stranger), 404)
     assert_problem(await client.post(f"/races/{race_id}/actions/open", headers=stranger), 404)
@@ -340,15 +345,70 @@ async def test_a_private_athlete_is_hidden_from_everyone_who_may_not_see_the_pro
     assert (await client.post(f"/races/{race_id}/corrections", json=correction, headers=org)).status_code == 201
     for path in ("", "/results"):
         assert not leaks((await client.get(f"/races/{race_id}{path}")).text)
+    correction = {"user_id": public_id, "action": "disqualify", "reason": "no bib"}
+    assert (await client.post(f"/races/{race_id}/corrections", json=correction, headers=org)).status_code == 201
+    assert public_id in (await client.get(f"/races/{race_id}")).text
 
     # Privacy follows the profile: made public, the name shows; a public athlete gone private is hidden.
     assert (await client.patch("/me", json={"private": False}, headers=private)).json()["private"] is False
     assert (await client.patch("/me", json={"private": True}, headers=public)).json()["private"] is True
     results = (await client.get(f"/races/{race_id}/results")).text
     assert secret in results and public_id not in results and "Open Runner" not in results
+    assert public_id not in (await client.get(f"/races/{race_id}")).text  # its correction too
 
     async def spectators_caught_up() -> bool:
         text = (await client.get(f"/races/{race_id}/leaderboard/rows")).text
         return secret in text and "Open Runner" not in text
 
     await _eventually(spectators_caught_up, "the spectators' view did not follow the privacy change")
+
+
+# -- the rules without Ray -----------------------------------------------------
+
+
+async def test_corrections_and_private_marks_come_back_from_the_snapshot(tmp_path):
+    from tests.test_race_entity import RIDE, make_host
+
+    host = make_host(tmp_path)
+    await host.start()
+    await host.ask("race", "r", "create", {"organizer": "org", "config": RIDE})
+    await host.ask("race", "r", "open", {"by": "org"})
+    await host.ask("race", "r", "join", {"user_id": "u1", "name": "One", "private": True})
+    await host.ask("race", "r", "join", {"user_id": "u2", "name": "Two"})
+    for action in ("start", "end", "finalize"):
+        await host.ask("race", "r", action, {"by": "org"})
+    with pytest.raises(Rejected):
+        await host.ask("race", "r", "withdraw", {"user_id": "u2"})
+    with pytest.raises(Forbidden):
+        await host.ask("race", "r", "correct", {"by": "u1", "user_id": "u2", "action": "disqualify", "reason": "x"})
+    await host.ask("race", "r", "correct", {"by": "org", "user_id": "u2", "action": "disqualify", "reason": "cut"})
+    await host.stop()
+
+    again = make_host(tmp_path)
+    await again.start()
+    info = await again.ask("race", "r", "info")
+    assert [(c["user_id"], c["to"], c["reason"]) for c in info["corrections"]] == [("u2", "dsq", "cut")]
+    assert (await again.ask("race", "r", "view"))["private"] == [0]
+    back = {"by": "org", "user_id": "u2", "action": "reinstate", "reason": "appeal"}
+    assert (await again.ask("race", "r", "correct", back))["to"] == "dns"  # what they were before
+    await again.stop()
+
+
+def test_a_hidden_athlete_is_concealed_by_name_and_id_and_never_matched_by_search():
+    import numpy as np
+
+    from serve.race_privacy import Audience, conceal
+    from serve.spectators import RaceView
+
+    view = RaceView(
+        "r", 1, "live", 0.0, {}, ["Ann Secret", "Bob Open"], ["ann", "bob"],
+        np.array([0, 1], np.uint32), np.array([10, 5], np.float32), {}, {"ann": 0, "bob": 1}, set(),
+        private={0},
+    )  # fmt: skip
+    assert view.filtered(text="secret").tolist() == [] and view.filtered(text="bob").tolist() == [1]
+    rows = view.rows(0, 2)
+    public = conceal(rows, view.private, Audience())
+    assert [(r["user_id"], r["name"]) for r in public] == [("private-0", PRIVATE_NAME), ("bob", "Bob Open")]
+    assert rows[0]["name"] == "Ann Secret"  # the cached rows are not changed
+    for viewer in (Audience(everyone=True), Audience(known=frozenset({"ann"}))):
+        assert conceal(rows, view.private, viewer) == rows

@@ -188,8 +188,10 @@ async def test_only_the_organizer_runs_the_race_and_drafts_are_hidden(client):
     race_id = created.json()["id"]
     _, other = await signup(client, "Other")
     assert_problem(await client.get(f"/races/{race_id}", headers=other), 404)
-    assert_problem(await client.post(f"/races/{race_id}/actions/open", headers=other), 403, "organizer")
+    assert_problem(await client.post(f"/races/{race_id}/actions/open", headers=other), 404)  # a draft is hidden
     assert_problem(await client.post(f"/races/{race_id}/actions/start", headers=org), 409, "cannot become live")
+    assert (await client.post(f"/races/{race_id}/actions/open", headers=org)).json()["status"] == "open"
+    assert_problem(await client.post(f"/races/{race_id}/actions/start", headers=other), 403, "organizer")
     assert (await client.post(f"/races/{race_id}/actions/cancel", headers=org)).json()["status"] == "cancelled"
     assert_problem(await client.post(f"/races/{race_id}/actions/open", headers=org), 409)
 

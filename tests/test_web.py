@@ -161,7 +161,8 @@ def test_an_organizer_runs_a_race_from_the_console_while_the_live_page_follows_i
         )
         assert joined.status_code == 201, joined.text
     cheater, hostile, lost = athletes[:3]
-    device = client.http.put(f"/races/{race_id}/devices/watch-{lost['id'][:8]}", headers=lost["headers"])
+    watch = client.http.post("/devices", json={"name": "Watch", "model": "W1"}, headers=lost["headers"]).json()["id"]
+    device = client.http.put(f"/races/{race_id}/devices/{watch}", headers=lost["headers"])
     assert device.status_code == 200, device.text
 
     console.click("[data-action=start]")
@@ -183,7 +184,7 @@ def test_an_organizer_runs_a_race_from_the_console_while_the_live_page_follows_i
 
         # A device goes silent: its athlete is marked, and the dots follow whoever is followed.
         swarm.silence(lost["id"])
-        on_loop(_signal_lost(race_id, f"watch-{lost['id'][:8]}"))
+        on_loop(_signal_lost(race_id, watch))
         live.wait_for_selector(f".row[data-user='{lost['id']}'] .badge.lost", timeout=20_000)
         live.click(f".row[data-user='{athletes[3]['id']}']")
         live.wait_for_selector("#followed-row")

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.race import SETTLED
 from connectors.mosquitto import PasswordFile, broker_of, device_topics, reload
 from engine.errors import EngineError, NotFound
 from serve.auth import Caller
@@ -114,6 +115,8 @@ async def _release(arena: Arena, race_id: str | None, device_id: str) -> None:
     if race_id is None:
         return
     try:
+        if (await arena.ask("race_ref", race_id, "state"))["status"] in SETTLED:
+            return  # a settled race routes nothing; waking its host to forget a device would cost a process
         await arena.race(race_id, "unbind_device", {"device_id": device_id})
     except EngineError as error:  # the device entity is the authority: a stale copy only affects notices
         log.warning("race %s kept device %s: %s", race_id, device_id, error)

@@ -24,7 +24,7 @@ from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.notify import notify
 from serve.problems import Problem
-from serve.race_privacy import PUBLIC, audience, conceal, shown
+from serve.race_privacy import PUBLIC, Audience, audience, conceal, shown
 from serve.spectators import RaceView
 
 __all__ = ["privacy_changed", "router"]
@@ -44,7 +44,7 @@ class RaceSettings(BaseModel):
     kind: Literal[RACE_KINDS] | None = None  # type: ignore[valid-type]
     target_m: Annotated[float | None, Field(gt=0, le=10_000_000)] = None
     duration_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
-    checkpoints_m: Annotated[list[Annotated[float, Field(gt=0)]] | None, Field(max_length=1000)] = None
+    checkpoints_m: Annotated[list[Annotated[float, Field(gt=0, le=10_000_000)]] | None, Field(max_length=1000)] = None
     start_mode: Literal["mass", "rolling"] | None = None
     start_at: Annotated[float | None, Field(gt=0, le=LATEST_SCHEDULED)] = None
     start_window_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
@@ -296,7 +296,9 @@ async def friends(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict
     wanted = {caller.id, *await arena.ask("account", caller.id, "ids", {"which": "following"})}
     places = sorted(p for user in wanted if (p := view.place(user)) is not None)
     entries = [row for p in places for row in view.rows(p - 1, p)]
-    return {"entries": await shown(arena, caller, view.organizer, entries, view.private)}
+    # Whom I follow is in hand: a private athlete is among them only once they approved me.
+    viewer = Audience(everyone=caller.id == view.organizer or caller.has("admin"), known=frozenset(wanted))
+    return {"entries": conceal(entries, view.private, viewer)}
 
 
 @router.get("/{race_id}/live", summary="The leaderboard as Server-Sent Events, once a tick", response_class=Response)
@@ -369,7 +371,7 @@ async def results_csv(race_id: EntityId, caller: OptionalCallerDep, arena: Arena
 
 @router.get("/{race_id}/flags", summary="Fair-play flags with their evidence (its organizer)")
 async def flags(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> list[dict]:
-    info = await arena.race(race_id, "info")
+    info = await _race(arena, race_id, caller)  # a draft's flags are as hidden as the draft
     if info["organizer"] != caller.id:
         raise Problem(403, "only the race's organizer reviews flags")
     return await arena.race(race_id, "flags")
@@ -384,9 +386,7 @@ async def review(
     return answer
 
 
-@router.post(
-    "/{race_id}/corrections", status_code=201, summary="Correct a final result, with a reason (its organizer)"
-)
+@router.post("/{race_id}/corrections", status_code=201, summary="Correct a final result, with a reason (its organizer)")
 async def correct(race_id: EntityId, body: Correction, caller: CallerDep, arena: ArenaDep) -> dict:
     correction = await arena.race(race_id, "correct", {"by": caller.id, **body.model_dump()})
     await audit(

@@ -1,0 +1,738 @@
+"""Live fair play: whether a race's telemetry could have come from the athlete who sent it.
+
+A ``FairPlay`` owns a handful of per-athlete columns (``columns``) inside the race's
+board and checks each round of samples (one per athlete, in device order) with
+numpy over the whole round. The thresholds are data (``SportProfile``, one per
+sport, with their sources); an organizer may tighten them per race within bounds
+(``tightened``). Every rule raises once per athlete, on the first sample that
+makes its case conclusive, with the numbers that crossed the line, the window and
+the sample seqs. What each rule catches and why its line sits where it does is in
+``docs/fair-play.md``.
+
+Absent readings arrive as 0 (``hr``, ``power``, ``cadence``) or NaN: an absent
+reading is never evidence. A power of 0 after the meter has reported counts as
+0 W in the W/kg means (which only lowers them) and as absent everywhere else (a
+meter that stops is not a car).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SportProfile", "PROFILES", "RULES", "SEVERITY", "TIGHTEN", "FairPlay", "columns", "tightened"]
+
+G = 9.81
+RHO = 1.2  # kg/m³, air at sea level and 20 °C (thinner air at altitude needs less power: lenient)
+BIKE_KG = 7.0  # the lightest legal road bike is 6.8 kg (UCI rule 1.3.019)
+
+
+@dataclass(frozen=True, slots=True)
+class SportProfile:
+    max_speed: float  # m/s: 3 reported speeds in a row, or from distance over ≥ 5 s
+    window_speed: float  # m/s: cap on the ~60 s mean speed
+    accel_step: float  # m/s²: each step of a sustained acceleration is at least this
+    accel_gain: float  # m/s gained in one unbroken run of such steps
+    move_speed: float  # m/s from which the athlete's own motion must show in the cadence
+    min_cadence: float | None = None  # steps or revolutions per minute at move_speed and above
+    effort_speed: float | None = None  # m/s held for EFFORT_S: race effort by pace
+    effort_power: float | None = None  # W held for EFFORT_S: race effort by power
+    hr_floor: float | None = None  # bpm: no heart at race effort beats slower
+    coast_speed: float | None = None  # m/s from which the power a speed needs is checked
+    cda: float | None = None  # m²: the smallest drag area a body takes at speed, drafting included
+    crr: float = 0.003  # the lowest rolling resistance of a racing tyre on smooth tarmac
+    stride_max: float | None = None  # m per step: no distance runner strides further (indoor runs)
+    wkg_5min: tuple[float, float] | None = None  # W/kg over any 5 minutes: (men, women)
+    wkg_20min: tuple[float, float] | None = None  # W/kg over any 20 minutes: (men, women)
+
+
+# Sources. Running: World Athletics records (400 m 43.03 s = 9.30 m/s; 1500 m 3:26.00 =
+# 7.28 m/s; 100 m peak ~12.3 m/s, Bolt 2009); cadence 150-210 spm at every running pace
+# (Cavanagh & Kram 1989; Heiderscheit 2011); stride ~2.0 m for elite 5-10 km pace. Cycling:
+# the men's 5-min and functional-threshold ceilings of Coggan's power profile (Allen & Coggan,
+# "Training and Racing with a Power Meter", table 3.1: 7.60 and 6.40 W/kg; women 6.61 and
+# 5.69), the caps ZwiftPower-style race verification applies; drag area 0.25-0.35 m² for a
+# road position, -30 to -50 % deep in a pack (Blocken 2018), so 0.18 m² is below any rider.
+# Heart rate: a trained athlete's heart at race effort beats at 70-95 % of its maximum,
+# well above 100 bpm even for elites with resting rates near 40 (Achten & Jeukendrup 2003).
+PROFILES = {
+    "run": SportProfile(
+        max_speed=12.5,
+        window_speed=9.5,
+        accel_step=1.5,
+        accel_gain=10.0,
+        move_speed=3.5,
+        min_cadence=100.0,
+        effort_speed=2.8,
+        hr_floor=100.0,
+        stride_max=2.3,
+    ),
+    "walk": SportProfile(
+        max_speed=4.8, window_speed=4.2, accel_step=1.0, accel_gain=4.0, move_speed=1.8, min_cadence=70.0
+    ),
+    "ride": SportProfile(
+        max_speed=30.0,  # beyond a sprint (~20 m/s) and a fast descent
+        window_speed=20.0,  # 72 km/h for a minute: no flat-road pack, no sprint lasts that long
+        accel_step=1.5,  # a sprint from 12 m/s gains ~1 m/s²; a car pulls away at 2-4 m/s²
+        accel_gain=10.0,
+        move_speed=12.0,
+        min_cadence=25.0,
+        effort_speed=9.0,
+        effort_power=150.0,
+        hr_floor=90.0,
+        coast_speed=13.0,
+        cda=0.18,
+        wkg_5min=(7.5, 6.6),
+        wkg_20min=(6.4, 5.7),
+    ),
+    "swim": SportProfile(max_speed=2.5, window_speed=2.3, accel_step=1.0, accel_gain=3.0, move_speed=1.0),
+    # Rowing: 2000 m world record of the men's eight 5:18.68 = 6.28 m/s; single sculls ~5.6 m/s.
+    "row": SportProfile(
+        max_speed=7.0,
+        window_speed=6.5,
+        accel_step=1.0,
+        accel_gain=5.0,
+        move_speed=4.0,
+        min_cadence=14.0,
+        effort_power=150.0,
+        hr_floor=90.0,
+        wkg_5min=(7.0, 6.0),  # Concept2 2000 m records: ~6.9 W/kg men, ~5.9 W/kg women over ~5:40
+        wkg_20min=(5.8, 5.0),
+    ),
+    # Cross-country skiing: sprint finishes reach 10 m/s, descents 20 m/s for a few seconds.
+    "ski": SportProfile(
+        max_speed=22.0,
+        window_speed=12.0,
+        accel_step=1.5,
+        accel_gain=10.0,
+        move_speed=6.0,
+        effort_speed=4.0,
+        hr_floor=100.0,
+    ),
+}
+
+RULES = (
+    "speed",
+    "acceleration",
+    "gps_jump",
+    "time_regression",
+    "seq_regression",
+    "hr_replay",
+    "wkg_5min",
+    "wkg_20min",
+    "vehicle",
+    "distance",
+    "clock_drift",
+    "hr_decoupled",
+)
+SEVERITY = {
+    "speed": "high",
+    "acceleration": "high",
+    "gps_jump": "high",
+    "time_regression": "medium",
+    "seq_regression": "medium",
+    "hr_replay": "high",
+    "wkg_5min": "medium",
+    "wkg_20min": "medium",
+    "vehicle": "high",
+    "distance": "high",
+    "clock_drift": "high",
+    "hr_decoupled": "medium",
+}
+
+# What an organizer may tighten, and how far: (the direction that is tighter, the farthest
+# a race may move from the profile as a fraction of it). Looser than the profile is refused.
+TIGHTEN = {
+    "max_speed": ("lower", 0.5),
+    "window_speed": ("lower", 0.5),
+    "wkg_5min": ("lower", 0.75),
+    "wkg_20min": ("lower", 0.75),
+    "hr_floor": ("higher", 1.2),
+}
+
+SPEED_SPAN_S = 5.0  # distance-derived speed is measured over at least this long
+SPEED_STREAK = 3  # consecutive reported speeds over the limit: one glitch is not a car
+JUMP_SLACK_M = 150.0  # multipath moves a fix by tens of metres for a few seconds
+ACCEL_GAP_S = 2.5  # a step of acceleration is judged between samples at most this far apart
+ACCEL_STEPS = 3
+WINDOW_TAU_S = 60.0  # the window of the mean-speed cap
+SHORT_TAU_S = 10.0  # speed, power and cadence as they are now, without one sample's noise
+EFFORT_TAU_S = 30.0  # effort sustained long enough for the heart to have followed
+EFFORT_S = 40.0  # seconds of race effort before a resting heart rate is evidence (HR lag ~30 s)
+LOW_HR_SAMPLES = 6  # readings in a row under the floor: a strap glitch is shorter
+VEHICLE_SAMPLES = 10  # readings in a row of speed without the power or cadence it needs
+POWER_FRACTION = 0.2  # below this share of the least power a speed needs on the flat, a motor moves it
+FALSE_ALARM = 1e-12  # chance that an honest heart matches a replay by accident, per test
+HR_RING = 96  # heart-rate readings remembered, newest first: a loop of up to LOOP_MAX
+LOOP_MIN, LOOP_MAX = 30, 90
+LOOP_MIN_RUN, FROZEN_MIN_RUN = 15, 20
+HR_CHANGES = 3  # a looped stretch must vary this often to be more than a steady heart
+SAME_INIT = 0.4  # chance that a heart reads the same twice in a row, before it is measured
+CHORD_S, CHORD_M, CHORD_MAX_S = 5.0, 25.0, 30.0  # GPS track measured in chords: noise cancels along them;
+# a longer chord (a tunnel, a dropout) cuts the corners it spans and only re-anchors
+INFLATION_REL = 0.03  # device distance may run this much over the GPS track (calibration, corners)
+INFLATION_STEP = 0.6  # no chord gains more than this share (and CHORD_M) over its length: a multipath fix does
+INFLATION_SLACK_M = 80.0
+INDOOR_SLACK_J = 15_000.0  # energy a rider's speed may owe their power (inertia, a virtual dip)
+INDOOR_MARGIN = 1.25
+STRIDE_SLACK_M = 40.0
+CLOCK_DRIFT_S = 5.0  # device clock behind the receive clock by this much more than its best...
+CLOCK_LEAK = 0.5  # s/s: ...its best recent lag, which may rise this fast (a clock 2x slow or less)
+CLOCK_GAP_S = 5.0  # after a longer silence a larger lag is a delay, not drift
+CLOCK_JITTER_S = 600.0  # how long a device's delivery jitter (delays that come and go) is remembered
+W_UNIT = 8.0  # W per step of the 1-second power ring (uint8: 0-2040 W)
+RING_5, BUCKET_S, RING_20 = 300, 20, 61
+_SEEN_POWER, _SEEN_CADENCE, _SEEN_GPS = 1, 2, 4
+_LAG_BYTES = (LOOP_MAX - LOOP_MIN + 8) // 8
+
+
+def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ...]], ...]:
+    """Fair play's per-athlete columns; the power rings only for sports with W/kg caps."""
+    nan = math.nan
+    cols: list[tuple[str, Any, float, tuple[int, ...]]] = [
+        ("over", np.uint8, 0, ()),  # consecutive reported speeds over the cap
+        ("ref_t", np.float64, nan, ()),  # where the current distance-speed span began
+        ("ref_d", np.float32, nan, ()),
+        ("kin_t", np.float64, nan, ()),  # the last sample checked in device order
+        ("kin_v", np.float32, nan, ()),
+        ("kin_seq", np.uint32, 0, ()),
+        ("seen_fp", np.uint8, 0, ()),  # readings ever seen: power, cadence, GPS
+        ("acc_n", np.uint8, 0, ()),
+        ("acc_gain", np.float32, 0, ()),
+        ("v_win", np.float32, 0, ()),  # mean-speed EMA and its bias weight
+        ("v_win_w", np.float32, 0, ()),
+        ("v_now", np.float32, nan, ()),
+        ("p_now", np.float32, nan, ()),  # EMA of the power readings (> 0)
+        ("cad_now", np.float32, nan, ()),
+        ("veh_n", np.uint8, 0, ()),
+        ("cad_n", np.uint8, 0, ()),
+        ("effort", np.float32, nan, ()),
+        ("effort_s", np.float32, 0, ()),  # seconds of unbroken race effort
+        ("low_n", np.uint8, 0, ()),
+        ("hr_last", np.uint8, 0, ()),
+        ("frozen_n", np.uint16, 0, ()),
+        ("same", np.float32, SAME_INIT, ()),
+        ("hr_ring", np.uint8, 0, (HR_RING,)),  # column k: the reading k + 1 seqs ago
+        ("hr_lags", np.uint64, 0, ()),  # bit j: lag LOOP_MIN + j matched every reading since hr_from
+        ("hr_from", np.uint32, 0, ()),
+        ("hr_changes", np.uint32, 0, (HR_CHANGES,)),  # seqs of the last heart-rate changes
+        ("clk_base", np.float64, nan, ()),  # the device clock's best (smallest) lag behind receipt
+        ("clk_recent", np.float64, nan, ()),  # its best recent lag, rising at most CLOCK_LEAK s/s
+        ("clk_at", np.float64, nan, ()),
+        ("clk_jitter", np.float32, 0, ()),  # the largest recent delay that came and went
+        ("ch_t", np.float64, nan, ()),  # the GPS chord's anchor fix and the distance there
+        ("ch_lat", np.float64, nan, ()),
+        ("ch_lon", np.float64, nan, ()),
+        ("ch_d", np.float32, nan, ()),
+        ("inf_excess", np.float32, 0, ()),  # distance inflation: CUSUM (m or J) and its window
+        ("inf_t0", np.float64, nan, ()),
+        ("inf_rep", np.float32, 0, ()),
+        ("inf_ref", np.float32, 0, ()),
+        ("gap_t", np.float64, nan, ()),  # the sample before a gap, for late samples to follow
+        ("gap_d", np.float32, nan, ()),
+        ("gap_lat", np.float64, nan, ()),
+        ("gap_lon", np.float64, nan, ()),
+    ]
+    if profile.wkg_5min is not None:
+        cols += [
+            ("pw_sec", np.int64, -(2**62), ()),  # the newest second in the power rings
+            ("pw_5", np.int32, 0, ()),  # sums of the rings, in W_UNIT
+            ("pw_20", np.int32, 0, ()),
+            ("ring_5", np.uint8, 0, (RING_5,)),  # power of each of the last 300 seconds
+            ("ring_20", np.uint16, 0, (RING_20,)),  # power summed over 20-second buckets
+        ]
+    return tuple(cols)
+
+
+def tightened(profile: SportProfile, overrides: dict[str, float] | None) -> SportProfile:
+    """The profile with a race's own tighter thresholds; ValueError for a looser or unknown one."""
+    if not overrides:
+        return profile
+    if not isinstance(overrides, dict):
+        raise ValueError("fair_play settings are a map of threshold name to value")
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in TIGHTEN:
+            raise ValueError(f"fair_play may tighten {', '.join(TIGHTEN)}, not {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"fair_play {name} must be a number, not {value!r}")
+        current = getattr(profile, name)
+        if current is None:
+            raise ValueError(f"this sport has no {name} to tighten")
+        base = current[0] if isinstance(current, tuple) else current
+        direction, reach = TIGHTEN[name]
+        lo, hi = (base * reach, base) if direction == "lower" else (base, base * reach)
+        if not lo <= value <= hi:
+            raise ValueError(f"fair_play {name} may be tightened within {lo:g}-{hi:g}, not {value!r}")
+        changes[name] = tuple(x * value / base for x in current) if isinstance(current, tuple) else float(value)
+    return replace(profile, **changes)
+
+
+def _needed_w(v: np.ndarray, mass: np.ndarray, cda: float, crr: float) -> np.ndarray:
+    """The least power that holds speed ``v`` on a flat road: drag plus rolling resistance."""
+    return 0.5 * RHO * cda * v**3 + crr * mass * G * v
+
+
+def _haversine_m(lat0: np.ndarray, lon0: np.ndarray, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
+    p0, p1 = np.radians(lat0), np.radians(lat1)
+    a = np.sin((p1 - p0) / 2) ** 2 + np.cos(p0) * np.cos(p1) * np.sin(np.radians(lon1 - lon0) / 2) ** 2
+    return 2 * 6_371_000.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def _ema(old: np.ndarray, new: np.ndarray, dt: np.ndarray, tau: float) -> np.ndarray:
+    keep = np.exp(-dt / tau)
+    return np.where(np.isnan(old), new, keep * old + (1 - keep) * new)
+
+
+def _run_needed(same: np.ndarray, floor: int) -> np.ndarray:
+    """Readings in a row that an honest heart repeats by chance less than once in 1/FALSE_ALARM."""
+    return np.maximum(np.ceil(math.log(FALSE_ALARM) / np.log(np.clip(same, 0.05, 0.95))), floor)
+
+
+Raise = Callable[..., None]
+
+
+class FairPlay:
+    """The rules of one race, over the board's columns ``col`` (shared with the board)."""
+
+    def __init__(self, profile: SportProfile, col: dict[str, np.ndarray], raise_: Raise) -> None:
+        self.profile = profile
+        self._col = col
+        self._raise = raise_
+
+    def check(self, s: dict[str, np.ndarray], in_order: np.ndarray, out: dict) -> None:
+        """One round: each athlete at most once; ``in_order`` marks samples newer than any before."""
+        if in_order.all():
+            self._in_order(s, out)
+        else:
+            if in_order.any():
+                self._in_order({k: v[in_order] for k, v in s.items()}, out)
+            self._late({k: v[~in_order] for k, v in s.items()}, out)
+
+    # In device order
+
+    def _in_order(self, s: dict[str, np.ndarray], out: dict) -> None:
+        c, rule, raise_ = self._col, self.profile, self._raise
+        p, seq, t, d, v = s["p"], s["seq"], s["t"], s["d"], s["speed"]
+        hr, power, cadence = s["hr"], s["power"], s["cadence"]
+        ok = d >= 0
+        kin_t = c["kin_t"][p]
+        gap = t - kin_t  # NaN for an athlete's first sample
+        dt = np.clip(np.nan_to_num(gap, nan=1.0), 0.0, 5.0)
+        after_gap = (seq > c["kin_seq"][p].astype(np.int64) + 1) & ~np.isnan(kin_t)
+        seen = c["seen_fp"][p] | np.where(power > 0, _SEEN_POWER, 0) | np.where(cadence > 0, _SEEN_CADENCE, 0)
+        placed = ~np.isnan(s["lat"]) & ~np.isnan(s["lon"])
+        first_fix = placed & ((seen & _SEEN_GPS) == 0)
+        if first_fix.any():  # what the indoor rules owed (J, m of cadence) is not GPS metres
+            c["inf_excess"][p[first_fix]] = 0
+        seen = (seen | np.where(placed, _SEEN_GPS, 0)).astype(np.uint8)
+        c["seen_fp"][p] = seen
+        if after_gap.any():
+            rows = p[after_gap]
+            c["gap_t"][rows] = kin_t[after_gap]
+            c["gap_d"][rows] = c["d_last"][rows]
+            fixed = c["pos_t"][rows] == kin_t[after_gap]  # a position anchors only if taken just before the gap
+            c["gap_lat"][rows] = np.where(fixed, c["lat"][rows], np.nan)
+            c["gap_lon"][rows] = np.where(fixed, c["lon"][rows], np.nan)
+
+        # Speed: as reported, and as the distance grows
+        has_speed = ~np.isnan(v)
+        over = c["over"][p]
+        over = np.where(has_speed, np.where(v > rule.max_speed, np.minimum(over, 254) + 1, 0), over).astype(np.uint8)
+        c["over"][p] = over
+        raise_(
+            "speed", p, over >= SPEED_STREAK, t, out, seq=seq, since=seq - over + 1,
+            speed=v, limit=rule.max_speed, source="reported",
+        )  # fmt: skip
+        ref_t, ref_d = c["ref_t"][p], c["ref_d"][p]
+        span = t - ref_t
+        measured = ok & (span >= SPEED_SPAN_S)
+        pace = (d - ref_d - JUMP_SLACK_M / 3) / np.where(measured, span, 1.0)
+        raise_(
+            "speed", p, measured & (pace > rule.max_speed), t, out, seq=seq, window=(ref_t, t),
+            speed=pace, limit=rule.max_speed, source="distance",
+        )  # fmt: skip
+        moved = ok & (measured | ~(span >= 0))
+        c["ref_t"][p] = np.where(moved, t, ref_t)
+        c["ref_d"][p] = np.where(moved, d, ref_d)
+
+        # Teleport: the position or the distance leaps further than the sport's top speed allows
+        d_t, d_last = c["d_t"][p], c["d_last"][p]
+        leap = d - d_last
+        hop_d = t - d_t
+        raise_(
+            "gps_jump", p, ok & (hop_d > 0) & (leap > rule.max_speed * hop_d + JUMP_SLACK_M), t, out,
+            seq=seq, window=(d_t, t), metres=leap, seconds=hop_d, source="distance",
+        )  # fmt: skip
+        pos_t, lat0, lon0 = c["pos_t"][p], c["lat"][p], c["lon"][p]
+        hop = t - pos_t
+        metres = _haversine_m(lat0, lon0, s["lat"], s["lon"])
+        raise_(
+            "gps_jump", p, placed & (hop > 0) & (metres > rule.max_speed * hop + JUMP_SLACK_M), t, out,
+            seq=seq, window=(pos_t, t), metres=metres, seconds=hop, lat=s["lat"], lon=s["lon"], source="gps",
+        )  # fmt: skip
+        c["pos_t"][p] = np.where(placed, t, pos_t)
+        c["lat"][p] = np.where(placed, s["lat"], lat0)
+        c["lon"][p] = np.where(placed, s["lon"], lon0)
+
+        # Speed of the body: reported, else from the distance since the last sample
+        inst = np.where(ok & (gap > 0) & (gap <= 5.0), (d - d_last) / np.where(gap > 0, gap, 1.0), np.nan)
+        speed = np.where(has_speed, v, inst)
+        known = ~np.isnan(speed)
+
+        # Sustained acceleration: a motor pulls away for seconds on end
+        kin_v = c["kin_v"][p]
+        close = has_speed & (gap > 0) & (gap <= ACCEL_GAP_S) & ~np.isnan(kin_v)
+        step = close & ((v - kin_v) >= rule.accel_step * np.where(close, gap, 1.0))
+        acc_n = np.where(step, np.minimum(c["acc_n"][p], 254) + 1, 0).astype(np.uint8)
+        gain = np.where(step, c["acc_gain"][p] + (v - kin_v), 0.0)
+        c["acc_n"][p], c["acc_gain"][p] = acc_n, gain
+        raise_(
+            "acceleration", p, (acc_n >= ACCEL_STEPS) & (gain >= rule.accel_gain), t, out,
+            seq=seq, since=seq - acc_n, gained=gain, steps=acc_n, speed=v, limit=rule.accel_gain,
+        )  # fmt: skip
+
+        # The mean speed over about a minute
+        keep = np.exp(-dt / WINDOW_TAU_S)
+        v_win = np.where(known, keep * c["v_win"][p] + (1 - keep) * np.nan_to_num(speed), c["v_win"][p])
+        v_win_w = np.where(known, keep * c["v_win_w"][p] + (1 - keep), c["v_win_w"][p])
+        c["v_win"][p], c["v_win_w"][p] = v_win, v_win_w
+        mean_v = v_win / np.where(v_win_w > 0, v_win_w, 1.0)
+        raise_(
+            "vehicle", p, (v_win_w >= 0.63) & (mean_v > rule.window_speed), t, out, seq=seq,
+            window=(t - WINDOW_TAU_S, t), mean_speed=mean_v, limit=rule.window_speed, source="window",
+        )  # fmt: skip
+
+        v_now = np.where(known, _ema(c["v_now"][p], speed, dt, SHORT_TAU_S), c["v_now"][p])
+        c["v_now"][p] = v_now
+        powered = power > 0
+        p_now = np.where(powered, _ema(c["p_now"][p], power, dt, SHORT_TAU_S), c["p_now"][p])
+        c["p_now"][p] = p_now
+        cadenced = cadence > 0
+        cad_now = np.where(cadenced, _ema(c["cad_now"][p], cadence, dt, SHORT_TAU_S / 2), c["cad_now"][p])
+        c["cad_now"][p] = cad_now
+        weight = c["weight"][p].astype(np.float64)
+        mass = np.where(weight > 0, weight, 55.0) + BIKE_KG
+
+        # Speed the body's power cannot make: a motor (outdoors)
+        if rule.coast_speed is not None and rule.cda is not None:
+            need = _needed_w(v_now, mass, rule.cda, rule.crr)
+            motor = powered & (v_now >= rule.coast_speed) & (p_now < POWER_FRACTION * need)
+            veh_n = np.where(powered, np.where(motor, np.minimum(c["veh_n"][p], 254) + 1, 0), c["veh_n"][p])
+            c["veh_n"][p] = veh_n.astype(np.uint8)
+            indoor = (seen & _SEEN_GPS) == 0
+            raise_(
+                "vehicle", p, ~indoor & (veh_n >= VEHICLE_SAMPLES), t, out, seq=seq, since=seq - veh_n + 1,
+                speed=v_now, power_w=p_now, needed_w=need, source="power",
+            )  # fmt: skip
+        if rule.min_cadence is not None:
+            still = cadenced & (v_now >= rule.move_speed) & (cad_now < rule.min_cadence)
+            cad_n = np.where(cadenced, np.where(still, np.minimum(c["cad_n"][p], 254) + 1, 0), c["cad_n"][p])
+            c["cad_n"][p] = cad_n.astype(np.uint8)
+            raise_(
+                "vehicle", p, cad_n >= VEHICLE_SAMPLES, t, out, seq=seq, since=seq - cad_n + 1,
+                speed=v_now, cadence=cad_now, limit=rule.min_cadence, source="cadence",
+            )  # fmt: skip
+
+        self._heart(p, seq, t, hr, power, speed, known, dt, after_gap, seen, out)
+        self._distance(s, p, ok, placed, speed, known, dt, mass, seen, gap, out)
+        if rule.wkg_5min is not None:
+            self._watts(s, p, out)
+
+        c["kin_t"][p] = t
+        c["kin_v"][p] = v
+        c["kin_seq"][p] = seq
+
+    def _heart(
+        self,
+        p: np.ndarray,
+        seq: np.ndarray,
+        t: np.ndarray,
+        hr: np.ndarray,
+        power: np.ndarray,
+        speed: np.ndarray,
+        known: np.ndarray,
+        dt: np.ndarray,
+        after_gap: np.ndarray,
+        seen: np.ndarray,
+        out: dict,
+    ) -> None:
+        c, rule, raise_ = self._col, self.profile, self._raise
+        has_hr = (hr > 0) & (hr < 256)
+        beat = np.where(has_hr, hr, 0).astype(np.uint8)
+        moving = (known & (speed >= 1.0)) | (power > 0)
+
+        # Decoupled: a resting heart at sustained race effort (pace, or power where measured)
+        if rule.hr_floor is not None:
+            by_power = (seen & _SEEN_POWER) != 0
+            measure = np.where(by_power, power, np.nan_to_num(speed)) if rule.effort_power else np.nan_to_num(speed)
+            effort = _ema(c["effort"][p], measure, dt, EFFORT_TAU_S)
+            line = np.where(by_power, rule.effort_power or np.inf, rule.effort_speed or np.inf)
+            hard = effort >= line
+            effort_s = np.where(hard, c["effort_s"][p] + dt, 0.0)
+            c["effort"][p], c["effort_s"][p] = effort, effort_s
+            low = has_hr & (hr < rule.hr_floor)
+            low_n = np.where(has_hr, np.where(low, np.minimum(c["low_n"][p], 254) + 1, 0), c["low_n"][p])
+            c["low_n"][p] = low_n.astype(np.uint8)
+            raise_(
+                "hr_decoupled", p, (effort_s >= EFFORT_S) & (low_n >= LOW_HR_SAMPLES), t, out,
+                seq=seq, since=seq - low_n + 1, hr=hr, floor=rule.hr_floor, effort=effort,
+                effort_line=line, effort_s=effort_s,
+            )  # fmt: skip
+
+        # Replay: one value frozen, or a stretch of 30-90 s played again, reading for reading
+        last = c["hr_last"][p]
+        same = has_hr & (beat == last)
+        frozen_n = np.where(has_hr, np.where(same, np.minimum(c["frozen_n"][p], 65_000) + 1, 0), c["frozen_n"][p])
+        c["frozen_n"][p] = frozen_n
+        learning = has_hr & (last > 0) & (frozen_n < 10)
+        chance = np.where(learning, c["same"][p] + (same - c["same"][p]) / 60.0, c["same"][p])
+        c["same"][p] = chance
+        changed = has_hr & (last > 0) & ~same
+        if changed.any():
+            rows = p[changed]
+            marks = c["hr_changes"][rows]
+            c["hr_changes"][rows] = np.column_stack((seq[changed], marks[:, :-1]))
+        c["hr_last"][p] = np.where(has_hr, beat, last)
+        raise_(
+            "hr_replay", p, moving & (frozen_n + 1 >= _run_needed(chance, FROZEN_MIN_RUN)), t, out,
+            seq=seq, since=seq - frozen_n, hr=hr, readings=frozen_n + 1, source="frozen",
+        )  # fmt: skip
+
+        # Lags that have matched every reading since ``hr_from``: when none is left, the lags that
+        # match now start afresh. A loop's lag matches on every reading, so it stays once in.
+        ring = c["hr_ring"]
+        if after_gap.any():
+            ring[p[after_gap]] = 0
+        live = np.flatnonzero(has_hr)
+        if not len(live):
+            return
+        q = p[live]
+        rows = ring[q]
+        now = beat[live]
+        match = rows[:, LOOP_MIN - 1 : LOOP_MAX] == now[:, None]
+        bits = np.packbits(match, axis=1, bitorder="little")
+        bits = np.pad(bits, ((0, 0), (0, 8 - _LAG_BYTES))).view(np.uint64)[:, 0]
+        held = c["hr_lags"][q] & bits
+        restart = held == 0
+        lags = np.where(restart, bits, held)
+        start = np.where(restart, seq[live], c["hr_from"][q])
+        c["hr_lags"][q], c["hr_from"][q] = lags, start
+        ring[q] = np.concatenate((now[:, None], rows[:, :-1]), axis=1)
+        length = seq[live] - start + 1
+        needed = _run_needed(chance[live], LOOP_MIN_RUN)
+        varied = seq[live] - c["hr_changes"][q, -1] < length
+        looped = (lags != 0) & (length >= needed) & varied & moving[live]
+        if looped.any():
+            tripped = np.zeros(len(p), bool)
+            tripped[live[looped]] = True
+            lag = np.zeros(len(p))
+            lowest = lags[looped] & (~lags[looped] + np.uint64(1))
+            lag[live[looped]] = LOOP_MIN + np.log2(lowest.astype(np.float64))
+            readings = np.zeros(len(p))
+            readings[live] = length
+            raise_(
+                "hr_replay", p, tripped, t, out, seq=seq, since=seq - readings + 1, hr=hr,
+                loop_s=lag, readings=readings, source="loop",
+            )  # fmt: skip
+
+    def _distance(
+        self,
+        s: dict[str, np.ndarray],
+        p: np.ndarray,
+        ok: np.ndarray,
+        placed: np.ndarray,
+        speed: np.ndarray,
+        known: np.ndarray,
+        dt: np.ndarray,
+        mass: np.ndarray,
+        seen: np.ndarray,
+        gap: np.ndarray,
+        out: dict,
+    ) -> None:
+        """Inflated distance: the device's distance against the GPS track, or (indoors) power and cadence."""
+        c, rule, raise_ = self._col, self.profile, self._raise
+        t, d, seq = s["t"], s["d"], s["seq"]
+        excess, t0 = c["inf_excess"][p].astype(np.float64), c["inf_t0"][p]
+        rep, ref = c["inf_rep"][p].astype(np.float64), c["inf_ref"][p].astype(np.float64)
+        outdoor = (seen & _SEEN_GPS) != 0
+
+        # Outdoors: chords of the GPS track (≥ 5 s and 25 m) against the distance gained along them
+        fix = placed & ok
+        ch_t = c["ch_t"][p]
+        fresh = fix & np.isnan(ch_t)
+        hop = t - ch_t
+        chord = _haversine_m(c["ch_lat"][p], c["ch_lon"][p], s["lat"], s["lon"])
+        anchor = fresh | (fix & (hop >= CHORD_S) & ((chord >= CHORD_M) | (hop >= CHORD_MAX_S)))
+        ready = anchor & (hop <= CHORD_MAX_S)
+        gained = d - c["ch_d"][p]
+        step = np.minimum(gained - (1 + INFLATION_REL) * chord, INFLATION_STEP * chord + CHORD_M)
+        grow = ready & (excess + step > 0)
+        t0 = np.where(grow & (excess == 0), ch_t, t0)
+        rep = np.where(ready, np.where(grow, np.where(excess == 0, 0, rep) + gained, 0), rep)
+        ref = np.where(ready, np.where(grow, np.where(excess == 0, 0, ref) + chord, 0), ref)
+        excess = np.where(ready, np.maximum(excess + step, 0.0), excess)
+        c["ch_t"][p] = np.where(anchor, t, ch_t)
+        c["ch_lat"][p] = np.where(anchor, s["lat"], c["ch_lat"][p])
+        c["ch_lon"][p] = np.where(anchor, s["lon"], c["ch_lon"][p])
+        c["ch_d"][p] = np.where(anchor, d, c["ch_d"][p])
+        raise_(
+            "distance", p, outdoor & (excess > INFLATION_SLACK_M), t, out, seq=seq, window=(t0, t),
+            reported_m=rep, gps_m=ref, excess_m=excess, slack_m=INFLATION_SLACK_M, source="gps",
+        )  # fmt: skip
+
+        # Indoors, ridden: the power the reported speed needs on the flat, less what slowing down gives back
+        moving = ~outdoor & known & (gap > 0) & (gap <= 5.0)
+        if rule.cda is not None:
+            powered = moving & (s["power"] > 0)  # a meter that drops out owes nothing
+            kinetic = mass * speed * (speed - c["kin_v"][p]) / np.where(gap > 0, gap, 1.0)
+            need = _needed_w(speed, mass, rule.cda, rule.crr) + np.nan_to_num(kinetic)
+            owed = (need - INDOOR_MARGIN * s["power"]) * dt
+            t0 = np.where(powered & (excess == 0) & (owed > 0), t, t0)
+            rep = np.where(powered, np.where(excess == 0, 0, rep) + need * dt, rep)
+            ref = np.where(powered, np.where(excess == 0, 0, ref) + s["power"] * dt, ref)
+            excess = np.where(powered, np.maximum(excess + owed, 0.0), excess)
+            raise_(
+                "distance", p, powered & (excess > INDOOR_SLACK_J), t, out, seq=seq, window=(t0, t),
+                needed_j=rep, power_j=ref, owed_j=excess, source="power",
+            )  # fmt: skip
+        # Indoors, run: steps too long for the cadence
+        if rule.stride_max is not None:
+            stepping = moving & (s["cadence"] > 0)
+            reach = s["cadence"] / 60.0 * rule.stride_max
+            owed = (speed - reach) * dt
+            t0 = np.where(stepping & (excess == 0) & (owed > 0), t, t0)
+            rep = np.where(stepping, np.where(excess == 0, 0, rep) + speed * dt, rep)
+            ref = np.where(stepping, np.where(excess == 0, 0, ref) + reach * dt, ref)
+            excess = np.where(stepping, np.maximum(excess + owed, 0.0), excess)
+            raise_(
+                "distance", p, stepping & (excess > STRIDE_SLACK_M), t, out, seq=seq, window=(t0, t),
+                reported_m=rep, stride_reach_m=ref, excess_m=excess, source="cadence",
+            )  # fmt: skip
+        c["inf_excess"][p], c["inf_t0"][p], c["inf_rep"][p], c["inf_ref"][p] = excess, t0, rep, ref
+
+    def _watts(self, s: dict[str, np.ndarray], p: np.ndarray, out: dict) -> None:
+        """Exact rolling 5- and 20-minute mean power of each second (missing seconds count 0 W)."""
+        c, rule = self._col, self.profile
+        weight = c["weight"][p]
+        rows = np.flatnonzero((weight > 0) & ((c["seen_fp"][p] & _SEEN_POWER) != 0))
+        if not len(rows):
+            return
+        q = p[rows]
+        sec = np.floor(s["t"][rows]).astype(np.int64)
+        units = np.clip(np.rint(s["power"][rows] / W_UNIT), 0, 255).astype(np.int64)
+        newest = c["pw_sec"][q]
+        newest = np.where(newest < -(2**61), sec - 1, newest)
+        ring5, ring20 = c["ring_5"], c["ring_20"]
+        sum5, sum20 = c["pw_5"][q].astype(np.int64), c["pw_20"][q].astype(np.int64)
+        ahead = sec - newest
+        # Seconds (and buckets) the ring moves past are cleared: they were 300 s (1,220 s) ago.
+        for j in range(1, int(min(ahead.max(initial=0), RING_5)) + 1):
+            at = np.flatnonzero(ahead >= j)
+            slot = (newest[at] + j) % RING_5
+            sum5[at] -= ring5[q[at], slot]
+            ring5[q[at], slot] = 0
+        first_b, last_b = newest // BUCKET_S, sec // BUCKET_S
+        moved_b = last_b - first_b
+        for j in range(1, int(min(moved_b.max(initial=0), RING_20)) + 1):
+            at = np.flatnonzero(moved_b >= j)
+            slot = (first_b[at] + j) % RING_20
+            sum20[at] -= ring20[q[at], slot]
+            ring20[q[at], slot] = 0
+        newest = np.maximum(newest, sec)
+        inside = newest - sec < RING_5  # a late second still in the ring
+        slot5 = sec % RING_5
+        old = np.where(inside, ring5[q, slot5], 0).astype(np.int64)
+        change = np.where(inside, units - old, 0)
+        ring5[q[inside], slot5[inside]] = units[inside]
+        bucket = (sec // BUCKET_S) % RING_20
+        ring20[q[inside], bucket[inside]] = ring20[q[inside], bucket[inside]] + change[inside]
+        sum5 += change
+        sum20 += change
+        c["pw_sec"][q], c["pw_5"][q], c["pw_20"][q] = newest, sum5, sum20
+
+        kg = weight[rows].astype(np.float64)
+        women = c["sex"][q] == 2
+        mean5 = sum5 * W_UNIT / RING_5
+        oldest = ring20[q, (newest // BUCKET_S + 1) % RING_20].astype(np.int64)
+        part = (BUCKET_S - 1 - newest % BUCKET_S) / BUCKET_S
+        mean20 = (sum20 - (1 - part) * oldest) * W_UNIT / (RING_20 - 1) / BUCKET_S
+        windows = (("wkg_5min", mean5, rule.wkg_5min, 300), ("wkg_20min", mean20, rule.wkg_20min, 1200))
+        for name, mean, caps, span in windows:
+            limit = np.where(women, caps[1], caps[0])
+            wkg = mean / kg
+            over = wkg > limit
+            if not over.any():
+                continue
+            tripped = np.zeros(len(p), bool)
+            tripped[rows] = over
+            spread = {}
+            for key, value in (("wkg", wkg), ("mean_w", mean), ("weight_kg", kg), ("limit", limit)):
+                whole = np.full(len(p), np.nan)
+                whole[rows] = value
+                spread[key] = whole
+            end = np.full(len(p), np.nan)
+            end[rows] = newest + 1
+            self._raise(name, p, tripped, s["t"], out, seq=s["seq"], window=(end - span, end), **spread)
+
+    # Late: a sample older than one already checked
+
+    def _late(self, s: dict[str, np.ndarray], out: dict) -> None:
+        """Follow a gap's late samples in device order from the sample before the gap."""
+        c, rule, raise_ = self._col, self.profile, self._raise
+        p, seq, t, d = s["p"], s["seq"], s["t"], s["d"]
+        gap_t = c["gap_t"][p]
+        follows = ~np.isnan(gap_t) & (t > gap_t)
+        ok = follows & (d >= 0)
+        gap_d = c["gap_d"][p]
+        hop = t - gap_t
+        leap = d - gap_d
+        raise_(
+            "gps_jump", p, ok & (leap > rule.max_speed * hop + JUMP_SLACK_M), t, out, seq=seq,
+            window=(gap_t, t), metres=leap, seconds=hop, source="distance, late",
+        )  # fmt: skip
+        placed = follows & ~np.isnan(s["lat"]) & ~np.isnan(s["lon"])
+        lat0, lon0 = c["gap_lat"][p], c["gap_lon"][p]
+        metres = _haversine_m(lat0, lon0, s["lat"], s["lon"])
+        raise_(
+            "gps_jump", p, placed & (metres > rule.max_speed * hop + JUMP_SLACK_M), t, out, seq=seq,
+            window=(gap_t, t), metres=metres, seconds=hop, source="gps, late",
+        )  # fmt: skip
+        c["gap_t"][p] = np.where(follows, t, gap_t)
+        c["gap_d"][p] = np.where(ok, d, gap_d)
+        c["gap_lat"][p] = np.where(placed, s["lat"], lat0)
+        c["gap_lon"][p] = np.where(placed, s["lon"], lon0)
+        hr = s["hr"]
+        age = c["kin_seq"][p].astype(np.int64) - seq  # the ring's column of this reading
+        has_hr = (hr > 0) & (hr < 256) & (age < HR_RING)
+        c["hr_ring"][p[has_hr], age[has_hr]] = hr[has_hr].astype(np.uint8)
+        if rule.wkg_5min is not None:
+            self._watts(s, p, out)
+
+    # Per batch: the device clock against the receive clock
+
+    def clock(self, p: np.ndarray, newest_t: np.ndarray, seq: np.ndarray, now: float, out: dict) -> None:
+        """``newest_t``: each athlete's newest device time after a batch received at ``now``.
+
+        A late or reordered batch lags for a while and the next live sample catches up: the
+        lag jumps faster than CLOCK_LEAK and is remembered as jitter. A slow clock (samples
+        stamped 1 s apart, sent 1.4-2 s apart) falls behind smoothly on every sample, for good.
+        """
+        c = self._col
+        lag = now - newest_t
+        base = np.fmin(c["clk_base"][p], lag)
+        elapsed = np.nan_to_num(now - c["clk_at"][p])
+        recent = np.fmin(c["clk_recent"][p] + CLOCK_LEAK * np.minimum(elapsed, CLOCK_GAP_S), lag)
+        jitter = np.maximum(c["clk_jitter"][p] * np.exp(-elapsed / CLOCK_JITTER_S), lag - recent)
+        c["clk_base"][p], c["clk_recent"][p], c["clk_at"][p], c["clk_jitter"][p] = base, recent, now, jitter
+        behind = recent - base
+        line = CLOCK_DRIFT_S + jitter
+        self._raise(
+            "clock_drift", p, behind > line, newest_t, out, seq=seq,
+            window=(now - behind / CLOCK_LEAK, np.full(len(p), now)), behind_s=behind, limit_s=line,
+            best_lag_s=base, lag_s=lag, received=now,
+        )  # fmt: skip
