@@ -34,16 +34,16 @@ BIKE_KG = 7.0  # the lightest legal road bike is 6.8 kg (UCI rule 1.3.019)
 @dataclass(frozen=True, slots=True)
 class SportProfile:
     max_speed: float  # m/s: 3 reported speeds in a row, or from distance over ≥ 5 s
-    window_speed: float  # m/s: cap on the ~60 s mean speed
-    accel_step: float  # m/s²: each step of a sustained acceleration is at least this
-    accel_gain: float  # m/s gained in one unbroken run of such steps
+    window_speed: float  # m/s: cap on the mean speed over ~20 s (an EMA) and longer
+    accel_power: float  # W/kg: speed × acceleration no body sustains for ACCEL_STEPS seconds
     move_speed: float  # m/s from which the athlete's own motion must show in the cadence
     min_cadence: float | None = None  # steps or revolutions per minute at move_speed and above
     effort_speed: float | None = None  # m/s held for EFFORT_S: race effort by pace
     effort_power: float | None = None  # W held for EFFORT_S: race effort by power
     hr_floor: float | None = None  # bpm: no heart at race effort beats slower
     coast_speed: float | None = None  # m/s from which the power a speed needs is checked
-    cda: float | None = None  # m²: the smallest drag area a body takes at speed, drafting included
+    cda: float | None = None  # m²: the smallest drag area of a rider at speed in a small group
+    indoor_cda: float | None = None  # m²: the smallest deep in a peloton (indoor speed may be drafted)
     crr: float = 0.003  # the lowest rolling resistance of a racing tyre on smooth tarmac
     stride_max: float | None = None  # m per step: no distance runner strides further (indoor runs)
     wkg_5min: tuple[float, float] | None = None  # W/kg over any 5 minutes: (men, women)
@@ -62,40 +62,38 @@ class SportProfile:
 PROFILES = {
     "run": SportProfile(
         max_speed=12.5,
-        window_speed=9.5,
-        accel_step=1.5,
-        accel_gain=10.0,
+        window_speed=9.0,  # 600 m indoor record 1:12.81 = 8.2 m/s; 400 m 9.3 m/s over 43 s
+        accel_power=30.0,
         move_speed=3.5,
         min_cadence=100.0,
-        effort_speed=2.8,
-        hr_floor=100.0,
+        effort_speed=2.2,  # a jog; walking tops out near 2 m/s
+        hr_floor=95.0,
         stride_max=2.3,
     ),
     "walk": SportProfile(
-        max_speed=4.8, window_speed=4.2, accel_step=1.0, accel_gain=4.0, move_speed=1.8, min_cadence=70.0
+        max_speed=4.8, window_speed=4.2, accel_power=20.0, move_speed=1.8, min_cadence=70.0
     ),
     "ride": SportProfile(
         max_speed=30.0,  # beyond a sprint (~20 m/s) and a fast descent
-        window_speed=20.0,  # 72 km/h for a minute: no flat-road pack, no sprint lasts that long
-        accel_step=1.5,  # a sprint from 12 m/s gains ~1 m/s²; a car pulls away at 2-4 m/s²
-        accel_gain=10.0,
+        window_speed=20.0,  # 72 km/h held: beyond a flat-road pack; a 15 s sprint at 20 m/s averages less
+        accel_power=30.0,  # a 25 W/kg sprint peak (Menaspà 2015) is all a body has; a car pulls away at 2-4 m/s²
         move_speed=12.0,
-        min_cadence=25.0,
-        effort_speed=9.0,
-        effort_power=150.0,
+        min_cadence=40.0,  # riders turn 70-100 rpm; coasting reads absent, not low
+        effort_speed=8.0,
+        effort_power=130.0,
         hr_floor=90.0,
         coast_speed=13.0,
         cda=0.18,
+        indoor_cda=0.10,  # a rider deep in a peloton meets ~10 % of the drag alone (Blocken 2018)
         wkg_5min=(7.5, 6.6),
         wkg_20min=(6.4, 5.7),
     ),
-    "swim": SportProfile(max_speed=2.5, window_speed=2.3, accel_step=1.0, accel_gain=3.0, move_speed=1.0),
+    "swim": SportProfile(max_speed=2.5, window_speed=2.3, accel_power=10.0, move_speed=1.0),
     # Rowing: 2000 m world record of the men's eight 5:18.68 = 6.28 m/s; single sculls ~5.6 m/s.
     "row": SportProfile(
         max_speed=7.0,
         window_speed=6.5,
-        accel_step=1.0,
-        accel_gain=5.0,
+        accel_power=20.0,
         move_speed=4.0,
         min_cadence=14.0,
         effort_power=150.0,
@@ -107,8 +105,7 @@ PROFILES = {
     "ski": SportProfile(
         max_speed=22.0,
         window_speed=12.0,
-        accel_step=1.5,
-        accel_gain=10.0,
+        accel_power=30.0,
         move_speed=6.0,
         effort_speed=4.0,
         hr_floor=100.0,
@@ -159,14 +156,15 @@ SPEED_STREAK = 3  # consecutive reported speeds over the limit: one glitch is no
 JUMP_SLACK_M = 150.0  # multipath moves a fix by tens of metres for a few seconds
 ACCEL_GAP_S = 2.5  # a step of acceleration is judged between samples at most this far apart
 ACCEL_STEPS = 3
-WINDOW_TAU_S = 60.0  # the window of the mean-speed cap
-SHORT_TAU_S = 10.0  # speed, power and cadence as they are now, without one sample's noise
+STREAK_MAX = 250
+WINDOW_TAU_S = 20.0  # the window of the mean-speed cap
+SHORT_TAU_S = 6.0  # speed, power and cadence as they are now, without one sample's noise
 EFFORT_TAU_S = 30.0  # effort sustained long enough for the heart to have followed
 EFFORT_S = 40.0  # seconds of race effort before a resting heart rate is evidence (HR lag ~30 s)
 LOW_HR_SAMPLES = 6  # readings in a row under the floor: a strap glitch is shorter
-VEHICLE_SAMPLES = 10  # readings in a row of speed without the power or cadence it needs
+VEHICLE_SAMPLES = 8  # readings in a row of speed without the power or cadence it needs
 POWER_FRACTION = 0.2  # below this share of the least power a speed needs on the flat, a motor moves it
-FALSE_ALARM = 1e-12  # chance that an honest heart matches a replay by accident, per test
+FALSE_ALARM = 1e-9  # chance that an honest heart matches a replay by accident, per test
 HR_RING = 96  # heart-rate readings remembered, newest first: a loop of up to LOOP_MAX
 LOOP_MIN, LOOP_MAX = 30, 90
 LOOP_MIN_RUN, FROZEN_MIN_RUN = 15, 20
@@ -180,9 +178,10 @@ INFLATION_SLACK_M = 80.0
 INDOOR_SLACK_J = 15_000.0  # energy a rider's speed may owe their power (inertia, a virtual dip)
 INDOOR_MARGIN = 1.25
 STRIDE_SLACK_M = 40.0
-CLOCK_DRIFT_S = 5.0  # device clock behind the receive clock by this much more than its best...
-CLOCK_LEAK = 0.5  # s/s: ...its best recent lag, which may rise this fast (a clock 2x slow or less)
-CLOCK_GAP_S = 5.0  # after a longer silence a larger lag is a delay, not drift
+CLOCK_DRIFT_S = 4.0  # device clock behind the receive clock by this much more than its best...
+CLOCK_LEAK = 0.7  # s/s: ...its best recent lag, which may rise this fast (a clock 2x slow or less)
+CLOCK_GAP_S = 3.0  # after a longer silence a larger lag is a delay, not drift
+CLOCK_BATCHES = 2  # batches in a row behind: one late upload is not a clock
 CLOCK_JITTER_S = 600.0  # how long a device's delivery jitter (delays that come and go) is remembered
 W_UNIT = 8.0  # W per step of the 1-second power ring (uint8: 0-2040 W)
 RING_5, BUCKET_S, RING_20 = 300, 20, 61
@@ -202,7 +201,6 @@ def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ..
         ("kin_seq", np.uint32, 0, ()),
         ("seen_fp", np.uint8, 0, ()),  # readings ever seen: power, cadence, GPS
         ("acc_n", np.uint8, 0, ()),
-        ("acc_gain", np.float32, 0, ()),
         ("v_win", np.float32, 0, ()),  # mean-speed EMA and its bias weight
         ("v_win_w", np.float32, 0, ()),
         ("v_now", np.float32, nan, ()),
@@ -216,13 +214,16 @@ def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ..
         ("hr_last", np.uint8, 0, ()),
         ("frozen_n", np.uint16, 0, ()),
         ("same", np.float32, SAME_INIT, ()),
-        ("hr_ring", np.uint8, 0, (HR_RING,)),  # column k: the reading k + 1 seqs ago
+        ("hr_ring", np.uint8, 0, (HR_RING,)),  # column k: the reading k seqs before the newest
         ("hr_lags", np.uint64, 0, ()),  # bit j: lag LOOP_MIN + j matched every reading since hr_from
         ("hr_from", np.uint32, 0, ()),
-        ("hr_changes", np.uint32, 0, (HR_CHANGES,)),  # seqs of the last heart-rate changes
+        ("hr_count", np.uint32, 0, ()),  # heart-rate readings so far
+        ("hr_changes", np.uint32, 0, (HR_CHANGES,)),  # reading counts of the last heart-rate changes
         ("clk_base", np.float64, nan, ()),  # the device clock's best (smallest) lag behind receipt
         ("clk_recent", np.float64, nan, ()),  # its best recent lag, rising at most CLOCK_LEAK s/s
         ("clk_at", np.float64, nan, ()),
+        ("clk_lag", np.float32, nan, ()),
+        ("clk_n", np.uint8, 0, ()),
         ("clk_jitter", np.float32, 0, ()),  # the largest recent delay that came and went
         ("ch_t", np.float64, nan, ()),  # the GPS chord's anchor fix and the distance there
         ("ch_lat", np.float64, nan, ()),
@@ -286,6 +287,11 @@ def _haversine_m(lat0: np.ndarray, lon0: np.ndarray, lat1: np.ndarray, lon1: np.
 def _ema(old: np.ndarray, new: np.ndarray, dt: np.ndarray, tau: float) -> np.ndarray:
     keep = np.exp(-dt / tau)
     return np.where(np.isnan(old), new, keep * old + (1 - keep) * new)
+
+
+def _streak(count: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    """Readings in a row that show it, forgiving a stray one: a miss halves the count."""
+    return np.where(hit, np.minimum(count, STREAK_MAX) + 1, count // 2)
 
 
 def _run_needed(same: np.ndarray, floor: int) -> np.ndarray:
@@ -384,16 +390,15 @@ class FairPlay:
         speed = np.where(has_speed, v, inst)
         known = ~np.isnan(speed)
 
-        # Sustained acceleration: a motor pulls away for seconds on end
+        # Sustained acceleration: the power that speeding up takes (v·a, per kg) for seconds on end
         kin_v = c["kin_v"][p]
         close = has_speed & (gap > 0) & (gap <= ACCEL_GAP_S) & ~np.isnan(kin_v)
-        step = close & ((v - kin_v) >= rule.accel_step * np.where(close, gap, 1.0))
-        acc_n = np.where(step, np.minimum(c["acc_n"][p], 254) + 1, 0).astype(np.uint8)
-        gain = np.where(step, c["acc_gain"][p] + (v - kin_v), 0.0)
-        c["acc_n"][p], c["acc_gain"][p] = acc_n, gain
+        pull = v * (v - kin_v) / np.where(close, gap, 1.0)
+        acc_n = np.where(close & (pull >= rule.accel_power), np.minimum(c["acc_n"][p], 254) + 1, 0).astype(np.uint8)
+        c["acc_n"][p] = acc_n
         raise_(
-            "acceleration", p, (acc_n >= ACCEL_STEPS) & (gain >= rule.accel_gain), t, out,
-            seq=seq, since=seq - acc_n, gained=gain, steps=acc_n, speed=v, limit=rule.accel_gain,
+            "acceleration", p, acc_n >= ACCEL_STEPS, t, out, seq=seq, since=seq - acc_n,
+            w_per_kg=pull, steps=acc_n, speed=v, limit=rule.accel_power,
         )  # fmt: skip
 
         # The mean speed over about a minute
@@ -404,7 +409,7 @@ class FairPlay:
         mean_v = v_win / np.where(v_win_w > 0, v_win_w, 1.0)
         raise_(
             "vehicle", p, (v_win_w >= 0.63) & (mean_v > rule.window_speed), t, out, seq=seq,
-            window=(t - WINDOW_TAU_S, t), mean_speed=mean_v, limit=rule.window_speed, source="window",
+            window=(t - 3 * WINDOW_TAU_S, t), mean_speed=mean_v, limit=rule.window_speed, source="window",
         )  # fmt: skip
 
         v_now = np.where(known, _ema(c["v_now"][p], speed, dt, SHORT_TAU_S), c["v_now"][p])
@@ -422,7 +427,7 @@ class FairPlay:
         if rule.coast_speed is not None and rule.cda is not None:
             need = _needed_w(v_now, mass, rule.cda, rule.crr)
             motor = powered & (v_now >= rule.coast_speed) & (p_now < POWER_FRACTION * need)
-            veh_n = np.where(powered, np.where(motor, np.minimum(c["veh_n"][p], 254) + 1, 0), c["veh_n"][p])
+            veh_n = np.where(powered, _streak(c["veh_n"][p], motor), c["veh_n"][p])
             c["veh_n"][p] = veh_n.astype(np.uint8)
             indoor = (seen & _SEEN_GPS) == 0
             raise_(
@@ -431,14 +436,14 @@ class FairPlay:
             )  # fmt: skip
         if rule.min_cadence is not None:
             still = cadenced & (v_now >= rule.move_speed) & (cad_now < rule.min_cadence)
-            cad_n = np.where(cadenced, np.where(still, np.minimum(c["cad_n"][p], 254) + 1, 0), c["cad_n"][p])
+            cad_n = np.where(cadenced, _streak(c["cad_n"][p], still), c["cad_n"][p])
             c["cad_n"][p] = cad_n.astype(np.uint8)
             raise_(
                 "vehicle", p, cad_n >= VEHICLE_SAMPLES, t, out, seq=seq, since=seq - cad_n + 1,
                 speed=v_now, cadence=cad_now, limit=rule.min_cadence, source="cadence",
             )  # fmt: skip
 
-        self._heart(p, seq, t, hr, power, speed, known, dt, after_gap, seen, out)
+        self._heart(p, seq, t, hr, power, speed, known, dt, seen, mean_v, out)
         self._distance(s, p, ok, placed, speed, known, dt, mass, seen, gap, out)
         if rule.wkg_5min is not None:
             self._watts(s, p, out)
@@ -457,8 +462,8 @@ class FairPlay:
         speed: np.ndarray,
         known: np.ndarray,
         dt: np.ndarray,
-        after_gap: np.ndarray,
         seen: np.ndarray,
+        mean_v: np.ndarray,
         out: dict,
     ) -> None:
         c, rule, raise_ = self._col, self.profile, self._raise
@@ -469,19 +474,19 @@ class FairPlay:
         # Decoupled: a resting heart at sustained race effort (pace, or power where measured)
         if rule.hr_floor is not None:
             by_power = (seen & _SEEN_POWER) != 0
-            measure = np.where(by_power, power, np.nan_to_num(speed)) if rule.effort_power else np.nan_to_num(speed)
-            effort = _ema(c["effort"][p], measure, dt, EFFORT_TAU_S)
-            line = np.where(by_power, rule.effort_power or np.inf, rule.effort_speed or np.inf)
-            hard = effort >= line
-            effort_s = np.where(hard, c["effort_s"][p] + dt, 0.0)
+            effort = np.where(by_power, _ema(c["effort"][p], power, dt, EFFORT_TAU_S), np.nan)
+            line = rule.effort_power or np.inf
+            hard = (effort >= line) | (mean_v >= (rule.effort_speed or np.inf))
+            effort_s = np.where(hard, c["effort_s"][p] + dt, np.maximum(c["effort_s"][p] - 3 * dt, 0.0))
             c["effort"][p], c["effort_s"][p] = effort, effort_s
             low = has_hr & (hr < rule.hr_floor)
-            low_n = np.where(has_hr, np.where(low, np.minimum(c["low_n"][p], 254) + 1, 0), c["low_n"][p])
+            # readings count only once the effort has lasted long enough for the heart to follow
+            low_n = np.where(effort_s >= EFFORT_S, np.where(has_hr, _streak(c["low_n"][p], low), c["low_n"][p]), 0)
             c["low_n"][p] = low_n.astype(np.uint8)
             raise_(
                 "hr_decoupled", p, (effort_s >= EFFORT_S) & (low_n >= LOW_HR_SAMPLES), t, out,
-                seq=seq, since=seq - low_n + 1, hr=hr, floor=rule.hr_floor, effort=effort,
-                effort_line=line, effort_s=effort_s,
+                seq=seq, since=seq - low_n + 1, hr=hr, floor=rule.hr_floor, power_w=effort,
+                mean_speed=mean_v, effort_s=effort_s,
             )  # fmt: skip
 
         # Replay: one value frozen, or a stretch of 30-90 s played again, reading for reading
@@ -492,11 +497,13 @@ class FairPlay:
         learning = has_hr & (last > 0) & (frozen_n < 10)
         chance = np.where(learning, c["same"][p] + (same - c["same"][p]) / 60.0, c["same"][p])
         c["same"][p] = chance
+        count = c["hr_count"][p].astype(np.int64) + has_hr
+        c["hr_count"][p] = count
         changed = has_hr & (last > 0) & ~same
         if changed.any():
             rows = p[changed]
             marks = c["hr_changes"][rows]
-            c["hr_changes"][rows] = np.column_stack((seq[changed], marks[:, :-1]))
+            c["hr_changes"][rows] = np.column_stack((count[changed], marks[:, :-1]))
         c["hr_last"][p] = np.where(has_hr, beat, last)
         raise_(
             "hr_replay", p, moving & (frozen_n + 1 >= _run_needed(chance, FROZEN_MIN_RUN)), t, out,
@@ -505,27 +512,38 @@ class FairPlay:
 
         # Lags that have matched every reading since ``hr_from``: when none is left, the lags that
         # match now start afresh. A loop's lag matches on every reading, so it stays once in.
+        # The ring holds one column per seq (0: this sample, k: k seqs before; 0 where no reading),
+        # so a gap, an absent reading or a late sample filled in afterwards keeps every lag in place.
         ring = c["hr_ring"]
-        if after_gap.any():
-            ring[p[after_gap]] = 0
-        live = np.flatnonzero(has_hr)
+        rows_at = np.flatnonzero(has_hr | (count > 0))
+        if not len(rows_at):
+            return
+        q = p[rows_at]
+        rows = ring[q]
+        shift = seq[rows_at] - c["kin_seq"][q].astype(np.int64)
+        moved = np.zeros_like(rows)
+        moved[:, 1:] = rows[:, :-1]
+        far = np.flatnonzero(shift != 1)
+        if len(far):
+            back = np.arange(HR_RING)[None, :] - shift[far, None]
+            moved[far] = np.where(back >= 0, np.take_along_axis(rows[far], np.clip(back, 0, HR_RING - 1), axis=1), 0)
+        moved[:, 0] = beat[rows_at]
+        ring[q] = moved
+        live = rows_at[has_hr[rows_at]]
         if not len(live):
             return
         q = p[live]
-        rows = ring[q]
-        now = beat[live]
-        match = rows[:, LOOP_MIN - 1 : LOOP_MAX] == now[:, None]
+        match = moved[has_hr[rows_at]][:, LOOP_MIN : LOOP_MAX + 1] == beat[live, None]
         bits = np.packbits(match, axis=1, bitorder="little")
         bits = np.pad(bits, ((0, 0), (0, 8 - _LAG_BYTES))).view(np.uint64)[:, 0]
         held = c["hr_lags"][q] & bits
         restart = held == 0
         lags = np.where(restart, bits, held)
-        start = np.where(restart, seq[live], c["hr_from"][q])
+        start = np.where(restart, count[live], c["hr_from"][q])
         c["hr_lags"][q], c["hr_from"][q] = lags, start
-        ring[q] = np.concatenate((now[:, None], rows[:, :-1]), axis=1)
-        length = seq[live] - start + 1
+        length = count[live] - start + 1
         needed = _run_needed(chance[live], LOOP_MIN_RUN)
-        varied = seq[live] - c["hr_changes"][q, -1] < length
+        varied = count[live] - c["hr_changes"][q, -1] < length
         looped = (lags != 0) & (length >= needed) & varied & moving[live]
         if looped.any():
             tripped = np.zeros(len(p), bool)
@@ -587,10 +605,10 @@ class FairPlay:
 
         # Indoors, ridden: the power the reported speed needs on the flat, less what slowing down gives back
         moving = ~outdoor & known & (gap > 0) & (gap <= 5.0)
-        if rule.cda is not None:
+        if rule.indoor_cda is not None:
             powered = moving & (s["power"] > 0)  # a meter that drops out owes nothing
             kinetic = mass * speed * (speed - c["kin_v"][p]) / np.where(gap > 0, gap, 1.0)
-            need = _needed_w(speed, mass, rule.cda, rule.crr) + np.nan_to_num(kinetic)
+            need = _needed_w(speed, mass, rule.indoor_cda, rule.crr) + np.nan_to_num(kinetic)
             owed = (need - INDOOR_MARGIN * s["power"]) * dt
             t0 = np.where(powered & (excess == 0) & (owed > 0), t, t0)
             rep = np.where(powered, np.where(excess == 0, 0, rep) + need * dt, rep)
@@ -704,9 +722,19 @@ class FairPlay:
         )  # fmt: skip
         c["gap_t"][p] = np.where(follows, t, gap_t)
         c["gap_d"][p] = np.where(ok, d, gap_d)
-        c["gap_lat"][p] = np.where(placed, s["lat"], lat0)
-        c["gap_lon"][p] = np.where(placed, s["lon"], lon0)
+        # a stretch without a fix leaves no position to measure the next one from
+        c["gap_lat"][p] = np.where(placed, s["lat"], np.where(follows, np.nan, lat0))
+        c["gap_lon"][p] = np.where(placed, s["lon"], np.where(follows, np.nan, lon0))
         hr = s["hr"]
+        if rule.hr_floor is not None:  # a resting heart in a late stretch, at the effort held around it
+            has_hr = (hr > 0) & follows
+            low_n = np.where(has_hr, _streak(c["low_n"][p], has_hr & (hr < rule.hr_floor)), c["low_n"][p])
+            c["low_n"][p] = low_n
+            raise_(
+                "hr_decoupled", p, (c["effort_s"][p] >= EFFORT_S) & (low_n >= LOW_HR_SAMPLES), t, out,
+                seq=seq, since=seq - low_n + 1, hr=hr, floor=rule.hr_floor, effort_s=c["effort_s"][p],
+                source="late",
+            )  # fmt: skip
         age = c["kin_seq"][p].astype(np.int64) - seq  # the ring's column of this reading
         has_hr = (hr > 0) & (hr < 256) & (age < HR_RING)
         c["hr_ring"][p[has_hr], age[has_hr]] = hr[has_hr].astype(np.uint8)
@@ -718,21 +746,28 @@ class FairPlay:
     def clock(self, p: np.ndarray, newest_t: np.ndarray, seq: np.ndarray, now: float, out: dict) -> None:
         """``newest_t``: each athlete's newest device time after a batch received at ``now``.
 
-        A late or reordered batch lags for a while and the next live sample catches up: the
-        lag jumps faster than CLOCK_LEAK and is remembered as jitter. A slow clock (samples
-        stamped 1 s apart, sent 1.4-2 s apart) falls behind smoothly on every sample, for good.
+        A late or reordered batch lags for a while and the next live sample catches up: how
+        far it caught up is remembered as the device's jitter, and a lag that jumps after a
+        silence counts as a delay. A slow clock (samples stamped 1 s apart, sent 1.4-2 s
+        apart) falls behind on every sample and never catches up.
         """
         c = self._col
         lag = now - newest_t
         base = np.fmin(c["clk_base"][p], lag)
         elapsed = np.nan_to_num(now - c["clk_at"][p])
         recent = np.fmin(c["clk_recent"][p] + CLOCK_LEAK * np.minimum(elapsed, CLOCK_GAP_S), lag)
-        jitter = np.maximum(c["clk_jitter"][p] * np.exp(-elapsed / CLOCK_JITTER_S), lag - recent)
-        c["clk_base"][p], c["clk_recent"][p], c["clk_at"][p], c["clk_jitter"][p] = base, recent, now, jitter
+        # a slow clock never catches up, and its lag does not leap after a silence
+        moved = np.nan_to_num(c["clk_lag"][p] - lag)
+        moved = np.where(elapsed > CLOCK_GAP_S, np.abs(moved), moved)
+        jitter = np.maximum(c["clk_jitter"][p] * np.exp(-elapsed / CLOCK_JITTER_S), moved)
+        c["clk_base"][p], c["clk_recent"][p], c["clk_at"][p] = base, recent, now
+        c["clk_lag"][p], c["clk_jitter"][p] = lag, jitter
         behind = recent - base
-        line = CLOCK_DRIFT_S + jitter
+        line = CLOCK_DRIFT_S + 0.5 * jitter
+        streak = np.where(behind > line, np.minimum(c["clk_n"][p], STREAK_MAX) + 1, 0)
+        c["clk_n"][p] = streak
         self._raise(
-            "clock_drift", p, behind > line, newest_t, out, seq=seq,
+            "clock_drift", p, streak >= CLOCK_BATCHES, newest_t, out, seq=seq,
             window=(now - behind / CLOCK_LEAK, np.full(len(p), now)), behind_s=behind, limit_s=line,
             best_lag_s=base, lag_s=lag, received=now,
         )  # fmt: skip

@@ -103,7 +103,8 @@ def make_field(sport: str, n: int, seconds: int, cheaters: float, seed: int) -> 
     count = int(round(n * cheaters))
     cheat = np.full(n, -1)
     who = rng.choice(n, count, replace=False)
-    cheat[who] = np.arange(count) % len(KINDS)
+    kinds = [i for i, k in enumerate(KINDS) if sport == "ride" or k != "wkg"]  # W/kg caps are for riders
+    cheat[who] = np.array(kinds)[np.arange(count) % len(kinds)]
     onset = rng.uniform(120, max(180, seconds - 480), n)
     fld = Field(sport, n, rng, cheat, onset)
     fld.cheat_param = rng.uniform(0, 1, n)  # each kind draws its own parameters from this
@@ -158,6 +159,7 @@ class Simulation:
         self.clock_k = np.zeros(n)  # samples sent since a slow clock began
         self.clock_next = np.full(n, np.inf)
         self.power_s = np.zeros((n, seconds))  # per second, for the W/kg ground truth
+        self.arrival = np.full((n, seconds), np.nan, np.float32)  # when each second's sample reached the race
         self.excess = np.zeros(n)
         self.arrivals: dict[int, list[np.ndarray]] = defaultdict(list)
 
@@ -242,12 +244,13 @@ class Simulation:
             at = k - f.onset
             frozen = f.cheat_alt
             first = rep & (at < 1)
-            self.frozen = np.where(first, self.hr_history[:, (k - 1) % 100], self.frozen)
+            self.frozen = np.where(first, np.round(self.hr), self.frozen)
             replayed = self.hr_history[np.arange(n), (k - loop) % 100]
-            beat = np.where(rep, np.where(frozen, self.frozen, replayed), beat)
+            replayed_beat = np.where(frozen, self.frozen, replayed)
             f.conclusive = np.where(rep & np.isnan(f.conclusive) & (at >= 20), k, f.conclusive)
         self.hr_off = np.where((self.hr_off <= 0) & (rng.random(n) < 0.002), rng.uniform(5, 60, n), self.hr_off - 1)
-        beat = np.where(f.has_hr & ((self.hr_off <= 0) | rep | dec), np.clip(beat, 30, 230), 0)
+        beat = np.where(f.has_hr & ((self.hr_off <= 0) | dec), np.clip(beat, 30, 230), 0)
+        beat = np.where(rep, replayed_beat, beat) if rep.any() else beat  # a replay repeats its gaps too
         self.hr_history[:, k % 100] = beat
 
         # where the body is, and what the devices say
@@ -311,6 +314,7 @@ class Simulation:
         arrive = np.where(offline, back, arrive)
 
         who = np.flatnonzero(sends)
+        self.arrival[who, k] = arrive[who]
         self.seq[who] += 1
         batch = empty(len(who))
         batch["participant"] = who
@@ -334,6 +338,18 @@ class Simulation:
         for part in np.split(order, bounds):
             if len(part):
                 self.arrivals[int(seconds[part[0]])].append(batch[part])
+
+    def available(self) -> np.ndarray:
+        """When the sample that made each case conclusive reached the race (the next one sent, if
+        none was sent that second): evidence cannot be acted on before it arrives."""
+        f = self.f
+        out = np.full(f.n, np.nan)
+        for i in np.flatnonzero(~np.isnan(f.conclusive)):
+            k = int(f.conclusive[i])
+            sent = np.flatnonzero(~np.isnan(self.arrival[i, k:]))
+            if len(sent):
+                out[i] = max(f.conclusive[i], float(np.min(self.arrival[i, k : k + sent[0] + 1][sent[:1]])))
+        return out
 
     def wkg_truth(self) -> None:
         """When each W/kg cheat became conclusive: the exact rolling mean over the cap, from the
@@ -399,6 +415,7 @@ def run(sport: str, athletes: int, minutes: float, cheaters: float, seed: int, p
             shown = time.perf_counter()
             print(f"  {sport}: {k}/{seconds} s simulated, {samples:,} samples ingested", flush=True)
     sim.wkg_truth()
+    fld.available = sim.available()
     return Outcome(sport, fld, race.board.flags(), samples, ingest_s)
 
 
@@ -422,10 +439,12 @@ def score(outcome: Outcome) -> list[dict]:
             first[i] = min(first.get(i, math.inf), at)
     rows = []
     for index, kind in enumerate(KINDS):
+        if kind == "wkg" and outcome.sport != "ride":
+            continue
         cheats = np.flatnonzero(fld.cheat == index)
         decided = [i for i in cheats if not math.isnan(fld.conclusive[i])]
         caught = [i for i in decided if i in first]
-        delays = [first[i] - fld.conclusive[i] for i in caught]
+        delays = [first[i] - fld.available[i] for i in caught]
         flagged = by_kind.get(kind, set())
         rows.append(
             {
@@ -479,7 +498,7 @@ def _ttf(outcome: Outcome, i: int) -> float | None:
     if fld.cheat[i] < 0 or math.isnan(fld.conclusive[i]):
         return None
     ats = [f["at"] - T0 for f in outcome.flags if f["participant"] == i and f["at"] - T0 >= fld.onset[i]]
-    return min(ats) - fld.conclusive[i] if ats else None
+    return min(ats) - fld.available[i] if ats else None
 
 
 def main() -> None:

@@ -103,3 +103,9 @@ def _merged(headers: list[tuple[bytes, bytes]], defaults: list[tuple[bytes, byte
     if https and _HSTS[0] not in present:
         extra.append(_HSTS)
     return headers + extra
+
+
+def api_headers(https: bool = False) -> dict[str, str]:
+    """The headers of a non-page answer, for answers made outside this middleware (a 500 from
+    Starlette's outermost error handler)."""
+    return {name.decode(): value.decode() for name, value in _merged([], _FOR_THE_REST, https)}

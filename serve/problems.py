@@ -114,4 +114,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
-        return internal_error(request, error)
+        # Starlette answers this one outside every middleware: the security headers go on here.
+        from serve.headers import api_headers
+
+        arena = getattr(request.app.state, "arena", None)
+        response = internal_error(request, error)
+        response.headers.update(api_headers(https=arena is not None and arena.settings.https))
+        return response

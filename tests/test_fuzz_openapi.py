@@ -159,6 +159,10 @@ def world(settings):
         world.run(arena.spectators.close())
         for handle in arena.cluster.hosts[settings.hosts :]:
             ray.kill(handle, no_restart=True)
+        leftover = asyncio.all_tasks(loop)  # what the Arena keeps running (revocation followers, buses)
+        for task in leftover:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
         loop.close()
 
 

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import ray
 
 from connectors.samples import Sample, pack_samples
 from serve.context import Arena
@@ -167,18 +168,27 @@ async def test_a_correction_wakes_a_stopped_race_host_and_its_record_follows(cli
 
 
 async def test_past_the_cap_a_race_that_needs_a_host_waits_with_503_and_retry_after(client, settings):
-    arena = client.arena
+    from serve.app import api
+
     _, org = await organizer(client)
-    await until(no_race_hosts(arena), "race hosts of earlier tests to stop")
-    body = {"name": "Crowded", "sport": "run", "kind": "distance", "target_m": 1000}
-    for _ in range(settings.race_hosts_max):
-        assert (await client.post("/races", json=body, headers=org)).status_code == 201
-    refused = await client.post("/races", json=body, headers=org)
-    problem = assert_problem(refused, 503)
-    assert problem["code"] == "too_many_hosts" and int(refused.headers["Retry-After"]) >= 1
-    token = settings.operator_token.get_secret_value()
-    metrics = await client.get("http://arena/metrics", headers={"Authorization": f"Bearer {token}"})
-    assert f'arena_dedicated_hosts{{kind="race"}} {float(settings.race_hosts_max)}' in metrics.text
+    capped = Arena.build(settings.model_copy(update={"race_hosts_max": 2}))
+    api.state.arena = capped
+    try:
+        await until(no_race_hosts(capped), "race hosts of earlier tests to stop")
+        body = {"name": "Crowded", "sport": "run", "kind": "distance", "target_m": 1000}
+        for _ in range(2):
+            assert (await client.post("/races", json=body, headers=org)).status_code == 201
+        refused = await client.post("/races", json=body, headers=org)
+        problem = assert_problem(refused, 503)
+        assert problem["code"] == "too_many_hosts" and int(refused.headers["Retry-After"]) >= 1
+        token = settings.operator_token.get_secret_value()
+        metrics = await client.get("http://arena/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert 'arena_dedicated_hosts{kind="race"} 2.0' in metrics.text
+    finally:
+        await capped.spectators.close()
+        api.state.arena = client.arena
+        for handle in capped.cluster.hosts[settings.hosts :]:  # the races' hosts, not the shared ones
+            ray.kill(handle, no_restart=True)
 
 
 def test_the_race_host_settings_are_checked():

@@ -166,3 +166,27 @@ def test_the_pages_run_under_their_enforced_policy_without_a_violation(server, b
         page.close()
     violations = [p for p in problems if "Content Security Policy" in p or "Refused to" in p]
     assert violations == [], problems
+
+
+async def test_an_unexpected_error_answers_a_bare_500_with_the_security_headers():
+    from fastapi import FastAPI
+
+    from serve import problems
+    from serve.headers import SecurityHeaders
+
+    app = FastAPI()
+    problems.install(app)
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/boom")
+    async def boom() -> dict:
+        raise RuntimeError("secret internal detail at /srv/arena/db.sqlite")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://arena") as http:
+        answer = await http.get("/boom")
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "secret" not in answer.text and "sqlite" not in answer.text and answer.json()["error_id"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]

@@ -1,0 +1,136 @@
+"""Memory of an idle Arena after N finished races, against the same Arena before any race.
+
+Starts Arena in its own process (fresh local Ray, embedded store), measures the
+proportional set size (PSS: shared pages split between the processes that share
+them) of its whole process tree, runs N races from creation to final through the
+API (an organizer who runs in each race, one telemetry batch), lets the race hosts go
+idle, and measures again. A race's host is a Ray process of its own while the race
+needs it and stops once the race is final and idle (``ARENA_RACE_HOST_IDLE``), so
+the two numbers should differ by the store's and caches' growth, not by processes.
+
+Run: ``.venv/bin/python -m loadtest.bench_idle_memory --races 1000``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from loadtest import server
+
+ORGANIZER = "organizer@bench-memory.example.com"
+PASSWORD = "correct horse battery"
+
+
+def _call(base: str, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    for _ in range(120):  # a 503 (the cap on race hosts, a host stopping) says when to come back
+        request = urllib.request.Request(f"{base}/api/v1{path}", data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            if error.code != 503:
+                raise RuntimeError(f"{method} {path}: {error.code} {error.read()[:300]!r}") from None
+            time.sleep(float(error.headers.get("Retry-After", "1")))
+    raise RuntimeError(f"{method} {path}: still 503")
+
+
+def tree_pss_mib(root: int) -> tuple[float, int]:
+    """PSS of ``root`` and every process under it, in MiB, and how many processes that is."""
+    parents: dict[int, int] = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    members = {root}
+    grew = True
+    while grew:
+        before = len(members)
+        members |= {pid for pid, parent in parents.items() if parent in members}
+        grew = len(members) != before
+    total = 0
+    for pid in members:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024, len(members)
+
+
+def one_race(base: str, token: str, n: int) -> None:
+    race = _call(
+        base, "POST", "/races", {"name": f"Memory {n}", "sport": "run", "kind": "distance", "target_m": 50}, token
+    )
+    race_id = race["id"]
+    _call(base, "POST", f"/races/{race_id}/actions/open", token=token)
+    _call(base, "POST", f"/races/{race_id}/athletes", {}, token)
+    _call(base, "POST", f"/races/{race_id}/actions/start", token=token)
+    now = time.time()
+    samples = [{"seq": i, "t": now + i, "distance": 10.0 * i, "speed": 3.0} for i in range(6)]
+    _call(base, "POST", f"/races/{race_id}/telemetry", {"samples": samples}, token)
+    for action in ("end", "finalize"):
+        _call(base, "POST", f"/races/{race_id}/actions/{action}", token=token)
+
+
+def settle(base: str, process, seconds: float) -> tuple[float, int]:
+    """Wait ``seconds`` (hosts go idle, Ray's idle workers exit), then the tree's PSS."""
+    time.sleep(seconds)
+    return tree_pss_mib(process.pid)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--races", type=int, default=1000)
+    parser.add_argument("--parallel", type=int, default=4, help="races run at once")
+    parser.add_argument("--idle", type=float, default=5.0, help="ARENA_RACE_HOST_IDLE for the run")
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="arena-memory-"))
+    port = server.free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = server.start_arena(
+        data,
+        port,
+        admin_emails=json.dumps([ORGANIZER]),
+        rate_limit_scale="0",
+        race_host_idle=str(args.idle),
+        haproxy_stats_port="0",
+        haproxy_metrics_port="0",
+        argon2_time_cost="1",
+        argon2_memory_kib="1024",
+    )
+    try:
+        server.wait_healthy(base, process)
+        _call(base, "POST", "/accounts", {"email": ORGANIZER, "password": PASSWORD, "display_name": "Org"})
+        user = _call(base, "POST", "/auth/login", {"email": ORGANIZER, "password": PASSWORD})
+        me = _call(base, "GET", "/me", token=user["access_token"])
+        _call(base, "PUT", f"/users/{me['id']}/roles", {"roles": ["athlete", "organizer"]}, user["access_token"])
+        token = _call(base, "POST", "/auth/login", {"email": ORGANIZER, "password": PASSWORD})["access_token"]
+        idle_before, processes_before = settle(base, process, 30)
+        print(f"idle, no race: {idle_before:,.0f} MiB PSS in {processes_before} processes", flush=True)
+        started = time.monotonic()
+        with ThreadPoolExecutor(args.parallel) as pool:
+            for done, _ in enumerate(pool.map(lambda n: one_race(base, token, n), range(args.races)), 1):
+                if done % 50 == 0:
+                    print(f"  {done} races final ({time.monotonic() - started:.0f} s)", flush=True)
+        idle_after, processes_after = settle(base, process, args.idle + 30)
+        print(f"idle, {args.races} races final: {idle_after:,.0f} MiB PSS in {processes_after} processes")
+        print(f"difference: {idle_after - idle_before:+,.0f} MiB ({(idle_after / idle_before - 1) * 100:+.1f}%)")
+    finally:
+        server.stop(process)
+
+
+if __name__ == "__main__":
+    main()
