@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-fanout bench-race bench-board bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-devices load-race-day setup system clean
+.PHONY: run test bench-engine bench-fanout bench-race bench-board bench-fairplay bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-devices load-race-day setup system clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-race: $(STAMP)
 
 bench-board: $(STAMP)
 	$(BIN)/python -m loadtest.bench_board
+
+# 2,000 athletes x 30 minutes, run and ride, through the race entity: precision, recall, time to flag
+bench-fairplay: $(STAMP)
+	$(BIN)/python -m loadtest.fairplay --athletes 2000 --minutes 30
 
 bench-mqtt: $(STAMP)
 	$(BIN)/python -m loadtest.bench_mqtt --devices 5000 7500 10000 --seconds 30 --hub-processes 2

@@ -34,7 +34,8 @@ BIKE_KG = 7.0  # the lightest legal road bike is 6.8 kg (UCI rule 1.3.019)
 @dataclass(frozen=True, slots=True)
 class SportProfile:
     max_speed: float  # m/s: 3 reported speeds in a row, or from distance over ≥ 5 s
-    window_speed: float  # m/s: cap on the mean speed over ~20 s (an EMA) and longer
+    window_speed: float  # m/s: cap on the mean speed over ~20 s (an EMA)
+    long_speed: float  # m/s: cap on the mean speed over ~150 s (an EMA)
     accel_power: float  # W/kg: speed × acceleration no body sustains for ACCEL_STEPS seconds
     move_speed: float  # m/s from which the athlete's own motion must show in the cadence
     min_cadence: float | None = None  # steps or revolutions per minute at move_speed and above
@@ -63,6 +64,7 @@ PROFILES = {
     "run": SportProfile(
         max_speed=12.5,
         window_speed=9.0,  # 600 m indoor record 1:12.81 = 8.2 m/s; 400 m 9.3 m/s over 43 s
+        long_speed=7.6,  # 2000 m record 4:44.79 = 7.02 m/s
         accel_power=30.0,
         move_speed=3.5,
         min_cadence=100.0,
@@ -71,11 +73,12 @@ PROFILES = {
         stride_max=2.3,
     ),
     "walk": SportProfile(
-        max_speed=4.8, window_speed=4.2, accel_power=20.0, move_speed=1.8, min_cadence=70.0
+        max_speed=4.8, window_speed=4.2, long_speed=4.0, accel_power=20.0, move_speed=1.8, min_cadence=70.0
     ),
     "ride": SportProfile(
         max_speed=30.0,  # beyond a sprint (~20 m/s) and a fast descent
         window_speed=20.0,  # 72 km/h held: beyond a flat-road pack; a 15 s sprint at 20 m/s averages less
+        long_speed=16.0,  # the hour record is 15.3 m/s (55.1 km/h, 2022); no flat pack holds 58 km/h for minutes
         accel_power=30.0,  # a 25 W/kg sprint peak (Menaspà 2015) is all a body has; a car pulls away at 2-4 m/s²
         move_speed=12.0,
         min_cadence=40.0,  # riders turn 70-100 rpm; coasting reads absent, not low
@@ -88,11 +91,12 @@ PROFILES = {
         wkg_5min=(7.5, 6.6),
         wkg_20min=(6.4, 5.7),
     ),
-    "swim": SportProfile(max_speed=2.5, window_speed=2.3, accel_power=10.0, move_speed=1.0),
+    "swim": SportProfile(max_speed=2.5, window_speed=2.3, long_speed=2.1, accel_power=10.0, move_speed=1.0),
     # Rowing: 2000 m world record of the men's eight 5:18.68 = 6.28 m/s; single sculls ~5.6 m/s.
     "row": SportProfile(
         max_speed=7.0,
         window_speed=6.5,
+        long_speed=6.4,
         accel_power=20.0,
         move_speed=4.0,
         min_cadence=14.0,
@@ -105,6 +109,7 @@ PROFILES = {
     "ski": SportProfile(
         max_speed=22.0,
         window_speed=12.0,
+        long_speed=9.0,  # 50 km classic winners average ~6.5 m/s; a sprint ~8 m/s
         accel_power=30.0,
         move_speed=6.0,
         effort_speed=4.0,
@@ -157,7 +162,7 @@ JUMP_SLACK_M = 150.0  # multipath moves a fix by tens of metres for a few second
 ACCEL_GAP_S = 2.5  # a step of acceleration is judged between samples at most this far apart
 ACCEL_STEPS = 3
 STREAK_MAX = 250
-WINDOW_TAU_S = 20.0  # the window of the mean-speed cap
+WINDOW_TAU_S, LONG_TAU_S = 20.0, 150.0  # the windows of the mean-speed caps
 SHORT_TAU_S = 6.0  # speed, power and cadence as they are now, without one sample's noise
 EFFORT_TAU_S = 30.0  # effort sustained long enough for the heart to have followed
 EFFORT_S = 40.0  # seconds of race effort before a resting heart rate is evidence (HR lag ~30 s)
@@ -170,9 +175,9 @@ LOOP_MIN, LOOP_MAX = 30, 90
 LOOP_MIN_RUN, FROZEN_MIN_RUN = 15, 20
 HR_CHANGES = 3  # a looped stretch must vary this often to be more than a steady heart
 SAME_INIT = 0.4  # chance that a heart reads the same twice in a row, before it is measured
-CHORD_S, CHORD_M, CHORD_MAX_S = 5.0, 25.0, 30.0  # GPS track measured in chords: noise cancels along them;
+CHORD_S, CHORD_M, CHORD_MAX_S = 2.0, 25.0, 30.0  # GPS track measured in chords: noise cancels along them;
 # a longer chord (a tunnel, a dropout) cuts the corners it spans and only re-anchors
-INFLATION_REL = 0.03  # device distance may run this much over the GPS track (calibration, corners)
+INFLATION_REL = 0.04  # device distance may run this much over the GPS track (calibration, corners)
 INFLATION_STEP = 0.6  # no chord gains more than this share (and CHORD_M) over its length: a multipath fix does
 INFLATION_SLACK_M = 80.0
 INDOOR_SLACK_J = 15_000.0  # energy a rider's speed may owe their power (inertia, a virtual dip)
@@ -186,7 +191,6 @@ CLOCK_JITTER_S = 600.0  # how long a device's delivery jitter (delays that come 
 W_UNIT = 8.0  # W per step of the 1-second power ring (uint8: 0-2040 W)
 RING_5, BUCKET_S, RING_20 = 300, 20, 61
 _SEEN_POWER, _SEEN_CADENCE, _SEEN_GPS = 1, 2, 4
-_LAG_BYTES = (LOOP_MAX - LOOP_MIN + 8) // 8
 
 
 def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ...]], ...]:
@@ -203,6 +207,8 @@ def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ..
         ("acc_n", np.uint8, 0, ()),
         ("v_win", np.float32, 0, ()),  # mean-speed EMA and its bias weight
         ("v_win_w", np.float32, 0, ()),
+        ("v_long", np.float32, 0, ()),
+        ("v_long_w", np.float32, 0, ()),
         ("v_now", np.float32, nan, ()),
         ("p_now", np.float32, nan, ()),  # EMA of the power readings (> 0)
         ("cad_now", np.float32, nan, ()),
@@ -269,7 +275,10 @@ def tightened(profile: SportProfile, overrides: dict[str, float] | None) -> Spor
         lo, hi = (base * reach, base) if direction == "lower" else (base, base * reach)
         if not lo <= value <= hi:
             raise ValueError(f"fair_play {name} may be tightened within {lo:g}-{hi:g}, not {value!r}")
-        changes[name] = tuple(x * value / base for x in current) if isinstance(current, tuple) else float(value)
+        if isinstance(current, tuple):  # the men's cap as given, the women's moved in proportion
+            changes[name] = (float(value), *(x * value / base for x in current[1:]))
+        else:
+            changes[name] = float(value)
     return replace(profile, **changes)
 
 
@@ -278,10 +287,11 @@ def _needed_w(v: np.ndarray, mass: np.ndarray, cda: float, crr: float) -> np.nda
     return 0.5 * RHO * cda * v**3 + crr * mass * G * v
 
 
-def _haversine_m(lat0: np.ndarray, lon0: np.ndarray, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
-    p0, p1 = np.radians(lat0), np.radians(lat1)
-    a = np.sin((p1 - p0) / 2) ** 2 + np.cos(p0) * np.cos(p1) * np.sin(np.radians(lon1 - lon0) / 2) ** 2
-    return 2 * 6_371_000.0 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+def _metres(lat0: np.ndarray, lon0: np.ndarray, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
+    """Distance between fixes on the local plane: within 0.1 % of the great circle up to tens of km."""
+    north = np.radians(lat1 - lat0)
+    east = np.radians(np.remainder(lon1 - lon0 + 180.0, 360.0) - 180.0) * np.cos(np.radians(lat0))
+    return 6_371_000.0 * np.hypot(north, east)
 
 
 def _ema(old: np.ndarray, new: np.ndarray, dt: np.ndarray, tau: float) -> np.ndarray:
@@ -376,7 +386,7 @@ class FairPlay:
         )  # fmt: skip
         pos_t, lat0, lon0 = c["pos_t"][p], c["lat"][p], c["lon"][p]
         hop = t - pos_t
-        metres = _haversine_m(lat0, lon0, s["lat"], s["lon"])
+        metres = _metres(lat0, lon0, s["lat"], s["lon"])
         raise_(
             "gps_jump", p, placed & (hop > 0) & (metres > rule.max_speed * hop + JUMP_SLACK_M), t, out,
             seq=seq, window=(pos_t, t), metres=metres, seconds=hop, lat=s["lat"], lon=s["lon"], source="gps",
@@ -401,16 +411,20 @@ class FairPlay:
             w_per_kg=pull, steps=acc_n, speed=v, limit=rule.accel_power,
         )  # fmt: skip
 
-        # The mean speed over about a minute
-        keep = np.exp(-dt / WINDOW_TAU_S)
-        v_win = np.where(known, keep * c["v_win"][p] + (1 - keep) * np.nan_to_num(speed), c["v_win"][p])
-        v_win_w = np.where(known, keep * c["v_win_w"][p] + (1 - keep), c["v_win_w"][p])
-        c["v_win"][p], c["v_win_w"][p] = v_win, v_win_w
-        mean_v = v_win / np.where(v_win_w > 0, v_win_w, 1.0)
-        raise_(
-            "vehicle", p, (v_win_w >= 0.63) & (mean_v > rule.window_speed), t, out, seq=seq,
-            window=(t - 3 * WINDOW_TAU_S, t), mean_speed=mean_v, limit=rule.window_speed, source="window",
-        )  # fmt: skip
+        # The mean speed over ~20 s and ~150 s (bias-corrected EMAs, judged once a time constant is seen)
+        means = []
+        for column, tau, cap in (("v_win", WINDOW_TAU_S, rule.window_speed), ("v_long", LONG_TAU_S, rule.long_speed)):
+            keep = np.exp(-dt / tau)
+            ema = np.where(known, keep * c[column][p] + (1 - keep) * np.nan_to_num(speed), c[column][p])
+            weight = np.where(known, keep * c[column + "_w"][p] + (1 - keep), c[column + "_w"][p])
+            c[column][p], c[column + "_w"][p] = ema, weight
+            mean = ema / np.where(weight > 0, weight, 1.0)
+            means.append(mean)
+            raise_(
+                "vehicle", p, (weight >= 0.63) & (mean > cap), t, out, seq=seq, window=(t - tau, t),
+                mean_speed=mean, limit=cap, source=f"mean over ~{tau:.0f} s",
+            )  # fmt: skip
+        mean_v = means[0]
 
         v_now = np.where(known, _ema(c["v_now"][p], speed, dt, SHORT_TAU_S), c["v_now"][p])
         c["v_now"][p] = v_now
@@ -534,8 +548,7 @@ class FairPlay:
             return
         q = p[live]
         match = moved[has_hr[rows_at]][:, LOOP_MIN : LOOP_MAX + 1] == beat[live, None]
-        bits = np.packbits(match, axis=1, bitorder="little")
-        bits = np.pad(bits, ((0, 0), (0, 8 - _LAG_BYTES))).view(np.uint64)[:, 0]
+        bits = np.packbits(match, axis=1, bitorder="little").view(np.uint64)[:, 0]  # 61 lags: 8 bytes
         held = c["hr_lags"][q] & bits
         restart = held == 0
         lags = np.where(restart, bits, held)
@@ -584,7 +597,7 @@ class FairPlay:
         ch_t = c["ch_t"][p]
         fresh = fix & np.isnan(ch_t)
         hop = t - ch_t
-        chord = _haversine_m(c["ch_lat"][p], c["ch_lon"][p], s["lat"], s["lon"])
+        chord = _metres(c["ch_lat"][p], c["ch_lon"][p], s["lat"], s["lon"])
         anchor = fresh | (fix & (hop >= CHORD_S) & ((chord >= CHORD_M) | (hop >= CHORD_MAX_S)))
         ready = anchor & (hop <= CHORD_MAX_S)
         gained = d - c["ch_d"][p]
@@ -715,7 +728,7 @@ class FairPlay:
         )  # fmt: skip
         placed = follows & ~np.isnan(s["lat"]) & ~np.isnan(s["lon"])
         lat0, lon0 = c["gap_lat"][p], c["gap_lon"][p]
-        metres = _haversine_m(lat0, lon0, s["lat"], s["lon"])
+        metres = _metres(lat0, lon0, s["lat"], s["lon"])
         raise_(
             "gps_jump", p, placed & (metres > rule.max_speed * hop + JUMP_SLACK_M), t, out, seq=seq,
             window=(gap_t, t), metres=metres, seconds=hop, source="gps, late",

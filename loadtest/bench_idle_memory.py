@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -106,10 +107,9 @@ def main() -> None:
         admin_emails=json.dumps([ORGANIZER]),
         rate_limit_scale="0",
         race_host_idle=str(args.idle),
-        haproxy_stats_port="0",
-        haproxy_metrics_port="0",
         argon2_time_cost="1",
         argon2_memory_kib="1024",
+        access_token_ttl="86400",  # one token for the whole run
     )
     try:
         server.wait_healthy(base, process)
@@ -130,6 +130,7 @@ def main() -> None:
         print(f"difference: {idle_after - idle_before:+,.0f} MiB ({(idle_after / idle_before - 1) * 100:+.1f}%)")
     finally:
         server.stop(process)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ def environment(data: Path, **settings: str) -> dict[str, str]:
         "ARENA_DATA_DIR": str(data),
         "ARENA_DATABASE_URL": f"sqlite:///{data}/arena.db",
         "ARENA_RAY_ADDRESS": "local",
+        # HAProxy's operator ports: free ones, so a run beside `make run` (or another run) starts.
+        "ARENA_HAPROXY_STATS_PORT": "0",
+        "ARENA_HAPROXY_METRICS_PORT": "0",
         # The crowd comes from one address far faster than people: every request is still counted
         # (the limits' cost is in the measurements), none is refused.
         "ARENA_RATE_LIMIT_SCALE": "1000000",

@@ -7,7 +7,9 @@ import asyncio
 import json
 import logging
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -38,6 +40,13 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port}.items() if v is not None}
     settings = Settings(**overrides)
     local = settings.ray_address in (None, "local")
+    if local and _port_taken(settings.http_host, settings.http_port):
+        print(
+            f"Arena could not start: {settings.http_host}:{settings.http_port} is taken (another Arena, or "
+            "another program). Stop it, or choose another port: arena run --port PORT (ARENA_HTTP_PORT).",
+            file=sys.stderr,
+        )
+        return 1
     folder = None
     if local:
         folder = prepare_local_ray(
@@ -142,8 +151,20 @@ def _wait_answering(url: str, stopping: threading.Event, seconds: float) -> None
 
 
 def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"
+    """The line of an error that says what went wrong (Ray wraps causes; HAProxy says it after ALERT)."""
+    error = getattr(error, "cause", None) or error
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(error).strip().splitlines()]
+    alerts = [line for line in lines if "ALERT" in line]
+    return f"{type(error).__name__}: {(alerts or lines or [''])[0]}"
+
+
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def _start_demo(settings, url: str, athletes: int):

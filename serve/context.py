@@ -35,7 +35,8 @@ EntityId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-
 
 
 log = logging.getLogger(__name__)
-_LIVE_WRITES = frozenset({"ingest", "join_many", "signal"})  # a race's hot path
+# What athletes and devices send a race: its hot path, and refused without its host once it is settled.
+_LIVE_WRITES = frozenset({"ingest", "join", "join_many", "withdraw", "bind_device", "signal"})
 
 
 def connect(settings: Settings) -> Cluster:
@@ -108,7 +109,7 @@ class Arena:
             if message_type in RaceRef.READS or message_type == "privacy":
                 return await self.ask("race_ref", race_id, message_type, body)
             if hot:
-                raise Rejected(f"the race is {settled}: it takes no more athletes, devices or telemetry")
+                raise Rejected(f"the race is {settled}: only its organizer's corrections change it now")
         answer = await self.ask("race", race_id, message_type, body)
         if settled is not None or message_type in ("finalize", "cancel"):
             await self.settle(race_id)

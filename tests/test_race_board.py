@@ -309,7 +309,7 @@ def test_a_frozen_heart_rate_at_high_power_is_flagged():
     flags = {f["rule"]: f for f in board.flags()}
     assert set(flags) == {"hr_replay", "hr_decoupled"}
     assert flags["hr_replay"]["evidence"]["source"] == "frozen" and flags["hr_replay"]["evidence"]["hr"] == 80
-    assert flags["hr_decoupled"]["evidence"]["effort"] == pytest.approx(400)
+    assert flags["hr_decoupled"]["evidence"]["power_w"] == pytest.approx(400)
 
 
 def test_a_seq_that_runs_backwards_in_time_is_flagged():

@@ -18,8 +18,8 @@ from loadtest.server import free_port, start_arena, stop, wait_healthy
 
 pytestmark = pytest.mark.ray
 
-ATHLETES = 20
-BATCHES = 40  # per athlete, sent one after the other
+ATHLETES = 12
+BATCHES = 30  # per athlete, sent one after the other
 SAMPLES = 5  # per batch
 PASSWORD = "correct horse battery"
 
@@ -92,8 +92,6 @@ def arena(request, tmp_path):
         "argon2_memory_kib": "1024",
         "admin_emails": '["boss@example.com"]',
         "rate_limit_scale": "0",
-        "haproxy_stats_port": "0",
-        "haproxy_metrics_port": "0",
         "namespace": f"chaos-{uuid.uuid4().hex[:6]}",
     }
     if request.param == "postgresql":
@@ -168,9 +166,18 @@ async def test_a_replica_killed_mid_stream_costs_only_retries_that_the_contract_
             assert answer.status_code == 503, answer.text
             assert answer.headers["content-type"].startswith("application/problem+json"), answer.text
             assert int(answer.headers["Retry-After"]) >= 1
-        assert accepted == ATHLETES * BATCHES * SAMPLES, "an acknowledged sample was lost or counted twice"
+        total = ATHLETES * BATCHES * SAMPLES
+        # Each sample was acknowledged: new, or already counted (a resend after an unknown outcome).
+        assert accepted + duplicates == total
+        info = (await client.send("GET", f"/races/{race_id}")).json()
+        assert info["totals"]["samples"] == total, "an acknowledged sample was lost or counted twice"
 
         results = (await client.send("GET", f"/races/{race_id}/results")).json()["results"]
         last = 3.0 * (BATCHES * SAMPLES - 1)
         assert sorted(r["distance_m"] for r in results) == [pytest.approx(last)] * ATHLETES
-        assert killed not in replica_pids(process.pid) and len(replica_pids(process.pid)) == 2  # Serve replaced it
+        for _ in range(120):  # Serve replaces the killed replica
+            if killed not in replica_pids(process.pid) and len(replica_pids(process.pid)) == 2:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"the killed replica was not replaced: {replica_pids(process.pid)}")

@@ -54,6 +54,8 @@ def environment(request, tmp_path, ray_cluster) -> dict[str, str]:
     return {
         **os.environ,
         "ARENA_RAY_ADDRESS": "local",  # a Ray of its own, beside the test session's
+        "ARENA_HAPROXY_STATS_PORT": "0",  # free ones: `make run` may hold the defaults
+        "ARENA_HAPROXY_METRICS_PORT": "0",
         "ARENA_NUM_CPUS": "2",
         "ARENA_DATABASE_URL": database_url,
         "ARENA_DATA_DIR": str(tmp_path),

@@ -38,6 +38,7 @@ def arena_url(request, serve_url, tmp_path):
         database_url=database_url,
         namespace=f"serve-{uuid.uuid4().hex[:8]}",
         hosts=2,
+        replicas=1,  # without Redis a sign-in limit is counted per replica
         argon2_time_cost=1,
         argon2_memory_kib=1024,
         data_dir=tmp_path,

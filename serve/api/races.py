@@ -17,6 +17,7 @@ from actors.race import MAX_ROUTE_POINTS, RACE_KINDS, SPORTS
 from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
 from engine.dates import EARLIEST, LATEST_SCHEDULED
 from engine.errors import EngineError, NotFound
+from engine.fair_play import TIGHTEN
 from serve.api.devices import bind_device
 from serve.api.workouts import publish_workout
 from serve.audit import audit
@@ -53,6 +54,8 @@ class RaceSettings(BaseModel):
     registration_opens: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     registration_closes: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     route: Annotated[list[RoutePoint] | None, Field(min_length=2, max_length=MAX_ROUTE_POINTS)] = None
+    # fair-play thresholds this race tightens (engine/fair_play.py TIGHTEN: which, and how far)
+    fair_play: dict[Literal[tuple(TIGHTEN)], Annotated[float, Field(gt=0)]] | None = None  # type: ignore[valid-type]
 
 
 class NewRace(RaceSettings):
@@ -66,6 +69,7 @@ class Entry(BaseModel):
 
     category: Annotated[str | None, Field(max_length=40)] = None
     weight_kg: Annotated[float | None, Field(gt=20, lt=250)] = None
+    sex: Literal["men", "women"] | None = None  # picks the W/kg caps fair play holds the athlete to
 
 
 class Correction(BaseModel):
