@@ -179,7 +179,7 @@ CHORD_S, CHORD_M, CHORD_MAX_S = 2.0, 25.0, 30.0  # GPS track measured in chords:
 # a longer chord (a tunnel, a dropout) cuts the corners it spans and only re-anchors
 INFLATION_REL = 0.04  # device distance may run this much over the GPS track (calibration, corners)
 INFLATION_STEP = 0.6  # no chord gains more than this share (and CHORD_M) over its length: a multipath fix does
-INFLATION_SLACK_M = 80.0
+INFLATION_SLACK_M = 120.0
 INDOOR_SLACK_J = 15_000.0  # energy a rider's speed may owe their power (inertia, a virtual dip)
 INDOOR_MARGIN = 1.25
 STRIDE_SLACK_M = 40.0
@@ -284,7 +284,7 @@ def tightened(profile: SportProfile, overrides: dict[str, float] | None) -> Spor
 
 def _needed_w(v: np.ndarray, mass: np.ndarray, cda: float, crr: float) -> np.ndarray:
     """The least power that holds speed ``v`` on a flat road: drag plus rolling resistance."""
-    return 0.5 * RHO * cda * v**3 + crr * mass * G * v
+    return (0.5 * RHO * cda * v * v + crr * mass * G) * v
 
 
 def _metres(lat0: np.ndarray, lon0: np.ndarray, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:

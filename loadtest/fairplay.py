@@ -111,6 +111,7 @@ def make_field(sport: str, n: int, seconds: int, cheaters: float, seed: int) -> 
     fld.cheat_alt = rng.random(n) < 0.5  # frozen or looped, outdoors or indoors, ...
     is_ = {k: cheat == i for i, k in enumerate(KINDS)}
     fld.is_ = is_
+    fld.lying_from = np.where(is_["wkg"], 0.0, onset)  # an under-declared weight is a lie from the start
     # an inflation cheat indoors needs what indoor distance is checked against (the premise)
     indoor_cheat = is_["distance"] & (rng.random(n) < 0.3)
     fld.indoor = np.where(is_["distance"], indoor_cheat, fld.indoor)
@@ -189,7 +190,7 @@ class Simulation:
         else:
             grade = 0.012 * np.sin(2 * np.pi * k / f.grade_period + f.grade_phase)
             mass = f.weight + 8
-            sprint = (rng.random(n) < 0.0015) & ~(f.elite & (self.surge_left > -300))
+            sprint = (rng.random(n) < 0.0015) & ~f.elite  # an elite's hard minutes are the five-minute efforts
             self.sprint = np.where(sprint, rng.uniform(10, 20, n), self.sprint - 1)
             effort = np.where(self.sprint > 0, 2.8, 0.85 * surge) * (1 + self.ou) * np.where(finale, 1.15, 1)
             # elites: five minutes above 6 W/kg (under the caps of 7.5 and 6.6 W/kg)
@@ -436,7 +437,7 @@ def score(outcome: Outcome) -> list[dict]:
         i, at = flag["participant"], flag["at"] - T0
         kind = RULE_KIND[flag["rule"]]
         by_kind[kind].add(i)
-        cheating = fld.cheat[i] >= 0 and at >= fld.onset[i]
+        cheating = fld.cheat[i] >= 0 and at >= fld.lying_from[i]
         if cheating:
             fair[kind].add(i)
             first[i] = min(first.get(i, math.inf), at)
@@ -470,7 +471,7 @@ def report(outcome: Outcome) -> str:
     honest = fld.cheat < 0
     flagged = {f["participant"] for f in outcome.flags}
     wrong = sorted(i for i in flagged if honest[i] or any(
-        f["participant"] == i and f["at"] - T0 < fld.onset[i] for f in outcome.flags
+        f["participant"] == i and f["at"] - T0 < fld.lying_from[i] for f in outcome.flags
     ))  # fmt: skip
     elites = [i for i in wrong if fld.elite[i]]
     lines = [
@@ -505,7 +506,7 @@ def _ttf(outcome: Outcome, i: int) -> float | None:
     fld = outcome.fld
     if fld.cheat[i] < 0 or math.isnan(fld.conclusive[i]):
         return None
-    ats = [f["at"] - T0 for f in outcome.flags if f["participant"] == i and f["at"] - T0 >= fld.onset[i]]
+    ats = [f["at"] - T0 for f in outcome.flags if f["participant"] == i and f["at"] - T0 >= fld.lying_from[i]]
     return min(ats) - fld.available[i] if ats else None
 
 

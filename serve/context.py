@@ -85,7 +85,7 @@ class Arena:
                 access_ttl=settings.access_token_ttl,
                 refresh_ttl=settings.refresh_token_ttl,
             ),
-            limiter=login_limiter(settings.redis_url),
+            limiter=login_limiter(settings.redis_url, settings.namespace),
             revocations=revocations(settings.redis_url, cluster.ask),
             bus=bus(settings.redis_url, settings.namespace),
             fanout=FanOut(cluster),

@@ -133,3 +133,14 @@ async def client(settings):
     await arena.spectators.close()
     for handle in arena.cluster.hosts[settings.hosts :]:  # dedicated hosts (races) this test woke
         ray.kill(handle, no_restart=True)
+    forget_login_failures(settings.namespace)
+
+
+def forget_login_failures(namespace: str) -> None:
+    """Each test starts with no failed sign-ins counted: the replicas' shared counts are an actor."""
+    import ray
+
+    try:
+        ray.kill(ray.get_actor("arena-login-limits", namespace=namespace), no_restart=True)
+    except ValueError:  # no sign-in failed in this namespace
+        pass

@@ -114,7 +114,7 @@ def test_distance_that_grows_faster_than_the_gps_track_is_flagged():
     stream["distance"][300:] += np.cumsum(np.full(300, 3.5 * 0.25))  # 25 % more from 300 s on
     feed(board, stream, seconds=5)
     flag = rules(board)["distance"]
-    assert flag["evidence"]["source"] == "gps" and T0 + 360 <= flag["t"] <= T0 + 420
+    assert flag["evidence"]["source"] == "gps" and T0 + 400 <= flag["t"] <= T0 + 480
 
 
 def test_gps_that_wanders_and_jumps_for_a_few_seconds_and_a_tunnel_are_not_flagged():

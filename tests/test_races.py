@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import random
 import time
 import uuid
 
@@ -41,10 +42,22 @@ async def _admin(client) -> dict:
     return _ADMIN["headers"]
 
 
+def _beat(seq: int) -> int:
+    return 148 + random.Random(seq).randrange(6)
+
+
 def run_samples(start: float, seconds: int, pace_s_per_km: float = 300.0, first_seq: int = 0, **extra) -> list[dict]:
     speed = 1000 / pace_s_per_km
     return [
-        {"seq": first_seq + i, "t": start + i, "distance": speed * i, "speed": speed, "hr": 150 + i % 5, **extra}
+        # a heart rate that varies like one: an exactly periodic one is a replay to fair play
+        {
+            "seq": first_seq + i,
+            "t": start + i,
+            "distance": speed * i,
+            "speed": speed,
+            "hr": _beat(first_seq + i),
+            **extra,
+        }
         for i in range(seconds)
     ]
 
