@@ -292,7 +292,9 @@ def test_pages_are_served_with_a_strict_policy_and_stay_out_of_the_api_schema(se
     assert httpx.get(f"{base}/static/..%2Fpages.py").status_code == 404
     assert httpx.get(f"{base}/races/bad%20id").status_code == 422
     assert not [
-        p for p in api.openapi()["paths"] if not p.startswith("/api/") and p not in ("/health", "/metrics", "/livez")
+        p
+        for p in api.openapi()["paths"]
+        if not p.startswith("/api/") and p not in ("/health", "/health/details", "/metrics", "/livez")
     ]
 
 
