@@ -126,7 +126,9 @@ def _start(settings, args: argparse.Namespace, stopping: threading.Event) -> str
                 return "Stopped while starting."
             if attempt == _START_ATTEMPTS:
                 return f"Arena could not start: {step} failed: {_first_line(error)}\n{_START_ADVICE}"
-            log.warning("%s failed (attempt %d of %d): %s; retrying", step, attempt, _START_ATTEMPTS, _first_line(error))
+            log.warning(
+                "%s failed (attempt %d of %d): %s; retrying", step, attempt, _START_ATTEMPTS, _first_line(error)
+            )
             try:  # start again from a clean Serve: a half-started one keeps its broken ingress
                 serve.shutdown()
             except Exception as failure:

@@ -54,9 +54,7 @@ async def test_errors_travel_as_values_and_the_host_keeps_serving(cluster):
     assert (value["total"], value["applied"]) == (2, [])
 
 
-async def test_asks_made_together_travel_in_one_call_per_host_and_each_caller_gets_its_own_answer(
-    cluster, monkeypatch
-):
+async def test_asks_made_together_travel_in_one_call_per_host_and_each_caller_gets_its_own_answer(cluster, monkeypatch):
     calls = []
     real = Cluster.call_host
 
