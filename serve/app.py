@@ -78,4 +78,8 @@ def build(settings: Settings):
         # mailboxes, not this count, push back on work (Overloaded: 503 + Retry-After).
         max_ongoing_requests=settings.replica_requests,
         logging_config={"enable_access_log": settings.access_log},
+        # A stopping replica waits at most this long for its requests: API calls take
+        # milliseconds, an upload seconds; live streams are cut (their clients reconnect).
+        graceful_shutdown_wait_loop_s=0.5,
+        graceful_shutdown_timeout_s=10,
     ).bind(settings)

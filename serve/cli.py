@@ -161,7 +161,10 @@ def _first_line(error: BaseException) -> str:
 
 
 def _port_taken(host: str, port: int) -> bool:
+    """Whether something listens on the port; connections of a run that just stopped (TIME_WAIT)
+    do not count, as they do not for the servers that will bind it (SO_REUSEADDR)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -356,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     health.set_defaults(handler=_health)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's every request is no news
     return args.handler(args)
 
 
