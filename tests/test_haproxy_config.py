@@ -141,3 +141,20 @@ def test_a_configuration_without_the_lines_arena_changes_is_refused(tmp_path):
         rewrite(config.replace("frontend http_frontend", "frontend elsewhere"), pages)
     with pytest.raises(ConfigChanged, match="stats"):
         rewrite(config.replace("listen stats", "listen other"), pages)
+
+
+def test_the_cluster_nodes_launcher_checks_and_rewrites_serves_config(tmp_path):
+    # cluster.yaml points each node's Serve at `arena-haproxy`: it must produce a config that
+    # the real HAProxy accepts (`-c` checks it), with the error pages beside it.
+    import sys
+
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(serve_config(tmp_path, free_port(), free_port()))
+    script = "import sys; from serve.haproxy_config import launch; sys.exit(launch())"
+    checked = subprocess.run(
+        [sys.executable, "-c", script, "-c", "-f", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rewritten = (tmp_path / "haproxy.arena.cfg").read_text()
+    assert "set-header X-Forwarded-For %[src]" in rewritten
+    assert (tmp_path / "arena-pages" / "503.http").read_bytes().startswith(b"HTTP/1.1 503")
