@@ -97,6 +97,13 @@ def main() -> None:
     parser.add_argument("--races", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=4, help="races run at once")
     parser.add_argument("--idle", type=float, default=5.0, help="ARENA_RACE_HOST_IDLE for the run")
+    parser.add_argument(
+        "--passivate-after",
+        type=float,
+        default=600.0,
+        help="ARENA_PASSIVATE_AFTER for the run; the last measure waits for it, so entities that the races "
+        "woke on the shared hosts (stored standings, accounts) have left memory too",
+    )
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="arena-memory-"))
     port = server.free_port()
@@ -107,6 +114,7 @@ def main() -> None:
         admin_emails=json.dumps([ORGANIZER]),
         rate_limit_scale="0",
         race_host_idle=str(args.idle),
+        passivate_after=str(args.passivate_after),
         argon2_time_cost="1",
         argon2_memory_kib="1024",
         access_token_ttl="86400",  # one token for the whole run
@@ -128,6 +136,10 @@ def main() -> None:
         idle_after, processes_after = settle(base, process, args.idle + 30)
         print(f"idle, {args.races} races final: {idle_after:,.0f} MiB PSS in {processes_after} processes")
         print(f"difference: {idle_after - idle_before:+,.0f} MiB ({(idle_after / idle_before - 1) * 100:+.1f}%)")
+        if args.passivate_after < 600:
+            rested, processes_rested = settle(base, process, args.passivate_after + 30)
+            print(f"after passivation: {rested:,.0f} MiB PSS in {processes_rested} processes")
+            print(f"difference: {rested - idle_before:+,.0f} MiB ({(rested / idle_before - 1) * 100:+.1f}%)")
     finally:
         server.stop(process)
         shutil.rmtree(data, ignore_errors=True)
