@@ -71,6 +71,15 @@ def prepare_local_ray(ingress: str, *, stats_port: int = 8404, metrics_port: int
     for name, value in _HAPROXY.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(_max_connections()))
+    # Serve's own proxy stands behind HAProxy as its fallback, on a fixed port (8500) it binds
+    # with SO_REUSEPORT too: a second Arena's fallback would share it, so each takes a free one.
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", str(_port(8500, "fallback proxy")))
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", str(_port(9500, "fallback gRPC proxy")))
+    if "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT" not in os.environ:
+        first = _replica_ports()
+        for protocol, base in (("HTTP", first), ("GRPC", first + _GRPC_OFFSET)):
+            os.environ[f"RAY_SERVE_DIRECT_INGRESS_MIN_{protocol}_PORT"] = str(base)
+            os.environ[f"RAY_SERVE_DIRECT_INGRESS_MAX_{protocol}_PORT"] = str(base + _REPLICA_PORTS)
     os.environ.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(_port(stats_port, "stats")))
     os.environ.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(_port(metrics_port, "Prometheus")))
     folder = _folder()
@@ -115,6 +124,35 @@ def _launcher(folder: Path) -> Path:
     )
     script.chmod(0o700)
     return script
+
+
+_REPLICA_PORTS = 50  # direct-ingress ports one Arena's replicas may take on a machine
+_GRPC_OFFSET = 10_000
+
+
+def _replica_ports(low: int = 30_000, high: int = 40_000) -> int:
+    """The first of a block of ports that no other program (another Arena) listens on.
+
+    Serve's replicas listen on ports its controller hands out from one fixed range, with
+    SO_REUSEPORT: a second Arena's replicas on the same machine would take the same ports,
+    and the kernel would then share each port's connections between the two Arenas. Each
+    Arena takes a block of its own instead (Serve's own allocation within it is unchanged).
+    """
+    blocks = list(range(low, high - _REPLICA_PORTS, _REPLICA_PORTS))
+    start = (os.getpid() * 7919) % len(blocks)  # two Arenas starting at once probe different blocks first
+    for base in blocks[start:] + blocks[:start]:
+        if all(_free(port) and _free(port + _GRPC_OFFSET) for port in range(base, base + _REPLICA_PORTS)):
+            return base
+    raise RuntimeError(f"no block of {_REPLICA_PORTS} free ports between {low} and {high} for the API replicas")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _port(wanted: int, what: str) -> int:

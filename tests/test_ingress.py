@@ -116,3 +116,19 @@ def test_operator_ports_are_the_configured_ones_or_free_ones_when_taken(clean_en
         ingress.remove_folder(folder)
     assert os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] == str(free)
     assert int(os.environ["RAY_SERVE_HAPROXY_STATS_PORT"]) not in (busy, 0)
+
+
+def test_each_arena_takes_replica_ports_that_no_other_arena_listens_on():
+    # Serve's replicas listen with SO_REUSEPORT on ports from one fixed range: two Arenas on one
+    # machine would share each port's connections. Each takes a block nobody listens on.
+    import socket
+
+    from serve.ingress import _REPLICA_PORTS, _replica_ports
+
+    first = _replica_ports()
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", first + 3))
+        other.listen()
+        second = _replica_ports()
+    assert abs(second - first) >= _REPLICA_PORTS

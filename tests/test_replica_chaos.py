@@ -5,6 +5,7 @@ the contract (resend the same batch) loses no acknowledged sample and counts non
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -45,6 +46,9 @@ def replica_pids(root: int) -> list[int]:
     return [
         pid for pid, title in titles.items() if title.startswith(b"ray::ServeReplica:arena:gateway") and descends(pid)
     ]
+
+
+ADMIN = f"boss-{uuid.uuid4().hex[:8]}@example.com"
 
 
 class Client:
@@ -90,7 +94,7 @@ def arena(request, tmp_path):
         "replicas": "2",
         "argon2_time_cost": "1",
         "argon2_memory_kib": "1024",
-        "admin_emails": '["boss@example.com"]',
+        "admin_emails": json.dumps([ADMIN]),
         "rate_limit_scale": "0",
         "namespace": f"chaos-{uuid.uuid4().hex[:6]}",
     }
@@ -109,11 +113,12 @@ async def test_a_replica_killed_mid_stream_costs_only_retries_that_the_contract_
     url, process = arena
     async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=30) as http:
         client = Client(http)
-        _, admin = await account(client, "boss", "boss@example.com")  # ARENA_ADMIN_EMAILS
-        org_id, _ = await account(client, "org", "org@example.com")
+        _, admin = await account(client, "boss", ADMIN)  # ARENA_ADMIN_EMAILS
+        org_email = f"org-{uuid.uuid4().hex[:8]}@example.com"  # the PostgreSQL store is the session's
+        org_id, _ = await account(client, "org", org_email)
         granted = await client.send("PUT", f"/users/{org_id}/roles", json={"roles": ["organizer"]}, headers=admin)
         assert granted.status_code == 200, granted.text
-        org = await bearer(client, "org@example.com")
+        org = await bearer(client, org_email)
         race = await client.send(
             "POST", "/races", json={"name": "Chaos", "sport": "run", "kind": "time", "duration_s": 3600}, headers=org
         )
