@@ -94,6 +94,24 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+T0 = 1_800_000_000.0  # where the tests' clock starts: a multiple of every rate-limit window
+
+
+class Clock:
+    """A clock the tests move by hand (``clock.now += 10``)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(scope="module")
 def settings(ray_cluster, tmp_path_factory):
     """Settings of an API on the shared Ray: its own store, namespace and fast argon2."""

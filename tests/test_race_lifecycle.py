@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -24,25 +23,18 @@ FIELD = 5  # athletes per race
 
 
 @pytest.fixture(scope="module")
-def settings(ray_cluster, tmp_path_factory):
-    from serve.settings import Settings
+def settings(settings):
+    """The shared API settings, with race hosts that retire within a second and a cap of one wave."""
+    from pydantic import SecretStr
 
-    folder = tmp_path_factory.mktemp("lifecycle")
-    return Settings(
-        database_url=f"sqlite:///{folder}/arena.db",
-        namespace=f"lifecycle-{uuid.uuid4().hex[:8]}",
-        hosts=2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        jwt_secret="x" * 48,
-        admin_emails=["chief@example.com"],
-        data_dir=folder,
-        spectator_tick=0.1,
-        snapshot_interval=0.5,
-        race_host_idle=1.0,
-        race_hosts_max=WAVE,
-        operator_token="operator-" + "x" * 32,
-        rate_limit_scale=0,  # this module creates races by the dozen
+    return settings.model_copy(
+        update={
+            "snapshot_interval": 0.5,
+            "race_host_idle": 1.0,
+            "race_hosts_max": WAVE,
+            "operator_token": SecretStr("operator-" + "x" * 32),
+            "rate_limit_scale": 0,  # this module creates races by the dozen
+        }
     )
 
 

@@ -5,21 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serve.ratelimit import MemoryLoginLimiter, RateLimited, RedisLoginLimiter, login_limiter
-
-T0 = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+from tests.conftest import T0
 
 
 @pytest.fixture(params=["memory", "redis"])

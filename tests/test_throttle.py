@@ -16,23 +16,10 @@ import pytest
 
 from serve.problems import Problem
 from serve.throttle import POLICIES, ROUTES, MemoryCounters, Policy, Rate, RedisCounters, Throttle, counters, policies
+from tests.conftest import T0
 
-T0 = 1_800_000_000.0  # a multiple of every window used here: each test starts at a window's start
 PASSWORD = "correct horse battery"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "security.md"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture(params=["memory", "redis"])
