@@ -312,6 +312,17 @@ def _run_needed(same: np.ndarray, floor: int) -> np.ndarray:
 Raise = Callable[..., None]
 
 
+
+def _clear_passed(ring: np.ndarray, sums: np.ndarray, q: np.ndarray, newest: np.ndarray, moved: np.ndarray) -> None:
+    """Empty the slots of ``ring`` (rows ``q``) that each row's clock moved past since ``newest``,
+    taking them out of the running ``sums``."""
+    size = ring.shape[1]
+    for j in range(1, int(min(moved.max(initial=0), size)) + 1):
+        at = np.flatnonzero(moved >= j)
+        slot = (newest[at] + j) % size
+        sums[at] -= ring[q[at], slot]
+        ring[q[at], slot] = 0
+
 class FairPlay:
     """The rules of one race, over the board's columns ``col`` (shared with the board)."""
 
@@ -662,18 +673,9 @@ class FairPlay:
         sum5, sum20 = c["pw_5"][q].astype(np.int64), c["pw_20"][q].astype(np.int64)
         ahead = sec - newest
         # Seconds (and buckets) the ring moves past are cleared: they were 300 s (1,220 s) ago.
-        for j in range(1, int(min(ahead.max(initial=0), RING_5)) + 1):
-            at = np.flatnonzero(ahead >= j)
-            slot = (newest[at] + j) % RING_5
-            sum5[at] -= ring5[q[at], slot]
-            ring5[q[at], slot] = 0
-        first_b, last_b = newest // BUCKET_S, sec // BUCKET_S
-        moved_b = last_b - first_b
-        for j in range(1, int(min(moved_b.max(initial=0), RING_20)) + 1):
-            at = np.flatnonzero(moved_b >= j)
-            slot = (first_b[at] + j) % RING_20
-            sum20[at] -= ring20[q[at], slot]
-            ring20[q[at], slot] = 0
+        _clear_passed(ring5, sum5, q, newest, ahead)
+        first_b = newest // BUCKET_S
+        _clear_passed(ring20, sum20, q, first_b, sec // BUCKET_S - first_b)
         newest = np.maximum(newest, sec)
         inside = newest - sec < RING_5  # a late second still in the ring
         slot5 = sec % RING_5
