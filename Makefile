@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'from engine.race_board import warm_up; warm_up()'  # compile fair play's rules once
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

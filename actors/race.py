@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
-from engine.race_board import KINDS, PROFILES, SEXES, RaceBoard
+from engine.race_board import KINDS, PROFILES, SEXES, RaceBoard, warm_up
 from engine.telemetry import decode
 
 __all__ = [
@@ -93,6 +93,10 @@ def _route(points: Any) -> list[list[float]]:
 class Race(Entity):
     kind = "race"
     dedicated = True
+
+    @classmethod
+    def warm(cls) -> None:
+        warm_up()  # fair play's compiled rules load before the first batch, not during it
 
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)

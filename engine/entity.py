@@ -91,6 +91,11 @@ class Entity:
                     found[name] = handler
         cls.handlers = found
 
+    @classmethod
+    def warm(cls) -> None:
+        """Ready what this kind's first message would otherwise wait for (compiled code, say);
+        a dedicated host calls it once as it starts."""
+
     def __init__(self, entity_id: str) -> None:
         self._id = entity_id
         self._now = 0.0

@@ -1,13 +1,14 @@
 """Live fair play: whether a race's telemetry could have come from the athlete who sent it.
 
-A ``FairPlay`` owns a handful of per-athlete columns (``columns``) inside the race's
-board and checks each round of samples (one per athlete, in device order) with
-numpy over the whole round. The thresholds are data (``SportProfile``, one per
-sport, with their sources); an organizer may tighten them per race within bounds
-(``tightened``). Every rule raises once per athlete, on the first sample that
-makes its case conclusive, with the numbers that crossed the line, the window and
-the sample seqs. What each rule catches and why its line sits where it does is in
-``docs/fair-play.md``.
+A ``FairPlay`` keeps one record of state per athlete (``columns``; the board sees its
+fields as columns, for snapshots) and checks each round of samples (one per athlete,
+in device order) with compiled per-athlete state machines (numba: ``_check_round``,
+``_check_clock``), one pass over the round. The thresholds are data
+(``SportProfile``, one per sport, with their sources); an organizer may tighten them
+per race within bounds (``tightened``). Every rule raises once per athlete, on the
+first sample that makes its case conclusive, with the numbers that crossed the line,
+the window and the sample seqs (``VARIANTS``: what each place a rule fires reports).
+What each rule catches and why its line sits where it does is in ``docs/fair-play.md``.
 
 Absent readings arrive as 0 (``hr``, ``power``, ``cadence``) or NaN: an absent
 reading is never evidence. A power of 0 after the meter has reported counts as
@@ -23,6 +24,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = ["SportProfile", "PROFILES", "RULES", "SEVERITY", "TIGHTEN", "FairPlay", "columns", "tightened"]
 
@@ -220,7 +225,7 @@ def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ..
         ("hr_last", np.uint8, 0, ()),
         ("frozen_n", np.uint16, 0, ()),
         ("same", np.float32, SAME_INIT, ()),
-        ("hr_ring", np.uint8, 0, (HR_RING,)),  # column k: the reading k seqs before the newest
+        ("hr_ring", np.uint8, 0, (HR_RING,)),  # slot seq % HR_RING: the reading of that seq (0: none)
         ("hr_lags", np.uint64, 0, ()),  # bit j: lag LOOP_MIN + j matched every reading since hr_from
         ("hr_from", np.uint32, 0, ()),
         ("hr_count", np.uint32, 0, ()),  # heart-rate readings so far
@@ -282,481 +287,128 @@ def tightened(profile: SportProfile, overrides: dict[str, float] | None) -> Spor
     return replace(profile, **changes)
 
 
-def _needed_w(v: np.ndarray, mass: np.ndarray, cda: float, crr: float) -> np.ndarray:
-    """The least power that holds speed ``v`` on a flat road: drag plus rolling resistance."""
-    return (0.5 * RHO * cda * v * v + crr * mass * G) * v
+def _params(profile: SportProfile) -> np.ndarray:
+    """The profile as the kernels read it: one float per threshold, NaN where the sport has none."""
+    wkg5 = profile.wkg_5min or (math.nan, math.nan)
+    wkg20 = profile.wkg_20min or (math.nan, math.nan)
+    values = [getattr(profile, name) for name in _PARAMS[:14]] + [*wkg5, *wkg20]
+    return np.array([math.nan if x is None else x for x in values], np.float64)
 
 
-def _metres(lat0: np.ndarray, lon0: np.ndarray, lat1: np.ndarray, lon1: np.ndarray) -> np.ndarray:
-    """Distance between fixes on the local plane: within 0.1 % of the great circle up to tens of km."""
-    north = np.radians(lat1 - lat0)
-    east = np.radians(np.remainder(lon1 - lon0 + 180.0, 360.0) - 180.0) * np.cos(np.radians(lat0))
-    return 6_371_000.0 * np.hypot(north, east)
+_PARAMS = (
+    "max_speed", "window_speed", "long_speed", "accel_power", "move_speed", "min_cadence", "effort_speed",
+    "effort_power", "hr_floor", "coast_speed", "cda", "indoor_cda", "crr", "stride_max",
+)  # fmt: skip
+(MAX_SPEED, WINDOW_SPEED, LONG_SPEED, ACCEL_POWER, MOVE_SPEED, MIN_CADENCE, EFFORT_SPEED, EFFORT_POWER,
+ HR_FLOOR, COAST_SPEED, CDA, INDOOR_CDA, CRR, STRIDE_MAX, WKG5_MEN, WKG5_WOMEN, WKG20_MEN, WKG20_WOMEN) = range(18)  # fmt: skip
+
+# What a flag says: each place a rule fires is a variant (rule, source, the evidence it
+# carries, in the order the kernels write it). Counts and seqs are whole numbers.
+VARIANTS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("speed", "reported", ("speed", "limit")),
+    ("speed", "distance", ("speed", "limit")),
+    ("gps_jump", "distance", ("metres", "seconds")),
+    ("gps_jump", "gps", ("metres", "seconds", "lat", "lon")),
+    ("acceleration", None, ("w_per_kg", "steps", "speed", "limit")),
+    ("vehicle", f"mean over ~{WINDOW_TAU_S:.0f} s", ("mean_speed", "limit")),
+    ("vehicle", f"mean over ~{LONG_TAU_S:.0f} s", ("mean_speed", "limit")),
+    ("vehicle", "power", ("speed", "power_w", "needed_w")),
+    ("vehicle", "cadence", ("speed", "cadence", "limit")),
+    ("hr_decoupled", None, ("hr", "floor", "power_w", "mean_speed", "effort_s")),
+    ("hr_replay", "frozen", ("hr", "readings")),
+    ("hr_replay", "loop", ("hr", "loop_s", "readings")),
+    ("distance", "gps", ("reported_m", "gps_m", "excess_m", "slack_m")),
+    ("distance", "power", ("needed_j", "power_j", "owed_j")),
+    ("distance", "cadence", ("reported_m", "stride_reach_m", "excess_m")),
+    ("gps_jump", "distance, late", ("metres", "seconds")),
+    ("gps_jump", "gps, late", ("metres", "seconds")),
+    ("hr_decoupled", "late", ("hr", "floor", "effort_s")),
+    ("wkg_5min", None, ("wkg", "mean_w", "weight_kg", "limit")),
+    ("wkg_20min", None, ("wkg", "mean_w", "weight_kg", "limit")),
+    ("clock_drift", None, ("behind_s", "limit_s", "best_lag_s", "lag_s", "received")),
+)
+(V_SPEED, V_SPEED_D, V_JUMP_D, V_JUMP_GPS, V_ACCEL, V_MEAN_WIN, V_MEAN_LONG, V_POWER, V_CADENCE, V_DECOUPLED,
+ V_FROZEN, V_LOOP, V_DIST_GPS, V_DIST_POWER, V_DIST_CADENCE, V_JUMP_D_LATE, V_JUMP_GPS_LATE, V_DECOUPLED_LATE,
+ V_WKG5, V_WKG20, V_CLOCK) = range(len(VARIANTS))  # fmt: skip
+WHOLE = frozenset({"steps", "readings"})
+_VARIANT_BIT = np.array([1 << RULES.index(rule) for rule, _, _ in VARIANTS], np.int64)
+EARTH_M_PER_RAD = 6_371_000.0
+PREFETCH_AHEAD = 8  # samples
 
 
-def _ema(old: np.ndarray, new: np.ndarray, dt: np.ndarray, tau: float) -> np.ndarray:
-    keep = np.exp(-dt / tau)
-    return np.where(np.isnan(old), new, keep * old + (1 - keep) * new)
+class Events:
+    """Flags the kernels raised during one call: sample index, variant and numbers, grown on demand."""
+
+    def __init__(self) -> None:
+        self.at = np.zeros(0, np.int64)
+        self.variant = np.zeros(0, np.int64)
+        self.values = np.zeros((0, 8), np.float64)  # since, window start, window end, then the evidence
+
+    def room(self, samples: int) -> None:
+        """Room for every rule to fire on every sample: a flag raises once, so this bounds a call."""
+        need = samples * len(RULES)
+        if len(self.at) < need:
+            self.at = np.zeros(need, np.int64)
+            self.variant = np.zeros(need, np.int64)
+            self.values = np.zeros((need, 8), np.float64)
 
 
-def _streak(count: np.ndarray, hit: np.ndarray) -> np.ndarray:
-    """Readings in a row that show it, forgiving a stray one: a miss halves the count."""
-    return np.where(hit, np.minimum(count, STREAK_MAX) + 1, count // 2)
+Record = Callable[[str, int, float, dict], None]
 
-
-def _run_needed(same: np.ndarray, floor: int) -> np.ndarray:
-    """Readings in a row that an honest heart repeats by chance less than once in 1/FALSE_ALARM."""
-    return np.maximum(np.ceil(math.log(FALSE_ALARM) / np.log(np.clip(same, 0.05, 0.95))), floor)
-
-
-Raise = Callable[..., None]
-
-
-
-def _clear_passed(ring: np.ndarray, sums: np.ndarray, q: np.ndarray, newest: np.ndarray, moved: np.ndarray) -> None:
-    """Empty the slots of ``ring`` (rows ``q``) that each row's clock moved past since ``newest``,
-    taking them out of the running ``sums``."""
-    size = ring.shape[1]
-    for j in range(1, int(min(moved.max(initial=0), size)) + 1):
-        at = np.flatnonzero(moved >= j)
-        slot = (newest[at] + j) % size
-        sums[at] -= ring[q[at], slot]
-        ring[q[at], slot] = 0
 
 class FairPlay:
-    """The rules of one race, over the board's columns ``col`` (shared with the board)."""
+    """The rules of one race. Its per-athlete state is one record per athlete (``state``), whose
+    fields the board also sees as columns (for snapshots); ``record`` keeps each raised flag."""
 
-    def __init__(self, profile: SportProfile, col: dict[str, np.ndarray], raise_: Raise) -> None:
+    def __init__(self, profile: SportProfile, col: dict[str, np.ndarray], record: Record) -> None:
         self.profile = profile
         self._col = col
-        self._raise = raise_
+        self._record = record
+        self._params = _params(profile)
+        # Wide fields first (every field aligned), then the arrays: what each sample reads whole
+        # (the scalars, the heart-rate ring) on the first cache lines, the power rings (one slot
+        # each per sample) last.
+        arrays = ("hr_changes", "hr_ring", "ring_20", "ring_5")
+        fields = sorted(
+            columns(profile),
+            key=lambda c: (arrays.index(c[0]) if c[0] in arrays else -1, -np.dtype(c[1]).itemsize),
+        )
+        self._dtype = np.dtype([(name, dtype, shape) for name, dtype, _, shape in fields])
+        rings = self._dtype.fields.get("ring_20"), self._dtype.fields.get("ring_5")
+        self._layout = np.array(
+            [self._dtype.itemsize if rings[0] is None else rings[0][1], *(0 if r is None else r[1] for r in rings)],
+            np.int64,
+        )  # the bytes every sample reads, then where the power rings start
+        self._scalars = int(self._dtype.fields["hr_changes"][1])
+        self._fills = {name: fill for name, _, fill, _ in columns(profile)}
+        self._watts = profile.wkg_5min is not None
+        self._events = Events()
+        self.state = self._blank(0)
+
+    def _blank(self, capacity: int) -> np.ndarray:
+        state = np.zeros(capacity, self._dtype)
+        for name, fill in self._fills.items():
+            state[name] = fill
+        return state
+
+    def resize(self, capacity: int, size: int) -> None:
+        """Hold ``capacity`` athletes, keeping the first ``size``; the board's columns become views."""
+        state = self._blank(capacity)
+        state[:size] = self.state[:size]
+        self.state = state
+        for name in self._dtype.names:
+            self._col[name] = state[name]
 
     def check(self, s: dict[str, np.ndarray], in_order: np.ndarray, out: dict) -> None:
         """One round: each athlete at most once; ``in_order`` marks samples newer than any before."""
-        if in_order.all():
-            self._in_order(s, out)
-        else:
-            if in_order.any():
-                self._in_order({k: v[in_order] for k, v in s.items()}, out)
-            self._late({k: v[~in_order] for k, v in s.items()}, out)
-
-    # In device order
-
-    def _in_order(self, s: dict[str, np.ndarray], out: dict) -> None:
-        c, rule, raise_ = self._col, self.profile, self._raise
-        p, seq, t, d, v = s["p"], s["seq"], s["t"], s["d"], s["speed"]
-        hr, power, cadence = s["hr"], s["power"], s["cadence"]
-        ok = d >= 0
-        kin_t = c["kin_t"][p]
-        gap = t - kin_t  # NaN for an athlete's first sample
-        dt = np.clip(np.nan_to_num(gap, nan=1.0), 0.0, 5.0)
-        after_gap = (seq > c["kin_seq"][p].astype(np.int64) + 1) & ~np.isnan(kin_t)
-        seen = c["seen_fp"][p] | np.where(power > 0, _SEEN_POWER, 0) | np.where(cadence > 0, _SEEN_CADENCE, 0)
-        placed = ~np.isnan(s["lat"]) & ~np.isnan(s["lon"])
-        first_fix = placed & ((seen & _SEEN_GPS) == 0)
-        if first_fix.any():  # what the indoor rules owed (J, m of cadence) is not GPS metres
-            c["inf_excess"][p[first_fix]] = 0
-        seen = (seen | np.where(placed, _SEEN_GPS, 0)).astype(np.uint8)
-        c["seen_fp"][p] = seen
-        if after_gap.any():
-            rows = p[after_gap]
-            c["gap_t"][rows] = kin_t[after_gap]
-            c["gap_d"][rows] = c["d_last"][rows]
-            fixed = c["pos_t"][rows] == kin_t[after_gap]  # a position anchors only if taken just before the gap
-            c["gap_lat"][rows] = np.where(fixed, c["lat"][rows], np.nan)
-            c["gap_lon"][rows] = np.where(fixed, c["lon"][rows], np.nan)
-
-        # Speed: as reported, and as the distance grows
-        has_speed = ~np.isnan(v)
-        over = c["over"][p]
-        over = np.where(has_speed, np.where(v > rule.max_speed, np.minimum(over, 254) + 1, 0), over).astype(np.uint8)
-        c["over"][p] = over
-        raise_(
-            "speed", p, over >= SPEED_STREAK, t, out, seq=seq, since=seq - over + 1,
-            speed=v, limit=rule.max_speed, source="reported",
+        c, ev = self._col, self._events
+        ev.room(len(s["p"]))
+        raised = _check_round(
+            s["p"], s["seq"], s["t"], s["d"], s["lat"], s["lon"], s["speed"], s["hr"], s["power"], s["cadence"],
+            in_order, self.state, c["flags"], c["cleared"], c["d_t"], c["d_last"], c["pos_t"], c["lat"], c["lon"],
+            c["weight"], c["sex"] if self._watts else None, self._params, self._layout, ev.at, ev.variant, ev.values,
         )  # fmt: skip
-        ref_t, ref_d = c["ref_t"][p], c["ref_d"][p]
-        span = t - ref_t
-        measured = ok & (span >= SPEED_SPAN_S)
-        pace = (d - ref_d - JUMP_SLACK_M / 3) / np.where(measured, span, 1.0)
-        raise_(
-            "speed", p, measured & (pace > rule.max_speed), t, out, seq=seq, window=(ref_t, t),
-            speed=pace, limit=rule.max_speed, source="distance",
-        )  # fmt: skip
-        moved = ok & (measured | ~(span >= 0))
-        c["ref_t"][p] = np.where(moved, t, ref_t)
-        c["ref_d"][p] = np.where(moved, d, ref_d)
-
-        # Teleport: the position or the distance leaps further than the sport's top speed allows
-        d_t, d_last = c["d_t"][p], c["d_last"][p]
-        leap = d - d_last
-        hop_d = t - d_t
-        raise_(
-            "gps_jump", p, ok & (hop_d > 0) & (leap > rule.max_speed * hop_d + JUMP_SLACK_M), t, out,
-            seq=seq, window=(d_t, t), metres=leap, seconds=hop_d, source="distance",
-        )  # fmt: skip
-        pos_t, lat0, lon0 = c["pos_t"][p], c["lat"][p], c["lon"][p]
-        hop = t - pos_t
-        metres = _metres(lat0, lon0, s["lat"], s["lon"])
-        raise_(
-            "gps_jump", p, placed & (hop > 0) & (metres > rule.max_speed * hop + JUMP_SLACK_M), t, out,
-            seq=seq, window=(pos_t, t), metres=metres, seconds=hop, lat=s["lat"], lon=s["lon"], source="gps",
-        )  # fmt: skip
-        c["pos_t"][p] = np.where(placed, t, pos_t)
-        c["lat"][p] = np.where(placed, s["lat"], lat0)
-        c["lon"][p] = np.where(placed, s["lon"], lon0)
-
-        # Speed of the body: reported, else from the distance since the last sample
-        inst = np.where(ok & (gap > 0) & (gap <= 5.0), (d - d_last) / np.where(gap > 0, gap, 1.0), np.nan)
-        speed = np.where(has_speed, v, inst)
-        known = ~np.isnan(speed)
-
-        # Sustained acceleration: the power that speeding up takes (v·a, per kg) for seconds on end
-        kin_v = c["kin_v"][p]
-        close = has_speed & (gap > 0) & (gap <= ACCEL_GAP_S) & ~np.isnan(kin_v)
-        pull = v * (v - kin_v) / np.where(close, gap, 1.0)
-        acc_n = np.where(close & (pull >= rule.accel_power), np.minimum(c["acc_n"][p], 254) + 1, 0).astype(np.uint8)
-        c["acc_n"][p] = acc_n
-        raise_(
-            "acceleration", p, acc_n >= ACCEL_STEPS, t, out, seq=seq, since=seq - acc_n,
-            w_per_kg=pull, steps=acc_n, speed=v, limit=rule.accel_power,
-        )  # fmt: skip
-
-        # The mean speed over ~20 s and ~150 s (bias-corrected EMAs, judged once a time constant is seen)
-        means = []
-        for column, tau, cap in (("v_win", WINDOW_TAU_S, rule.window_speed), ("v_long", LONG_TAU_S, rule.long_speed)):
-            keep = np.exp(-dt / tau)
-            ema = np.where(known, keep * c[column][p] + (1 - keep) * np.nan_to_num(speed), c[column][p])
-            weight = np.where(known, keep * c[column + "_w"][p] + (1 - keep), c[column + "_w"][p])
-            c[column][p], c[column + "_w"][p] = ema, weight
-            mean = ema / np.where(weight > 0, weight, 1.0)
-            means.append(mean)
-            raise_(
-                "vehicle", p, (weight >= 0.63) & (mean > cap), t, out, seq=seq, window=(t - tau, t),
-                mean_speed=mean, limit=cap, source=f"mean over ~{tau:.0f} s",
-            )  # fmt: skip
-        mean_v = means[0]
-
-        v_now = np.where(known, _ema(c["v_now"][p], speed, dt, SHORT_TAU_S), c["v_now"][p])
-        c["v_now"][p] = v_now
-        powered = power > 0
-        p_now = np.where(powered, _ema(c["p_now"][p], power, dt, SHORT_TAU_S), c["p_now"][p])
-        c["p_now"][p] = p_now
-        cadenced = cadence > 0
-        cad_now = np.where(cadenced, _ema(c["cad_now"][p], cadence, dt, SHORT_TAU_S / 2), c["cad_now"][p])
-        c["cad_now"][p] = cad_now
-        weight = c["weight"][p].astype(np.float64)
-        mass = np.where(weight > 0, weight, 55.0) + BIKE_KG
-
-        # Speed the body's power cannot make: a motor (outdoors)
-        if rule.coast_speed is not None and rule.cda is not None:
-            need = _needed_w(v_now, mass, rule.cda, rule.crr)
-            motor = powered & (v_now >= rule.coast_speed) & (p_now < POWER_FRACTION * need)
-            veh_n = np.where(powered, _streak(c["veh_n"][p], motor), c["veh_n"][p])
-            c["veh_n"][p] = veh_n.astype(np.uint8)
-            indoor = (seen & _SEEN_GPS) == 0
-            raise_(
-                "vehicle", p, ~indoor & (veh_n >= VEHICLE_SAMPLES), t, out, seq=seq, since=seq - veh_n + 1,
-                speed=v_now, power_w=p_now, needed_w=need, source="power",
-            )  # fmt: skip
-        if rule.min_cadence is not None:
-            still = cadenced & (v_now >= rule.move_speed) & (cad_now < rule.min_cadence)
-            cad_n = np.where(cadenced, _streak(c["cad_n"][p], still), c["cad_n"][p])
-            c["cad_n"][p] = cad_n.astype(np.uint8)
-            raise_(
-                "vehicle", p, cad_n >= VEHICLE_SAMPLES, t, out, seq=seq, since=seq - cad_n + 1,
-                speed=v_now, cadence=cad_now, limit=rule.min_cadence, source="cadence",
-            )  # fmt: skip
-
-        self._heart(p, seq, t, hr, power, speed, known, dt, seen, mean_v, out)
-        self._distance(s, p, ok, placed, speed, known, dt, mass, seen, gap, out)
-        if rule.wkg_5min is not None:
-            self._watts(s, p, out)
-
-        c["kin_t"][p] = t
-        c["kin_v"][p] = v
-        c["kin_seq"][p] = seq
-
-    def _heart(
-        self,
-        p: np.ndarray,
-        seq: np.ndarray,
-        t: np.ndarray,
-        hr: np.ndarray,
-        power: np.ndarray,
-        speed: np.ndarray,
-        known: np.ndarray,
-        dt: np.ndarray,
-        seen: np.ndarray,
-        mean_v: np.ndarray,
-        out: dict,
-    ) -> None:
-        c, rule, raise_ = self._col, self.profile, self._raise
-        has_hr = (hr > 0) & (hr < 256)
-        beat = np.where(has_hr, hr, 0).astype(np.uint8)
-        moving = (known & (speed >= 1.0)) | (power > 0)
-
-        # Decoupled: a resting heart at sustained race effort (pace, or power where measured)
-        if rule.hr_floor is not None:
-            by_power = (seen & _SEEN_POWER) != 0
-            effort = np.where(by_power, _ema(c["effort"][p], power, dt, EFFORT_TAU_S), np.nan)
-            line = rule.effort_power or np.inf
-            hard = (effort >= line) | (mean_v >= (rule.effort_speed or np.inf))
-            effort_s = np.where(hard, c["effort_s"][p] + dt, np.maximum(c["effort_s"][p] - 3 * dt, 0.0))
-            c["effort"][p], c["effort_s"][p] = effort, effort_s
-            low = has_hr & (hr < rule.hr_floor)
-            # readings count only once the effort has lasted long enough for the heart to follow
-            low_n = np.where(effort_s >= EFFORT_S, np.where(has_hr, _streak(c["low_n"][p], low), c["low_n"][p]), 0)
-            c["low_n"][p] = low_n.astype(np.uint8)
-            raise_(
-                "hr_decoupled", p, (effort_s >= EFFORT_S) & (low_n >= LOW_HR_SAMPLES), t, out,
-                seq=seq, since=seq - low_n + 1, hr=hr, floor=rule.hr_floor, power_w=effort,
-                mean_speed=mean_v, effort_s=effort_s,
-            )  # fmt: skip
-
-        # Replay: one value frozen, or a stretch of 30-90 s played again, reading for reading
-        last = c["hr_last"][p]
-        same = has_hr & (beat == last)
-        frozen_n = np.where(has_hr, np.where(same, np.minimum(c["frozen_n"][p], 65_000) + 1, 0), c["frozen_n"][p])
-        c["frozen_n"][p] = frozen_n
-        learning = has_hr & (last > 0) & (frozen_n < 10)
-        chance = np.where(learning, c["same"][p] + (same - c["same"][p]) / 60.0, c["same"][p])
-        c["same"][p] = chance
-        count = c["hr_count"][p].astype(np.int64) + has_hr
-        c["hr_count"][p] = count
-        changed = has_hr & (last > 0) & ~same
-        if changed.any():
-            rows = p[changed]
-            marks = c["hr_changes"][rows]
-            c["hr_changes"][rows] = np.column_stack((count[changed], marks[:, :-1]))
-        c["hr_last"][p] = np.where(has_hr, beat, last)
-        raise_(
-            "hr_replay", p, moving & (frozen_n + 1 >= _run_needed(chance, FROZEN_MIN_RUN)), t, out,
-            seq=seq, since=seq - frozen_n, hr=hr, readings=frozen_n + 1, source="frozen",
-        )  # fmt: skip
-
-        # Lags that have matched every reading since ``hr_from``: when none is left, the lags that
-        # match now start afresh. A loop's lag matches on every reading, so it stays once in.
-        # The ring holds one column per seq (0: this sample, k: k seqs before; 0 where no reading),
-        # so a gap, an absent reading or a late sample filled in afterwards keeps every lag in place.
-        ring = c["hr_ring"]
-        rows_at = np.flatnonzero(has_hr | (count > 0))
-        if not len(rows_at):
-            return
-        q = p[rows_at]
-        rows = ring[q]
-        shift = seq[rows_at] - c["kin_seq"][q].astype(np.int64)
-        moved = np.zeros_like(rows)
-        moved[:, 1:] = rows[:, :-1]
-        far = np.flatnonzero(shift != 1)
-        if len(far):
-            back = np.arange(HR_RING)[None, :] - shift[far, None]
-            moved[far] = np.where(back >= 0, np.take_along_axis(rows[far], np.clip(back, 0, HR_RING - 1), axis=1), 0)
-        moved[:, 0] = beat[rows_at]
-        ring[q] = moved
-        live = rows_at[has_hr[rows_at]]
-        if not len(live):
-            return
-        q = p[live]
-        match = moved[has_hr[rows_at]][:, LOOP_MIN : LOOP_MAX + 1] == beat[live, None]
-        bits = np.packbits(match, axis=1, bitorder="little").view(np.uint64)[:, 0]  # 61 lags: 8 bytes
-        held = c["hr_lags"][q] & bits
-        restart = held == 0
-        lags = np.where(restart, bits, held)
-        start = np.where(restart, count[live], c["hr_from"][q])
-        c["hr_lags"][q], c["hr_from"][q] = lags, start
-        length = count[live] - start + 1
-        needed = _run_needed(chance[live], LOOP_MIN_RUN)
-        varied = count[live] - c["hr_changes"][q, -1] < length
-        looped = (lags != 0) & (length >= needed) & varied & moving[live]
-        if looped.any():
-            tripped = np.zeros(len(p), bool)
-            tripped[live[looped]] = True
-            lag = np.zeros(len(p))
-            lowest = lags[looped] & (~lags[looped] + np.uint64(1))
-            lag[live[looped]] = LOOP_MIN + np.log2(lowest.astype(np.float64))
-            readings = np.zeros(len(p))
-            readings[live] = length
-            raise_(
-                "hr_replay", p, tripped, t, out, seq=seq, since=seq - readings + 1, hr=hr,
-                loop_s=lag, readings=readings, source="loop",
-            )  # fmt: skip
-
-    def _distance(
-        self,
-        s: dict[str, np.ndarray],
-        p: np.ndarray,
-        ok: np.ndarray,
-        placed: np.ndarray,
-        speed: np.ndarray,
-        known: np.ndarray,
-        dt: np.ndarray,
-        mass: np.ndarray,
-        seen: np.ndarray,
-        gap: np.ndarray,
-        out: dict,
-    ) -> None:
-        """Inflated distance: the device's distance against the GPS track, or (indoors) power and cadence."""
-        c, rule, raise_ = self._col, self.profile, self._raise
-        t, d, seq = s["t"], s["d"], s["seq"]
-        excess, t0 = c["inf_excess"][p].astype(np.float64), c["inf_t0"][p]
-        rep, ref = c["inf_rep"][p].astype(np.float64), c["inf_ref"][p].astype(np.float64)
-        outdoor = (seen & _SEEN_GPS) != 0
-
-        # Outdoors: chords of the GPS track (≥ 5 s and 25 m) against the distance gained along them
-        fix = placed & ok
-        ch_t = c["ch_t"][p]
-        fresh = fix & np.isnan(ch_t)
-        hop = t - ch_t
-        chord = _metres(c["ch_lat"][p], c["ch_lon"][p], s["lat"], s["lon"])
-        anchor = fresh | (fix & (hop >= CHORD_S) & ((chord >= CHORD_M) | (hop >= CHORD_MAX_S)))
-        ready = anchor & (hop <= CHORD_MAX_S)
-        gained = d - c["ch_d"][p]
-        step = np.minimum(gained - (1 + INFLATION_REL) * chord, INFLATION_STEP * chord + CHORD_M)
-        grow = ready & (excess + step > 0)
-        t0 = np.where(grow & (excess == 0), ch_t, t0)
-        rep = np.where(ready, np.where(grow, np.where(excess == 0, 0, rep) + gained, 0), rep)
-        ref = np.where(ready, np.where(grow, np.where(excess == 0, 0, ref) + chord, 0), ref)
-        excess = np.where(ready, np.maximum(excess + step, 0.0), excess)
-        c["ch_t"][p] = np.where(anchor, t, ch_t)
-        c["ch_lat"][p] = np.where(anchor, s["lat"], c["ch_lat"][p])
-        c["ch_lon"][p] = np.where(anchor, s["lon"], c["ch_lon"][p])
-        c["ch_d"][p] = np.where(anchor, d, c["ch_d"][p])
-        raise_(
-            "distance", p, outdoor & (excess > INFLATION_SLACK_M), t, out, seq=seq, window=(t0, t),
-            reported_m=rep, gps_m=ref, excess_m=excess, slack_m=INFLATION_SLACK_M, source="gps",
-        )  # fmt: skip
-
-        # Indoors, ridden: the power the reported speed needs on the flat, less what slowing down gives back
-        moving = ~outdoor & known & (gap > 0) & (gap <= 5.0)
-        if rule.indoor_cda is not None:
-            powered = moving & (s["power"] > 0)  # a meter that drops out owes nothing
-            kinetic = mass * speed * (speed - c["kin_v"][p]) / np.where(gap > 0, gap, 1.0)
-            need = _needed_w(speed, mass, rule.indoor_cda, rule.crr) + np.nan_to_num(kinetic)
-            owed = (need - INDOOR_MARGIN * s["power"]) * dt
-            t0 = np.where(powered & (excess == 0) & (owed > 0), t, t0)
-            rep = np.where(powered, np.where(excess == 0, 0, rep) + need * dt, rep)
-            ref = np.where(powered, np.where(excess == 0, 0, ref) + s["power"] * dt, ref)
-            excess = np.where(powered, np.maximum(excess + owed, 0.0), excess)
-            raise_(
-                "distance", p, powered & (excess > INDOOR_SLACK_J), t, out, seq=seq, window=(t0, t),
-                needed_j=rep, power_j=ref, owed_j=excess, source="power",
-            )  # fmt: skip
-        # Indoors, run: steps too long for the cadence
-        if rule.stride_max is not None:
-            stepping = moving & (s["cadence"] > 0)
-            reach = s["cadence"] / 60.0 * rule.stride_max
-            owed = (speed - reach) * dt
-            t0 = np.where(stepping & (excess == 0) & (owed > 0), t, t0)
-            rep = np.where(stepping, np.where(excess == 0, 0, rep) + speed * dt, rep)
-            ref = np.where(stepping, np.where(excess == 0, 0, ref) + reach * dt, ref)
-            excess = np.where(stepping, np.maximum(excess + owed, 0.0), excess)
-            raise_(
-                "distance", p, stepping & (excess > STRIDE_SLACK_M), t, out, seq=seq, window=(t0, t),
-                reported_m=rep, stride_reach_m=ref, excess_m=excess, source="cadence",
-            )  # fmt: skip
-        c["inf_excess"][p], c["inf_t0"][p], c["inf_rep"][p], c["inf_ref"][p] = excess, t0, rep, ref
-
-    def _watts(self, s: dict[str, np.ndarray], p: np.ndarray, out: dict) -> None:
-        """Exact rolling 5- and 20-minute mean power of each second (missing seconds count 0 W)."""
-        c, rule = self._col, self.profile
-        weight = c["weight"][p]
-        rows = np.flatnonzero((weight > 0) & ((c["seen_fp"][p] & _SEEN_POWER) != 0))
-        if not len(rows):
-            return
-        q = p[rows]
-        sec = np.floor(s["t"][rows]).astype(np.int64)
-        units = np.clip(np.rint(s["power"][rows] / W_UNIT), 0, 255).astype(np.int64)
-        newest = c["pw_sec"][q]
-        newest = np.where(newest < -(2**61), sec - 1, newest)
-        ring5, ring20 = c["ring_5"], c["ring_20"]
-        sum5, sum20 = c["pw_5"][q].astype(np.int64), c["pw_20"][q].astype(np.int64)
-        ahead = sec - newest
-        # Seconds (and buckets) the ring moves past are cleared: they were 300 s (1,220 s) ago.
-        _clear_passed(ring5, sum5, q, newest, ahead)
-        first_b = newest // BUCKET_S
-        _clear_passed(ring20, sum20, q, first_b, sec // BUCKET_S - first_b)
-        newest = np.maximum(newest, sec)
-        inside = newest - sec < RING_5  # a late second still in the ring
-        slot5 = sec % RING_5
-        old = np.where(inside, ring5[q, slot5], 0).astype(np.int64)
-        change = np.where(inside, units - old, 0)
-        ring5[q[inside], slot5[inside]] = units[inside]
-        bucket = (sec // BUCKET_S) % RING_20
-        ring20[q[inside], bucket[inside]] = ring20[q[inside], bucket[inside]] + change[inside]
-        sum5 += change
-        sum20 += change
-        c["pw_sec"][q], c["pw_5"][q], c["pw_20"][q] = newest, sum5, sum20
-
-        kg = weight[rows].astype(np.float64)
-        women = c["sex"][q] == 2
-        mean5 = sum5 * W_UNIT / RING_5
-        oldest = ring20[q, (newest // BUCKET_S + 1) % RING_20].astype(np.int64)
-        part = (BUCKET_S - 1 - newest % BUCKET_S) / BUCKET_S
-        mean20 = (sum20 - (1 - part) * oldest) * W_UNIT / (RING_20 - 1) / BUCKET_S
-        windows = (("wkg_5min", mean5, rule.wkg_5min, 300), ("wkg_20min", mean20, rule.wkg_20min, 1200))
-        for name, mean, caps, span in windows:
-            limit = np.where(women, caps[1], caps[0])
-            wkg = mean / kg
-            over = wkg > limit
-            if not over.any():
-                continue
-            tripped = np.zeros(len(p), bool)
-            tripped[rows] = over
-            spread = {}
-            for key, value in (("wkg", wkg), ("mean_w", mean), ("weight_kg", kg), ("limit", limit)):
-                whole = np.full(len(p), np.nan)
-                whole[rows] = value
-                spread[key] = whole
-            end = np.full(len(p), np.nan)
-            end[rows] = newest + 1
-            self._raise(name, p, tripped, s["t"], out, seq=s["seq"], window=(end - span, end), **spread)
-
-    # Late: a sample older than one already checked
-
-    def _late(self, s: dict[str, np.ndarray], out: dict) -> None:
-        """Follow a gap's late samples in device order from the sample before the gap."""
-        c, rule, raise_ = self._col, self.profile, self._raise
-        p, seq, t, d = s["p"], s["seq"], s["t"], s["d"]
-        gap_t = c["gap_t"][p]
-        follows = ~np.isnan(gap_t) & (t > gap_t)
-        ok = follows & (d >= 0)
-        gap_d = c["gap_d"][p]
-        hop = t - gap_t
-        leap = d - gap_d
-        raise_(
-            "gps_jump", p, ok & (leap > rule.max_speed * hop + JUMP_SLACK_M), t, out, seq=seq,
-            window=(gap_t, t), metres=leap, seconds=hop, source="distance, late",
-        )  # fmt: skip
-        placed = follows & ~np.isnan(s["lat"]) & ~np.isnan(s["lon"])
-        lat0, lon0 = c["gap_lat"][p], c["gap_lon"][p]
-        metres = _metres(lat0, lon0, s["lat"], s["lon"])
-        raise_(
-            "gps_jump", p, placed & (metres > rule.max_speed * hop + JUMP_SLACK_M), t, out, seq=seq,
-            window=(gap_t, t), metres=metres, seconds=hop, source="gps, late",
-        )  # fmt: skip
-        c["gap_t"][p] = np.where(follows, t, gap_t)
-        c["gap_d"][p] = np.where(ok, d, gap_d)
-        # a stretch without a fix leaves no position to measure the next one from
-        c["gap_lat"][p] = np.where(placed, s["lat"], np.where(follows, np.nan, lat0))
-        c["gap_lon"][p] = np.where(placed, s["lon"], np.where(follows, np.nan, lon0))
-        hr = s["hr"]
-        if rule.hr_floor is not None:  # a resting heart in a late stretch, at the effort held around it
-            has_hr = (hr > 0) & follows
-            low_n = np.where(has_hr, _streak(c["low_n"][p], has_hr & (hr < rule.hr_floor)), c["low_n"][p])
-            c["low_n"][p] = low_n
-            raise_(
-                "hr_decoupled", p, (c["effort_s"][p] >= EFFORT_S) & (low_n >= LOW_HR_SAMPLES), t, out,
-                seq=seq, since=seq - low_n + 1, hr=hr, floor=rule.hr_floor, effort_s=c["effort_s"][p],
-                source="late",
-            )  # fmt: skip
-        age = c["kin_seq"][p].astype(np.int64) - seq  # the ring's column of this reading
-        has_hr = (hr > 0) & (hr < 256) & (age < HR_RING)
-        c["hr_ring"][p[has_hr], age[has_hr]] = hr[has_hr].astype(np.uint8)
-        if rule.wkg_5min is not None:
-            self._watts(s, p, out)
-
-    # Per batch: the device clock against the receive clock
+        self._keep(raised, s["p"], s["t"], s["seq"], out)
 
     def clock(self, p: np.ndarray, newest_t: np.ndarray, seq: np.ndarray, now: float, out: dict) -> None:
         """``newest_t``: each athlete's newest device time after a batch received at ``now``.
@@ -766,23 +418,538 @@ class FairPlay:
         silence counts as a delay. A slow clock (samples stamped 1 s apart, sent 1.4-2 s
         apart) falls behind on every sample and never catches up.
         """
-        c = self._col
-        lag = now - newest_t
-        base = np.fmin(c["clk_base"][p], lag)
-        elapsed = np.nan_to_num(now - c["clk_at"][p])
-        recent = np.fmin(c["clk_recent"][p] + CLOCK_LEAK * np.minimum(elapsed, CLOCK_GAP_S), lag)
+        c, ev = self._col, self._events
+        ev.room(len(p))
+        raised = _check_clock(
+            p, newest_t, float(now), self.state, c["flags"], c["cleared"], self._scalars, ev.at, ev.variant, ev.values
+        )
+        self._keep(raised, p, newest_t, seq, out)
+
+    def _keep(self, raised: int, p: np.ndarray, t: np.ndarray, seq: np.ndarray, out: dict) -> None:
+        ev = self._events
+        for k in range(raised):
+            i = int(ev.at[k])
+            rule, source, keys = VARIANTS[ev.variant[k]]
+            numbers = ev.values[k]
+            facts: dict[str, Any] = {}
+            for key, value in zip(keys, numbers[3:].tolist()):
+                facts[key] = (int(value) if key in WHOLE else value) if math.isfinite(value) else None
+            if source is not None:
+                facts["source"] = source
+            if not math.isnan(numbers[1]):
+                facts["window"] = [
+                    float(x) if math.isfinite(x) else None for x in (float(numbers[1]), float(numbers[2]))
+                ]
+            since = numbers[0]
+            facts["seqs"] = [int(max(since, 0)) if not math.isnan(since) else int(seq[i]), int(seq[i])]
+            self._record(rule, int(p[i]), float(t[i]), facts)
+        out["flagged"] += raised
+
+
+# The kernels: per-athlete state machines, one sample at a time in device order, compiled.
+# Absent numbers are NaN; comparisons with NaN are false, as in the rules' definitions.
+
+
+@intrinsic
+def _prefetch(typingctx, address):  # type: ignore[no-untyped-def]
+    """Ask the CPU to bring the cache line at ``address`` in (for writing) ahead of its use."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer, i32, i32, i32]), "llvm.prefetch.p0"
+        )
+        builder.call(fetch, [builder.inttoptr(args[0], pointer), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(address), codegen
+
+
+@njit(cache=True, inline="always")
+def _emit(ev_at, ev_var, ev_val, n, i, variant, a, flags, cleared, since, w0, w1, x0, x1, x2, x3, x4):  # type: ignore[no-untyped-def]
+    """Flag ``variant`` for athlete ``a`` (sample ``i``) unless its rule is open or accepted already."""
+    bit = _VARIANT_BIT[variant]
+    if (int(flags[a]) | int(cleared[a])) & bit:
+        return n
+    flags[a] = flags[a] | bit
+    ev_at[n], ev_var[n] = i, variant
+    row = ev_val[n]
+    row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7] = since, w0, w1, x0, x1, x2, x3, x4
+    return n + 1
+
+
+@njit(cache=True, inline="always")
+def _metres_at(lat0, lon0, lat1, lon1, cos_lat):  # type: ignore[no-untyped-def]
+    """Distance between fixes on the local plane (``cos_lat``: the cosine of either latitude):
+    within 0.1 % of the great circle up to tens of km."""
+    turn = lon1 - lon0
+    if turn > 180.0:
+        turn -= 360.0
+    elif turn < -180.0:
+        turn += 360.0
+    north = lat1 - lat0
+    east = turn * cos_lat
+    return EARTH_M_PER_RAD * math.radians(math.sqrt(north * north + east * east))
+
+
+@njit(cache=True, inline="always")
+def _ema_of(old, new, keep):  # type: ignore[no-untyped-def]
+    """An average that keeps ``keep`` of the old (exp(-dt / tau)) and starts at the first value."""
+    if math.isnan(old):
+        return new
+    return keep * old + (1 - keep) * new
+
+
+@njit(cache=True, inline="always")
+def _streak_of(count, hit):  # type: ignore[no-untyped-def]
+    """Readings in a row that show it, forgiving a stray one: a miss halves the count."""
+    return min(count, STREAK_MAX) + 1 if hit else count // 2
+
+
+@njit(cache=True, inline="always")
+def _needed(v, mass, cda, crr):  # type: ignore[no-untyped-def]
+    """The least power that holds speed ``v`` on a flat road: drag plus rolling resistance."""
+    return (0.5 * RHO * cda * v * v + crr * mass * G) * v
+
+
+@njit(cache=True, inline="always")
+def _run_needed(same):  # type: ignore[no-untyped-def]
+    """Readings in a row that an honest heart repeats by chance less than once in 1/FALSE_ALARM."""
+    return math.ceil(math.log(FALSE_ALARM) / math.log(min(max(same, 0.05), 0.95)))
+
+
+@njit(cache=True)
+def _check_round(  # type: ignore[no-untyped-def]
+    p, seq, t, d, lat, lon, v, hr, power, cadence, in_order,
+    st, flags, cleared, d_t, d_last, pos_t, b_lat, b_lon, weight, sex, prm, layout, ev_at, ev_var, ev_val,
+):  # fmt: skip
+    """``sex``: the athletes' sexes where the sport has W/kg caps, else None (compiled without them)."""
+    n = 0
+    nan = math.nan
+    start, size = np.int64(st.ctypes.data), np.int64(st.itemsize)
+    for i in range(len(p)):
+        if i + PREFETCH_AHEAD < len(p):  # records are spread over a large array: ask for the lines
+            k = i + PREFETCH_AHEAD  # a later sample will read while this one is checked
+            ahead = start + p[k] * size
+            for offset in range(0, layout[0], 64):
+                _prefetch(ahead + offset)
+            if sex is not None:
+                second = int(t[k])
+                _prefetch(ahead + layout[1] + 2 * ((second // BUCKET_S) % RING_20))
+                _prefetch(ahead + layout[2] + second % RING_5)
+        a = p[i]
+        r = st[a]
+        si, ti, di = seq[i], t[i], float(d[i])
+        lat_i, lon_i = float(lat[i]), float(lon[i])
+        vi, hri, pw, cad = float(v[i]), float(hr[i]), float(power[i]), float(cadence[i])
+        ok = di >= 0
+        placed = not math.isnan(lat_i) and not math.isnan(lon_i)
+        if not in_order[i]:
+            n = _late(i, a, r, si, ti, di, lat_i, lon_i, hri, placed, flags, cleared, prm, ev_at, ev_var, ev_val, n)
+            if sex is not None:
+                n = _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_val, n)
+            continue
+        kin_t = r.kin_t
+        gap = ti - kin_t  # NaN for an athlete's first sample
+        dt = 1.0 if math.isnan(gap) else min(max(gap, 0.0), 5.0)
+        # exp(-dt / tau) for the time constants the averages use, from two exponentials
+        k60 = math.exp(-dt / 60.0)
+        k30 = k60 * k60  # EFFORT_TAU_S
+        k20 = k30 * k60  # WINDOW_TAU_S
+        k6 = k20 * k20 * k30 * k30  # SHORT_TAU_S
+        k3 = k6 * k6  # SHORT_TAU_S / 2
+        k150 = math.exp(-dt / LONG_TAU_S)
+        cos_lat = math.cos(math.radians(lat_i)) if placed else nan
+        seen = int(r.seen_fp) | (_SEEN_POWER if pw > 0 else 0) | (_SEEN_CADENCE if cad > 0 else 0)
+        if placed and seen & _SEEN_GPS == 0:  # what the indoor rules owed (J, m of cadence) is not GPS metres
+            r.inf_excess = 0.0
+        if placed:
+            seen |= _SEEN_GPS
+        r.seen_fp = seen
+        if si > int(r.kin_seq) + 1 and not math.isnan(kin_t):  # a gap: late samples follow from here
+            r.gap_t = kin_t
+            r.gap_d = d_last[a]
+            fixed = pos_t[a] == kin_t  # a position anchors only if taken just before the gap
+            r.gap_lat = b_lat[a] if fixed else nan
+            r.gap_lon = b_lon[a] if fixed else nan
+
+        # Speed: as reported, and as the distance grows
+        has_speed = not math.isnan(vi)
+        over = int(r.over)
+        if has_speed:
+            over = min(over, 254) + 1 if vi > prm[MAX_SPEED] else 0
+        r.over = over
+        if over >= SPEED_STREAK:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_SPEED, a, flags, cleared,
+                      si - over + 1, nan, nan, vi, prm[MAX_SPEED], nan, nan, nan)  # fmt: skip
+        ref_t, ref_d = r.ref_t, float(r.ref_d)
+        span = ti - ref_t
+        measured = ok and span >= SPEED_SPAN_S
+        if measured:
+            pace = (di - ref_d - JUMP_SLACK_M / 3) / span
+            if pace > prm[MAX_SPEED]:
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_SPEED_D, a, flags, cleared,
+                          nan, ref_t, ti, pace, prm[MAX_SPEED], nan, nan, nan)  # fmt: skip
+        if ok and (measured or not span >= 0):
+            r.ref_t, r.ref_d = ti, di
+
+        # Teleport: the position or the distance leaps further than the sport's top speed allows
+        d_t_a, d_last_a = d_t[a], float(d_last[a])
+        leap, hop_d = di - d_last_a, ti - d_t_a
+        if ok and hop_d > 0 and leap > prm[MAX_SPEED] * hop_d + JUMP_SLACK_M:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_JUMP_D, a, flags, cleared,
+                      nan, d_t_a, ti, leap, hop_d, nan, nan, nan)  # fmt: skip
+        if placed:
+            pos_t_a = pos_t[a]
+            hop = ti - pos_t_a
+            metres = _metres_at(b_lat[a], b_lon[a], lat_i, lon_i, cos_lat)
+            if hop > 0 and metres > prm[MAX_SPEED] * hop + JUMP_SLACK_M:
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_JUMP_GPS, a, flags, cleared,
+                          nan, pos_t_a, ti, metres, hop, lat_i, lon_i, nan)  # fmt: skip
+            pos_t[a], b_lat[a], b_lon[a] = ti, lat_i, lon_i
+
+        # Speed of the body: reported, else from the distance since the last sample
+        if has_speed:
+            speed = vi
+        elif ok and gap > 0 and gap <= 5.0:
+            speed = (di - d_last_a) / gap
+        else:
+            speed = nan
+        known = not math.isnan(speed)
+
+        # Sustained acceleration: the power that speeding up takes (v·a, per kg) for seconds on end
+        kin_v = float(r.kin_v)
+        close = has_speed and gap > 0 and gap <= ACCEL_GAP_S and not math.isnan(kin_v)
+        acc_n = 0
+        if close:
+            pull = vi * (vi - kin_v) / gap
+            if pull >= prm[ACCEL_POWER]:
+                acc_n = min(int(r.acc_n), 254) + 1
+                if acc_n >= ACCEL_STEPS:
+                    n = _emit(ev_at, ev_var, ev_val, n, i, V_ACCEL, a, flags, cleared,
+                              si - acc_n, nan, nan, pull, acc_n, vi, prm[ACCEL_POWER], nan)  # fmt: skip
+        r.acc_n = acc_n
+
+        # The mean speed over ~20 s and ~150 s (bias-corrected EMAs, judged once a time constant is seen)
+        win, win_w = float(r.v_win), float(r.v_win_w)
+        lng, lng_w = float(r.v_long), float(r.v_long_w)
+        if known:
+            win, win_w = k20 * win + (1 - k20) * speed, k20 * win_w + (1 - k20)
+            lng, lng_w = k150 * lng + (1 - k150) * speed, k150 * lng_w + (1 - k150)
+            r.v_win, r.v_win_w, r.v_long, r.v_long_w = win, win_w, lng, lng_w
+        mean_v = win / win_w if win_w > 0 else win
+        mean_long = lng / lng_w if lng_w > 0 else lng
+        if win_w >= 0.63 and mean_v > prm[WINDOW_SPEED]:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_MEAN_WIN, a, flags, cleared,
+                      nan, ti - WINDOW_TAU_S, ti, mean_v, prm[WINDOW_SPEED], nan, nan, nan)  # fmt: skip
+        if lng_w >= 0.63 and mean_long > prm[LONG_SPEED]:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_MEAN_LONG, a, flags, cleared,
+                      nan, ti - LONG_TAU_S, ti, mean_long, prm[LONG_SPEED], nan, nan, nan)  # fmt: skip
+
+        v_now = float(r.v_now)
+        if known:
+            v_now = _ema_of(v_now, speed, k6)
+            r.v_now = v_now
+        powered = pw > 0
+        p_now = float(r.p_now)
+        if powered:
+            p_now = _ema_of(p_now, pw, k6)
+            r.p_now = p_now
+        cadenced = cad > 0
+        cad_now = float(r.cad_now)
+        if cadenced:
+            cad_now = _ema_of(cad_now, cad, k3)
+            r.cad_now = cad_now
+        kg = float(weight[a])
+        mass = (kg if kg > 0 else 55.0) + BIKE_KG
+
+        # Speed the body's power cannot make: a motor (outdoors)
+        if not math.isnan(prm[COAST_SPEED]) and not math.isnan(prm[CDA]) and powered:
+            need = _needed(v_now, mass, prm[CDA], prm[CRR])
+            veh_n = _streak_of(int(r.veh_n), v_now >= prm[COAST_SPEED] and p_now < POWER_FRACTION * need)
+            r.veh_n = veh_n
+            if seen & _SEEN_GPS and veh_n >= VEHICLE_SAMPLES:
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_POWER, a, flags, cleared,
+                          si - veh_n + 1, nan, nan, v_now, p_now, need, nan, nan)  # fmt: skip
+        if not math.isnan(prm[MIN_CADENCE]) and cadenced:
+            cad_n = _streak_of(int(r.cad_n), v_now >= prm[MOVE_SPEED] and cad_now < prm[MIN_CADENCE])
+            r.cad_n = cad_n
+            if cad_n >= VEHICLE_SAMPLES:
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_CADENCE, a, flags, cleared,
+                          si - cad_n + 1, nan, nan, v_now, cad_now, prm[MIN_CADENCE], nan, nan)  # fmt: skip
+
+        n = _heart(i, a, r, si, ti, hri, pw, speed, known, dt, k30, seen, mean_v, flags, cleared, prm,
+                   ev_at, ev_var, ev_val, n)  # fmt: skip
+        n = _distance(i, a, r, si, ti, di, lat_i, lon_i, cos_lat, pw, cad, ok, placed, speed, known, dt, mass,
+                      seen, gap, flags, cleared, prm, ev_at, ev_var, ev_val, n)  # fmt: skip
+        r.kin_t, r.kin_v, r.kin_seq = ti, vi, si
+        if sex is not None:
+            n = _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_val, n)
+    return n
+
+
+@njit(cache=True)
+def _heart(i, a, r, si, ti, hri, pw, speed, known, dt, k30, seen, mean_v, flags, cleared, prm, ev_at, ev_var, ev_val, n):  # type: ignore[no-untyped-def]
+    nan = math.nan
+    has_hr = hri > 0 and hri < 256
+    beat = int(hri) if has_hr else 0
+    moving = (known and speed >= 1.0) or pw > 0
+
+    # Decoupled: a resting heart at sustained race effort (pace, or power where measured)
+    floor = prm[HR_FLOOR]
+    if not math.isnan(floor):
+        effort = _ema_of(float(r.effort), pw, k30) if seen & _SEEN_POWER else nan
+        hard = effort >= prm[EFFORT_POWER] or mean_v >= prm[EFFORT_SPEED]  # NaN: the sport has no such line
+        effort_s = float(r.effort_s) + dt if hard else max(float(r.effort_s) - 3 * dt, 0.0)
+        r.effort, r.effort_s = effort, effort_s
+        low_n = 0
+        if effort_s >= EFFORT_S:  # readings count only once the effort lasted long enough for the heart to follow
+            low_n = _streak_of(int(r.low_n), hri < floor) if has_hr else int(r.low_n)
+        r.low_n = low_n
+        if effort_s >= EFFORT_S and low_n >= LOW_HR_SAMPLES:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_DECOUPLED, a, flags, cleared,
+                      si - low_n + 1, nan, nan, hri, floor, effort, mean_v, effort_s)  # fmt: skip
+
+    # Replay: one value frozen, or a stretch of 30-90 s played again, reading for reading
+    last = int(r.hr_last)
+    same = has_hr and beat == last
+    frozen_n = int(r.frozen_n)
+    if has_hr:
+        frozen_n = min(frozen_n, 65_000) + 1 if same else 0
+        r.frozen_n = frozen_n
+    chance = float(r.same)
+    if has_hr and last > 0 and frozen_n < 10:
+        chance += ((1.0 if same else 0.0) - chance) / 60.0
+        r.same = chance
+    count = int(r.hr_count) + (1 if has_hr else 0)
+    r.hr_count = count
+    marks = r.hr_changes
+    if has_hr and last > 0 and not same:
+        for k in range(HR_CHANGES - 1, 0, -1):
+            marks[k] = marks[k - 1]
+        marks[0] = count
+    if has_hr:
+        r.hr_last = beat
+    needed = _run_needed(chance)
+    if moving and frozen_n + 1 >= max(needed, FROZEN_MIN_RUN):
+        n = _emit(ev_at, ev_var, ev_val, n, i, V_FROZEN, a, flags, cleared,
+                  si - frozen_n, nan, nan, hri, frozen_n + 1, nan, nan, nan)  # fmt: skip
+
+    # The ring holds one slot per seq (seq % HR_RING; 0 where no reading), so a gap, an absent
+    # reading or a late sample filled in afterwards keeps every lag in place.
+    if not has_hr and count == 0:
+        return n
+    ring = r.hr_ring
+    for skipped in range(int(r.kin_seq) + 1, min(si, int(r.kin_seq) + HR_RING + 1)):  # a gap's seqs are empty
+        ring[skipped % HR_RING] = 0
+    ring[si % HR_RING] = beat
+    if not has_hr:
+        return n
+    # Lags that have matched every reading since ``hr_from``: when none is left, the lags that
+    # match now start afresh. A loop's lag matches on every reading, so it stays once in.
+    bits = np.uint64(0)
+    slot = (si - LOOP_MIN) % HR_RING
+    for j in range(LOOP_MAX - LOOP_MIN + 1):
+        if ring[slot] == beat:
+            bits |= np.uint64(1) << np.uint64(j)
+        slot = slot - 1 if slot > 0 else HR_RING - 1
+    held = r.hr_lags & bits
+    if held == 0:
+        lags, start = bits, count
+    else:
+        lags, start = held, int(r.hr_from)
+    r.hr_lags, r.hr_from = lags, start
+    length = count - start + 1
+    varied = count - int(marks[HR_CHANGES - 1]) < length
+    if lags != 0 and length >= max(needed, LOOP_MIN_RUN) and varied and moving:
+        lag = LOOP_MIN
+        while not (lags >> np.uint64(lag - LOOP_MIN)) & np.uint64(1):
+            lag += 1
+        n = _emit(ev_at, ev_var, ev_val, n, i, V_LOOP, a, flags, cleared,
+                  si - length + 1, nan, nan, hri, lag, length, nan, nan)  # fmt: skip
+    return n
+
+
+@njit(cache=True)
+def _distance(  # type: ignore[no-untyped-def]
+    i, a, r, si, ti, di, lat_i, lon_i, cos_lat, pw, cad, ok, placed, speed, known, dt, mass, seen, gap,
+    flags, cleared, prm, ev_at, ev_var, ev_val, n,
+):  # fmt: skip
+    """Inflated distance: the device's distance against the GPS track, or (indoors) power and cadence."""
+    nan = math.nan
+    excess, t0 = float(r.inf_excess), r.inf_t0
+    rep, ref = float(r.inf_rep), float(r.inf_ref)
+    outdoor = seen & _SEEN_GPS != 0
+
+    # Outdoors: chords of the GPS track (≥ 2 s and 25 m) against the distance gained along them
+    if placed and ok:
+        ch_t = r.ch_t
+        hop = ti - ch_t
+        chord = _metres_at(r.ch_lat, r.ch_lon, lat_i, lon_i, cos_lat)
+        if math.isnan(ch_t) or (hop >= CHORD_S and (chord >= CHORD_M or hop >= CHORD_MAX_S)):
+            if hop <= CHORD_MAX_S:
+                gained = di - float(r.ch_d)
+                step = min(gained - (1 + INFLATION_REL) * chord, INFLATION_STEP * chord + CHORD_M)
+                if excess + step > 0:
+                    if excess == 0:
+                        t0, rep, ref = ch_t, 0.0, 0.0
+                    rep, ref = rep + gained, ref + chord
+                else:
+                    rep, ref = 0.0, 0.0
+                excess = max(excess + step, 0.0)
+            r.ch_t, r.ch_lat, r.ch_lon, r.ch_d = ti, lat_i, lon_i, di
+    if outdoor and excess > INFLATION_SLACK_M:
+        n = _emit(ev_at, ev_var, ev_val, n, i, V_DIST_GPS, a, flags, cleared,
+                  nan, t0, ti, rep, ref, excess, INFLATION_SLACK_M, nan)  # fmt: skip
+
+    moving = not outdoor and known and gap > 0 and gap <= 5.0
+    # Indoors, ridden: the power the reported speed needs on the flat, less what slowing down gives back
+    if moving and pw > 0 and not math.isnan(prm[INDOOR_CDA]):  # a meter that drops out owes nothing
+        kinetic = mass * speed * (speed - float(r.kin_v)) / gap
+        need = _needed(speed, mass, prm[INDOOR_CDA], prm[CRR]) + (0.0 if math.isnan(kinetic) else kinetic)
+        owed = (need - INDOOR_MARGIN * pw) * dt
+        if excess == 0:
+            if owed > 0:
+                t0 = ti
+            rep, ref = 0.0, 0.0
+        rep, ref = rep + need * dt, ref + pw * dt
+        excess = max(excess + owed, 0.0)
+        if excess > INDOOR_SLACK_J:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_DIST_POWER, a, flags, cleared,
+                      nan, t0, ti, rep, ref, excess, nan, nan)  # fmt: skip
+    # Indoors, run: steps too long for the cadence
+    if moving and cad > 0 and not math.isnan(prm[STRIDE_MAX]):
+        reach = cad / 60.0 * prm[STRIDE_MAX]
+        owed = (speed - reach) * dt
+        if excess == 0:
+            if owed > 0:
+                t0 = ti
+            rep, ref = 0.0, 0.0
+        rep, ref = rep + speed * dt, ref + reach * dt
+        excess = max(excess + owed, 0.0)
+        if excess > STRIDE_SLACK_M:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_DIST_CADENCE, a, flags, cleared,
+                      nan, t0, ti, rep, ref, excess, nan, nan)  # fmt: skip
+    r.inf_excess, r.inf_t0, r.inf_rep, r.inf_ref = excess, t0, rep, ref
+    return n
+
+
+@njit(cache=True)
+def _late(i, a, r, si, ti, di, lat_i, lon_i, hri, placed, flags, cleared, prm, ev_at, ev_var, ev_val, n):  # type: ignore[no-untyped-def]
+    """A sample older than one already checked: follow its gap in device order from the sample before it."""
+    nan = math.nan
+    gap_t = r.gap_t
+    follows = not math.isnan(gap_t) and ti > gap_t
+    if follows:
+        hop = ti - gap_t
+        if di >= 0:
+            leap = di - float(r.gap_d)
+            if leap > prm[MAX_SPEED] * hop + JUMP_SLACK_M:
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_JUMP_D_LATE, a, flags, cleared,
+                          nan, gap_t, ti, leap, hop, nan, nan, nan)  # fmt: skip
+            r.gap_d = di
+        if placed:
+            metres = _metres_at(r.gap_lat, r.gap_lon, lat_i, lon_i, math.cos(math.radians(lat_i)))
+            if metres > prm[MAX_SPEED] * hop + JUMP_SLACK_M:
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_JUMP_GPS_LATE, a, flags, cleared,
+                          nan, gap_t, ti, metres, hop, nan, nan, nan)  # fmt: skip
+        r.gap_t = ti
+        # a stretch without a fix leaves no position to measure the next one from
+        r.gap_lat, r.gap_lon = (lat_i, lon_i) if placed else (nan, nan)
+        floor = prm[HR_FLOOR]
+        if not math.isnan(floor) and hri > 0:  # a resting heart in a late stretch, at the effort held around it
+            low_n = _streak_of(int(r.low_n), hri < floor)
+            r.low_n = low_n
+            if r.effort_s >= EFFORT_S and low_n >= LOW_HR_SAMPLES:
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_DECOUPLED_LATE, a, flags, cleared,
+                          si - low_n + 1, nan, nan, hri, floor, float(r.effort_s), nan, nan)  # fmt: skip
+    age = int(r.kin_seq) - si  # seqs behind the newest: still in the ring below HR_RING
+    if hri > 0 and hri < 256 and 0 <= age < HR_RING:
+        r.hr_ring[si % HR_RING] = int(hri)
+    return n
+
+
+@njit(cache=True)
+def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_val, n):  # type: ignore[no-untyped-def]
+    """Exact rolling 5- and 20-minute mean power of each second (missing seconds count 0 W)."""
+    kg = float(weight[a])
+    if kg > 0 and r.seen_fp & _SEEN_POWER:
+        sec = int(math.floor(ti))
+        units = int(min(max(round(pw / W_UNIT), 0), 255))
+        newest = int(r.pw_sec)
+        if newest < -(2**61):
+            newest = sec - 1
+        ring5, ring20 = r.ring_5, r.ring_20
+        sum5, sum20 = int(r.pw_5), int(r.pw_20)
+        # Seconds (and buckets) the ring moves past are cleared: they were 300 s (1,220 s) ago.
+        for j in range(1, min(sec - newest, RING_5) + 1):
+            slot = (newest + j) % RING_5
+            sum5 -= int(ring5[slot])
+            ring5[slot] = 0
+        first_b = newest // BUCKET_S
+        for j in range(1, min(sec // BUCKET_S - first_b, RING_20) + 1):
+            slot = (first_b + j) % RING_20
+            sum20 -= int(ring20[slot])
+            ring20[slot] = 0
+        newest = max(newest, sec)
+        if newest - sec < RING_5:  # a late second still in the ring
+            slot = sec % RING_5
+            change = units - int(ring5[slot])
+            ring5[slot] = units
+            bucket = (sec // BUCKET_S) % RING_20
+            ring20[bucket] = int(ring20[bucket]) + change
+            sum5 += change
+            sum20 += change
+        r.pw_sec, r.pw_5, r.pw_20 = newest, sum5, sum20
+        women = sex[a] == 2
+        mean5 = sum5 * W_UNIT / RING_5
+        oldest = int(ring20[(newest // BUCKET_S + 1) % RING_20])
+        part = (BUCKET_S - 1 - newest % BUCKET_S) / BUCKET_S
+        mean20 = (sum20 - (1 - part) * oldest) * W_UNIT / (RING_20 - 1) / BUCKET_S
+        end = newest + 1.0
+        limit = prm[WKG5_WOMEN] if women else prm[WKG5_MEN]
+        if mean5 / kg > limit:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_WKG5, a, flags, cleared,
+                      math.nan, end - 300, end, mean5 / kg, mean5, kg, limit, math.nan)  # fmt: skip
+        limit = prm[WKG20_WOMEN] if women else prm[WKG20_MEN]
+        if mean20 / kg > limit:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_WKG20, a, flags, cleared,
+                      math.nan, end - 1200, end, mean20 / kg, mean20, kg, limit, math.nan)  # fmt: skip
+    return n
+
+
+@njit(cache=True)
+def _check_clock(p, newest_t, now, st, flags, cleared, hot, ev_at, ev_var, ev_val):  # type: ignore[no-untyped-def]
+    n = 0
+    start, size = np.int64(st.ctypes.data), np.int64(st.itemsize)
+    for i in range(len(p)):
+        if i + PREFETCH_AHEAD < len(p):
+            ahead = start + p[i + PREFETCH_AHEAD] * size
+            for offset in range(0, hot, 64):
+                _prefetch(ahead + offset)
+        a = p[i]
+        r = st[a]
+        lag = now - newest_t[i]
+        base = r.clk_base if r.clk_base <= lag else lag  # NaN: no lag yet
+        elapsed = now - r.clk_at
+        elapsed = 0.0 if math.isnan(elapsed) else elapsed
+        recent = r.clk_recent + CLOCK_LEAK * min(elapsed, CLOCK_GAP_S)
+        recent = recent if recent <= lag else lag
         # a slow clock never catches up, and its lag does not leap after a silence
-        moved = np.nan_to_num(c["clk_lag"][p] - lag)
-        moved = np.where(elapsed > CLOCK_GAP_S, np.abs(moved), moved)
-        jitter = np.maximum(c["clk_jitter"][p] * np.exp(-elapsed / CLOCK_JITTER_S), moved)
-        c["clk_base"][p], c["clk_recent"][p], c["clk_at"][p] = base, recent, now
-        c["clk_lag"][p], c["clk_jitter"][p] = lag, jitter
+        moved = float(r.clk_lag) - lag
+        moved = 0.0 if math.isnan(moved) else moved
+        if elapsed > CLOCK_GAP_S:
+            moved = abs(moved)
+        jitter = max(float(r.clk_jitter) * math.exp(-elapsed / CLOCK_JITTER_S), moved)
+        r.clk_base, r.clk_recent, r.clk_at, r.clk_lag, r.clk_jitter = base, recent, now, lag, jitter
         behind = recent - base
         line = CLOCK_DRIFT_S + 0.5 * jitter
-        streak = np.where(behind > line, np.minimum(c["clk_n"][p], STREAK_MAX) + 1, 0)
-        c["clk_n"][p] = streak
-        self._raise(
-            "clock_drift", p, streak >= CLOCK_BATCHES, newest_t, out, seq=seq,
-            window=(now - behind / CLOCK_LEAK, np.full(len(p), now)), behind_s=behind, limit_s=line,
-            best_lag_s=base, lag_s=lag, received=now,
-        )  # fmt: skip
+        streak = min(int(r.clk_n), STREAK_MAX) + 1 if behind > line else 0
+        r.clk_n = streak
+        if streak >= CLOCK_BATCHES:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_CLOCK, a, flags, cleared,
+                      math.nan, now - behind / CLOCK_LEAK, now, behind, line, base, lag, now)  # fmt: skip
+    return n

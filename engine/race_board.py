@@ -144,6 +144,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def warm_up() -> None:
+    """Load (or compile, the first time on a machine) fair play's rules for every board layout:
+    a race host calls it as it starts, so its first batch does not wait for them."""
+    for sport in ("run", "ride"):
+        board = RaceBoard(2, sport=sport, kind="distance", target_m=1000.0)
+        board.add(2, weights_kg=np.array([70.0, 60.0]))
+        board.start("all", 0.0)
+        samples = np.zeros(3, SAMPLE_DTYPE)
+        samples["participant"], samples["seq"], samples["t"] = [0, 0, 1], [1, 3, 1], [1.0, 3.0, 1.0]
+        samples["lat"], samples["lon"], samples["hr"], samples["power"] = 45.0, 7.0, 140, 200
+        board.ingest(samples, 4.0)
+        samples["seq"], samples["t"] = [2, 4, 2], [2.0, 4.0, 2.0]  # a late sample, then in order
+        board.ingest(samples, 5.0)
+
+
 def _milli(values: np.ndarray) -> np.ndarray:
     return np.clip(np.nan_to_num(np.floor(values * 1000.0), nan=_MM, posinf=_MM), 0, _MM).astype(np.uint64)
 
@@ -200,9 +215,10 @@ class RaceBoard:
         self.start_window_s = start_window_s
         self._lines = np.asarray(lines, np.float64)
         self._size = 0
-        self._schema = _columns(len(lines)) + fair_play_columns(self.profile)
+        self._schema = _columns(len(lines))  # fair play's columns are views of its per-athlete records
         self._col = {name: np.full((capacity, *shape), fill, dtype) for name, dtype, fill, shape in self._schema}
-        self._rules = FairPlay(self.profile, self._col, self._raise)
+        self._rules = FairPlay(self.profile, self._col, self._record)
+        self._rules.resize(capacity, 0)
         self._now = math.nan  # the receive time of the batch being ingested
         self._flags: list[dict] = []
         self._opened: float | None = None  # start("all") time, inherited by athletes added later
@@ -261,6 +277,7 @@ class RaceBoard:
             bigger = np.full((capacity, *shape), fill, dtype)
             bigger[: self._size] = self._col[name][: self._size]
             self._col[name] = bigger
+        self._rules.resize(capacity, self._size)
 
     def _rows(self, which: Which) -> np.ndarray | slice:
         if isinstance(which, str):
@@ -543,18 +560,22 @@ class RaceBoard:
                 facts["window"] = [_plain(window[0][i]), _plain(window[1][i])]
             if seq is not None:
                 facts["seqs"] = [int(max(since[i], 0)) if since is not None else int(seq[i]), int(seq[i])]
-            self._flags.append(
-                {
-                    "participant": int(p[i]),
-                    "rule": rule,
-                    "t": float(t[i]),
-                    "at": _plain(self._now),
-                    "severity": SEVERITY[rule],
-                    "evidence": facts,
-                    "decision": None,
-                }
-            )
+            self._record(rule, int(p[i]), float(t[i]), facts)
         out["flagged"] += len(hits)
+
+    def _record(self, rule: str, participant: int, t: float, evidence: dict) -> None:
+        """Keep a flag whose bit is already set: ``t`` is the device time that made it conclusive."""
+        self._flags.append(
+            {
+                "participant": participant,
+                "rule": rule,
+                "t": t,
+                "at": _plain(self._now),
+                "severity": SEVERITY[rule],
+                "evidence": evidence,
+                "decision": None,
+            }
+        )
 
     # Fair-play review
 
@@ -833,7 +854,7 @@ class RaceBoard:
         """The whole board as msgpack-friendly values (arrays as raw bytes)."""
         n = self._size
         return {
-            "schema": 2,
+            "schema": 3,
             "sport": self.sport,
             "fair_play": dict(self.fair_play),
             "kind": self.kind,
@@ -858,8 +879,8 @@ class RaceBoard:
 
     @classmethod
     def from_state(cls, state: dict) -> RaceBoard:
-        if not isinstance(state, dict) or state.get("schema") not in (1, 2):
-            raise ValueError("not a race board snapshot of schema 1 or 2")
+        if not isinstance(state, dict) or state.get("schema") not in (1, 2, 3):
+            raise ValueError("not a race board snapshot of schema 1, 2 or 3")
         board = cls(
             state["capacity"],
             sport=state["sport"],
@@ -899,6 +920,11 @@ class RaceBoard:
         if state["schema"] == 1:
             # kin_seq and the fair-play clock resume from the delivery state
             board._col["kin_seq"][:n] = board._col["last_seq"][:n]
+        if state["schema"] == 2:
+            # the heart-rate ring was kept newest first (slot k: k seqs before kin_seq); now by seq
+            ring, newest = board._col["hr_ring"][:n], board._col["kin_seq"][:n].astype(np.int64)
+            slots = (newest[:, None] - np.arange(ring.shape[1])[None, :]) % ring.shape[1]
+            board._col["hr_ring"][np.arange(n)[:, None], slots] = ring.copy()
         return board
 
     def memory_bytes(self) -> int:

@@ -73,6 +73,9 @@ class HostActor:
         kinds = [load_kind(path) for path in spec.kinds]
         if spec.dedicated is not None:
             only = spec.dedicated
+            for kind in kinds:
+                if kind.kind == only[0]:
+                    kind.warm()
             owns = lambda kind, entity_id: (kind, entity_id) == only  # noqa: E731
         else:
             shard_map = ShardMap(spec.hosts, spec.shards)

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from engine.race_board import RaceBoard
+from engine.race_board import RaceBoard, warm_up
 from engine.telemetry import decode, empty, encode
 
 T0 = 1_700_000_000.0
@@ -67,6 +67,7 @@ def main() -> None:
         weights_kg=rng.uniform(55, 95, args.participants),
     )
     board.start("all", T0)
+    warm_up()  # as a race host does when it starts: fair play's compiled rules loaded
 
     latencies = []
     total = 0

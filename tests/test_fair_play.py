@@ -180,7 +180,26 @@ def test_a_snapshot_written_before_fair_play_had_its_own_columns_restores():
     stream["distance"] += 1200.0  # where the old board left athlete 0, at 10 m/s
     stream["lat"] += 1200.0 / M_PER_DEG
     feed(board, stream)
-    assert board.to_state()["schema"] == 2 and board.flags() == []
+    assert board.to_state()["schema"] == 3 and board.flags() == []
+
+
+def test_a_schema_2_snapshot_taken_mid_replay_restores_its_heart_rate_ring():
+    """Written by the board before the ring was kept by seq (tests/data: a runner 6 readings into
+    replaying the previous 47 s of heart rate); the loop is caught on the same reading as without
+    the restart."""
+    hr = honest_hr(400, seed=47)
+    for i in range(200, 400):  # element by element: the loop replays itself
+        hr[i] = hr[i - 47]
+    stream = athlete(0, np.full(400, 3.5), hr=hr)
+    state = unpack((Path(__file__).parent / "data" / "race_board_schema2.msgpack").read_bytes())
+    assert state["schema"] == 2
+    restored = RaceBoard.from_state(state)
+    feed(restored, stream[206:])
+    straight = race(1, target_m=42195)
+    feed(straight, stream)
+    flag = rules(restored)["hr_replay"]
+    assert flag["evidence"]["loop_s"] == 47 and flag["t"] == T0 + 214
+    assert flag["t"] == rules(straight)["hr_replay"]["t"]
 
 
 def test_hot_state_stays_under_a_kilobyte_per_rider():
