@@ -193,6 +193,10 @@ CLOCK_LEAK = 0.7  # s/s: ...its best recent lag, which may rise this fast (a clo
 CLOCK_GAP_S = 3.0  # after a longer silence a larger lag is a delay, not drift
 CLOCK_BATCHES = 2  # batches in a row behind: one late upload is not a clock
 CLOCK_JITTER_S = 600.0  # how long a device's delivery jitter (delays that come and go) is remembered
+# A delay the whole race shares (a gateway or replica that stalls, clients retrying after a host
+# restart) is the platform's, not a device clock's: each device is judged against the race's
+# median, over the devices heard in the last PLATFORM_RECENT_S, once PLATFORM_DEVICES are.
+PLATFORM_DEVICES, PLATFORM_RECENT_S, PLATFORM_EVERY_S = 20, 10.0, 1.0
 W_UNIT = 8.0  # W per step of the 1-second power ring (uint8: 0-2040 W)
 RING_5, BUCKET_S, RING_20 = 300, 20, 61
 _SEEN_POWER, _SEEN_CADENCE, _SEEN_GPS = 1, 2, 4
@@ -325,7 +329,7 @@ VARIANTS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("hr_decoupled", "late", ("hr", "floor", "effort_s")),
     ("wkg_5min", None, ("wkg", "mean_w", "weight_kg", "limit")),
     ("wkg_20min", None, ("wkg", "mean_w", "weight_kg", "limit")),
-    ("clock_drift", None, ("behind_s", "limit_s", "best_lag_s", "lag_s", "received")),
+    ("clock_drift", None, ("behind_s", "limit_s", "best_lag_s", "lag_s", "platform_s")),
 )
 (V_SPEED, V_SPEED_D, V_JUMP_D, V_JUMP_GPS, V_ACCEL, V_MEAN_WIN, V_MEAN_LONG, V_POWER, V_CADENCE, V_DECOUPLED,
  V_FROZEN, V_LOOP, V_DIST_GPS, V_DIST_POWER, V_DIST_CADENCE, V_JUMP_D_LATE, V_JUMP_GPS_LATE, V_DECOUPLED_LATE,
@@ -384,6 +388,7 @@ class FairPlay:
         self._watts = profile.wkg_5min is not None
         self._events = Events()
         self.state = self._blank(0)
+        self._platform, self._platform_at = 0.0, -math.inf  # the race-wide delay, and when it was taken
 
     def _blank(self, capacity: int) -> np.ndarray:
         state = np.zeros(capacity, self._dtype)
@@ -420,9 +425,17 @@ class FairPlay:
         """
         c, ev = self._col, self._events
         ev.room(len(p))
+        if not now - self._platform_at < PLATFORM_EVERY_S:
+            self._platform_at = now
+            st = self.state
+            heard = st["clk_at"] > now - PLATFORM_RECENT_S
+            count = int(np.count_nonzero(heard))
+            behind = st["clk_recent"][heard] - st["clk_base"][heard]
+            self._platform = float(np.median(behind)) if count >= PLATFORM_DEVICES else 0.0
         raised = _check_clock(
-            p, newest_t, float(now), self.state, c["flags"], c["cleared"], self._scalars, ev.at, ev.variant, ev.values
-        )
+            p, newest_t, float(now), self._platform, self.state, c["flags"], c["cleared"], self._scalars,
+            ev.at, ev.variant, ev.values,
+        )  # fmt: skip
         self._keep(raised, p, newest_t, seq, out)
 
     def _keep(self, raised: int, p: np.ndarray, t: np.ndarray, seq: np.ndarray, out: dict) -> None:
@@ -922,7 +935,8 @@ def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_
 
 
 @njit(cache=True)
-def _check_clock(p, newest_t, now, st, flags, cleared, hot, ev_at, ev_var, ev_val):  # type: ignore[no-untyped-def]
+def _check_clock(p, newest_t, now, platform, st, flags, cleared, hot, ev_at, ev_var, ev_val):  # type: ignore[no-untyped-def]
+    """``platform``: how far behind the race's devices are at the median (a delay they all share)."""
     n = 0
     start, size = np.int64(st.ctypes.data), np.int64(st.itemsize)
     for i in range(len(p)):
@@ -946,10 +960,10 @@ def _check_clock(p, newest_t, now, st, flags, cleared, hot, ev_at, ev_var, ev_va
         jitter = max(float(r.clk_jitter) * math.exp(-elapsed / CLOCK_JITTER_S), moved)
         r.clk_base, r.clk_recent, r.clk_at, r.clk_lag, r.clk_jitter = base, recent, now, lag, jitter
         behind = recent - base
-        line = CLOCK_DRIFT_S + 0.5 * jitter
+        line = CLOCK_DRIFT_S + 0.5 * jitter + max(platform, 0.0)
         streak = min(int(r.clk_n), STREAK_MAX) + 1 if behind > line else 0
         r.clk_n = streak
         if streak >= CLOCK_BATCHES:
             n = _emit(ev_at, ev_var, ev_val, n, i, V_CLOCK, a, flags, cleared,
-                      math.nan, now - behind / CLOCK_LEAK, now, behind, line, base, lag, now)  # fmt: skip
+                      math.nan, now - behind / CLOCK_LEAK, now, behind, line, base, lag, platform)  # fmt: skip
     return n

@@ -149,6 +149,31 @@ def test_a_slow_device_clock_is_flagged_and_a_late_batch_is_not():
     assert flag["evidence"]["behind_s"] > 4 and flag["at"] <= T0 + 100 + 1.5 * 20
 
 
+def test_a_delay_the_whole_race_shares_is_not_a_slow_clock():
+    """A gateway that delivers at half speed for 30 s delays every device alike: the race's median
+    says it is the platform; the one device whose own clock runs slow is still caught."""
+    field = 40
+    board = race(field + 1, target_m=42195)
+    streams, received = [], []
+    for i in range(field + 1):
+        stream = athlete(i, np.full(300, 3.5))
+        at = T0 + np.arange(300) + 0.3
+        if i == field:  # stamped 1 s apart, sent 1.5 s apart, from t = 200
+            at[200:] = T0 + 200 + np.arange(100) * 1.5 + 0.3
+        stall = (stream["t"] >= T0 + 150) & (stream["t"] < T0 + 180)
+        at[stall] = T0 + 150 + 2 * (stream["t"][stall] - T0 - 150) + 0.3  # delivered at half speed...
+        late = (stream["t"] >= T0 + 180) & (at < T0 + 210.3)
+        at[late] = T0 + 210.3  # ...and the backlog caught up at once
+        streams.append(stream)
+        received.append(at)
+    samples, arrival = np.concatenate(streams), np.ceil(np.concatenate(received))
+    for at in np.unique(arrival):
+        board.ingest(samples[arrival == at], now=float(at))
+    flagged = {f["participant"]: f for f in board.flags()}
+    assert set(flagged) == {field} and flagged[field]["rule"] == "clock_drift"
+    assert flagged[field]["evidence"]["platform_s"] < 1
+
+
 def test_late_samples_are_checked_in_device_order():
     board = race(1, target_m=42195)
     stream = athlete(0, np.full(200, 3.5))
