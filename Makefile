@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -c 'from engine.race_board import warm_up; warm_up()'  # compile fair play's rules once
+	$(BIN)/python -c 'from engine.race import warm_up; warm_up()'  # compile fair play's rules once
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -31,6 +31,7 @@ run: $(STAMP)
 
 test: $(STAMP) system
 	$(BIN)/ruff check .
+	$(BIN)/mypy  # engine/, actors/, connectors/ ([tool.mypy] in pyproject.toml)
 	$(BIN)/pytest
 
 bench-engine: $(STAMP)

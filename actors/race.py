@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
-from engine.race_board import KINDS, PROFILES, SEXES, RaceBoard, warm_up
+from engine.race import MAX_CHECKPOINTS, SEXES, RaceBoard, warm_up
 from engine.telemetry import decode
 
 __all__ = [
@@ -26,17 +26,22 @@ __all__ = [
     "RaceEntries",
     "RaceIndex",
     "RaceRef",
+    "ENDED",
+    "MAX_CAPACITY",
+    "MAX_CATEGORIES",
+    "MAX_CATEGORY_CHARS",
+    "MAX_CHECKPOINTS",
+    "MAX_DURATION_S",
+    "MAX_NAME_CHARS",
     "MAX_ROUTE_POINTS",
-    "RACE_KINDS",
+    "MAX_TARGET_M",
+    "RACE_STATUSES",
     "SETTLED",
-    "SPORTS",
-    "STATUSES",
 ]
 
-RACE_KINDS = KINDS
-SPORTS = tuple(PROFILES)
-STATUSES = ("draft", "open", "live", "finished", "final", "cancelled")
+RACE_STATUSES = ("draft", "open", "live", "finished", "final", "cancelled")  # the race's lifecycle
 SETTLED = ("final", "cancelled")  # nothing changes a settled race but a recorded correction
+ENDED = ("finished", *SETTLED)  # the race is over: no telemetry, withdrawals or device bindings
 _NOBODY = np.uint32(0xFFFFFFFF)  # a participant index no race reaches: counted as unknown
 _NEXT = {"open": ("draft",), "live": ("open",), "finished": ("live",), "final": ("finished",)}
 _CONFIG = (
@@ -56,6 +61,14 @@ _CONFIG = (
     "route",
     "fair_play",
 )
+# The bounds of a race's settings, written once: the entity holds every race to capacity,
+# route and checkpoints (MAX_CHECKPOINTS, the board's own); the API states all of them in
+# its OpenAPI shape and refuses a request past any.
+MAX_NAME_CHARS = 120
+MAX_TARGET_M = 10_000_000  # 10,000 km
+MAX_DURATION_S = 30 * 86_400  # a month: the longest time race, and the longest rolling start
+MAX_CATEGORIES, MAX_CATEGORY_CHARS = 50, 40
+MAX_CAPACITY = 1_000_000
 MAX_ROUTE_POINTS = 5_000
 
 
@@ -188,8 +201,8 @@ class Race(Entity):
             raise Rejected(str(error)) from None
         if merged["start_mode"] == "rolling" and not merged.get("start_window_s"):
             raise Rejected("a rolling start needs start_window_s: how long the start stays open")
-        if not 1 <= int(merged["capacity"]) <= 1_000_000:
-            raise Rejected("capacity is between 1 and 1,000,000 athletes")
+        if not 1 <= int(merged["capacity"]) <= MAX_CAPACITY:
+            raise Rejected(f"capacity is between 1 and {MAX_CAPACITY:,} athletes")
         if merged.get("route") is not None:
             merged["route"] = _route(merged["route"])
         return merged
@@ -257,7 +270,7 @@ class Race(Entity):
     @update
     def cancel(self, by: str, reason: str | None = None) -> dict:
         self._organizer(by)
-        if self.status in ("final", "cancelled"):
+        if self.status in SETTLED:
             raise Rejected(f"a {self.status} race cannot be cancelled")
         self.cancel_timer("start")
         self.cancel_timer("end")
@@ -266,7 +279,7 @@ class Race(Entity):
     @update
     def review(self, by: str, user_id: str, accept: bool) -> dict:
         self._organizer(by)
-        if self.status in ("final", "cancelled"):
+        if self.status in SETTLED:
             raise Rejected(f"the race is {self.status}: results change only through a recorded correction")
         index = self._athlete(user_id)
         if not accept:
@@ -396,7 +409,7 @@ class Race(Entity):
     def withdraw(self, user_id: str) -> None:
         self._require()
         index = self._athlete(user_id)
-        if self.status in ("finished", "final", "cancelled"):
+        if self.status in ENDED:
             raise Rejected(f"the race is {self.status}: a withdrawal is no longer possible")
         self.board.withdraw(index)
 
@@ -415,7 +428,7 @@ class Race(Entity):
         """Route ``device_id`` to the athlete; the API binds only a device its caller owns (``Device.bind``)."""
         self._require()
         index = self._athlete(user_id)
-        if self.status in ("finished", "final", "cancelled"):
+        if self.status in ENDED:
             raise Rejected(f"the race is {self.status}: devices are no longer bound")
         owner = self.devices.get(device_id)
         if owner is not None and owner != index:
@@ -522,11 +535,6 @@ class Race(Entity):
             "signal_lost": sorted(self.signal_lost),
             "private": sorted(self.private),
         }
-
-    @query
-    def around(self, user_id: str, n: int = 5) -> list[dict]:
-        self._require()
-        return self.board.around(self._athlete(user_id), n)
 
     @query
     def results(self) -> list[dict]:

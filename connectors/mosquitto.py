@@ -7,8 +7,10 @@ Mosquitto re-reads the password and ACL files on SIGHUP.
 
 from __future__ import annotations
 
+import builtins
 import fcntl
 import getpass
+import logging
 import os
 import shutil
 import signal
@@ -16,7 +18,7 @@ import socket
 import subprocess
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,9 +30,12 @@ __all__ = [
     "broker_of",
     "device_topics",
     "reload",
+    "reload_brokers",
     "running_broker",
     "write_config",
 ]
+
+log = logging.getLogger(__name__)
 
 HUB_USER = "arena-hub"
 DEVICE_TOPICS = "arena/v1/devices"
@@ -110,7 +115,7 @@ class PasswordFile:
             if self.path.exists():
                 self._run("-D", str(self.path), username)
 
-    def usernames(self) -> set[str]:
+    def usernames(self) -> builtins.set[str]:  # `set` here is the method above
         if not self.path.exists():
             return set()
         return {line.split(":", 1)[0] for line in self.path.read_text().splitlines() if ":" in line}
@@ -208,6 +213,18 @@ def write_config(
 def reload(pid: int) -> None:
     """Make the broker re-read its password and ACL files."""
     os.kill(pid, signal.SIGHUP)
+
+
+def reload_brokers(pid_files: Iterable[Path]) -> None:
+    """``reload`` every broker on this machine that runs as the pid one of ``pid_files`` holds."""
+    for pid_file in pid_files:
+        if not pid_file.exists():  # a broker elsewhere, or one not started: it reads the file when it starts
+            continue
+        pid = int(pid_file.read_text().strip())
+        try:
+            reload(pid)
+        except ProcessLookupError:  # a stale pid file: that broker is down and reads the file when it starts
+            log.warning("no broker runs as pid %d of %s: not reloaded", pid, pid_file)
 
 
 def _accepts(port: int) -> bool:

@@ -17,7 +17,9 @@ acknowledged anyway, counted in ``Hub.dropped`` and explained on the downlink to
 
 A device's status reaches its race (``Race.signal``), so spectators see who lost
 signal. Each race with a device seen by this hub has one watcher that asks the race
-for its status once a second and sends the notices to all the race's devices.
+for its status once a second and sends the notices to all the race's devices, until
+the race ends. The hub asks races through ``RaceClient``, as the API does: a settled
+race is read from its record and refuses samples, so no device wakes its host.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from actors.race import ENDED
+from actors.race_client import RaceClient
 from connectors.mosquitto import broker_of
 from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
 from engine.errors import EngineError, NotFound
@@ -51,7 +55,6 @@ SHARE_GROUP = "arena-hub"
 MAX_PAYLOAD = 256 * 1024
 MAX_ID = 128
 COUNTDOWN_S = 10
-ENDED = ("finished", "final", "cancelled")
 _READ_BURST = 512  # packets read per readable event at most, so other work gets its turn
 
 Route = Callable[[str], Awaitable[dict | None]]
@@ -131,6 +134,7 @@ class Hub:
         self,
         cluster: Any = None,
         *,
+        races: RaceClient | None = None,
         host: str = "127.0.0.1",
         port: int = 1883,
         client_id: str | None = None,
@@ -154,6 +158,7 @@ class Hub:
             raise ValueError(f"shard is (index, brokers) with 0 <= index < brokers, not {shard}")
         self.shard = shard  # this hub's broker among the shards: it sends notices to its devices only
         self.cluster = cluster
+        self.races = races or (RaceClient(cluster) if cluster is not None else None)
         self.host, self.port = host, port
         self.client_id = client_id or f"arena-hub-{socket.gethostname()}"
         self.group = group
@@ -461,7 +466,7 @@ class Hub:
         if route is None or not route.get("race_id") or route.get("revoked"):
             return
         try:
-            await self.cluster.ask("race", route["race_id"], "signal", {"device_id": device_id, "state": state})
+            await self.races.ask(route["race_id"], "signal", {"device_id": device_id, "state": state})
         except EngineError as error:
             log.info("race %s took no status from device %s: %s", route["race_id"], device_id, error)
 
@@ -479,12 +484,13 @@ class Hub:
             log.error("race watcher failed", exc_info=task.exception())
 
     async def _notices(self, race_id: str) -> None:
-        """Poll the race once a second (a query for all its devices, not one per device) until it ends."""
+        """Poll the race once a second (a query for all its devices, not one per device) until it ends
+        (a settled race answers from its record: the watcher learns it ended without waking its host)."""
         status, counted = None, None
         while True:
             try:
                 info, devices = await asyncio.gather(
-                    self.cluster.ask("race", race_id, "info"), self.cluster.ask("race", race_id, "device_map")
+                    self.races.ask(race_id, "info"), self.races.ask(race_id, "device_map")
                 )
             except EngineError as error:
                 if not error.retryable:
@@ -529,6 +535,10 @@ class Hub:
             self._spawn(self._ingest(groups))
 
     async def _ingest(self, groups: list[_Group]) -> None:
+        self.batches += len(groups)
+        # A settled race takes no samples, and asking it would start its host again: refused here.
+        refusals = await asyncio.gather(*(self.races.live(g.race_id) for g in groups), return_exceptions=True)
+        live = [g for g, refused in zip(groups, refusals) if refused is None]
         envelopes = [
             (
                 "race",
@@ -537,14 +547,14 @@ class Hub:
                 {"samples": pack_samples(g.samples, g.positions), "athletes": list(g.athletes)},
                 None,
             )
-            for g in groups
+            for g in live
         ]
-        self.batches += len(groups)
         try:
-            answers = await self.cluster.deliver(envelopes)
+            delivered = iter(await self.cluster.deliver(envelopes) if envelopes else [])
         except Exception as error:  # Ray itself failed: nothing known to be journaled
-            log.warning("ingest of %d groups failed: %s", len(groups), error)
-            answers = [error] * len(groups)
+            log.warning("ingest of %d groups failed: %s", len(live), error)
+            delivered = iter([error] * len(live))
+        answers = [next(delivered) if refused is None else refused for refused in refusals]
         retry = []
         for group, answer in zip(groups, answers):
             if isinstance(answer, EngineError) and not answer.retryable:

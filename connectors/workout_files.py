@@ -22,7 +22,7 @@ from defusedxml import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidd
 from defusedxml.ElementTree import DefusedXMLParser
 
 from engine import dates
-from engine.tracks import TrackPoint
+from engine.training.tracks import TrackPoint
 
 __all__ = ["MAX_FILE_BYTES", "MAX_POINTS", "BadWorkoutFile", "ParsedWorkout", "fingerprint", "parse_workout_file"]
 

@@ -22,17 +22,22 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from engine.codec import pack, unpack
+from engine.entity import Entity
 from engine.errors import EngineError, HostUnavailable, TooManyHosts, error_from_wire
-from engine.ray_host import HostActor, HostSpec, load_kind
+from engine.ray_host import HostActor, HostSpec, load_kind, load_store_opener
+from engine.refs import Ref
 from engine.routing import ShardMap
 
 __all__ = ["Cluster"]
+
+E = TypeVar("E", bound=Entity)
 
 _HOST_DOWN = (RayActorError, ActorDiedError, ActorUnavailableError)
 _HOST_SHARE = 0.001  # of a node's `node_resource`: a node that offers 1 takes up to 1,000 hosts
@@ -72,21 +77,20 @@ class Cluster:
         if node_resource is not None:
             self._options["resources"] = {node_resource: _HOST_SHARE}
         self._map = ShardMap(spec.hosts, spec.shards)
+        load_store_opener(spec.open_store)  # a wrong path fails here, not in every host as it starts
         self._dedicated_kinds = {cls.kind: path for path in spec.kinds if (cls := load_kind(path)).dedicated}
         shared = tuple(path for path in spec.kinds if path not in self._dedicated_kinds.values())
-        self._shared_spec = HostSpec(spec.store_url, shared, spec.config, 0, spec.hosts, spec.shards)
+        self._shared_spec = replace(spec, kinds=shared, index=0, dedicated=None)
         self._hosts = [self._host(f"arena-host-{i}", self._with(index=i)) for i in range(spec.hosts)]
         self._dedicated: dict[tuple[str, str], Any] = {}
         self._pending: dict[asyncio.AbstractEventLoop, list[tuple[tuple, asyncio.Future]]] = {}  # per loop
         self._sending: set[asyncio.Task] = set()
 
     def _with(self, **changes: Any) -> HostSpec:
-        base = self._shared_spec
-        fields = {name: getattr(base, name) for name in ("store_url", "kinds", "config", "index", "hosts", "shards")}
-        return HostSpec(**{**fields, **changes})
+        return replace(self._shared_spec, **changes)
 
     def _host(self, name: str, spec: HostSpec) -> Any:
-        return HostActor.options(name=name, **self._options).remote(spec)
+        return HostActor.options(name=name, **self._options).remote(spec)  # type: ignore[attr-defined]  # @ray.remote
 
     def host_for(self, kind: str, entity_id: str) -> Any:
         """The entity's host, started if it is a dedicated one that does not run (no cap applies here)."""
@@ -137,6 +141,12 @@ class Cluster:
                     counts[kind] += 1
         return counts
 
+    def forget_host(self, kind: str, entity_id: str) -> None:
+        """Let go of the entity's dedicated host here, as one does of an entity that is done (the host
+        retires by itself once idle): a process that talked to thousands of races keeps no handle for
+        each. A later message finds the host by its name, or starts it again."""
+        self._dedicated.pop((kind, entity_id), None)
+
     def _forget(self, handle: Any) -> bool:
         """Drop a dedicated host that exited for good; True if it was one."""
         for key, known in list(self._dedicated.items()):
@@ -163,6 +173,10 @@ class Cluster:
         if isinstance(result, EngineError):
             raise result
         return result
+
+    def ref(self, cls: type[E], entity_id: str) -> Ref[E]:
+        """The entity ``(cls.kind, entity_id)``, asked through this cluster by its handlers."""
+        return Ref(self.ask, cls, entity_id)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         task = loop.create_task(self._send(self._pending.pop(loop)))

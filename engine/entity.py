@@ -12,11 +12,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from engine.errors import MalformedMessage, UnknownMessage
 
 __all__ = ["Entity", "Handler", "update", "query"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +44,13 @@ class Handler:
         return body
 
 
-def _handler(function: Callable[..., Any], journaled: bool) -> Callable[..., Any]:
+def _handler(function: F, journaled: bool) -> F:
     if inspect.iscoroutinefunction(function):
         raise TypeError(f"handler {function.__qualname__} must be a plain function: entities do no I/O")
     params = list(inspect.signature(function).parameters.values())[1:]
     takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params)
     named = [p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    function.__arena_handler__ = Handler(
+    function.__arena_handler__ = Handler(  # type: ignore[attr-defined]  # a function's own attribute
         name=function.__name__,
         function=function,
         journaled=journaled,
@@ -58,12 +60,12 @@ def _handler(function: Callable[..., Any], journaled: bool) -> Callable[..., Any
     return function
 
 
-def update(function: Callable[..., Any]) -> Callable[..., Any]:
+def update(function: F) -> F:
     """Mark a state-changing handler: journaled before its caller hears back."""
     return _handler(function, journaled=True)
 
 
-def query(function: Callable[..., Any]) -> Callable[..., Any]:
+def query(function: F) -> F:
     """Mark a read-only handler: not journaled."""
     return _handler(function, journaled=False)
 

@@ -86,7 +86,7 @@ class _Activation:
     def __init__(self, kind: str, entity_id: str, after: Flush | None = None) -> None:
         self.kind = kind
         self.entity_id = entity_id
-        self.entity: Entity | None = None
+        self.entity: Entity = None  # type: ignore[assignment]  # loaded before `ready`; read only once ready
         self.seq = 0
         self.snapshot_seq = 0
         self.compacted_seq = 0
@@ -250,6 +250,7 @@ class Host:
         if handler is None:  # a timer that was cancelled or already fired
             return
         committer = self._committer
+        assert committer is not None  # a host delivers nothing before it starts
         if handler.journaled and committer.pending >= self.config.max_uncommitted:
             self.counters["overloaded"] += 1
             reply.results[index] = Overloaded("the journal is behind; retry later")

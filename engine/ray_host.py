@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +23,21 @@ from engine.entity import Entity
 from engine.errors import EngineError, HandlerFailed, MalformedMessage
 from engine.host import Host
 from engine.routing import ShardMap
+from engine.store import Store
 
-__all__ = ["HostSpec", "HostActor", "load_kind", "encode_results"]
+__all__ = ["HostSpec", "HostActor", "load_kind", "load_store_opener", "encode_results"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class HostSpec:
+    """What a host is made of, by import path: it is built in its own process.
+
+    The composition root names the store opener (``open_store``: "module:function" taking
+    ``store_url`` and answering an ``engine.store.Store``), so the engine imports no store.
+    """
+
     store_url: str
     kinds: tuple[str, ...]  # "module:Class" of each Entity subclass
     config: HostConfig = field(default_factory=HostConfig)
@@ -37,14 +45,28 @@ class HostSpec:
     hosts: int = 1
     shards: int = 1024
     dedicated: tuple[str, str] | None = None  # (kind, id) for a dedicated host
+    open_store: str = field(kw_only=True)  # "module:function" (url) -> Store
+
+
+def _load(path: str) -> Any:
+    module_name, separator, name = path.partition(":")
+    if not separator or not module_name or not name:
+        raise ValueError(f"{path!r} is not an import path of the form 'module:name'")
+    return getattr(importlib.import_module(module_name), name, None)
 
 
 def load_kind(path: str) -> type[Entity]:
-    module_name, _, class_name = path.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name, None)
+    cls = _load(path)
     if not (isinstance(cls, type) and issubclass(cls, Entity)):
         raise TypeError(f"{path!r} does not name an Entity subclass")
     return cls
+
+
+def load_store_opener(path: str) -> Callable[[str], Store]:
+    opener = _load(path)
+    if not callable(opener):
+        raise TypeError(f"{path!r} does not name a function that opens a store")
+    return opener
 
 
 def encode_results(results: list[Any]) -> bytes:
@@ -67,8 +89,6 @@ def _encodable(item: list) -> list:
 class HostActor:
     def __init__(self, spec: HostSpec) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-        from persistence import open_store  # the composition of a host: engine + a store
-
         self._spec = spec
         kinds = [load_kind(path) for path in spec.kinds]
         if spec.dedicated is not None:
@@ -80,7 +100,8 @@ class HostActor:
         else:
             shard_map = ShardMap(spec.hosts, spec.shards)
             owns = lambda kind, entity_id: shard_map.owns(spec.index, kind, entity_id)  # noqa: E731
-        self._host = Host(kinds, open_store(spec.store_url), spec.config, owns=owns)
+        store = load_store_opener(spec.open_store)(spec.store_url)
+        self._host = Host(kinds, store, spec.config, owns=owns)
         self._started: asyncio.Task | None = None
         self._retiring: asyncio.Task | None = None
 
@@ -97,13 +118,14 @@ class HostActor:
         """A dedicated host lives while its entity needs it: once the entity is retirable and the
         host has been idle ``retire_after`` seconds, it snapshots and the actor exits for good
         (the next message to the entity starts a new one)."""
-        after = self._spec.config.retire_after
-        await asyncio.shield(self._started)
+        after, started, dedicated = self._spec.config.retire_after, self._started, self._spec.dedicated
+        assert started is not None and dedicated is not None  # only a started dedicated host retires
+        await asyncio.shield(started)
         while not self._host.retirable(after):
             if self._host.closing:
                 return
             await asyncio.sleep(min(1.0, after / 4))
-        log.info("host %s retires after %.0f s idle", "/".join(self._spec.dedicated), after)
+        log.info("host %s retires after %.0f s idle", "/".join(dedicated), after)
         await self._host.stop()
         self._exit()
 
@@ -112,6 +134,11 @@ class HostActor:
         # the cluster starts a new host by the same name for the next one.
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
+    # Ray records every task's events in its GCS (and the node's dashboard agent) for the dashboard's
+    # task list: a few KB each, the last 100,000 by default, so a busy Arena fills that store with
+    # deliveries within minutes. Deliveries are the engine's own transport (the hosts' metrics count
+    # them), so they leave no task events.
+    @ray.method(enable_task_events=False)
     async def deliver(self, batch: bytes) -> bytes:
         """Answer a msgpack list of envelopes ``[kind, id, message_type, body, at]``."""
         try:

@@ -19,6 +19,7 @@ import ray
 from engine.cluster import Cluster
 from engine.codec import pack, unpack
 from engine.ray_host import HostSpec
+from serve.kinds import OPEN_STORE
 
 KIND = "loadtest.bench_entities:Tally"
 
@@ -64,7 +65,7 @@ async def main(args: argparse.Namespace) -> None:
     summary = []
     for entities in args.entities:
         with tempfile.TemporaryDirectory() as folder:
-            spec = HostSpec(f"sqlite:///{folder}/bench.db", (KIND,), hosts=1)
+            spec = HostSpec(f"sqlite:///{folder}/bench.db", (KIND,), hosts=1, open_store=OPEN_STORE)
             cluster = Cluster(spec, namespace=f"bench-{uuid.uuid4().hex[:6]}")
             handle = cluster.host_for("tally", "athlete-0")
             await batched(handle, max(entities, args.batch * 4), args.batch, args.window, entities)  # activate all

@@ -17,11 +17,13 @@ import uuid
 
 import ray
 
+from actors.account import Account
+from actors.feed import Feed
 from engine.cluster import Cluster
 from engine.codec import pack
 from engine.ray_host import HostSpec
 from serve.fanout import FanOut
-from serve.kinds import KINDS
+from serve.kinds import KINDS, OPEN_STORE
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -35,7 +37,7 @@ async def _probe(cluster: Cluster, users: list[str], stop: asyncio.Event) -> lis
     n = 0
     while not stop.is_set():
         started = time.perf_counter()
-        await cluster.ask("account", users[n % len(users)], "me")
+        await cluster.ref(Account, users[n % len(users)]).ask(Account.me)
         latencies.append((time.perf_counter() - started) * 1000)
         n += 1
     return latencies
@@ -50,13 +52,13 @@ async def _timed_probe(cluster: Cluster, users: list[str], seconds: float) -> li
 async def main(args: argparse.Namespace) -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     with tempfile.TemporaryDirectory() as folder:
-        spec = HostSpec(f"sqlite:///{folder}/fanout.db", KINDS, hosts=args.hosts)
+        spec = HostSpec(f"sqlite:///{folder}/fanout.db", KINDS, hosts=args.hosts, open_store=OPEN_STORE)
         cluster = Cluster(spec, namespace=f"fanout-{uuid.uuid4().hex[:6]}")
         star = "star"
         users = [f"user-{i}" for i in range(50)]
         for user in [star, *users]:
-            await cluster.ask(
-                "account", user, "register", {"email": f"{user}@x", "password_hash": "-", "display_name": user}
+            await cluster.ref(Account, user).ask(
+                Account.register, email=f"{user}@x", password_hash="-", display_name=user
             )
         followers = [f"fan-{i}" for i in range(args.followers)]
         started = time.perf_counter()
@@ -72,7 +74,7 @@ async def main(args: argparse.Namespace) -> None:
         probe = asyncio.ensure_future(_probe(cluster, users, stop))
         started = time.perf_counter()
         delivered = await fanout.run(
-            await cluster.ask("account", star, "ids", {"which": "followers"}), "push", {"item": item}
+            await cluster.ref(Account, star).ask(Account.ids, which="followers"), Feed.push, item=item
         )
         elapsed = time.perf_counter() - started
         stop.set()

@@ -7,8 +7,10 @@ API (an organizer who runs in each race, one telemetry batch), lets the race hos
 idle, and measures again. A race's host is a Ray process of its own while the race
 needs it and stops once the race is final and idle (``ARENA_RACE_HOST_IDLE``), so
 the two numbers should differ by the store's and caches' growth, not by processes.
+Each measure after the races prints every process (a Ray worker by its actor class)
+with its PSS before and after and its growth per race: where the memory went.
 
-Run: ``.venv/bin/python -m loadtest.bench_idle_memory --races 1000``
+Run: ``.venv/bin/python -m loadtest.bench_idle_memory --races 1000 --passivate-after 60``
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ def _call(base: str, method: str, path: str, body: dict | None = None, token: st
     raise RuntimeError(f"{method} {path}: still 503")
 
 
-def tree_pss_mib(root: int) -> tuple[float, int]:
-    """PSS of ``root`` and every process under it, in MiB, and how many processes that is."""
+def _tree(root: int) -> set[int]:
+    """``root`` and every process under it."""
     parents: dict[int, int] = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -60,15 +62,58 @@ def tree_pss_mib(root: int) -> tuple[float, int]:
         before = len(members)
         members |= {pid for pid, parent in parents.items() if parent in members}
         grew = len(members) != before
-    total = 0
-    for pid in members:
+    return members
+
+
+def _label(pid: int) -> str:
+    """What a process is: a Ray worker's title (its actor class), else its program and module."""
+    words = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    if words[0].startswith("ray::"):
+        return words[0].split(".")[0]  # ray::HostActor.deliver while it works: the class is what counts
+    program = Path(words[0]).name
+    if program.startswith("python") and len(words) > 2 and words[1] == "-m":
+        return f"python -m {words[2]}"
+    if program.startswith("python") and len(words) > 1:
+        return f"python {Path(words[1]).name}"
+    return program
+
+
+def processes(root: int) -> dict[int, tuple[str, float]]:
+    """Each process of ``root``'s tree: pid → (what it is, PSS in MiB)."""
+    found = {}
+    for pid in _tree(root):
         try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
+            pss = sum(
+                int(line.split()[1])
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                if line.startswith("Pss:")
+            )
+            found[pid] = (_label(pid), pss / 1024)
+        except (OSError, IndexError):
             continue
-    return total / 1024, len(members)
+    return found
+
+
+def total(found: dict[int, tuple[str, float]]) -> float:
+    return sum(pss for _, pss in found.values())
+
+
+def attribution(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], races: int) -> str:
+    """A table of each process's PSS before and after, biggest growth first (per race in KiB)."""
+    rows = []
+    for pid in before.keys() | after.keys():
+        label = (after.get(pid) or before[pid])[0]
+        was, now = before.get(pid, ("", 0.0))[1], after.get(pid, ("", 0.0))[1]
+        gone = " (gone)" if pid not in after else " (new)" if pid not in before else ""
+        rows.append(
+            (
+                now - was,
+                f"{pid:>8}  {label[:44]:<44}{gone:<7} {was:8.1f} {now:8.1f} {now - was:+8.1f}"
+                f" {(now - was) * 1024 / max(races, 1):+8.1f}",
+            )
+        )
+    header = f"{'pid':>8}  {'process':<44}{'':<7} {'before':>8} {'after':>8} {'MiB':>8} {'KiB/race':>8}"
+    return "\n".join([header, *(line for _, line in sorted(rows, key=lambda row: -row[0]))])
 
 
 def one_race(base: str, token: str, n: int) -> None:
@@ -86,10 +131,18 @@ def one_race(base: str, token: str, n: int) -> None:
         _call(base, "POST", f"/races/{race_id}/actions/{action}", token=token)
 
 
-def settle(base: str, process, seconds: float) -> tuple[float, int]:
-    """Wait ``seconds`` (hosts go idle, Ray's idle workers exit), then the tree's PSS."""
+def settle(process, seconds: float) -> dict[int, tuple[str, float]]:
+    """Wait ``seconds`` (hosts go idle, Ray's idle workers exit), then the tree's processes and their PSS."""
     time.sleep(seconds)
-    return tree_pss_mib(process.pid)
+    return processes(process.pid)
+
+
+def report(what: str, found: dict[int, tuple[str, float]], base: dict[int, tuple[str, float]], races: int) -> None:
+    print(f"{what}: {total(found):,.0f} MiB PSS in {len(found)} processes", flush=True)
+    if found is not base:
+        grown = total(found) - total(base)
+        print(f"difference: {grown:+,.0f} MiB ({(total(found) / total(base) - 1) * 100:+.1f}%)", flush=True)
+        print(attribution(base, found, races), flush=True)
 
 
 def main() -> None:
@@ -126,20 +179,16 @@ def main() -> None:
         me = _call(base, "GET", "/me", token=user["access_token"])
         _call(base, "PUT", f"/users/{me['id']}/roles", {"roles": ["athlete", "organizer"]}, user["access_token"])
         token = _call(base, "POST", "/auth/login", {"email": ORGANIZER, "password": PASSWORD})["access_token"]
-        idle_before, processes_before = settle(base, process, 30)
-        print(f"idle, no race: {idle_before:,.0f} MiB PSS in {processes_before} processes", flush=True)
+        before = settle(process, 30)
+        report("idle, no race", before, before, 0)
         started = time.monotonic()
         with ThreadPoolExecutor(args.parallel) as pool:
             for done, _ in enumerate(pool.map(lambda n: one_race(base, token, n), range(args.races)), 1):
                 if done % 50 == 0:
                     print(f"  {done} races final ({time.monotonic() - started:.0f} s)", flush=True)
-        idle_after, processes_after = settle(base, process, args.idle + 30)
-        print(f"idle, {args.races} races final: {idle_after:,.0f} MiB PSS in {processes_after} processes")
-        print(f"difference: {idle_after - idle_before:+,.0f} MiB ({(idle_after / idle_before - 1) * 100:+.1f}%)")
+        report(f"idle, {args.races} races final", settle(process, args.idle + 30), before, args.races)
         if args.passivate_after < 600:
-            rested, processes_rested = settle(base, process, args.passivate_after + 30)
-            print(f"after passivation: {rested:,.0f} MiB PSS in {processes_rested} processes")
-            print(f"difference: {rested - idle_before:+,.0f} MiB ({(rested / idle_before - 1) * 100:+.1f}%)")
+            report("after passivation", settle(process, args.passivate_after + 30), before, args.races)
     finally:
         server.stop(process)
         shutil.rmtree(data, ignore_errors=True)

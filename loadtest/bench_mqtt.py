@@ -43,12 +43,13 @@ import paho.mqtt.client as mqtt
 import ray
 from paho.mqtt.enums import CallbackAPIVersion
 
+from actors.race import Race, RaceRef
 from connectors.mosquitto import HUB_USER, acl_text, broker_of, running_broker
 from connectors.mqtt_hub import Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
 from loadtest.server import free_port
-from serve.kinds import KINDS
+from serve.kinds import KINDS, OPEN_STORE
 
 ORGANIZER = "bench-organizer"
 PASSWORD = "bench-device"
@@ -190,7 +191,7 @@ def _hub_worker(args: argparse.Namespace) -> None:
 
     async def run() -> None:
         ray.init(address=os.environ["RAY_ADDRESS"], namespace=args.namespace, configure_logging=False)
-        cluster = Cluster(HostSpec(args.database, KINDS, hosts=1), namespace=args.namespace)
+        cluster = Cluster(HostSpec(args.database, KINDS, hosts=1, open_store=OPEN_STORE), namespace=args.namespace)
         hub = Hub(
             cluster, port=args.port, client_id=args.client_id, username=HUB_USER, password=HUB_PASSWORD,
             route=route, shard=(shard, shards),
@@ -215,7 +216,7 @@ async def _watch(
     fresh, last = [], dict.fromkeys(who, -1.0)
     while time.time() < until:
         started = time.monotonic()
-        view = await cluster.ask("race", race_id, "view", {"n": 10})
+        view = await cluster.ref(Race, race_id).ask(Race.view, n=10)
         seen = time.time()
         order = np.frombuffer(view["order"], np.uint32)
         distance = np.frombuffer(view["distance"], np.float32)
@@ -240,21 +241,23 @@ async def _one(devices: int, args: argparse.Namespace) -> Result:
         (folder / "acl").write_text(acl_text())
         print(f"  {devices:,} devices: password file in {time.perf_counter() - started:.1f} s", flush=True)
         cluster = Cluster(
-            HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1), namespace=f"mqtt-{uuid.uuid4().hex[:8]}"
+            HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1, open_store=OPEN_STORE),
+            namespace=f"mqtt-{uuid.uuid4().hex[:8]}",
         )
         race_id = uuid.uuid4().hex
         shards = args.brokers or math.ceil((devices + args.probes + 100) / PER_BROKER)
         ports = [free_port() for _ in range(shards)]
         try:
             config = {"name": "Bench", "sport": "run", "kind": "time", "duration_s": 3_600}
-            await cluster.ask("race", race_id, "create", {"organizer": ORGANIZER, "config": config})
-            await cluster.ask("race", race_id, "open", {"by": ORGANIZER})
+            await cluster.ref(RaceRef, race_id).ask(RaceRef.register, organizer=ORGANIZER)  # as the API creates races
+            await cluster.ref(Race, race_id).ask(Race.create, organizer=ORGANIZER, config=config)
+            await cluster.ref(Race, race_id).ask(Race.open, by=ORGANIZER)
             users = [f"u-{d}" for d in device_ids + probe_ids]
             index: list[int] = []
             for first in range(0, len(users), JOIN_CHUNK):
                 chunk = [{"user_id": u, "name": u} for u in users[first : first + JOIN_CHUNK]]
-                index += await cluster.ask("race", race_id, "join_many", {"athletes": chunk})
-            await cluster.ask("race", race_id, "start", {"by": ORGANIZER})
+                index += await cluster.ref(Race, race_id).ask(Race.join_many, athletes=chunk)
+            await cluster.ref(Race, race_id).ask(Race.start, by=ORGANIZER)
             table = {d: {"owner": f"u-{d}", "race_id": race_id, "revoked": False} for d in device_ids + probe_ids}
 
             async def route(device_id: str) -> dict | None:

@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import ray
 
+from actors.race import Race
 from engine.cluster import Cluster
-from engine.race_board import RaceBoard
+from engine.race import RaceBoard
 from engine.ray_host import HostSpec
 from engine.telemetry import SAMPLE_DTYPE, empty, encode
-from serve.kinds import KINDS
+from serve.kinds import KINDS, OPEN_STORE
 from serve.spectators import Spectators
 
 ORGANIZER = "bench-organizer"
@@ -149,14 +150,14 @@ def _check(answer: Any, size: int) -> None:
 
 async def _setup(cluster: Cluster, race_id: str, riders: Riders) -> None:
     config = {"name": "Bench ride", "sport": "ride", "kind": "time", "duration_s": 3600}
-    await cluster.ask("race", race_id, "create", {"organizer": ORGANIZER, "config": config})
-    await cluster.ask("race", race_id, "open", {"by": ORGANIZER})
+    await cluster.ref(Race, race_id).ask(Race.create, organizer=ORGANIZER, config=config)
+    await cluster.ref(Race, race_id).ask(Race.open, by=ORGANIZER)
     for first in range(0, riders.size, JOIN_CHUNK):
         athletes = [
             {"user_id": f"rider-{i}", "name": f"Rider {i}", "weight_kg": float(riders.weight[i])}
             for i in range(first, min(first + JOIN_CHUNK, riders.size))
         ]
-        joined = await cluster.ask("race", race_id, "join_many", {"athletes": athletes})
+        joined = await cluster.ref(Race, race_id).ask(Race.join_many, athletes=athletes)
         if joined != list(range(first, first + len(athletes))):
             raise SystemExit(f"join_many did not admit riders {first:,}+ in order: {joined[:3]!r}…")
     await cluster.ask("race", race_id, "start", {"by": ORGANIZER}, at=riders.gun)
@@ -187,7 +188,7 @@ async def _sustained(cluster: Cluster, race_id: str, batches: list[tuple[float, 
 
 async def _live(cluster: Cluster, race_id: str, riders: Riders, args: argparse.Namespace, result: Result) -> Any:
     """Pace samples in real time and time how long the spectators' view takes to show them."""
-    spectators = Spectators(lambda race, message, body: cluster.ask("race", race, message, body), tick=args.tick)
+    spectators = Spectators(lambda race_id: cluster.ref(Race, race_id), tick=args.tick)
     await spectators.view(race_id)  # the first refresh carries the whole roster: not part of freshness
     pending: list[tuple[float, np.ndarray, np.ndarray]] = []  # (sent at, riders, distances they sent)
 
@@ -271,7 +272,8 @@ async def _arena(riders: Riders, seconds: list[np.ndarray], args: argparse.Names
     ]
     with tempfile.TemporaryDirectory() as folder:
         cluster = Cluster(
-            HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1), namespace=f"race-{uuid.uuid4().hex[:8]}"
+            HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1, open_store=OPEN_STORE),
+            namespace=f"race-{uuid.uuid4().hex[:8]}",
         )
         try:
             race_id = f"bench-{riders.size}"

@@ -32,6 +32,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from actors.race import Race
 from engine.errors import EngineError
 
 PASSWORD = "crowd-password-1"
@@ -95,7 +96,7 @@ async def _join_all(settings, race_id: str, athletes: list[dict]) -> None:
         chunk = [
             {"user_id": a["id"], "name": f"Athlete {first + i}"} for i, a in enumerate(athletes[first : first + 20_000])
         ]
-        await cluster.ask("race", race_id, "join_many", {"athletes": chunk})
+        await cluster.ref(Race, race_id).ask(Race.join_many, athletes=chunk)
 
 
 def _call(base: str, token: str, method: str, path: str, body: dict | None = None) -> dict:

@@ -29,7 +29,7 @@ import numpy as np
 from actors.race import Race
 from engine.telemetry import empty, encode
 
-KINDS = ("vehicle", "teleport", "hr_replay", "wkg", "distance", "clock", "hr_decoupled")
+CHEATS = ("vehicle", "teleport", "hr_replay", "wkg", "distance", "clock", "hr_decoupled")
 RULE_KIND = {
     "speed": "vehicle",
     "acceleration": "vehicle",
@@ -57,7 +57,7 @@ class Field:
     sport: str
     n: int
     rng: np.random.Generator
-    cheat: np.ndarray  # index in KINDS, -1: honest
+    cheat: np.ndarray  # index in CHEATS, -1: honest
     onset: np.ndarray  # s after the gun
     conclusive: np.ndarray = field(init=False)  # s after the gun; NaN: not yet
     elite: np.ndarray = field(init=False)
@@ -103,13 +103,13 @@ def make_field(sport: str, n: int, seconds: int, cheaters: float, seed: int) -> 
     count = int(round(n * cheaters))
     cheat = np.full(n, -1)
     who = rng.choice(n, count, replace=False)
-    kinds = [i for i, k in enumerate(KINDS) if sport == "ride" or k != "wkg"]  # W/kg caps are for riders
+    kinds = [i for i, k in enumerate(CHEATS) if sport == "ride" or k != "wkg"]  # W/kg caps are for riders
     cheat[who] = np.array(kinds)[np.arange(count) % len(kinds)]
     onset = rng.uniform(120, max(180, seconds - 480), n)
     fld = Field(sport, n, rng, cheat, onset)
     fld.cheat_param = rng.uniform(0, 1, n)  # each kind draws its own parameters from this
     fld.cheat_alt = rng.random(n) < 0.5  # frozen or looped, outdoors or indoors, ...
-    is_ = {k: cheat == i for i, k in enumerate(KINDS)}
+    is_ = {k: cheat == i for i, k in enumerate(CHEATS)}
     fld.is_ = is_
     fld.lying_from = np.where(is_["wkg"], 0.0, onset)  # an under-declared weight is a lie from the start
     # an inflation cheat indoors needs what indoor distance is checked against (the premise)
@@ -442,7 +442,7 @@ def score(outcome: Outcome) -> list[dict]:
             fair[kind].add(i)
             first[i] = min(first.get(i, math.inf), at)
     rows = []
-    for index, kind in enumerate(KINDS):
+    for index, kind in enumerate(CHEATS):
         if kind == "wkg" and outcome.sport != "ride":
             continue
         cheats = np.flatnonzero(fld.cheat == index)
@@ -497,7 +497,7 @@ def report(outcome: Outcome) -> str:
             for f in outcome.flags
             if f["participant"] == i
         ]
-        what = "honest" if honest[i] else f"{KINDS[fld.cheat[i]]} from {fld.onset[i]:.0f} s"
+        what = "honest" if honest[i] else f"{CHEATS[fld.cheat[i]]} from {fld.onset[i]:.0f} s"
         lines.append(f"  wrongly flagged: athlete {i} ({what}{', elite' if fld.elite[i] else ''}): {rules}")
     return "\n".join(lines)
 

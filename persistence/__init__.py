@@ -1,4 +1,6 @@
-"""Durable storage for Arena: the ``engine.store.Store`` protocol on SQLite and PostgreSQL."""
+"""Durable storage for Arena: the ``engine.store.Store`` protocol on SQLite and PostgreSQL.
+
+Beside it, the Redis adapters of engine/'s other protocols (``redis_*.py``), which serve/ wires."""
 
 from __future__ import annotations
 

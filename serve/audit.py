@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import Any
 
+from actors.audit import AuditDay
+
 __all__ = ["audit", "audit_day"]
 
 log = logging.getLogger("arena.audit")
@@ -49,16 +51,17 @@ async def audit(
     **details: Any,
 ) -> None:
     """Record one security event in today's audit entity (and the structured log)."""
-    body = {
-        "entry_id": uuid.uuid4().hex,
-        "event": event,
-        "actor": actor,
-        "subject": subject,
-        "address": address,
-        "details": _clean(details),
-    }
-    log.info("audit %s actor=%s subject=%s address=%s %s", event, actor, subject, address, body["details"])
+    clean = _clean(details)
+    log.info("audit %s actor=%s subject=%s address=%s %s", event, actor, subject, address, clean)
     try:
-        await arena.ask("audit", audit_day(), "record", body)
+        await arena.ref(AuditDay, audit_day()).ask(
+            AuditDay.record,
+            entry_id=uuid.uuid4().hex,
+            event=event,
+            actor=actor,
+            subject=subject,
+            address=address,
+            details=clean,
+        )
     except Exception as error:  # the action itself stands; the log line above keeps the event
         log.error("audit entry %s not stored: %s", event, error)

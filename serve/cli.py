@@ -218,6 +218,7 @@ def build_hubs(
 
     from pydantic import TypeAdapter
 
+    from actors.race_client import RaceClient
     from connectors.mosquitto import HUB_USER
     from connectors.mqtt_hub import Hub
     from serve.settings import MqttUrl
@@ -228,6 +229,7 @@ def build_hubs(
         raise ValueError(_no_such_broker(broker, n))
     base = client_id or f"arena-hub-{socket.gethostname()}"
     hub_password = settings.mqtt_hub_password.get_secret_value() if settings.mqtt_hub_password else None
+    races = RaceClient(cluster, host_idle=settings.race_host_idle)  # one per process: what it learned holds for all
     hubs = []
     for i, url in enumerate(brokers):
         if broker is not None and i != broker:
@@ -235,6 +237,7 @@ def build_hubs(
         hubs.append(
             Hub(
                 cluster,
+                races=races,
                 host=url.host,
                 port=url.port,
                 client_id=base if n == 1 else f"{base}-{i}",

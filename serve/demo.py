@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from actors.account import Account
+from actors.race import Race
 from connectors.samples import Sample, pack_samples
 from engine.errors import EngineError
 from serve.context import Arena
@@ -160,9 +162,9 @@ class DemoRace:
                 http, arena, state, "organizer", ORGANIZER_EMAIL, "Demo Organizer"
             )
             runner_id, runner_password = await self._account(http, arena, state, "runner", RUNNER_EMAIL, "You (demo)")
-            roles = await arena.ask("account", organizer_id, "me")
+            roles = await arena.ref(Account, organizer_id).ask(Account.me)
             if "organizer" not in roles["roles"]:
-                await arena.ask("account", organizer_id, "set_roles", {"roles": [*roles["roles"], "organizer"]})
+                await arena.ref(Account, organizer_id).ask(Account.set_roles, roles=[*roles["roles"], "organizer"])
             self._save(state)
             self.announce(
                 f"Demo accounts (passwords in {self.file}): organizer {ORGANIZER_EMAIL} / "
@@ -228,7 +230,7 @@ class DemoRace:
             }
             for user in field_ids
         ]
-        await arena.race(race_id, "join_many", {"athletes": entries})
+        await arena.races.ref(race_id).ask(Race.join_many, athletes=entries)
         (await http.post(f"/races/{race_id}/actions/start", headers=headers)).raise_for_status()
         self.announce(f"Demo race live, {self.athletes} athletes: {self.url}/races/{race_id}")
         swarm = Swarm(field_ids, cheaters=1, dropouts=0.002, finish_m=self.distance_m + 20, seed=lap)
@@ -239,7 +241,7 @@ class DemoRace:
             if samples:
                 users = list(samples)
                 packed = pack_samples(list(samples.values()), list(range(len(users))))
-                await arena.race(race_id, "ingest", {"samples": packed, "athletes": users})
+                await arena.races.ref(race_id).ask(Race.ingest, samples=packed, athletes=users)
             everyone_home = all(r.distance >= self.distance_m or r.cheat for r in swarm.runners)
             if everyone_home or now - started > 3 * 3600:
                 break

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Concatenate, ParamSpec
 
+from actors.feed import Feed
 from engine.cluster import Cluster
 from engine.errors import EngineError
+from engine.refs import message_type
 
 __all__ = ["FanOut"]
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 class FanOut:
@@ -29,18 +33,35 @@ class FanOut:
         self.pushed = 0
         self.failed = 0
 
-    def start(self, followers: Sequence[str], message_type: str, body: dict) -> None:
-        """Send ``message_type`` to each follower's feed without waiting for it."""
+    def start(
+        self,
+        followers: Sequence[str],
+        handler: Callable[Concatenate[Feed, P], object],
+        /,
+        *args: P.args,
+        **fields: P.kwargs,
+    ) -> None:
+        """Send ``handler``'s message to each follower's feed without waiting for it."""
         if not followers:
             return
-        task = asyncio.get_running_loop().create_task(self.run(followers, message_type, body))
+        task = asyncio.get_running_loop().create_task(self.run(followers, handler, *args, **fields))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def run(self, followers: Sequence[str], message_type: str, body: dict) -> int:
+    async def run(
+        self,
+        followers: Sequence[str],
+        handler: Callable[Concatenate[Feed, P], object],
+        /,
+        *args: P.args,
+        **fields: P.kwargs,
+    ) -> int:
+        name = message_type(Feed, handler)
+        if args:
+            raise TypeError(f"{Feed.kind}.{name}: pass the message's fields by name")
         delivered = 0
         for start in range(0, len(followers), self._chunk):
-            pending = [("feed", f, message_type, body, None) for f in followers[start : start + self._chunk]]
+            pending = [(Feed.kind, f, name, fields, None) for f in followers[start : start + self._chunk]]
             for attempt in range(self._retries + 1):
                 results = await self._cluster.deliver(pending)
                 retry = [e for e, r in zip(pending, results) if isinstance(r, EngineError) and r.retryable]

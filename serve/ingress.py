@@ -52,6 +52,19 @@ _FOLDER_PREFIX = "arena-hx-"
 # On a loaded machine a proxy may miss Serve's 10 s health checks while it starts: three misses
 # and Serve replaces it (and a start-up waiting on it fails), so it gets more time.
 _SERVICE = {"RAY_worker_niceness": "0", "FORWARDED_ALLOW_IPS": "", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30"}
+# Every race has a Ray process of its own while it runs, so an Arena creates and destroys actors
+# for as long as it runs. Ray's GCS keeps the records of destroyed actors (100,000 by default),
+# dead workers and dead nodes, and the events of the last 100,000 tasks: about 135 KB
+# stayed in the GCS for every finished race (most of it task events, which host deliveries no
+# longer make: engine/ray_host.py).
+# Arena reads none of it (its own metrics and logs say what a host did), so Ray keeps only the
+# latest (docs/benchmarks.md, idle memory; cluster.yaml sets the same on a cluster's head).
+_GCS_BOUNDS = {
+    "RAY_maximum_gcs_destroyed_actor_cached_count": "100",
+    "RAY_maximum_gcs_dead_worker_cached_count": "100",
+    "RAY_maximum_gcs_dead_node_cached_count": "100",
+    "RAY_task_events_max_num_task_in_gcs": "10000",
+}
 
 
 def prepare_local_ray(ingress: str, *, stats_port: int = 8404, metrics_port: int = 9101) -> Path | None:
@@ -60,7 +73,7 @@ def prepare_local_ray(ingress: str, *, stats_port: int = 8404, metrics_port: int
     With HAProxy: its operator ports (0, or one already taken: a free one) and the folder
     that holds its files, returned so the caller removes it when it stops.
     """
-    for name, value in _SERVICE.items():
+    for name, value in (_SERVICE | _GCS_BOUNDS).items():
         os.environ.setdefault(name, value)
     if ingress != "haproxy":
         for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):

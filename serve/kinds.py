@@ -1,8 +1,11 @@
-"""The entity kinds Arena hosts, by import path (hosts import them in their own process)."""
+"""What Arena's hosts are made of, by import path (hosts import them in their own process):
+the entity kinds, and the function that opens the store a host keeps them in."""
 
 from __future__ import annotations
 
-__all__ = ["KINDS"]
+__all__ = ["KINDS", "OPEN_STORE"]
+
+OPEN_STORE = "persistence:open_store"
 
 KINDS: tuple[str, ...] = (
     "actors.account:Account",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from actors.inbox import Inbox
 from serve.context import Arena, new_id
 
 __all__ = ["notify"]
@@ -12,7 +13,7 @@ log = logging.getLogger(__name__)
 
 
 async def notify(arena: Arena, user_id: str, type: str, data: dict) -> None:
-    item = await arena.ask("inbox", user_id, "notify", {"notification_id": new_id(), "type": type, "data": data})
+    item = await arena.ref(Inbox, user_id).ask(Inbox.notify, notification_id=new_id(), type=type, data=data)
     if item is None:  # muted
         return
     try:

@@ -11,16 +11,22 @@ import base64
 import binascii
 import json
 import re
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
 
 from fastapi import Query
 
+from engine.entity import Entity
+from engine.refs import Ref
 from serve.problems import Problem
 
 __all__ = ["Cursor", "Limit", "encode_cursor", "decode_cursor", "paged"]
 
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=100)]
+
+E = TypeVar("E", bound=Entity)
+P = ParamSpec("P")
 
 _MAX_CURSOR = 512
 _BOUND = 1e12  # unix seconds, past any date Python shows (year 9999 ends near 2.5e11), in msgpack's int64
@@ -62,9 +68,16 @@ def _no_constant(name: str) -> None:
 
 
 async def paged(
-    arena: Any, kind: str, entity_id: str, message_type: str, cursor: str | None, limit: int, **body
+    to: Ref[E],
+    handler: Callable[Concatenate[E, P], dict],
+    cursor: str | None,
+    limit: int,
+    /,
+    *args: P.args,
+    **fields: P.kwargs,
 ) -> dict:
     """Ask an entity for one keyset page and answer it with an opaque ``next_cursor``."""
-    page = await arena.ask(kind, entity_id, message_type, {"before": decode_cursor(cursor), "limit": limit, **body})
+    # every paged handler takes `before` and `limit`; P cannot say so, so mypy cannot see it
+    page = await to.ask(handler, *args, before=decode_cursor(cursor), limit=limit, **fields)  # type: ignore[arg-type]
     following = page.pop("next")
     return {**page, "next_cursor": encode_cursor(following)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from actors.account import Account
 from serve.auth import Caller
 
 __all__ = ["PRIVATE_NAME", "Audience", "PUBLIC", "audience", "conceal", "hidden_id", "shown"]
@@ -42,7 +43,7 @@ async def audience(arena, caller: Caller | None, organizer: str | None) -> Audie
     if caller.id == organizer or caller.has("admin"):
         return Audience(everyone=True)
     # A private athlete is in my "following" only once they approved my request.
-    following = await arena.ask("account", caller.id, "ids", {"which": "following"})
+    following = await arena.ref(Account, caller.id).ask(Account.ids, which="following")
     return Audience(known=frozenset((caller.id, *following)))
 
 

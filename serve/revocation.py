@@ -3,7 +3,8 @@ user's every token issued before an instant (password change).
 
 Access tokens carry their session id (``sid``), so signing out, a detected refresh-token
 reuse or a password change reaches every access token of the session, not only the one
-presented. Redis when configured (every replica sees a revocation at once); otherwise the
+presented. Redis when configured (``persistence.redis_revocations``: every replica sees a
+revocation at once); otherwise the
 engine's ``revocations`` entity, which each replica mirrors in memory and follows about
 once a second. Entries expire with the longest-lived access token they could concern.
 """
@@ -13,23 +14,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Any
 
-__all__ = ["Revocations", "MemoryRevocations", "RedisRevocations", "EngineRevocations", "revocations"]
+from engine.revocations import Revocations
+
+__all__ = ["MemoryRevocations", "EngineRevocations", "revocations"]
 
 log = logging.getLogger(__name__)
-
-
-class Revocations(Protocol):
-    async def revoke_token(self, jti: str, ttl: float) -> None: ...
-
-    async def revoke_session(self, sid: str, ttl: float) -> None: ...
-
-    async def revoke_user(self, user_id: str, before: float, ttl: float) -> None: ...
-
-    async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool: ...
-
-    async def aclose(self) -> None: ...
 
 
 class MemoryRevocations:
@@ -71,37 +62,6 @@ class MemoryRevocations:
 
     async def aclose(self) -> None:
         self._entries.clear()
-
-
-class RedisRevocations:
-    def __init__(self, redis_url: str) -> None:
-        import redis.asyncio as redis
-
-        self._redis = redis.from_url(redis_url)
-
-    async def revoke_token(self, jti: str, ttl: float) -> None:
-        await self._redis.set(f"arena:revoked:jti:{jti}", 1, ex=max(1, int(ttl) + 1))
-
-    async def revoke_session(self, sid: str, ttl: float) -> None:
-        await self._redis.set(f"arena:revoked:sid:{sid}", 1, ex=max(1, int(ttl) + 1))
-
-    async def revoke_user(self, user_id: str, before: float, ttl: float) -> None:
-        # A later password change moves the instant forward, never back.
-        key = f"arena:revoked:user:{user_id}"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(key)
-            (old,) = await pipe.execute()
-        before = max(before, float(old)) if old is not None else before
-        await self._redis.set(key, repr(before), ex=max(1, int(ttl) + 1))
-
-    async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
-        token, session, before = await self._redis.mget(
-            f"arena:revoked:jti:{jti}", f"arena:revoked:sid:{sid}", f"arena:revoked:user:{user_id}"
-        )
-        return token is not None or session is not None or (before is not None and issued_at <= float(before))
-
-    async def aclose(self) -> None:
-        await self._redis.aclose()
 
 
 class EngineRevocations:
@@ -168,4 +128,8 @@ class EngineRevocations:
 
 
 def revocations(redis_url: str | None, ask: Any) -> Revocations:
-    return RedisRevocations(redis_url) if redis_url else EngineRevocations(ask)
+    if redis_url:
+        from persistence.redis_revocations import RedisRevocations  # late: Redis's client loads only where used
+
+        return RedisRevocations(redis_url)
+    return EngineRevocations(ask)

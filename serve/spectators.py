@@ -12,14 +12,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from actors.race import Race
 from engine.errors import EngineError
-from engine.race_board import STATES
+from engine.race import STATES
+from engine.refs import Ref
 
 __all__ = ["RaceView", "Spectators"]
 
@@ -128,9 +129,9 @@ class _Watch:
 
 class Spectators:
     def __init__(
-        self, ask: Callable[..., Awaitable[Any]], *, tick: float = 1.0, top: int = 100, idle_after: float = 30.0
+        self, race: Callable[[str], Ref[Race]], *, tick: float = 1.0, top: int = 100, idle_after: float = 30.0
     ) -> None:
-        self._ask = ask  # Arena.race: checks the race exists before waking its host
+        self._race = race  # RaceClient.ref: checks the race exists before waking its host
         self.tick = tick
         self._top = top
         self._idle_after = idle_after
@@ -177,13 +178,13 @@ class Spectators:
             started = time.monotonic()
             try:
                 known = len(watch.user_ids)
-                raw = await self._ask(race_id, "view", {"n": self._top, "known": known})
+                raw = await self._race(race_id).ask(Race.view, n=self._top, known=known)
             except EngineError as error:
                 watch.error = error
                 async with watch.changed:
                     watch.changed.notify_all()
-                if not error.retryable:
-                    return
+                if not error.retryable:  # an unknown race: its watch goes too (ids probed at random leave nothing)
+                    break
             else:
                 version += 1
                 self.refreshes += 1

@@ -102,7 +102,7 @@ async def scenario(store_url: str) -> dict:
     from engine.host import rebuild
     from engine.ray_host import HostSpec
     from persistence import open_store
-    from serve.kinds import KINDS
+    from serve.kinds import KINDS, OPEN_STORE
 
     nodes = RayCluster(
         initialize_head=True,
@@ -113,7 +113,7 @@ async def scenario(store_url: str) -> dict:
     ray.init(address=nodes.address, log_to_driver=False, configure_logging=False)
     config = HostConfig(snapshot_interval=0.3, compact_every=1_000_000)  # keep the whole journal to replay it
     engine = Cluster(
-        HostSpec(store_url, KINDS, config, hosts=4),
+        HostSpec(store_url, KINDS, config, hosts=4, open_store=OPEN_STORE),
         namespace=f"multinode-{uuid.uuid4().hex[:6]}",
         node_resource=RESOURCE,
     )

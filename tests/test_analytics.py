@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from engine.analytics import WorkoutFacts, personal_records, streaks, totals
+from engine.training.analytics import WorkoutFacts, personal_records, streaks, totals
 
 
 def at(day: date, hour: int = 12) -> float:

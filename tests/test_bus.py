@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 
+from engine.bus.event_log import RayBus, _EventLog
 from engine.codec import pack
-from serve.bus import RayBus, RedisBus, _EventLog, bus
+from persistence.redis_bus import RedisBus
+from serve.bus import bus
 
 WAIT = 20.0  # generous: a first Ray actor start on a busy 2-core machine takes seconds
 

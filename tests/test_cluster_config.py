@@ -49,6 +49,13 @@ def test_the_head_keeps_the_gcs_in_an_external_redis_and_deploys_the_serve_confi
     assert "serve deploy ~/arena/serve/config.yaml" in head
 
 
+def test_the_head_keeps_as_few_records_of_stopped_race_hosts_as_arena_run_does(cluster):
+    from serve.ingress import _GCS_BOUNDS
+
+    head = " ".join(cluster["head_start_ray_commands"])
+    assert all(f"{name}={value}" in head for name, value in _GCS_BOUNDS.items())
+
+
 def test_every_file_the_commands_read_is_mounted_or_in_the_checkout(cluster):
     mounts = cluster["file_mounts"]
     assert mounts["~/arena"] == "."

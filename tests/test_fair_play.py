@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from engine.codec import unpack
-from engine.fair_play import PROFILES, tightened
-from engine.race_board import RaceBoard
+from engine.race import PROFILES, RaceBoard, tightened
 from loadtest import fairplay
 from tests.test_race_board import M_PER_DEG, T0, athlete, feed, in_time_order, race
 

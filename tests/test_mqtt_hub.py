@@ -18,7 +18,7 @@ from connectors.mqtt_hub import MAX_PAYLOAD, Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
 from loadtest.server import free_port
-from serve.kinds import KINDS
+from serve.kinds import KINDS, OPEN_STORE
 
 pytestmark = pytest.mark.ray
 
@@ -36,10 +36,14 @@ def broker(tmp_path):
 @pytest.fixture
 async def race(ray_cluster, tmp_path):
     """A live race with athletes a0 and a1 on a fresh cluster."""
-    cluster = Cluster(HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1), namespace=f"mqtt-{uuid.uuid4().hex[:8]}")
+    cluster = Cluster(
+        HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1, open_store=OPEN_STORE),
+        namespace=f"mqtt-{uuid.uuid4().hex[:8]}",
+    )
     race_id = uuid.uuid4().hex
     try:
         config = {"name": "R", "sport": "run", "kind": "time", "duration_s": 3600}
+        await cluster.ask("race_ref", race_id, "register", {"organizer": "org"})  # as the API creates races
         await cluster.ask("race", race_id, "create", {"organizer": "org", "config": config})
         await cluster.ask("race", race_id, "open", {"by": "org"})
         for user in ("a0", "a1"):
@@ -316,12 +320,16 @@ async def test_a_device_that_dies_shows_its_athlete_as_signal_lost_on_the_race(b
 
 
 async def test_devices_of_a_race_get_a_countdown_a_start_and_a_finished_notice(broker, ray_cluster, tmp_path):
-    cluster = Cluster(HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1), namespace=f"mqtt-{uuid.uuid4().hex[:8]}")
+    cluster = Cluster(
+        HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1, open_store=OPEN_STORE),
+        namespace=f"mqtt-{uuid.uuid4().hex[:8]}",
+    )
     race_id, device_id = uuid.uuid4().hex, f"w-{uuid.uuid4().hex[:8]}"
     hub = Hub(cluster, port=broker, client_id=f"hub-{uuid.uuid4().hex[:6]}")
     device = listener = None
     try:
         config = {"name": "R", "sport": "run", "kind": "time", "duration_s": 3600}
+        await cluster.ask("race_ref", race_id, "register", {"organizer": "org"})  # as the API creates races
         await cluster.ask("race", race_id, "create", {"organizer": "org", "config": config})
         await cluster.ask("race", race_id, "open", {"by": "org"})
         await cluster.ask("race", race_id, "join", {"user_id": "a0", "name": "A0"})

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.codec import pack, unpack
-from engine.race_board import RaceBoard
+from engine.race import RaceBoard
 from engine.telemetry import decode, empty, encode
 
 T0 = 1_700_000_000.0
@@ -236,7 +236,7 @@ def test_samples_from_the_future_are_clamped_to_now_and_counted():
     board = race(1, target_m=5000)
     outcome = board.ingest(samples(participant=0, seq=[1, 2], t=[T0 + 4, T0 + 3600], distance=[1, 2]), now=T0)
     assert outcome["skewed"] == 1 and outcome["accepted"] == 2
-    assert board.positions([0])["distance_m"] == [2.0]
+    assert board.distances([0]).tolist() == [2.0]
 
 
 def test_samples_for_unknown_or_withdrawn_athletes_are_counted_and_ignored():
@@ -398,6 +398,7 @@ def test_the_tie_rule_orders_every_case():
     board.withdraw(6)
     # Equal finish: lower index; unfinished: more distance, then earlier at it; DNS; DSQ and withdrawn last.
     assert board.rank().tolist() == [0, 1, 4, 3, 2, 7, 5, 6]
+    board.refresh_ranking()
     assert [board.place(i) for i in (0, 1, 7, 6)] == [1, 2, 6, 8]
     assert [e["participant"] for e in board.leaderboard()["entries"]] == [0, 1, 4, 3, 2, 7]
 
@@ -415,12 +416,12 @@ def test_results_report_dns_dnf_and_places_for_finishers_only():
     assert rows[1]["distance_m"] == 238.0 and rows[1]["finish_s"] is None
 
 
-def test_rank_of_inverts_the_ranking_and_around_shows_the_neighbours():
+def test_rank_of_inverts_the_ranking_and_the_leaderboard_shows_the_gap_to_the_athlete_ahead():
     board = race(50, target_m=100_000)
     feed(board, in_time_order(*(athlete(i, [2.0 + i * 0.05] * 30) for i in range(50))))
-    order = board.rank()
+    order = board.refresh_ranking()
     assert (board.rank_of[order] == np.arange(50)).all()
-    near = board.around(25, 2)
+    near = board.leaderboard()["entries"][22:27]
     assert [e["participant"] for e in near] == [27, 26, 25, 24, 23]
     assert [e["rank"] for e in near] == [23, 24, 25, 26, 27]
     assert near[2]["gap_ahead_m"] == pytest.approx(29 * 0.05, abs=1e-3)
@@ -437,9 +438,7 @@ def test_views_hold_only_plain_values():
             return all(plain(v) for v in value)
         return value is None or type(value) in (str, int, float, bool)
 
-    assert plain(board.leaderboard()) and plain(board.results()) and plain(board.around(1, 3))
-    assert plain(board.positions([0, 2]))
-    assert board.positions([0, 2])["lat"][1] is None
+    assert plain(board.leaderboard()) and plain(board.results())
 
 
 # Snapshots

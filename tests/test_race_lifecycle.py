@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import ray
 
+from connectors.mosquitto import running_broker
+from connectors.mqtt_hub import Hub
 from connectors.samples import Sample, pack_samples
-from serve.context import Arena
+from loadtest.server import free_port
+from serve.context import Arena, connect
 from tests.test_api import assert_problem
+from tests.test_mqtt_hub import _Device
 from tests.test_races import organizer
 
 pytestmark = pytest.mark.ray
@@ -71,8 +77,9 @@ def no_race_hosts(arena: Arena):
     return check
 
 
-async def run_to_final(client, org: dict, name: str) -> str:
-    """A race from creation to final through the API; its field joins and streams as the MQTT hub would."""
+async def run_to_final(client, org: dict, name: str, devices: tuple[str, ...] = ()) -> str:
+    """A race from creation to final through the API; its field joins and streams as the MQTT hub would
+    (``devices``: the organizer runs too, wearing these)."""
     arena = client.arena
     created = await client.post(
         "/races", json={"name": name, "sport": "run", "kind": "distance", "target_m": 100}, headers=org
@@ -82,6 +89,11 @@ async def run_to_final(client, org: dict, name: str) -> str:
     assert (await client.post(f"/races/{race_id}/actions/open", headers=org)).status_code == 200
     field = [{"user_id": f"{race_id[:8]}-{i}", "name": f"Runner {i}"} for i in range(FIELD)]
     assert await arena.race(race_id, "join_many", {"athletes": field}) == list(range(FIELD))
+    if devices:
+        assert (await client.post(f"/races/{race_id}/athletes", json={}, headers=org)).status_code == 201
+    for device_id in devices:
+        bound = await client.put(f"/devices/{device_id}/race/{race_id}", headers=org)
+        assert bound.status_code == 200, bound.text
     assert (await client.post(f"/races/{race_id}/actions/start", headers=org)).status_code == 200
     now = time.time()
     samples = [Sample(seq=1, t=now, distance=100.0 + i, speed=3.0) for i in range(FIELD)]
@@ -179,8 +191,91 @@ async def test_past_the_cap_a_race_that_needs_a_host_waits_with_503_and_retry_af
     finally:
         await capped.spectators.close()
         api.state.arena = client.arena
-        for handle in capped.cluster.hosts[settings.hosts :]:  # the races' hosts, not the shared ones
-            ray.kill(handle, no_restart=True)
+        kill_race_hosts(capped.cluster, settings)
+
+
+async def register_device(client, headers: dict) -> str:
+    answer = await client.post("/devices", json={"name": "Watch", "model": "Forerunner 965"}, headers=headers)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def waking(settings):
+    """Settings under which a race host, once woken, stays up (for a test that must see it, not miss it)."""
+    return settings.model_copy(update={"race_host_idle": 3600.0})
+
+
+def kill_race_hosts(cluster, settings) -> None:
+    for handle in cluster.hosts[settings.hosts :]:  # the races' hosts, not the shared ones
+        ray.kill(handle, no_restart=True)
+
+
+async def test_the_mqtt_hub_learns_a_race_is_settled_from_its_record_and_wakes_no_host(client, settings, tmp_path):
+    arena = client.arena
+    _, org = await organizer(client)
+    device_id = await register_device(client, org)
+    race_id = await run_to_final(client, org, "Watched", devices=(device_id,))
+    await until(no_race_hosts(arena), "the race host to stop")
+    # A hub process of its own (it knows nothing of the race yet) whose race hosts, if it woke one, stay up.
+    cluster = connect(waking(settings))
+    port = free_port()
+    with running_broker(tmp_path / "broker", port, None, None):
+        hub = Hub(cluster, port=port, client_id=f"hub-{uuid.uuid4().hex[:6]}")
+        listener = watch = None
+        await hub.start()
+        try:
+            listener = _Device(port, "listener", listen=f"arena/v1/devices/{device_id}/downlink")
+            watch = _Device(port, device_id)
+            watch.send(device_id, {"state": "online"}, kind="status", pack=lambda body: json.dumps(body).encode())
+            watch.send(device_id, {"race": race_id, "seq": 1, "t": time.time(), "distance": 5.0})
+
+            async def told() -> bool:
+                heard = [body for _, body in listener.received]
+                return hub.acked == 2 and {"type": "finished", "race": race_id} in heard
+
+            await until(told, "the device told that its race finished")
+            assert hub.dropped == {"rejected": 1} and hub.accepted == 0  # the sample: the race is final
+            assert [body["error"] for _, body in listener.received if "error" in body] == ["rejected"]
+            assert await race_hosts(arena) == 0, "the hub woke the settled race's host"
+        finally:
+            for device in (watch, listener):
+                if device is not None:
+                    device.close()
+            await hub.stop()
+            kill_race_hosts(cluster, settings)
+
+
+async def test_unbinding_or_revoking_a_device_of_a_settled_race_wakes_no_host(client, settings):
+    from serve.app import api
+
+    _, org = await organizer(client)
+    unbound, revoked = await register_device(client, org), await register_device(client, org)
+    race_id = await run_to_final(client, org, "Worn", devices=(unbound, revoked))
+    await until(no_race_hosts(client.arena), "the race host to stop")
+    waker = Arena.build(waking(settings))  # a replica that has not seen the race, whose race hosts stay up
+    api.state.arena = waker
+    try:
+        answer = await client.delete(f"/devices/{unbound}/race", headers=org)
+        assert answer.status_code == 200 and answer.json()["race_id"] is None, answer.text
+        assert (await client.delete(f"/devices/{revoked}", headers=org)).status_code == 204
+        assert await race_hosts(waker) == 0, "forgetting a device woke the settled race's host"
+        info = (await client.get(f"/races/{race_id}")).json()
+        assert info["status"] == "final"
+    finally:
+        await waker.spectators.close()
+        api.state.arena = client.arena
+        kill_race_hosts(waker.cluster, settings)
+
+
+async def test_leaderboards_of_unknown_races_leave_no_watch_behind_in_the_replica(client):
+    spectators = client.arena.spectators
+    for _ in range(20):
+        assert_problem(await client.get(f"/races/{uuid.uuid4().hex}/leaderboard"), 404)
+
+    async def forgotten() -> bool:
+        return not spectators._watches
+
+    await until(forgotten, "the unknown races' watches to go")
 
 
 def test_the_race_host_settings_are_checked():

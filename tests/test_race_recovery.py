@@ -17,7 +17,7 @@ from engine.host import rebuild
 from engine.ray_host import HostSpec
 from engine.telemetry import empty, encode
 from persistence import open_store
-from serve.kinds import KINDS
+from serve.kinds import KINDS, OPEN_STORE
 
 pytestmark = pytest.mark.ray
 
@@ -39,7 +39,10 @@ def second(k: int, gun: float) -> bytes:
 
 async def test_sigkill_of_a_race_host_loses_no_acknowledged_sample_and_counts_none_twice(ray_cluster, store_url):
     config = HostConfig(snapshot_interval=0.3, compact_every=1_000_000)  # keep the whole journal to replay it
-    cluster = Cluster(HostSpec(store_url, KINDS, config, hosts=1), namespace=f"race-kill-{uuid.uuid4().hex[:6]}")
+    cluster = Cluster(
+        HostSpec(store_url, KINDS, config, hosts=1, open_store=OPEN_STORE),
+        namespace=f"race-kill-{uuid.uuid4().hex[:6]}",
+    )
     race_id = uuid.uuid4().hex
     try:
         gun = 1_800_000_000.0

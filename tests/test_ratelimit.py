@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from serve.ratelimit import MemoryLoginLimiter, RateLimited, RedisLoginLimiter, login_limiter
+from engine.login_limits import MemoryLoginLimiter, RateLimited
+from persistence.redis_login_limits import RedisLoginLimiter
+from serve.ratelimit import login_limiter
 from tests.conftest import T0
 
 

@@ -13,6 +13,7 @@ from engine.cluster import Cluster
 from engine.config import HostConfig
 from engine.errors import EngineError, HostUnavailable, MalformedMessage, UnknownKind
 from engine.ray_host import HostSpec
+from serve.kinds import OPEN_STORE
 
 pytestmark = pytest.mark.ray
 
@@ -21,7 +22,7 @@ KINDS = ("tests.entities:Counter", "tests.entities:Room")
 
 @pytest.fixture
 def cluster(ray_cluster, store_url):
-    spec = HostSpec(store_url, KINDS, HostConfig(snapshot_interval=0.5), hosts=2, shards=64)
+    spec = HostSpec(store_url, KINDS, HostConfig(snapshot_interval=0.5), hosts=2, shards=64, open_store=OPEN_STORE)
     made = Cluster(spec, namespace=f"test-{uuid.uuid4().hex[:8]}")
     yield made
     made.kill()

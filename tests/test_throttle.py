@@ -14,8 +14,10 @@ import httpx
 import jwt
 import pytest
 
+from engine.counters import MemoryCounters, Rate
+from persistence.redis_counters import RedisCounters
 from serve.problems import Problem
-from serve.throttle import POLICIES, ROUTES, MemoryCounters, Policy, Rate, RedisCounters, Throttle, counters, policies
+from serve.throttle import POLICIES, ROUTES, Policy, Throttle, counters, policies
 from tests.conftest import T0
 
 PASSWORD = "correct horse battery"

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from engine.tracks import TrackPoint, summarize
+from engine.training.tracks import TrackPoint, summarize
 
 START = 1_714_545_000.0
 LAT0, LON0 = 52.5, 13.4

@@ -14,7 +14,7 @@ from fit_tool.profile.profile_type import FileType, Manufacturer, Sport
 
 from connectors import workout_files
 from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, fingerprint, parse_workout_file
-from engine.tracks import summarize
+from engine.training.tracks import summarize
 
 START = datetime(2024, 5, 1, 6, 30, tzinfo=UTC).timestamp()
 METRES_PER_DEGREE_LAT = 111_195.0

@@ -10,15 +10,16 @@ from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from actors.account import ROLES, VISIBILITIES
+from actors.account import ROLES, VISIBILITIES, Account
+from actors.email import EmailClaim
 from engine.errors import NotFound, Rejected
+from engine.login_limits import RateLimited
 from serve.addresses import client_address
 from serve.api.races import privacy_changed
 from serve.audit import audit
 from serve.auth import InvalidToken
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.problems import Problem
-from serve.ratelimit import RateLimited
 
 __all__ = ["router"]
 
@@ -107,11 +108,8 @@ async def end_sessions(arena: Arena, user_id: str, *, sid: str | None = None, be
 async def _issue(arena: Arena, user_id: str, roles: list[str]) -> TokenPair:
     token, refresh = arena.tokens.refresh(user_id)
     expires = time.time() + arena.tokens.refresh_ttl
-    await arena.ask(
-        "account",
-        user_id,
-        "open_session",
-        {"family": refresh.family, "token_hash": refresh.secret_hash, "expires": expires},
+    await arena.ref(Account, user_id).ask(
+        Account.open_session, family=refresh.family, token_hash=refresh.secret_hash, expires=expires
     )
     access, _ = arena.tokens.access(user_id, roles, refresh.family)
     return TokenPair(access_token=access, refresh_token=token, expires_in=int(arena.tokens.access_ttl))
@@ -120,21 +118,18 @@ async def _issue(arena: Arena, user_id: str, roles: list[str]) -> TokenPair:
 @router.post("/accounts", status_code=201, summary="Register an athlete")
 async def register(body: Registration, arena: ArenaDep) -> dict:
     user_id = new_id()
-    previous = await arena.ask("email", body.email, "owner")
+    previous = await arena.ref(EmailClaim, body.email).ask(EmailClaim.owner)
     # A sign-up that died between claiming the address and creating the account left an orphan claim.
-    orphan = previous if previous and not await arena.ask("account", previous, "exists") else None
+    orphan = previous if previous and not await arena.ref(Account, previous).ask(Account.exists) else None
     try:
-        await arena.ask("email", body.email, "claim", {"user_id": user_id, "replace": orphan})
+        await arena.ref(EmailClaim, body.email).ask(EmailClaim.claim, user_id=user_id, replace=orphan)
     except Rejected:
         raise Problem(409, "this email address is already registered") from None
     password_hash = await arena.passwords.hash(body.password)
     admins = {normalise_email(e) for e in arena.settings.admin_emails}
     roles = ["athlete", "admin"] if body.email in admins else ["athlete"]
-    return await arena.ask(
-        "account",
-        user_id,
-        "register",
-        {"email": body.email, "password_hash": password_hash, "display_name": body.display_name, "roles": roles},
+    return await arena.ref(Account, user_id).ask(
+        Account.register, email=body.email, password_hash=password_hash, display_name=body.display_name, roles=roles
     )
 
 
@@ -152,11 +147,11 @@ async def login(body: Login, request: Request, arena: ArenaDep) -> TokenPair:
             429, "too many failed sign-ins; try again later", headers={"Retry-After": str(limited.retry_after)}
         ) from None
     # An address that does not even parse owns no account, and is never made an entity id.
-    user_id = await arena.ask("email", email, "owner") if valid else None
+    user_id = await arena.ref(EmailClaim, email).ask(EmailClaim.owner) if valid else None
     credentials = None
     if user_id is not None:
         try:
-            credentials = await arena.ask("account", user_id, "credentials")
+            credentials = await arena.ref(Account, user_id).ask(Account.credentials)
         except NotFound:
             credentials = None
     if not await arena.passwords.verify(credentials and credentials["password_hash"], body.password):
@@ -183,18 +178,14 @@ async def refresh(body: RefreshRequest, request: Request, arena: ArenaDep) -> To
         raise Problem(401, str(error)) from None
     token, rotated = arena.tokens.refresh(presented.user_id, presented.family)
     try:
-        outcome = await arena.ask(
-            "account",
-            presented.user_id,
-            "rotate_session",
-            {
-                "family": presented.family,
-                "token_hash": presented.secret_hash,
-                "new_hash": rotated.secret_hash,
-                "expires": time.time() + arena.tokens.refresh_ttl,
-            },
+        outcome = await arena.ref(Account, presented.user_id).ask(
+            Account.rotate_session,
+            family=presented.family,
+            token_hash=presented.secret_hash,
+            new_hash=rotated.secret_hash,
+            expires=time.time() + arena.tokens.refresh_ttl,
         )
-        credentials = await arena.ask("account", presented.user_id, "credentials")
+        credentials = await arena.ref(Account, presented.user_id).ask(Account.credentials)
     except NotFound:
         raise Problem(401, "the refresh token is not valid") from None
     if outcome == "reused":  # stolen: whoever holds its access tokens loses them too
@@ -215,7 +206,7 @@ async def refresh(body: RefreshRequest, request: Request, arena: ArenaDep) -> To
 
 @router.post("/auth/logout", status_code=204, summary="Sign out: revoke this session's tokens")
 async def logout(caller: CallerDep, request: Request, arena: ArenaDep) -> Response:
-    await arena.ask("account", caller.id, "close_session", {"family": caller.family})
+    await arena.ref(Account, caller.id).ask(Account.close_session, family=caller.family)
     await end_sessions(arena, caller.id, sid=caller.family)
     await audit(arena, "auth.logout", actor=caller.id, address=client_address(request), session=caller.family)
     return Response(status_code=204)
@@ -224,12 +215,12 @@ async def logout(caller: CallerDep, request: Request, arena: ArenaDep) -> Respon
 @router.post("/auth/password", status_code=204, summary="Change the password; every session is signed out")
 async def change_password(body: PasswordChange, caller: CallerDep, request: Request, arena: ArenaDep) -> Response:
     address = client_address(request)
-    credentials = await arena.ask("account", caller.id, "credentials")
+    credentials = await arena.ref(Account, caller.id).ask(Account.credentials)
     if not await arena.passwords.verify(credentials["password_hash"], body.current_password):
         await audit(arena, "auth.password_change_failed", actor=caller.id, address=address)
         raise Problem(403, "the current password is wrong")
     password_hash = await arena.passwords.hash(body.new_password)
-    await arena.ask("account", caller.id, "change_password", {"password_hash": password_hash})
+    await arena.ref(Account, caller.id).ask(Account.change_password, password_hash=password_hash)
     await end_sessions(arena, caller.id, before=time.time())
     await audit(arena, "auth.password_changed", actor=caller.id, address=address)
     return Response(status_code=204)
@@ -237,7 +228,7 @@ async def change_password(body: PasswordChange, caller: CallerDep, request: Requ
 
 @router.get("/me", summary="My account")
 async def me(caller: CallerDep, arena: ArenaDep) -> dict:
-    return await arena.ask("account", caller.id, "me")
+    return await arena.ref(Account, caller.id).ask(Account.me)
 
 
 @router.patch("/me", summary="Edit my profile and privacy")
@@ -245,7 +236,7 @@ async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> di
     changes = body.model_dump(exclude_none=True)
     if "profile" in changes:
         changes["profile"] = body.profile.model_dump(exclude_unset=True)
-    me = await arena.ask("account", caller.id, "update_profile", changes)
+    me = await arena.ref(Account, caller.id).ask(Account.update_profile, **changes)
     if "private" in changes:  # the races the athlete joined show them (or hide them) accordingly
         await privacy_changed(arena, caller.id, me["private"])
     return me
@@ -253,20 +244,20 @@ async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> di
 
 @router.get("/me/export", summary="Everything Arena holds about me (data portability)")
 async def export(caller: CallerDep, arena: ArenaDep) -> dict:
-    return await arena.ask("account", caller.id, "export")
+    return await arena.ref(Account, caller.id).ask(Account.export)
 
 
 @router.get("/users/{user_id}", summary="An athlete's profile, as the caller may see it")
 async def profile(user_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> dict:
-    return await arena.ask("account", user_id, "view", {"viewer": caller.id if caller else None})
+    return await arena.ref(Account, user_id).ask(Account.view, viewer=caller.id if caller else None)
 
 
 @router.put("/users/{user_id}/roles", summary="Set an account's roles (admins only)")
 async def set_roles(user_id: EntityId, body: Roles, caller: CallerDep, arena: ArenaDep) -> dict:
     if "admin" not in caller.roles:
         raise Problem(403, "only an admin may change roles")
-    before = (await arena.ask("account", user_id, "relation", {"viewer": caller.id}))["roles"]
-    roles = await arena.ask("account", user_id, "set_roles", {"roles": body.roles})
+    before = (await arena.ref(Account, user_id).ask(Account.relation, viewer=caller.id))["roles"]
+    roles = await arena.ref(Account, user_id).ask(Account.set_roles, roles=body.roles)
     if set(before) - set(roles):  # a token carries its roles: a role taken away must stop working now
         await end_sessions(arena, user_id, before=time.time())
     await audit(arena, "admin.roles_changed", actor=caller.id, subject=user_id, before=before, after=roles)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from actors.audit import AuditDay
 from serve.audit import audit_day
 from serve.context import ArenaDep, CallerDep
 from serve.pagination import Cursor, Limit, paged
@@ -28,4 +29,4 @@ async def audit_log(
     if "admin" not in caller.roles:
         raise Problem(403, "only an admin may read the audit log")
     day = day or audit_day()
-    return {"day": day, **await paged(arena, "audit", day, "read", cursor, limit, event=event)}
+    return {"day": day, **await paged(arena.ref(AuditDay, day), AuditDay.read, cursor, limit, event=event)}

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from engine.analytics import WorkoutFacts, personal_records, readable, streaks, totals
+from actors.account import Account
+from engine.training.analytics import WorkoutFacts, personal_records, readable, streaks, totals
 from serve.context import Arena, ArenaDep, CallerDep
 
 __all__ = ["router"]
@@ -20,7 +21,7 @@ TzOffset = Annotated[int, Query(ge=-1079, le=1079, description="minutes east of 
 
 
 async def _workouts(arena: Arena, user_id: str) -> list[WorkoutFacts]:
-    facts, unreadable = readable(await arena.ask("account", user_id, "all_workouts"))
+    facts, unreadable = readable(await arena.ref(Account, user_id).ask(Account.all_workouts))
     if unreadable:
         log.warning("analytics of %s leave out unreadable workouts %s", user_id, unreadable[:20])
     return facts

@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.race import SETTLED
-from connectors.mosquitto import PasswordFile, broker_of, device_topics, reload
+from actors.device import Device, DeviceOwner
+from actors.race import Race
+from connectors.mosquitto import PasswordFile, broker_of, device_topics, reload_brokers
 from engine.errors import EngineError, NotFound
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
@@ -47,18 +48,11 @@ async def _credentials(settings: Settings, change) -> None:
     if settings.mqtt_password_file is None:
         return
     await asyncio.to_thread(change, PasswordFile(settings.mqtt_password_file))
-    for pid_file in settings.mqtt_pid_file:
-        if not pid_file.exists():  # a broker elsewhere, or one not started: it reads the file when it starts
-            continue
-        pid = int(pid_file.read_text().strip())
-        try:
-            reload(pid)
-        except ProcessLookupError:  # a stale pid file: that broker is down and reads the file when it starts
-            log.warning("no broker runs as pid %d of %s: not reloaded", pid, pid_file)
+    reload_brokers(settings.mqtt_pid_file)
 
 
 async def _mine(arena: Arena, device_id: str, caller: Caller) -> dict:
-    info = await arena.ask("device", device_id, "info")
+    info = await arena.ref(Device, device_id).ask(Device.info)
     if info["owner"] != caller.id:
         raise NotFound("no such device")
     return info
@@ -69,8 +63,8 @@ async def register(body: NewDevice, caller: CallerDep, arena: ArenaDep) -> dict:
     device_id = new_id()
     password = secrets.token_urlsafe(24)
     message = {"owner": caller.id, **body.model_dump(), "secret_hash": hashlib.sha256(password.encode()).hexdigest()}
-    info = await arena.ask("device", device_id, "register", message)
-    await arena.ask("device_owner", caller.id, "add", {"device_id": device_id})
+    info = await arena.ref(Device, device_id).ask(Device.register, **message)
+    await arena.ref(DeviceOwner, caller.id).ask(DeviceOwner.add, device_id=device_id)
     await _credentials(arena.settings, lambda file: file.set(device_id, password))
     mqtt = {
         "username": device_id,
@@ -83,14 +77,14 @@ async def register(body: NewDevice, caller: CallerDep, arena: ArenaDep) -> dict:
 
 @router.get("", summary="My devices, revoked ones included")
 async def mine(caller: CallerDep, arena: ArenaDep) -> list[dict]:
-    device_ids = await arena.ask("device_owner", caller.id, "device_ids")
-    return list(await asyncio.gather(*(arena.ask("device", d, "info") for d in device_ids)))
+    device_ids = await arena.ref(DeviceOwner, caller.id).ask(DeviceOwner.device_ids)
+    return list(await asyncio.gather(*(arena.ref(Device, d).ask(Device.info) for d in device_ids)))
 
 
 @router.delete("/{device_id}", status_code=204, summary="Revoke one of my devices: it can no longer connect")
 async def revoke(device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
     info = await _mine(arena, device_id, caller)
-    await arena.ask("device", device_id, "revoke", {"by": caller.id})
+    await arena.ref(Device, device_id).ask(Device.revoke, by=caller.id)
     await _credentials(arena.settings, lambda file: file.remove(device_id))
     await _release(arena, info["race_id"], device_id)
     return Response(status_code=204)
@@ -104,8 +98,8 @@ async def bind_device(arena: Arena, caller: Caller, device_id: str, race_id: str
     """
     if (await _mine(arena, device_id, caller))["revoked"]:
         raise Problem(409, "this device was revoked")
-    participant = await arena.race(race_id, "bind_device", {"user_id": caller.id, "device_id": device_id})
-    device = await arena.ask("device", device_id, "bind", {"by": caller.id, "race_id": race_id})
+    participant = await arena.races.ref(race_id).ask(Race.bind_device, user_id=caller.id, device_id=device_id)
+    device = await arena.ref(Device, device_id).ask(Device.bind, by=caller.id, race_id=race_id)
     await _release(arena, device.pop("moved_from"), device_id)
     return {"device": device, "participant": participant}
 
@@ -114,10 +108,8 @@ async def _release(arena: Arena, race_id: str | None, device_id: str) -> None:
     """Tell a race the device no longer reports there; the device's own record already says so."""
     if race_id is None:
         return
-    try:
-        if (await arena.ask("race_ref", race_id, "state"))["status"] in SETTLED:
-            return  # a settled race routes nothing; waking its host to forget a device would cost a process
-        await arena.race(race_id, "unbind_device", {"device_id": device_id})
+    try:  # a settled race routes nothing: the race client leaves its host asleep
+        await arena.races.ref(race_id).ask(Race.unbind_device, device_id=device_id)
     except EngineError as error:  # the device entity is the authority: a stale copy only affects notices
         log.warning("race %s kept device %s: %s", race_id, device_id, error)
 
@@ -130,6 +122,6 @@ async def bind(device_id: EntityId, race_id: EntityId, caller: CallerDep, arena:
 @router.delete("/{device_id}/race", summary="Stop routing this device's telemetry to a race")
 async def unbind(device_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     info = await _mine(arena, device_id, caller)
-    device = await arena.ask("device", device_id, "unbind", {"by": caller.id})
+    device = await arena.ref(Device, device_id).ask(Device.unbind, by=caller.id)
     await _release(arena, info["race_id"], device_id)
     return device

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.inbox import NOTIFICATION_TYPES
+from actors.inbox import NOTIFICATION_TYPES, Inbox
 from serve.auth import Caller
 from serve.context import ArenaDep, CallerDep, authenticate
 from serve.pagination import Cursor, Limit, paged
@@ -51,12 +51,12 @@ async def inbox(
     limit: Limit = 20,
     unread_only: bool = False,
 ) -> dict:
-    return await paged(arena, "inbox", caller.id, "browse", cursor, limit, unread_only=unread_only)
+    return await paged(arena.ref(Inbox, caller.id), Inbox.browse, cursor, limit, unread_only=unread_only)
 
 
 @router.post("/notifications/read", summary="Mark some (or, without ids, all) as read")
 async def mark_read(body: ReadMarks, caller: CallerDep, arena: ArenaDep) -> dict:
-    return {"unread": await arena.ask("inbox", caller.id, "mark_read", {"ids": body.ids})}
+    return {"unread": await arena.ref(Inbox, caller.id).ask(Inbox.mark_read, ids=body.ids)}
 
 
 def _known(type: str) -> None:
@@ -67,13 +67,13 @@ def _known(type: str) -> None:
 @router.put("/notifications/mutes/{type}", summary="Mute a notification type")
 async def mute(type: str, caller: CallerDep, arena: ArenaDep) -> dict:
     _known(type)
-    return {"muted": await arena.ask("inbox", caller.id, "set_muted", {"type": type, "muted": True})}
+    return {"muted": await arena.ref(Inbox, caller.id).ask(Inbox.set_muted, type=type, muted=True)}
 
 
 @router.delete("/notifications/mutes/{type}", summary="Unmute a notification type")
 async def unmute(type: str, caller: CallerDep, arena: ArenaDep) -> dict:
     _known(type)
-    return {"muted": await arena.ask("inbox", caller.id, "set_muted", {"type": type, "muted": False})}
+    return {"muted": await arena.ref(Inbox, caller.id).ask(Inbox.set_muted, type=type, muted=False)}
 
 
 @router.get(

@@ -13,12 +13,28 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.race import MAX_ROUTE_POINTS, RACE_KINDS, SPORTS
+from actors.account import Account
+from actors.race import (
+    MAX_CAPACITY,
+    MAX_CATEGORIES,
+    MAX_CATEGORY_CHARS,
+    MAX_CHECKPOINTS,
+    MAX_DURATION_S,
+    MAX_NAME_CHARS,
+    MAX_ROUTE_POINTS,
+    MAX_TARGET_M,
+    SETTLED,
+    Race,
+    RaceEntries,
+    RaceIndex,
+    RaceRef,
+)
 from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
 from engine.dates import EARLIEST, LATEST_SCHEDULED
 from engine.errors import EngineError, NotFound
-from engine.fair_play import TIGHTEN
+from engine.race import RACE_KINDS, SPORTS, TIGHTEN
 from serve.api.devices import bind_device
+from serve.api.workouts import SPORTS as WORKOUT_SPORTS
 from serve.api.workouts import publish_workout
 from serve.audit import audit
 from serve.auth import Caller
@@ -33,7 +49,7 @@ __all__ = ["privacy_changed", "router"]
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/races", tags=["races"])
 
-Name = Annotated[str, Field(min_length=1, max_length=120)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 RoutePoint = tuple[Annotated[float, Field(ge=-90, le=90)], Annotated[float, Field(ge=-180, le=180)]]
 
 
@@ -43,18 +59,23 @@ class RaceSettings(BaseModel):
     name: Name | None = None
     sport: Literal[SPORTS] | None = None  # type: ignore[valid-type]
     kind: Literal[RACE_KINDS] | None = None  # type: ignore[valid-type]
-    target_m: Annotated[float | None, Field(gt=0, le=10_000_000)] = None
-    duration_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
-    checkpoints_m: Annotated[list[Annotated[float, Field(gt=0, le=10_000_000)]] | None, Field(max_length=1000)] = None
+    target_m: Annotated[float | None, Field(gt=0, le=MAX_TARGET_M)] = None
+    duration_s: Annotated[float | None, Field(gt=0, le=MAX_DURATION_S)] = None
+    checkpoints_m: Annotated[
+        list[Annotated[float, Field(gt=0, le=MAX_TARGET_M)]] | None, Field(max_length=MAX_CHECKPOINTS)
+    ] = None
     start_mode: Literal["mass", "rolling"] | None = None
     start_at: Annotated[float | None, Field(gt=0, le=LATEST_SCHEDULED)] = None
-    start_window_s: Annotated[float | None, Field(gt=0, le=30 * 86_400)] = None
-    categories: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]] | None, Field(max_length=50)] = None
-    capacity: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
+    start_window_s: Annotated[float | None, Field(gt=0, le=MAX_DURATION_S)] = None
+    categories: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_CATEGORY_CHARS)]] | None,
+        Field(max_length=MAX_CATEGORIES),
+    ] = None
+    capacity: Annotated[int | None, Field(ge=1, le=MAX_CAPACITY)] = None
     registration_opens: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     registration_closes: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     route: Annotated[list[RoutePoint] | None, Field(min_length=2, max_length=MAX_ROUTE_POINTS)] = None
-    # fair-play thresholds this race tightens (engine/fair_play.py TIGHTEN: which, and how far)
+    # fair-play thresholds this race tightens (engine/race/profiles.py TIGHTEN: which, and how far)
     fair_play: dict[Literal[tuple(TIGHTEN)], Annotated[float, Field(gt=0)]] | None = None  # type: ignore[valid-type]
 
 
@@ -67,7 +88,7 @@ class NewRace(RaceSettings):
 class Entry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    category: Annotated[str | None, Field(max_length=40)] = None
+    category: Annotated[str | None, Field(max_length=MAX_CATEGORY_CHARS)] = None
     weight_kg: Annotated[float | None, Field(gt=20, lt=250)] = None
     sex: Literal["men", "women"] | None = None  # picks the W/kg caps fair play holds the athlete to
 
@@ -95,10 +116,10 @@ async def create(body: NewRace, caller: CallerDep, arena: ArenaDep) -> dict:
     if not caller.has("organizer"):
         raise Problem(403, "only organizers create races")
     race_id = new_id()
-    await arena.ask("race_ref", race_id, "register", {"organizer": caller.id})
-    info = await arena.race(race_id, "create", {"organizer": caller.id, "config": _settings(body)})
-    await arena.ask(
-        "race_index", "all", "add", {"race_id": race_id, "name": body.name, "organizer": caller.id, "status": "draft"}
+    await arena.ref(RaceRef, race_id).ask(RaceRef.register, organizer=caller.id)
+    info = await arena.races.ref(race_id).ask(Race.create, organizer=caller.id, config=_settings(body))
+    await arena.ref(RaceIndex, "all").ask(
+        RaceIndex.add, race_id=race_id, name=body.name, organizer=caller.id, status="draft"
     )
     return info
 
@@ -113,7 +134,7 @@ async def recent(
     if mine and caller is None:
         raise Problem(401, "sign in to list your races", headers={"WWW-Authenticate": "Bearer"})
     organizer = caller.id if mine else None
-    return {"items": await arena.ask("race_index", "all", "recent", {"organizer": organizer, "limit": limit})}
+    return {"items": await arena.ref(RaceIndex, "all").ask(RaceIndex.recent, organizer=organizer, limit=limit)}
 
 
 def _may_see_draft(caller: Caller | None, organizer: str | None) -> bool:
@@ -127,7 +148,7 @@ def _private(rows: list[dict]) -> set[int]:
 
 async def _race(arena: Arena, race_id: str, caller: Caller | None) -> dict:
     """The race's info; a draft exists for its organizer (and admins) alone, for everyone else it is 404."""
-    info = await arena.race(race_id, "info")
+    info = await arena.races.ref(race_id).ask(Race.info)
     if info["status"] == "draft" and not _may_see_draft(caller, info["organizer"]):
         raise NotFound("no such race")
     corrections = info.get("corrections", [])
@@ -150,17 +171,26 @@ async def get(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> 
 
 @router.patch("/{race_id}", summary="Change a draft or open race (its organizer)")
 async def configure(race_id: EntityId, body: RaceSettings, caller: CallerDep, arena: ArenaDep) -> dict:
-    info = await arena.race(race_id, "configure", {"by": caller.id, "changes": _settings(body)})
-    await arena.ask("race_index", "all", "note", {"race_id": race_id, "status": info["status"], "name": info["name"]})
+    info = await arena.races.ref(race_id).ask(Race.configure, by=caller.id, changes=_settings(body))
+    await arena.ref(RaceIndex, "all").ask(RaceIndex.note, race_id=race_id, status=info["status"], name=info["name"])
     return info
+
+
+_TRANSITIONS = {
+    "open": Race.open,
+    "start": Race.start,
+    "end": Race.end,
+    "finalize": Race.finalize,
+    "cancel": Race.cancel,
+}
 
 
 @router.post("/{race_id}/actions/{action}", summary="Open, force-start, force-end, finalize or cancel (its organizer)")
 async def transition(
     race_id: EntityId, action: Literal["open", "start", "end", "finalize", "cancel"], caller: CallerDep, arena: ArenaDep
 ) -> dict:
-    event = await arena.race(race_id, action, {"by": caller.id})
-    await arena.ask("race_index", "all", "note", {"race_id": race_id, "status": event["status"]})
+    event = await arena.races.ref(race_id).ask(_TRANSITIONS[action], by=caller.id)
+    await arena.ref(RaceIndex, "all").ask(RaceIndex.note, race_id=race_id, status=event["status"])
     if action in ("finalize", "cancel"):
         await audit(arena, f"race.{action}", actor=caller.id, race=race_id)
     if action == "finalize":
@@ -170,15 +200,15 @@ async def transition(
 
 @router.post("/{race_id}/athletes", status_code=201, summary="Join a race")
 async def join(race_id: EntityId, body: Entry, caller: CallerDep, arena: ArenaDep) -> dict:
-    me = await arena.ask("account", caller.id, "me")
-    message = {
-        "user_id": caller.id,
-        "name": me["profile"].get("display_name") or "athlete",
-        "private": bool(me.get("private")),
+    me = await arena.ref(Account, caller.id).ask(Account.me)
+    participant = await arena.races.ref(race_id).ask(
+        Race.join,
+        user_id=caller.id,
+        name=me["profile"].get("display_name") or "athlete",
+        private=bool(me.get("private")),
         **body.model_dump(exclude_none=True),
-    }
-    participant = await arena.race(race_id, "join", message)
-    await arena.ask("race_entries", caller.id, "add", {"race_id": race_id})
+    )
+    await arena.ref(RaceEntries, caller.id).ask(RaceEntries.add, race_id=race_id)
     return {"participant": participant}
 
 
@@ -187,17 +217,17 @@ async def privacy_changed(arena: Arena, user_id: str, private: bool) -> None:
 
     async def tell(race_id: str) -> None:
         try:
-            await arena.race(race_id, "privacy", {"user_id": user_id, "private": private})
+            await arena.races.ref(race_id).ask(Race.privacy, user_id=user_id, private=private)
         except EngineError as error:  # a race that lost the athlete (or is gone) has nothing to show
             log.warning("race %s not told of %s's privacy: %s", race_id, user_id, error)
 
-    race_ids = await arena.ask("race_entries", user_id, "race_ids")
+    race_ids = await arena.ref(RaceEntries, user_id).ask(RaceEntries.race_ids)
     await asyncio.gather(*(tell(race_id) for race_id in race_ids))
 
 
 @router.delete("/{race_id}/athletes/me", status_code=204, summary="Withdraw from a race")
 async def withdraw(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
-    await arena.race(race_id, "withdraw", {"user_id": caller.id})
+    await arena.races.ref(race_id).ask(Race.withdraw, user_id=caller.id)
     return Response(status_code=204)
 
 
@@ -208,7 +238,7 @@ async def bind(race_id: EntityId, device_id: EntityId, caller: CallerDep, arena:
 
 @router.post("/{race_id}/telemetry", summary="Stream my samples (acknowledged once journaled)")
 async def telemetry(race_id: EntityId, body: Telemetry, caller: CallerDep, arena: ArenaDep) -> dict:
-    return await arena.race(race_id, "ingest", {"samples": pack_samples(body.samples), "athletes": [caller.id]})
+    return await arena.races.ref(race_id).ask(Race.ingest, samples=pack_samples(body.samples), athletes=[caller.id])
 
 
 Category = Annotated[str, Query(max_length=40)]
@@ -297,7 +327,7 @@ async def around(
 @router.get("/{race_id}/leaderboard/friends", summary="Me and the athletes I follow, in race order")
 async def friends(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     view = await _spectate(arena, race_id, caller)
-    wanted = {caller.id, *await arena.ask("account", caller.id, "ids", {"which": "following"})}
+    wanted = {caller.id, *await arena.ref(Account, caller.id).ask(Account.ids, which="following")}
     places = sorted(p for user in wanted if (p := view.place(user)) is not None)
     entries = [row for p in places for row in view.rows(p - 1, p)]
     # Whom I follow is in hand: a private athlete is among them only once they approved me.
@@ -327,7 +357,7 @@ async def live(
                 status = view.status
                 yield f"event: status\ndata: {json.dumps({'status': status, 'at': view.at})}\n\n"
             yield _live_event(view, category, n)
-            if view.status in ("final", "cancelled"):
+            if view.status in SETTLED:
                 return
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
@@ -345,7 +375,7 @@ async def results(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep)
 
 
 async def _results(arena: Arena, race_id: str, caller: Caller | None, info: dict) -> list[dict]:
-    rows = await arena.race(race_id, "results")
+    rows = await arena.races.ref(race_id).ask(Race.results)
     return await shown(arena, caller, info["organizer"], rows, _private(rows))
 
 
@@ -378,21 +408,21 @@ async def flags(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> list[d
     info = await _race(arena, race_id, caller)  # a draft's flags are as hidden as the draft
     if info["organizer"] != caller.id:
         raise Problem(403, "only the race's organizer reviews flags")
-    return await arena.race(race_id, "flags")
+    return await arena.races.ref(race_id).ask(Race.flags)
 
 
 @router.post("/{race_id}/flags/{user_id}/{decision}", summary="Accept a flagged athlete or disqualify them")
 async def review(
     race_id: EntityId, user_id: EntityId, decision: Literal["accept", "disqualify"], caller: CallerDep, arena: ArenaDep
 ) -> dict:
-    answer = await arena.race(race_id, "review", {"by": caller.id, "user_id": user_id, "accept": decision == "accept"})
+    answer = await arena.races.ref(race_id).ask(Race.review, by=caller.id, user_id=user_id, accept=decision == "accept")
     await audit(arena, f"race.{decision}", actor=caller.id, subject=user_id, race=race_id)
     return answer
 
 
 @router.post("/{race_id}/corrections", status_code=201, summary="Correct a final result, with a reason (its organizer)")
 async def correct(race_id: EntityId, body: Correction, caller: CallerDep, arena: ArenaDep) -> dict:
-    correction = await arena.race(race_id, "correct", {"by": caller.id, **body.model_dump()})
+    correction = await arena.races.ref(race_id).ask(Race.correct, by=caller.id, **body.model_dump())
     await audit(
         arena,
         "race.correct",
@@ -407,7 +437,7 @@ async def correct(race_id: EntityId, body: Correction, caller: CallerDep, arena:
 
 async def publish_results(arena: Arena, race_id: str, concurrency: int = 16) -> int:
     """Each finisher's result becomes a workout in their account and their followers' feeds, with a notification."""
-    info = await arena.race(race_id, "info")
+    info = await arena.races.ref(race_id).ask(Race.info)
     started = next((t["at"] for t in info["transitions"] if t["status"] == "live"), None)
     gate = asyncio.Semaphore(concurrency)
 
@@ -416,7 +446,7 @@ async def publish_results(arena: Arena, race_id: str, concurrency: int = 16) -> 
             elapsed = row["finish_s"] or 0.0
             summary = {
                 "id": f"{race_id}-{row['participant']}",
-                "sport": info["sport"] if info["sport"] in ("run", "ride", "swim", "walk", "row") else "other",
+                "sport": info["sport"] if info["sport"] in WORKOUT_SPORTS else "other",
                 "title": f"{info['name']}: " + (f"#{row['place']}" if row["place"] else row["status"].upper()),
                 "start": started,
                 "elapsed_s": elapsed,
@@ -445,6 +475,8 @@ async def publish_results(arena: Arena, race_id: str, concurrency: int = 16) -> 
             except Exception as error:  # one athlete's account must not stop the others
                 log.warning("race %s: result of %s not published: %s", race_id, row["user_id"], error)
 
-    rows = [r for r in await arena.race(race_id, "results") if r["status"] in ("finished", "dnf") and started]
+    rows = [
+        r for r in await arena.races.ref(race_id).ask(Race.results) if r["status"] in ("finished", "dnf") and started
+    ]
     await asyncio.gather(*(one(row) for row in rows))
     return len(rows)

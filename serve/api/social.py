@@ -6,6 +6,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Response
 
+from actors.account import Account
+from actors.feed import Feed
 from engine.errors import EngineError, NotFound
 from serve.context import ArenaDep, CallerDep, EntityId
 from serve.notify import notify
@@ -25,10 +27,10 @@ def _not_self(caller_id: str, user_id: str, what: str) -> None:
 @router.post("/users/{user_id}/follow", summary="Follow an athlete (a private one gets a request)")
 async def follow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     _not_self(caller.id, user_id, "follow")
-    if (await arena.ask("account", caller.id, "relation", {"viewer": user_id}))["blocked"]:
+    if (await arena.ref(Account, caller.id).ask(Account.relation, viewer=user_id))["blocked"]:
         raise Problem(409, "you blocked this athlete: unblock them first")  # no follows either way
-    status = await arena.ask("account", user_id, "follow_requested", {"follower": caller.id})
-    await arena.ask("account", caller.id, "now_following", {"followee": user_id, "status": status})
+    status = await arena.ref(Account, user_id).ask(Account.follow_requested, follower=caller.id)
+    await arena.ref(Account, caller.id).ask(Account.now_following, followee=user_id, status=status)
     kind = "follower" if status == "following" else "follow_request"
     await notify(arena, user_id, kind, {"from": caller.id})
     return {"status": status}
@@ -37,9 +39,9 @@ async def follow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
 @router.delete("/users/{user_id}/follow", status_code=204, summary="Unfollow, or withdraw a request")
 async def unfollow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
     _not_self(caller.id, user_id, "unfollow")
-    await arena.ask("account", user_id, "lost_follower", {"follower": caller.id})
-    await arena.ask("account", caller.id, "stopped_following", {"followee": user_id})
-    await arena.ask("feed", caller.id, "drop_owner", {"owner": user_id})
+    await arena.ref(Account, user_id).ask(Account.lost_follower, follower=caller.id)
+    await arena.ref(Account, caller.id).ask(Account.stopped_following, followee=user_id)
+    await arena.ref(Feed, caller.id).ask(Feed.drop_owner, owner=user_id)
     return Response(status_code=204)
 
 
@@ -47,10 +49,10 @@ async def unfollow(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Res
 async def answer_request(
     user_id: EntityId, answer: Literal["accept", "decline"], caller: CallerDep, arena: ArenaDep
 ) -> dict:
-    accepted = await arena.ask(
-        "account", caller.id, "answer_request", {"follower": user_id, "accept": answer == "accept"}
+    accepted = await arena.ref(Account, caller.id).ask(
+        Account.answer_request, follower=user_id, accept=answer == "accept"
     )
-    await arena.ask("account", user_id, "request_answered", {"followee": caller.id, "accepted": accepted})
+    await arena.ref(Account, user_id).ask(Account.request_answered, followee=caller.id, accepted=accepted)
     if accepted:
         await notify(arena, user_id, "follow_accepted", {"from": caller.id})
     return {"accepted": accepted}
@@ -59,20 +61,20 @@ async def answer_request(
 @router.put("/users/{user_id}/block", status_code=204, summary="Block an athlete: no follows, no views either way")
 async def block(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
     _not_self(caller.id, user_id, "block")
-    await arena.ask("account", caller.id, "block", {"other": user_id})
+    await arena.ref(Account, caller.id).ask(Account.block, other=user_id)
     try:  # the other side forgets the relation too
-        await arena.ask("account", user_id, "lost_follower", {"follower": caller.id})
-        await arena.ask("account", user_id, "stopped_following", {"followee": caller.id})
-        await arena.ask("feed", user_id, "drop_owner", {"owner": caller.id})
+        await arena.ref(Account, user_id).ask(Account.lost_follower, follower=caller.id)
+        await arena.ref(Account, user_id).ask(Account.stopped_following, followee=caller.id)
+        await arena.ref(Feed, user_id).ask(Feed.drop_owner, owner=caller.id)
     except NotFound:
         pass
-    await arena.ask("feed", caller.id, "drop_owner", {"owner": user_id})
+    await arena.ref(Feed, caller.id).ask(Feed.drop_owner, owner=user_id)
     return Response(status_code=204)
 
 
 @router.delete("/users/{user_id}/block", status_code=204, summary="Unblock")
 async def unblock(user_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
-    await arena.ask("account", caller.id, "unblock", {"other": user_id})
+    await arena.ref(Account, caller.id).ask(Account.unblock, other=user_id)
     return Response(status_code=204)
 
 
@@ -85,20 +87,20 @@ async def people(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> dict:
-    view = await arena.ask("account", user_id, "view", {"viewer": caller.id})
+    view = await arena.ref(Account, user_id).ask(Account.view, viewer=caller.id)
     if view["private"] and not (view["relation"]["self"] or view["relation"]["following"]):
         raise Problem(403, "this athlete's profile is private")
-    return await paged(arena, "account", user_id, "people", cursor, limit, which=which)
+    return await paged(arena.ref(Account, user_id), Account.people, cursor, limit, which=which)
 
 
 @router.get("/me/follow-requests", summary="Who asked to follow me")
 async def requests(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, limit: Limit = 50) -> dict:
-    return await paged(arena, "account", caller.id, "people", cursor, limit, which="requests")
+    return await paged(arena.ref(Account, caller.id), Account.people, cursor, limit, which="requests")
 
 
 @router.get("/feed", summary="My feed: my activities and those of athletes I follow, newest first")
 async def feed(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, limit: Limit = 20) -> dict:
-    page = await arena.ask("feed", caller.id, "read", {"before": decode_cursor(cursor), "limit": limit})
+    page = await arena.ref(Feed, caller.id).ask(Feed.read, before=decode_cursor(cursor), limit=limit)
     # Items are copies made at posting time: drop those since deleted or made private (one call per host).
     cards = await arena.cluster.deliver([("workout", item["id"], "card", None, None) for item in page["items"]])
     items = []

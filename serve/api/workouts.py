@@ -10,12 +10,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, UploadFile
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from actors.account import VISIBILITIES
-from actors.workout import MAX_COMMENT_LENGTH
+from actors.account import VISIBILITIES, Account
+from actors.feed import Feed
+from actors.workout import MAX_COMMENT_LENGTH, Workout
 from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, ParsedWorkout, fingerprint, parse_workout_file
 from engine import dates
 from engine.errors import NotFound, Rejected
-from engine.tracks import TrackSummary, summarize
+from engine.training.tracks import TrackSummary, summarize
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.notify import notify
@@ -77,13 +78,13 @@ def _pace(distance_m: float, seconds: float) -> float | None:
 
 async def publish_workout(arena: Arena, owner: str, summary: dict, detail: dict, file_print: str | None = None) -> dict:
     """Record a workout, list it in its owner's account, and fan it out to followers' feeds."""
-    account = await arena.ask("account", owner, "me")
+    account = await arena.ref(Account, owner).ask(Account.me)
     summary = {**summary, "visibility": summary.get("visibility") or account["default_visibility"]}
-    await arena.ask("workout", summary["id"], "record", {"owner": owner, "summary": summary, "detail": detail})
+    await arena.ref(Workout, summary["id"]).ask(Workout.record, owner=owner, summary=summary, detail=detail)
     try:
-        await arena.ask("account", owner, "add_workout", {"summary": summary, "fingerprint": file_print})
+        await arena.ref(Account, owner).ask(Account.add_workout, summary=summary, fingerprint=file_print)
     except Rejected as duplicate:
-        await arena.ask("workout", summary["id"], "delete")
+        await arena.ref(Workout, summary["id"]).ask(Workout.delete)
         raise Problem(409, duplicate.message) from None
     if summary["visibility"] != "private":
         item = {
@@ -93,8 +94,8 @@ async def publish_workout(arena: Arena, owner: str, summary: dict, detail: dict,
             "owner_name": account["profile"].get("display_name"),
             **{k: summary.get(k) for k in ("sport", "title", "distance_m", "moving_s", "elapsed_s", "visibility")},
         }
-        await arena.ask("feed", owner, "push", {"item": item})
-        arena.fanout.start(await arena.ask("account", owner, "ids", {"which": "followers"}), "push", {"item": item})
+        await arena.ref(Feed, owner).ask(Feed.push, item=item)
+        arena.fanout.start(await arena.ref(Account, owner).ask(Account.ids, which="followers"), Feed.push, item=item)
     return summary
 
 
@@ -172,10 +173,10 @@ async def import_file(
 
 async def visible_workout(arena: Arena, workout_id: str, viewer: Caller | None) -> dict:
     """The workout's owner and visibility, or 404 if the viewer may not see it (existence included)."""
-    access = await arena.ask("workout", workout_id, "access")
+    access = await arena.ref(Workout, workout_id).ask(Workout.access)
     viewer_id = viewer.id if viewer else None
-    if not await arena.ask(
-        "account", access["owner"], "may_see", {"viewer": viewer_id, "visibility": access["visibility"]}
+    if not await arena.ref(Account, access["owner"]).ask(
+        Account.may_see, viewer=viewer_id, visibility=access["visibility"]
     ):
         raise NotFound("no such workout")
     return access
@@ -189,17 +190,19 @@ async def list_workouts(
     cursor: Cursor = None,
     limit: Limit = 20,
 ) -> dict:
-    return await paged(arena, "account", user_id, "workout_list", cursor, limit, viewer=caller.id if caller else None)
+    return await paged(
+        arena.ref(Account, user_id), Account.workout_list, cursor, limit, viewer=caller.id if caller else None
+    )
 
 
 @router.get("/workouts/{workout_id}", summary="One workout with its splits and track")
 async def get_workout(workout_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> dict:
     await visible_workout(arena, workout_id, caller)
-    return await arena.ask("workout", workout_id, "full", {"viewer": caller.id if caller else None})
+    return await arena.ref(Workout, workout_id).ask(Workout.full, viewer=caller.id if caller else None)
 
 
 async def _owned(arena: Arena, workout_id: str, caller: Caller) -> dict:
-    access = await arena.ask("workout", workout_id, "access")
+    access = await arena.ref(Workout, workout_id).ask(Workout.access)
     if access["owner"] != caller.id:
         await visible_workout(arena, workout_id, caller)  # 404 for those who may not even see it
         raise Problem(403, "only the workout's owner may change it")
@@ -210,23 +213,23 @@ async def _owned(arena: Arena, workout_id: str, caller: Caller) -> dict:
 async def edit_workout(workout_id: EntityId, body: WorkoutEdit, caller: CallerDep, arena: ArenaDep) -> dict:
     await _owned(arena, workout_id, caller)
     changes = body.model_dump(exclude_none=True)
-    card = await arena.ask("workout", workout_id, "edit", {"changes": changes})
-    await arena.ask("account", caller.id, "edit_workout", {"workout_id": workout_id, "changes": changes})
+    card = await arena.ref(Workout, workout_id).ask(Workout.edit, changes=changes)
+    await arena.ref(Account, caller.id).ask(Account.edit_workout, workout_id=workout_id, changes=changes)
     return card
 
 
 @router.delete("/workouts/{workout_id}", status_code=204, summary="Delete a workout")
 async def delete_workout(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
     await _owned(arena, workout_id, caller)
-    await arena.ask("workout", workout_id, "delete")
-    await arena.ask("account", caller.id, "remove_workout", {"workout_id": workout_id})
+    await arena.ref(Workout, workout_id).ask(Workout.delete)
+    await arena.ref(Account, caller.id).ask(Account.remove_workout, workout_id=workout_id)
     return Response(status_code=204)
 
 
 @router.put("/workouts/{workout_id}/kudos", summary="Give kudos")
 async def give_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     access = await visible_workout(arena, workout_id, caller)
-    given = await arena.ask("workout", workout_id, "give_kudos", {"athlete": caller.id})
+    given = await arena.ref(Workout, workout_id).ask(Workout.give_kudos, athlete=caller.id)
     if given["added"]:
         await notify(arena, access["owner"], "kudos", {"workout_id": workout_id, "from": caller.id})
     return {"kudos": given["kudos"]}
@@ -235,7 +238,7 @@ async def give_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -
 @router.delete("/workouts/{workout_id}/kudos", summary="Take kudos back")
 async def take_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     await visible_workout(arena, workout_id, caller)
-    return {"kudos": await arena.ask("workout", workout_id, "take_kudos", {"athlete": caller.id})}
+    return {"kudos": await arena.ref(Workout, workout_id).ask(Workout.take_kudos, athlete=caller.id)}
 
 
 @router.get("/workouts/{workout_id}/kudos", summary="Who gave kudos")
@@ -247,14 +250,14 @@ async def list_kudos(
     limit: Limit = 50,
 ) -> dict:
     await visible_workout(arena, workout_id, caller)
-    return await paged(arena, "workout", workout_id, "kudos_list", cursor, limit)
+    return await paged(arena.ref(Workout, workout_id), Workout.kudos_list, cursor, limit)
 
 
 @router.post("/workouts/{workout_id}/comments", status_code=201, summary="Comment on a workout")
 async def comment(workout_id: EntityId, body: CommentIn, caller: CallerDep, arena: ArenaDep) -> dict:
     access = await visible_workout(arena, workout_id, caller)
-    item = await arena.ask(
-        "workout", workout_id, "comment", {"comment_id": new_id(), "author": caller.id, "text": body.text}
+    item = await arena.ref(Workout, workout_id).ask(
+        Workout.comment, comment_id=new_id(), author=caller.id, text=body.text
     )
     if access["owner"] != caller.id:
         await notify(
@@ -272,11 +275,11 @@ async def list_comments(
     limit: Limit = 50,
 ) -> dict:
     await visible_workout(arena, workout_id, caller)
-    return await paged(arena, "workout", workout_id, "comment_list", cursor, limit)
+    return await paged(arena.ref(Workout, workout_id), Workout.comment_list, cursor, limit)
 
 
 @router.delete("/workouts/{workout_id}/comments/{comment_id}", status_code=204, summary="Delete a comment")
 async def delete_comment(workout_id: EntityId, comment_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
     await visible_workout(arena, workout_id, caller)
-    await arena.ask("workout", workout_id, "remove_comment", {"comment_id": comment_id, "by": caller.id})
+    await arena.ref(Workout, workout_id).ask(Workout.remove_comment, comment_id=comment_id, by=caller.id)
     return Response(status_code=204)
