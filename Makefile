@@ -31,7 +31,7 @@ run: $(STAMP)
 
 test: $(STAMP) system
 	$(BIN)/ruff check .
-	$(BIN)/mypy  # engine/, actors/, connectors/ ([tool.mypy] in pyproject.toml)
+	$(BIN)/mypy  # engine/, actors/, connectors/, serve/ ([tool.mypy] in pyproject.toml)
 	$(BIN)/pytest
 
 bench-engine: $(STAMP)

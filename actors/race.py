@@ -8,10 +8,15 @@ with its time and who made it.
 Lifecycle: draft → open → live → finished → final, or cancelled from any state
 before final. ``start_at`` starts the race by itself (a timer); a time race ends
 itself when its window has passed for everyone.
+
+Notices (``engine.notices``), which the MQTT hub relays to the race's devices: a
+countdown each second of the last ``COUNTDOWN_S`` before ``start_at`` (a timer of
+its own), the start, and the finish (ended or cancelled), each once.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -26,6 +31,7 @@ __all__ = [
     "RaceEntries",
     "RaceIndex",
     "RaceRef",
+    "COUNTDOWN_S",
     "ENDED",
     "MAX_CAPACITY",
     "MAX_CATEGORIES",
@@ -42,7 +48,8 @@ __all__ = [
 RACE_STATUSES = ("draft", "open", "live", "finished", "final", "cancelled")  # the race's lifecycle
 SETTLED = ("final", "cancelled")  # nothing changes a settled race but a recorded correction
 ENDED = ("finished", *SETTLED)  # the race is over: no telemetry, withdrawals or device bindings
-_NOBODY = np.uint32(0xFFFFFFFF)  # a participant index no race reaches: counted as unknown
+COUNTDOWN_S = 10  # the seconds before start_at that the race counts down, one notice each
+_NOBODY = np.uint32(0xFFFFFFFF)  # an entry no race reaches: counted as unknown
 _NEXT = {"open": ("draft",), "live": ("open",), "finished": ("live",), "final": ("finished",)}
 _CONFIG = (
     "name",
@@ -116,7 +123,7 @@ class Race(Entity):
         self.status: str | None = None
         self.organizer: str | None = None
         self.config: dict[str, Any] = {}
-        self.athletes: list[dict] = []  # by participant index: {"user_id", "name", "category"}
+        self.athletes: list[dict] = []  # the entry list, by entry: {"user_id", "name", "category"}
         self.devices: dict[str, int] = {}
         self.signal_lost: set[int] = set()  # participant indices whose device went offline
         self.private: set[int] = set()  # participant indices of athletes whose profile is private
@@ -224,8 +231,22 @@ class Race(Entity):
         start_at = self.config.get("start_at")
         if self.status == "open" and start_at:
             self.set_timer("start", float(start_at), "start", {"by": self.organizer})
+            self.set_timer("countdown", max(self.now, float(start_at) - COUNTDOWN_S), "countdown")
         else:
             self.cancel_timer("start")
+            self.cancel_timer("countdown")
+
+    @update
+    def countdown(self) -> None:
+        """The countdown's timer: a notice with the whole seconds left to ``start_at``, then the next one."""
+        start_at = self.config.get("start_at")
+        if self.status != "open" or not start_at:
+            return
+        seconds = math.ceil(float(start_at) - self.now - 1e-6)  # a timer fires at its instant: that second
+        if 0 < seconds <= COUNTDOWN_S:
+            self.notice({"type": "countdown", "race": self.id, "seconds": seconds})
+        if seconds > 1:
+            self.set_timer("countdown", float(start_at) - min(seconds - 1, COUNTDOWN_S), "countdown")
 
     def _transition(self, status: str, by: str) -> dict:
         self._organizer(by)
@@ -244,6 +265,8 @@ class Race(Entity):
         """Force-start (or the start_at timer): the gun goes off now."""
         event = self._transition("live", by)
         self.cancel_timer("start")
+        self.cancel_timer("countdown")
+        self.notice({"type": "start", "race": self.id, "at": self.now})
         self.board.start("all", self.now)
         if self.config["kind"] == "time":
             rolling = self.config["start_mode"] == "rolling"
@@ -257,6 +280,7 @@ class Race(Entity):
         event = self._transition("finished", by)
         self.cancel_timer("end")
         self.board.end(self.now)
+        self.notice({"type": "finished", "race": self.id})
         return event
 
     @update
@@ -272,8 +296,10 @@ class Race(Entity):
         self._organizer(by)
         if self.status in SETTLED:
             raise Rejected(f"a {self.status} race cannot be cancelled")
-        self.cancel_timer("start")
-        self.cancel_timer("end")
+        for timer in ("start", "countdown", "end"):
+            self.cancel_timer(timer)
+        if self.status != "finished":  # a finished race told its devices already
+            self.notice({"type": "finished", "race": self.id})
         return self._move("cancelled", by, reason)
 
     @update
@@ -425,14 +451,15 @@ class Race(Entity):
 
     @update
     def bind_device(self, user_id: str, device_id: str) -> int:
-        """Route ``device_id`` to the athlete; the API binds only a device its caller owns (``Device.bind``)."""
+        """Copy a device's binding to the athlete's entry, for status notices and lost-signal marks.
+
+        The device entity owns the binding (``Device.bind``: its owner, to their own entry, one
+        race at a time); the race only says whether the athlete may bind here at all.
+        """
         self._require()
         index = self._athlete(user_id)
         if self.status in ENDED:
             raise Rejected(f"the race is {self.status}: devices are no longer bound")
-        owner = self.devices.get(device_id)
-        if owner is not None and owner != index:
-            raise Rejected("this device is bound to another athlete")
         self.devices[device_id] = index
         return index
 
@@ -462,8 +489,8 @@ class Race(Entity):
     def ingest(self, samples: bytes, athletes: list[str] | None = None) -> dict:
         """Score a batch of packed samples; counts of what was accepted, dropped and flagged.
 
-        With ``athletes`` (user ids) each sample's participant field is a position in that
-        list, not a participant index: a gateway batches many athletes without knowing
+        With ``athletes`` (user ids) each sample's ``entry`` is a position in that list, not
+        in the race's entry list: a gateway batches many athletes without knowing
         their places in the race. Samples of athletes not in the race count as unknown.
         """
         self._require()
@@ -482,12 +509,12 @@ class Race(Entity):
             if strangers and len(strangers) == len(athletes):
                 raise Forbidden("join the race before sending telemetry")
             batch = batch.copy()
-            batch["participant"] = lookup[np.minimum(batch["participant"], len(athletes))]
+            batch["entry"] = lookup[np.minimum(batch["entry"], len(athletes))]
         counts = self.board.ingest(batch, self.now)
         counts["not_in_race"] = strangers
         if self.signal_lost:  # telemetry is the surest sign that the signal is back
             lost = np.fromiter(self.signal_lost, np.uint32, len(self.signal_lost))
-            self.signal_lost.difference_update(lost[np.isin(lost, batch["participant"])].tolist())
+            self.signal_lost.difference_update(lost[np.isin(lost, batch["entry"])].tolist())
         return counts
 
     # -- reading -------------------------------------------------------------
@@ -505,6 +532,13 @@ class Race(Entity):
             "corrections": [{**c, "private": c["participant"] in self.private} for c in self.corrections],
             "totals": self.board.totals() if self.board is not None else {},
         }
+
+    @query
+    def lifecycle(self) -> str:
+        """Where the race stands (its status): what a listener to its notices that starts late asks once."""
+        self._require()
+        assert self.status is not None
+        return self.status
 
     @query
     def device_map(self) -> dict[str, int]:

@@ -21,16 +21,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
+from engine.bus.event_log import RayBus
 from engine.codec import pack, unpack
 from engine.entity import Entity
 from engine.errors import EngineError, HostUnavailable, TooManyHosts, error_from_wire
+from engine.notices import NOTICE_LOG, channel
 from engine.ray_host import HostActor, HostSpec, load_kind, load_store_opener
 from engine.refs import Ref
 from engine.routing import ShardMap
@@ -80,11 +83,12 @@ class Cluster:
         load_store_opener(spec.open_store)  # a wrong path fails here, not in every host as it starts
         self._dedicated_kinds = {cls.kind: path for path in spec.kinds if (cls := load_kind(path)).dedicated}
         shared = tuple(path for path in spec.kinds if path not in self._dedicated_kinds.values())
-        self._shared_spec = replace(spec, kinds=shared, index=0, dedicated=None)
+        self._shared_spec = replace(spec, kinds=shared, index=0, dedicated=None, namespace=namespace)
         self._hosts = [self._host(f"arena-host-{i}", self._with(index=i)) for i in range(spec.hosts)]
         self._dedicated: dict[tuple[str, str], Any] = {}
         self._pending: dict[asyncio.AbstractEventLoop, list[tuple[tuple, asyncio.Future]]] = {}  # per loop
         self._sending: set[asyncio.Task] = set()
+        self._notice_log: RayBus | None = None
 
     def _with(self, **changes: Any) -> HostSpec:
         return replace(self._shared_spec, **changes)
@@ -173,6 +177,13 @@ class Cluster:
         if isinstance(result, EngineError):
             raise result
         return result
+
+    def notices(self, cls: type[Entity], entity_id: str) -> AbstractAsyncContextManager[AsyncIterator[dict]]:
+        """What the entity tells its listeners from now on (``engine.notices``), until the context exits;
+        ``{"type": "lagged"}`` where some were lost."""
+        if self._notice_log is None:
+            self._notice_log = RayBus(NOTICE_LOG, namespace=self.namespace)
+        return self._notice_log.subscribe(channel(cls.kind, entity_id))
 
     def ref(self, cls: type[E], entity_id: str) -> Ref[E]:
         """The entity ``(cls.kind, entity_id)``, asked through this cluster by its handlers."""
@@ -269,3 +280,7 @@ class Cluster:
     def kill(self) -> None:
         for handle in self.hosts:
             ray.kill(handle, no_restart=True)
+        try:
+            ray.kill(ray.get_actor(NOTICE_LOG, namespace=self.namespace), no_restart=True)
+        except ValueError:  # no entity of this namespace published a notice
+            pass

@@ -103,6 +103,7 @@ class Entity:
         self._now = 0.0
         self._timers: dict[str, list] = {}
         self._timers_changed = False
+        self._notices: list[dict] = []
 
     @property
     def id(self) -> str:
@@ -123,6 +124,11 @@ class Entity:
             raise ValueError(f"{self.kind}: a timer must target an @update handler, not {message_type!r}")
         self._timers[name] = [float(due), message_type, body or {}]
         self._timers_changed = True
+
+    def notice(self, body: dict) -> None:
+        """Tell whoever listens to this entity (``engine.notices``), once this message is journaled;
+        only an ``@update`` handler's notices go out, and none while the journal replays."""
+        self._notices.append(body)
 
     def cancel_timer(self, name: str) -> None:
         if self._timers.pop(name, None) is not None:

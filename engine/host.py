@@ -37,6 +37,7 @@ from engine.errors import (
     UnknownKind,
 )
 from engine.journal import Flush, GroupCommitter
+from engine.notices import Publish
 from engine.store import JournalEntry, Reminder, Snapshot, Store
 from engine.timers import TimerQueue
 
@@ -83,7 +84,7 @@ class _Activation:
         "after",
     )
 
-    def __init__(self, kind: str, entity_id: str, after: Flush | None = None) -> None:
+    def __init__(self, kind: str, entity_id: str, now: float, after: Flush | None = None) -> None:
         self.kind = kind
         self.entity_id = entity_id
         self.entity: Entity = None  # type: ignore[assignment]  # loaded before `ready`; read only once ready
@@ -94,7 +95,7 @@ class _Activation:
         self.ready = False
         self.broken = False
         self.last_flush: Flush | None = None
-        self.last_used = time.monotonic()
+        self.last_used = now
         self.dirty_since = 0.0
         self.after = after  # a predecessor's last commit, to wait for before loading
 
@@ -112,7 +113,12 @@ class Host:
         *,
         owns: Callable[[str, str], bool] | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        publish: Publish | None = None,
     ) -> None:
+        """``clock`` stamps messages and decides when timers are due; ``monotonic`` measures
+        idleness and snapshot intervals. Tests pass clocks they move by hand and then turn the
+        crank themselves (``fire_timers``, ``maintain``)."""
         self.kinds: dict[str, type[Entity]] = {}
         for cls in kinds:
             if not isinstance(getattr(cls, "kind", None), str) or not cls.kind:
@@ -122,6 +128,8 @@ class Host:
         self.config = config or HostConfig()
         self._owns = owns or (lambda kind, entity_id: True)
         self._clock = clock
+        self._monotonic = monotonic
+        self._publish = publish  # where entities' notices go (engine.notices); None: nowhere
         self._active: dict[tuple[str, str], _Activation] = {}
         self._to_activate: dict[str, list[_Activation]] = {}
         self._committer: GroupCommitter | None = None
@@ -129,7 +137,8 @@ class Host:
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Task] = set()
         self._queued = 0
-        self._last_touch = time.monotonic()
+        self._last_touch = monotonic()
+        self._last_snapshot = monotonic()
         self._closing = False
         self.started = False
         self.counters = {
@@ -190,7 +199,7 @@ class Host:
             reply.results = [HostUnavailable("the host is not running")] * len(envelopes)
             return reply.results
         # One receipt instant for the batch: the default `now` of its messages.
-        received, self._last_touch = self._clock(), time.monotonic()
+        received, self._last_touch = self._clock(), self._monotonic()
         for index, envelope in enumerate(envelopes):
             self._accept(envelope, received, reply, index)
         self.counters["messages"] += len(envelopes)
@@ -259,13 +268,16 @@ class Host:
         entity._now = at
         try:
             result = handler.function(entity, **kwargs)
+            notices, entity._notices = entity._notices, []
         except Rejected as error:
+            entity._notices = notices = []
             self.counters["rejected"] += 1
             reply.results[index] = error
             if message_type != TIMER_MESSAGE:
                 return
             result = error  # the timer was consumed: journal it so a replay consumes it too
         except Exception as error:
+            entity._notices = []
             self.counters["handler_failures"] += 1
             log.exception("%s/%s %s failed", activation.kind, activation.entity_id, message_type)
             reply.results[index] = HandlerFailed(
@@ -300,6 +312,18 @@ class Host:
         )
         activation.last_flush = flush
         reply.watched.append((flush, index))
+        if notices and self._publish is not None:
+            self._spawn(self._announce(flush, activation.kind, activation.entity_id, notices))
+
+    async def _announce(self, flush: Flush, kind: str, entity_id: str, notices: list[dict]) -> None:
+        """An entity's notices, published once the message that made them is durable."""
+        if await flush.wait() is not None:
+            return
+        assert self._publish is not None
+        try:
+            await self._publish(kind, entity_id, notices)
+        except Exception:
+            log.exception("%s/%s: %d notice(s) were not published", kind, entity_id, len(notices))
 
     async def _await_commits(self, reply: _Reply) -> None:
         flushes = {id(flush): flush for flush, _ in reply.watched}
@@ -312,7 +336,7 @@ class Host:
     # -- activation ------------------------------------------------------
 
     def _activate_later(self, kind: str, entity_id: str, after: Flush | None = None) -> _Activation:
-        activation = _Activation(kind, entity_id, after)
+        activation = _Activation(kind, entity_id, self._monotonic(), after)
         self._active[(kind, entity_id)] = activation
         # Activations wanted in one pass of the loop load together: one store round trip
         # for a fan-out that wakes thousands of feeds.
@@ -411,63 +435,76 @@ class Host:
     async def _tick_timers(self) -> None:
         while True:
             await asyncio.sleep(self.config.timer_resolution)
-            fired: dict[tuple[str, str], list] = {}
-            for due, kind, entity_id, name in self._timers.pop_due(self._clock()):
-                fired.setdefault((kind, entity_id), []).append((due, name))
-            for (kind, entity_id), timers in fired.items():
-                activation = self._active.get((kind, entity_id))
-                if activation is not None and activation.ready:
-                    pending = activation.entity._timers
-                    timers = [(d, n) for d, n in timers if n in pending and pending[n][0] <= d]
-                    if not timers:
-                        continue
-                # A restarted host knows only that an entity has timers: activating it
-                # registers them, and any already due fire on the next tick.
-                envelopes = [(kind, entity_id, TIMER_MESSAGE, {"name": name}, due) for due, name in timers if name]
-                if not envelopes:
-                    envelopes = [(kind, entity_id, TIMER_MESSAGE, {"name": ""}, None)]
-                self.counters["timers_fired"] += len(envelopes)
-                self._spawn(self.deliver(envelopes))
+            self._fire_due()
+
+    async def fire_timers(self) -> int:
+        """Fire the timers due by the clock now and wait until their messages are answered;
+        the number of entities they went to. The host's own loop does this every
+        ``timer_resolution`` seconds."""
+        deliveries = self._fire_due()
+        await asyncio.gather(*deliveries)
+        return len(deliveries)
+
+    def _fire_due(self) -> list[asyncio.Task]:
+        fired: dict[tuple[str, str], list] = {}
+        for due, kind, entity_id, name in self._timers.pop_due(self._clock()):
+            fired.setdefault((kind, entity_id), []).append((due, name))
+        deliveries = []
+        for (kind, entity_id), timers in fired.items():
+            activation = self._active.get((kind, entity_id))
+            if activation is not None and activation.ready:
+                pending = activation.entity._timers
+                timers = [(d, n) for d, n in timers if n in pending and pending[n][0] <= d]
+                if not timers:
+                    continue
+            # A restarted host knows only that an entity has timers: activating it
+            # registers them, and any already due fire on the next tick.
+            envelopes = [(kind, entity_id, TIMER_MESSAGE, {"name": name}, due) for due, name in timers if name]
+            if not envelopes:
+                envelopes = [(kind, entity_id, TIMER_MESSAGE, {"name": ""}, None)]
+            self.counters["timers_fired"] += len(envelopes)
+            deliveries.append(self._spawn(self.deliver(envelopes)))
+        return deliveries
 
     # -- snapshots and passivation --------------------------------------
 
     async def _maintain(self) -> None:
-        last_snapshot = time.monotonic()
         while True:
             await asyncio.sleep(min(1.0, self.config.snapshot_interval))
-            now = time.monotonic()
-            idle = [
-                a
-                for a in self._active.values()
-                if a.ready
-                and not a.mailbox
-                and not a.entity._timers
-                and now - a.last_used >= self.config.passivate_after
-            ]
-            if now - last_snapshot >= self.config.snapshot_interval:
-                last_snapshot = now
-                dirty = [a for a in self._active.values() if a.ready and a.dirty]
-            else:
-                dirty = [a for a in idle if a.dirty]
             try:
-                await self._snapshot(dirty)
+                await self.maintain()
             except Exception:
                 log.exception("write-behind snapshot failed; will retry")
-                continue
-            for activation in idle:
-                key = (activation.kind, activation.entity_id)
-                if (
-                    self._active.get(key) is activation
-                    and not activation.dirty
-                    and not activation.mailbox
-                    and activation.last_used <= now
-                ):
-                    del self._active[key]
-                    self.counters["passivations"] += 1
+
+    async def maintain(self) -> None:
+        """Snapshot what is dirty (all of it once per ``snapshot_interval``) and passivate
+        entities idle for ``passivate_after``. The host's own loop does this every second."""
+        now = self._monotonic()
+        idle = [
+            a
+            for a in self._active.values()
+            if a.ready and not a.mailbox and not a.entity._timers and now - a.last_used >= self.config.passivate_after
+        ]
+        if now - self._last_snapshot >= self.config.snapshot_interval:
+            self._last_snapshot = now
+            dirty = [a for a in self._active.values() if a.ready and a.dirty]
+        else:
+            dirty = [a for a in idle if a.dirty]
+        await self._snapshot(dirty)
+        for activation in idle:
+            key = (activation.kind, activation.entity_id)
+            if (
+                self._active.get(key) is activation
+                and not activation.dirty
+                and not activation.mailbox
+                and activation.last_used <= now
+            ):
+                del self._active[key]
+                self.counters["passivations"] += 1
 
     async def _snapshot(self, activations: list[_Activation]) -> None:
         taken: list[tuple[_Activation, Snapshot, Flush | None]] = []
-        taken_at = time.monotonic()
+        taken_at = self._monotonic()
         for activation in activations:
             if activation.broken:
                 continue
@@ -506,7 +543,7 @@ class Host:
             return False
         if self._committer is not None and self._committer.pending:
             return False
-        if time.monotonic() - self._last_touch < idle_for:
+        if self._monotonic() - self._last_touch < idle_for:
             return False
         return all(
             a.ready and not a.mailbox and not a.entity._timers and a.entity.retirable() for a in self._active.values()
@@ -522,7 +559,7 @@ class Host:
 
     def metrics(self) -> dict[str, Any]:
         committer = self._committer
-        now = time.monotonic()
+        now = self._monotonic()
         active_by_kind: dict[str, int] = {}
         dirty, oldest_dirty = 0, now
         for (kind, _), activation in self._active.items():
@@ -535,7 +572,7 @@ class Host:
             "active_by_kind": active_by_kind,
             "mailbox_depth": self._queued,
             "journal_pending": committer.pending if committer else 0,
-            "journal_lag_seconds": (now - committer.oldest_pending_since)
+            "journal_lag_seconds": (time.monotonic() - committer.oldest_pending_since)  # the committer's own clock
             if committer and committer.oldest_pending_since is not None
             else 0.0,
             "journal_commits": committer.commits if committer else 0,
@@ -547,10 +584,11 @@ class Host:
             **self.counters,
         }
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
 
 def _resolve(entity: Entity, message_type: Any, body: Any) -> tuple[Handler | None, dict, Any]:
@@ -592,6 +630,7 @@ def rebuild(
         _replay(entity, entry)
         seq = entry.seq
     entity._timers_changed = False
+    entity._notices = []  # told when they were made: replaying tells nobody again
     return entity, seq, snapshot_seq
 
 

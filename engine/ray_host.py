@@ -17,11 +17,13 @@ from typing import Any
 
 import ray
 
+from engine.bus.event_log import RayBus
 from engine.codec import pack, unpack
 from engine.config import HostConfig
 from engine.entity import Entity
 from engine.errors import EngineError, HandlerFailed, MalformedMessage
 from engine.host import Host
+from engine.notices import NOTICE_LOG, publisher
 from engine.routing import ShardMap
 from engine.store import Store
 
@@ -46,6 +48,7 @@ class HostSpec:
     shards: int = 1024
     dedicated: tuple[str, str] | None = None  # (kind, id) for a dedicated host
     open_store: str = field(kw_only=True)  # "module:function" (url) -> Store
+    namespace: str = field(default="arena", kw_only=True)  # the cluster's Ray namespace: where notices go
 
 
 def _load(path: str) -> Any:
@@ -101,7 +104,8 @@ class HostActor:
             shard_map = ShardMap(spec.hosts, spec.shards)
             owns = lambda kind, entity_id: shard_map.owns(spec.index, kind, entity_id)  # noqa: E731
         store = load_store_opener(spec.open_store)(spec.store_url)
-        self._host = Host(kinds, store, spec.config, owns=owns)
+        notices = RayBus(NOTICE_LOG, namespace=spec.namespace)
+        self._host = Host(kinds, store, spec.config, owns=owns, publish=publisher(notices))
         self._started: asyncio.Task | None = None
         self._retiring: asyncio.Task | None = None
 

@@ -31,8 +31,8 @@ def telemetry(participants: int, seconds: int, batch: int, seed: int) -> list[by
     for second in range(seconds):
         speed = pace + rng.normal(0, 0.3, participants)
         samples = empty(participants)
-        samples["participant"] = rng.permutation(participants)
-        who = samples["participant"]
+        samples["entry"] = rng.permutation(participants)
+        who = samples["entry"]
         samples["seq"] = second + 1
         samples["t"] = T0 + second + rng.uniform(0, 0.2, participants)
         samples["distance"] = travelled[who]

@@ -4,7 +4,7 @@ For each ``--devices`` count: private Mosquittos (Arena's config, password file 
 ACL, free ports on 127.0.0.1; one broker per 18,000 devices, as one broker holds as many
 connections as it may open files, and devices go to theirs by ``broker_of``), a real
 Cluster (SQLite in a temp folder) with a live race the devices' athletes joined, the real
-``connectors.mqtt_hub.Hub`` (in this process, or with ``--hub-processes N`` in processes
+``connectors.mqtt.Hub`` (in this process, or with ``--hub-processes N`` in processes
 of their own sharing each broker's stream, as ``arena hub`` runs; its route table in
 memory, as the device entity would answer it), and ``loadtest.device_swarm`` in child
 processes sampling at 1 Hz for ``--seconds``.
@@ -45,7 +45,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from actors.race import Race, RaceRef
 from connectors.mosquitto import HUB_USER, acl_text, broker_of, running_broker
-from connectors.mqtt_hub import Hub
+from connectors.mqtt import Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
 from loadtest.server import free_port

@@ -62,7 +62,7 @@ class Riders:
         rng, n = self._rng, len(who)
         travelled = self.pace[who] * (t - self.gun)
         samples = empty(n)
-        samples["participant"] = who
+        samples["entry"] = who
         samples["seq"] = seq
         samples["t"] = t
         samples["distance"] = travelled
@@ -224,7 +224,7 @@ async def _live(cluster: Cluster, race_id: str, riders: Riders, args: argparse.N
         samples = riders.samples(who, np.full(len(who), sent), args.seconds + 1 + slot // SLOTS_PER_SECOND)
         for first in range(0, len(samples), args.batch):
             part = samples[first : first + args.batch]
-            pending.append((sent, part["participant"].astype(np.int64), part["distance"].copy()))
+            pending.append((sent, part["entry"].astype(np.int64), part["distance"].copy()))
             sends.append(asyncio.ensure_future(send(sent, part)))
         if slot % (5 * SLOTS_PER_SECOND) == SLOTS_PER_SECOND - 1:
             print(f"    live second {slot // SLOTS_PER_SECOND + 1} of {args.live_seconds}", flush=True)
@@ -340,7 +340,7 @@ async def _ray_peer(samples: np.ndarray, size: int, window: int) -> float:
     try:
         await actor.sample.remote(0, 0, 0.0, 0.0)
         rows = zip(
-            samples["participant"].tolist(),
+            samples["entry"].tolist(),
             samples["seq"].tolist(),
             samples["t"].tolist(),
             samples["distance"].tolist(),
@@ -389,7 +389,7 @@ async def _redis_peer(seconds: list[np.ndarray], args: argparse.Namespace, resul
         names = [f"rider-{i}" for i in range(result.field)]
 
         async def write(chunk: np.ndarray) -> None:
-            members = chunk["participant"].tolist()
+            members = chunk["entry"].tolist()
             await client.zadd(key, dict(zip([names[p] for p in members], chunk["distance"].tolist())), gt=True)
 
         result.peers["Redis"] = await _ingest_bounded(write, seconds, args.peer_timeout, "Redis", result)
@@ -431,7 +431,7 @@ async def _postgres_peer(seconds: list[np.ndarray], args: argparse.Namespace, re
         )
 
         async def write(chunk: np.ndarray) -> None:
-            await upsert.fetch(chunk["participant"].tolist(), chunk["distance"].tolist(), chunk["t"].tolist())
+            await upsert.fetch(chunk["entry"].tolist(), chunk["distance"].tolist(), chunk["t"].tolist())
 
         result.peers["PostgreSQL"] = await _ingest_bounded(write, seconds, args.peer_timeout, "PostgreSQL", result)
         await conn.execute(f"ANALYZE {table}")

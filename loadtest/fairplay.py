@@ -322,7 +322,7 @@ class Simulation:
         self.arrival[who, k] = arrive[who]
         self.seq[who] += 1
         batch = empty(len(who))
-        batch["participant"] = who
+        batch["entry"] = who
         batch["seq"] = self.seq[who]
         batch["t"] = T0 + device_t[who]
         batch["distance"] = self.rep_d[who]

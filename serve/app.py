@@ -31,7 +31,10 @@ api.add_middleware(
     BodyLimit, default=1024 * 1024, uploads={f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024}
 )
 api.add_middleware(Cors)  # preflights are answered before any body is read
-api.add_middleware(SecurityHeaders, documents=(api.docs_url, api.redoc_url, api.swagger_ui_oauth2_redirect_url))
+api.add_middleware(
+    SecurityHeaders,
+    documents=[url for url in (api.docs_url, api.redoc_url, api.swagger_ui_oauth2_redirect_url) if url is not None],
+)
 
 
 # Routes are matched in turn (each failed match costs FastAPI about 2 µs), so the
@@ -72,7 +75,8 @@ class Gateway:
 
 
 def build(settings: Settings):
-    return Gateway.options(
+    # mypy keeps a decorated class's own type: serve.deployment made Gateway a Deployment.
+    return Gateway.options(  # type: ignore[attr-defined]
         num_replicas=settings.replicas,
         # Live streams hold a request each for as long as they watch; the hosts' bounded
         # mailboxes, not this count, push back on work (Overloaded: 503 + Retry-After).

@@ -220,7 +220,7 @@ def build_hubs(
 
     from actors.race_client import RaceClient
     from connectors.mosquitto import HUB_USER
-    from connectors.mqtt_hub import Hub
+    from connectors.mqtt import Hub
     from serve.settings import MqttUrl
 
     brokers = settings.mqtt_url or (TypeAdapter(MqttUrl).validate_python(LOCAL_BROKER),)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 __all__ = ["render"]
 
@@ -39,25 +39,23 @@ class _HostCollector:
         self._hosts = [h for h in hosts if h.get("alive")]
         self._dedicated = dedicated
 
-    def collect(self):
-        family = GaugeMetricFamily(
+    def collect(self) -> Iterator[Metric]:
+        dedicated = GaugeMetricFamily(
             "arena_dedicated_hosts", "Dedicated hosts alive (a Ray process each), by entity kind", labels=["kind"]
         )
         for kind, count in sorted(self._dedicated.items()):
-            family.add_metric([kind], float(count))
-        yield family
+            dedicated.add_metric([kind], float(count))
+        yield dedicated
         for name, help_text in _GAUGES.items():
-            family = GaugeMetricFamily(f"arena_host_{name}", help_text, labels=["host"])
-            for host in self._hosts:
-                family.add_metric([_label(host)], float(host.get(name, 0)))
-            yield family
+            yield self._per_host(GaugeMetricFamily(f"arena_host_{name}", help_text, labels=["host"]), name)
         for name in _COUNTERS:
-            family = CounterMetricFamily(
-                f"arena_host_{name}", f"{name.replace('_', ' ').capitalize()} since the host started", labels=["host"]
-            )
-            for host in self._hosts:
-                family.add_metric([_label(host)], float(host.get(name, 0)))
-            yield family
+            help_text = f"{name.replace('_', ' ').capitalize()} since the host started"
+            yield self._per_host(CounterMetricFamily(f"arena_host_{name}", help_text, labels=["host"]), name)
+
+    def _per_host(self, family: GaugeMetricFamily | CounterMetricFamily, name: str) -> Metric:
+        for host in self._hosts:
+            family.add_metric([_label(host)], float(host.get(name, 0)))
+        return family
 
 
 def _label(host: dict) -> str:

@@ -98,7 +98,7 @@ def install(app: FastAPI) -> None:
     async def _problem(request: Request, error: Problem) -> JSONResponse:
         return problem_response(request, error.status, error.detail, error.headers, **error.extra)
 
-    app.add_exception_handler(EngineError, _engine)
+    app.exception_handler(EngineError)(_engine)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:

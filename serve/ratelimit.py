@@ -5,6 +5,7 @@ process, as in unit tests) counts in this process."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from engine.login_limits import LoginLimiter, LoginWindows, MemoryLoginLimiter, RateLimited
 
@@ -42,7 +43,7 @@ class RayLoginLimiter:
         )  # the policy's own checks, here in the caller rather than in a remote actor
         self._namespace = namespace
         self._policy = policy
-        self._actor = None
+        self._actor: Any = None  # the shared actor's handle, found or made on first use
 
     def _counts(self):
         if self._actor is None:

@@ -54,8 +54,8 @@ class MemoryRevocations:
             entry = self._entries.get(key)
             if entry is not None and entry[0] > now:
                 return True
-        entry = self._entries.get(f"user:{user_id}")
-        return entry is not None and entry[0] > now and issued_at <= entry[1]
+        until, before = self._entries.get(f"user:{user_id}", (0.0, None))
+        return until > now and before is not None and issued_at <= before
 
     async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
         return self.revoked(jti, sid, user_id, issued_at)

@@ -126,6 +126,13 @@ class _Watch:
         self.task: asyncio.Task | None = None
         self.error: EngineError | None = None
 
+    def latest(self) -> RaceView:
+        """The latest view, or the error that kept the first one from arriving."""
+        if self.view is None:
+            assert self.error is not None  # the waits end on a view or an error
+            raise self.error
+        return self.view
+
 
 class Spectators:
     def __init__(
@@ -144,24 +151,25 @@ class Spectators:
         if watch.view is None:
             async with watch.changed:
                 await watch.changed.wait_for(lambda: watch.view is not None or watch.error is not None)
-        if watch.view is None:
-            raise watch.error
-        return watch.view
+        return watch.latest()
 
     async def updates(self, race_id: str):
         """Each new view of the race, as it arrives, until the caller stops iterating."""
         watch = self._watch(race_id)
         version = -1
+
+        def fresh() -> bool:  # a failed refresh keeps the last view: wait for the next one, do not repeat it
+            if watch.view is None:
+                return watch.error is not None
+            return watch.view.version != version
+
         while True:
             async with watch.changed:
-                await watch.changed.wait_for(
-                    lambda seen=version: (watch.view and watch.view.version != seen) or watch.error
-                )
-            if watch.error is not None and watch.view is None:
-                raise watch.error
+                await watch.changed.wait_for(fresh)
+            view = watch.latest()
             watch.last_read = time.monotonic()
-            version = watch.view.version
-            yield watch.view
+            version = view.version
+            yield view
 
     def _watch(self, race_id: str) -> _Watch:
         watch = self._watches.get(race_id)

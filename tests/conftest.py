@@ -35,6 +35,16 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{reason}; start it to run this test")
 
 
+def require_program(name: str, path: str | None, install: str) -> None:
+    """A program a test runs (a browser, a broker): skipped without it, failed under CI=true."""
+    if path is not None and os.path.exists(path):
+        return
+    reason = f"{name} is not installed ({install})"
+    if IN_CI:
+        pytest.fail(f"{reason}; CI=true needs it")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A fresh database for this test session, dropped at the end."""

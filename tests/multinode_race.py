@@ -49,7 +49,7 @@ def second(k: int) -> bytes:
     from engine.telemetry import empty, encode
 
     batch = empty(ATHLETES)
-    batch["participant"] = np.arange(ATHLETES)
+    batch["entry"] = np.arange(ATHLETES)
     batch["seq"] = k
     batch["t"] = GUN + k
     batch["distance"] = SPEED * k * (1 + np.arange(ATHLETES) / 1000)  # athlete i is i per mille faster

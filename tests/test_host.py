@@ -21,11 +21,15 @@ from engine.errors import (
 )
 from engine.host import Host
 from persistence.sqlite import SQLiteStore
+from tests.conftest import Clock
 from tests.entities import Counter
 
 
-def make_host(path: Path, **config) -> Host:
-    return Host([Counter], SQLiteStore(path / "arena.db"), HostConfig(**config))
+def make_host(path: Path, clock: Clock | None = None, **config) -> Host:
+    """A host on a real store; with ``clock``, time stands still until the test moves it."""
+    if clock is None:
+        return Host([Counter], SQLiteStore(path / "arena.db"), HostConfig(**config))
+    return Host([Counter], SQLiteStore(path / "arena.db"), HostConfig(**config), clock=clock, monotonic=clock)
 
 
 async def crash(host: Host) -> None:
@@ -60,14 +64,14 @@ async def test_an_update_answers_after_it_is_journaled_and_survives_a_restart(tm
     await again.stop()
 
 
-async def test_replay_after_a_snapshot_applies_each_journaled_message_once(tmp_path):
-    host = make_host(tmp_path, snapshot_interval=0.05, compact_every=5)
+async def test_replay_after_a_snapshot_applies_each_journaled_message_once(tmp_path, clock):
+    host = make_host(tmp_path, clock, snapshot_interval=5, compact_every=5)
     await host.start()
     for i in range(20):
         await host.ask("counter", "a", "add", {"amount": 1, "tag": f"m{i}"})
-    while host.metrics()["snapshots"] == 0:
-        await asyncio.sleep(0.02)
-    await asyncio.sleep(0.1)
+    clock.now += 5
+    await host.maintain()  # the write-behind snapshot, and the compaction after it
+    assert host.metrics()["snapshots"] == 1
     for i in range(20, 30):
         await host.ask("counter", "a", "add", {"amount": 1, "tag": f"m{i}"})
     await crash(host)
@@ -208,47 +212,53 @@ async def test_a_journal_that_fails_fails_its_callers_and_loses_nothing_acknowle
     await again.stop()
 
 
-async def test_timers_fire_once_through_the_journal(tmp_path):
-    host = make_host(tmp_path, timer_resolution=0.01)
+async def test_timers_fire_once_through_the_journal(tmp_path, clock):
+    host = make_host(tmp_path, clock)
     await host.start()
-    await host.ask("counter", "a", "remind", {"delay": 0.05})
-    await host.ask("counter", "a", "remind", {"delay": 0.05, "name": "cancelled"})
+    await host.ask("counter", "a", "remind", {"delay": 5})
+    await host.ask("counter", "a", "remind", {"delay": 5, "name": "cancelled"})
     await host.ask("counter", "a", "forget", {"name": "cancelled"})
-    while (await host.ask("counter", "a", "value"))["rings"] == 0:
-        await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)
+    clock.now += 4.9
+    assert await host.fire_timers() == 0
+    clock.now += 0.1
+    assert await host.fire_timers() == 1
+    assert (await host.ask("counter", "a", "value"))["rings"] == 1
+    clock.now += 60
+    assert await host.fire_timers() == 0
     assert (await host.ask("counter", "a", "value"))["rings"] == 1
     await crash(host)
-    again = make_host(tmp_path, timer_resolution=0.01)
+    again = make_host(tmp_path, clock)
     await again.start()
-    await asyncio.sleep(0.1)
+    assert await again.fire_timers() == 0  # the journal says it rang: the restart does not ring it again
     assert (await again.ask("counter", "a", "value"))["rings"] == 1
     await again.stop()
 
 
-async def test_a_timer_set_before_a_crash_fires_after_the_restart(tmp_path):
-    host = make_host(tmp_path, timer_resolution=0.01)
+async def test_a_timer_set_before_a_crash_fires_after_the_restart(tmp_path, clock):
+    host = make_host(tmp_path, clock)
     await host.start()
-    await host.ask("counter", "sleeper", "remind", {"delay": 0.3})
+    await host.ask("counter", "sleeper", "remind", {"delay": 30})
     await crash(host)
-    again = make_host(tmp_path, timer_resolution=0.01)
+    again = make_host(tmp_path, clock)
     await again.start()  # nobody sends "sleeper" a message: the reminder index wakes it
-    for _ in range(200):
-        if again.active_entities and (await again.ask("counter", "sleeper", "value"))["rings"] == 1:
-            break
-        await asyncio.sleep(0.02)
+    clock.now += 29.9
+    assert await again.fire_timers() == 0 and again.active_entities == 0
+    clock.now += 0.1
+    assert await again.fire_timers() == 1 and again.active_entities == 1  # woken, it registers its timer
+    assert await again.fire_timers() == 1  # which is due
     assert (await again.ask("counter", "sleeper", "value"))["rings"] == 1
     await again.stop()
 
 
-async def test_idle_entities_are_passivated_and_come_back_intact(tmp_path):
-    host = make_host(tmp_path, passivate_after=0.05, snapshot_interval=0.05)
+async def test_idle_entities_are_passivated_and_come_back_intact(tmp_path, clock):
+    host = make_host(tmp_path, clock, passivate_after=60)
     await host.start()
     await host.ask("counter", "a", "add", {"amount": 2})
-    for _ in range(100):
-        if host.active_entities == 0:
-            break
-        await asyncio.sleep(0.02)
+    clock.now += 59.9
+    await host.maintain()
+    assert host.active_entities == 1
+    clock.now += 0.1
+    await host.maintain()
     assert host.active_entities == 0
     assert host.metrics()["passivations"] == 1
     assert (await host.ask("counter", "a", "value"))["total"] == 2
@@ -324,19 +334,20 @@ def test_a_host_config_refuses_nonsense():
         HostConfig(mailbox_capacity=0)
 
 
-async def test_metrics_show_snapshot_lag_until_the_write_behind_snapshot(tmp_path):
-    host = make_host(tmp_path, snapshot_interval=0.2)
+async def test_metrics_show_snapshot_lag_until_the_write_behind_snapshot(tmp_path, clock):
+    host = make_host(tmp_path, clock, snapshot_interval=5)
     await host.start()
     await host.ask("counter", "a", "add", {"amount": 1})
     await host.ask("counter", "b", "add", {"amount": 1})
+    clock.now += 3
     metrics = host.metrics()
     assert metrics["active_entities"] == 2
-    assert metrics["snapshot_lag_entities"] == 2 and metrics["snapshot_lag_seconds"] >= 0
+    assert metrics["snapshot_lag_entities"] == 2 and metrics["snapshot_lag_seconds"] == 3
     assert metrics["journal_entries"] == 2 and metrics["journal_pending"] == 0
-    for _ in range(100):
-        if host.metrics()["snapshot_lag_entities"] == 0:
-            break
-        await asyncio.sleep(0.02)
+    await host.maintain()  # not yet time for the write-behind snapshot
+    assert host.metrics()["snapshot_lag_entities"] == 2
+    clock.now += 2
+    await host.maintain()
     metrics = host.metrics()
     assert (metrics["snapshot_lag_entities"], metrics["snapshot_lag_seconds"], metrics["snapshots"]) == (0, 0.0, 2)
     await host.stop()

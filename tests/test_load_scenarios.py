@@ -13,9 +13,7 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import ROOT, require_program
 
 
 def test_the_join_surge_puts_the_whole_crowd_on_the_start_list(tmp_path):
@@ -36,10 +34,8 @@ def test_the_join_surge_puts_the_whole_crowd_on_the_start_list(tmp_path):
 def test_devices_stream_over_mqtt_into_the_race(tmp_path):
     """Fifty watches (ten registered through the API, forty seeded through the engine) publish
     over a private Mosquitto and the hub: every sample locust got a PUBACK for is in the race."""
-    if shutil.which("mosquitto") is None or shutil.which("mosquitto_passwd") is None:
-        if IN_CI:
-            pytest.fail("mosquitto is not installed (CI=true: services are required)")
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    for program in ("mosquitto", "mosquitto_passwd"):
+        require_program(program, shutil.which(program), "apt-get install mosquitto")
     devices = 50
     run = subprocess.run(
         [sys.executable, "-m", "loadtest.scenarios", "devices", "--users", str(devices), "--api-devices", "10",

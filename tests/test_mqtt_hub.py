@@ -14,7 +14,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from connectors.mosquitto import running_broker
-from connectors.mqtt_hub import MAX_PAYLOAD, Hub
+from connectors.mqtt import MAX_PAYLOAD, Hub
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
 from loadtest.server import free_port
@@ -338,7 +338,9 @@ async def test_devices_of_a_race_get_a_countdown_a_start_and_a_finished_notice(b
         listener = _Device(broker, "listener", listen=f"arena/v1/devices/{device_id}/downlink")
         device = _Device(broker, device_id)
         _online(device, device_id)
-        # The gun is set once all is in place, so slow starts of Ray hosts cannot eat the countdown.
+        # The gun is set once all is in place (the hub hears the race from its first device), so slow
+        # starts of Ray actors cannot eat the countdown: notices are told once, to whoever listens.
+        await _until(lambda: hub.hears(race_id), timeout=30, what="the hub listening to the race")
         start_at = time.time() + 3.5
         await cluster.ask("race", race_id, "configure", {"by": "org", "changes": {"start_at": start_at}})
 

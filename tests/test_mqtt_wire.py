@@ -15,6 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from loadtest import device_swarm
 from loadtest.mqtt_wire import Link, _length, connect_packet, publish_packet, topic
 from loadtest.server import free_port
+from tests.conftest import require_program
 
 
 class _Recorder:
@@ -76,8 +77,8 @@ def test_packets_split_anywhere_are_read_whole_and_unknown_ones_skipped():
 
 
 def test_the_swarm_publishes_through_arenas_acl_and_a_dropped_device_leaves_its_will(tmp_path):
-    if shutil.which("mosquitto") is None:
-        pytest.skip("mosquitto is not installed")
+    for program in ("mosquitto", "mosquitto_passwd"):
+        require_program(program, shutil.which(program), "apt-get install mosquitto")
     from connectors.mosquitto import HUB_USER, PasswordFile, acl_text, running_broker
 
     port = free_port()
@@ -94,27 +95,38 @@ def test_the_swarm_publishes_through_arenas_acl_and_a_dropped_device_leaves_its_
             with lock:
                 seen[leaf].append((message.topic.split("/")[3], body))
 
+        subscribed = threading.Event()
         listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="listener")
         listener.username_pw_set(HUB_USER, "hub")
         listener.on_message = on_message
+        listener.on_subscribe = lambda *_: subscribed.set()
         listener.connect("127.0.0.1", port)
         listener.subscribe("arena/v1/devices/+/+", qos=1)
         listener.loop_start()
         try:
-            time.sleep(0.5)
+            assert subscribed.wait(10), "the broker never confirmed the listener's subscription"
             args = device_swarm.parser().parse_args(
                 ["--devices", "20", "--port", str(port), "--prefix", "w", "--password", "secret",
                  "--race", "r1", "--seconds", "6", "--dropout", "0.05", "--seed", "3"]
             )  # fmt: skip
             stats = device_swarm.run_shard(args, 0, 20)
             # A silent drop (the socket aborted) may take the message then in flight with it.
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+            everyone = {f"w{k}" for k in range(20)}
+
+            def arrived() -> bool:
                 with lock:
-                    if len(seen["telemetry"]) >= stats["messages"] - stats["dropouts"]:
-                        break
-                time.sleep(0.1)
-            time.sleep(0.5)
+                    online = {device for device, body in seen["status"] if body == {"state": "online"}}
+                    wills = any(body == {"state": "offline"} for _, body in seen["status"])
+                    telemetry = len(seen["telemetry"])
+                return (
+                    telemetry >= stats["messages"] - stats["dropouts"]
+                    and online == everyone
+                    and (wills or not stats["dropouts"])
+                )
+
+            deadline = time.monotonic() + 10
+            while not arrived() and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             listener.loop_stop()
             listener.disconnect()

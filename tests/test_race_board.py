@@ -40,7 +40,7 @@ def athlete(
     travelled = np.concatenate(([0.0], np.cumsum(speeds[:-1])))
     noise = np.random.default_rng(seed).uniform(-jitter_m, jitter_m, (2, count))
     return samples(
-        participant=participant,
+        entry=participant,
         seq=seq0 + np.arange(count),
         t=t0 + np.arange(count),
         distance=travelled,
@@ -234,7 +234,7 @@ def test_samples_older_than_the_window_are_dropped_as_too_old():
 
 def test_samples_from_the_future_are_clamped_to_now_and_counted():
     board = race(1, target_m=5000)
-    outcome = board.ingest(samples(participant=0, seq=[1, 2], t=[T0 + 4, T0 + 3600], distance=[1, 2]), now=T0)
+    outcome = board.ingest(samples(entry=0, seq=[1, 2], t=[T0 + 4, T0 + 3600], distance=[1, 2]), now=T0)
     assert outcome["skewed"] == 1 and outcome["accepted"] == 2
     assert board.distances([0]).tolist() == [2.0]
 
@@ -242,7 +242,7 @@ def test_samples_from_the_future_are_clamped_to_now_and_counted():
 def test_samples_for_unknown_or_withdrawn_athletes_are_counted_and_ignored():
     board = race(2, target_m=5000)
     board.withdraw(1)
-    outcome = board.ingest(samples(participant=[0, 1, 7], seq=1, t=T0 + 1, distance=5), now=T0 + 1)
+    outcome = board.ingest(samples(entry=[0, 1, 7], seq=1, t=T0 + 1, distance=5), now=T0 + 1)
     assert outcome["unknown_participant"] == 2 and outcome["accepted"] == 1
     assert result(board, 1)["status"] == "withdrawn"
 
@@ -250,7 +250,7 @@ def test_samples_for_unknown_or_withdrawn_athletes_are_counted_and_ignored():
 def test_samples_before_the_start_neither_score_nor_start_the_athlete():
     board = RaceBoard(1, sport="run", kind="distance", target_m=100)
     board.add(1)
-    board.ingest(samples(participant=0, seq=1, t=T0 - 60, distance=50.0), now=T0 - 60)
+    board.ingest(samples(entry=0, seq=1, t=T0 - 60, distance=50.0), now=T0 - 60)
     assert result(board, 0)["status"] == "dns" and result(board, 0)["distance_m"] == 0.0
 
 
@@ -260,7 +260,7 @@ def test_the_field_grows_and_late_joiners_inherit_the_mass_start():
     board.start("all", T0)
     joined = board.add(40, categories=np.full(40, 2))
     assert joined == range(3, 43) and board.capacity >= 43
-    board.ingest(samples(participant=42, seq=1, t=T0 + 10, distance=30.0), now=T0 + 10)
+    board.ingest(samples(entry=42, seq=1, t=T0 + 10, distance=30.0), now=T0 + 10)
     assert board.rank()[0] == 42 and board.leaderboard(category=2)["entries"][0]["participant"] == 42
 
 
@@ -387,7 +387,7 @@ def test_the_tie_rule_orders_every_case():
     board = race(8, target_m=1000)
     board.ingest(
         samples(
-            participant=[0, 0, 1, 1, 2, 3, 4, 5, 5, 6],
+            entry=[0, 0, 1, 1, 2, 3, 4, 5, 5, 6],
             seq=[1, 2, 1, 2, 1, 1, 1, 1, 2, 1],
             t=T0 + np.array([100, 101, 100, 101, 50, 40, 60, 80, 81, 20]),
             distance=[990, 1010, 990, 1010, 800, 800, 900, 990, 1010, 300],

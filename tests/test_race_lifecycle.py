@@ -13,7 +13,7 @@ import pytest
 import ray
 
 from connectors.mosquitto import running_broker
-from connectors.mqtt_hub import Hub
+from connectors.mqtt import Hub
 from connectors.samples import Sample, pack_samples
 from loadtest.server import free_port
 from serve.context import Arena, connect

@@ -29,7 +29,7 @@ SPEED = 3.0  # m/s
 def second(k: int, gun: float) -> bytes:
     """Every athlete's sample for second ``k`` of the race, one batch."""
     batch = empty(ATHLETES)
-    batch["participant"] = np.arange(ATHLETES)
+    batch["entry"] = np.arange(ATHLETES)
     batch["seq"] = k
     batch["t"] = gun + k
     batch["distance"] = SPEED * k * (1 + np.arange(ATHLETES) / 1000)  # athlete i is i per mille faster

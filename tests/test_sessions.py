@@ -177,15 +177,22 @@ async def test_an_open_notification_stream_ends_when_its_session_is_revoked(clie
 
 
 async def test_a_stream_of_another_session_stays_open_after_a_logout(client, served):
-    _, email = await _account(client)
+    user_id, email = await _account(client)
     watched, leaving = await _login(client, email), await _login(client, email)
     seen: list[dict] = []
     async with httpx.AsyncClient(timeout=60) as http:
         reader = asyncio.ensure_future(_events(http, served, watched["access_token"], seen))
+        deadline = time.monotonic() + 30
         while not seen:
+            assert time.monotonic() < deadline and not reader.done(), "the stream never said ready"
             await asyncio.sleep(0.05)
         assert (await http.post(f"{served}/auth/logout", headers=_bearer(leaving))).status_code == 204
-        await asyncio.sleep(1)
+        # The logout's notice went out on the user's channel first: once an event sent after it
+        # arrives, the stream has read the notice and kept going.
+        await client.arena.bus.publish(user_id, {"type": "after_logout"})
+        while not any(event["type"] == "after_logout" for event in seen):
+            assert time.monotonic() < deadline and not reader.done(), f"the stream ended: {seen}"
+            await asyncio.sleep(0.05)
         assert not reader.done() and all(event["type"] != "end" for event in seen)
         reader.cancel()
 

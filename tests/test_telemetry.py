@@ -10,7 +10,7 @@ from engine.telemetry import MAX_BATCH, SAMPLE_DTYPE, decode, empty, encode
 
 def batch(count: int) -> np.ndarray:
     samples = empty(count)
-    samples["participant"] = np.arange(count)
+    samples["entry"] = np.arange(count)
     samples["seq"] = np.arange(count) + 7
     samples["t"] = 1_700_000_000.25 + np.arange(count)
     samples["distance"] = np.arange(count) * 3.5

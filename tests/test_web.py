@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import ROOT, require_program
 
 pytestmark = pytest.mark.ray
 
@@ -68,11 +68,7 @@ def server(settings):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if IN_CI:
-            pytest.fail(f"{reason}; CI=true needs it")
-        pytest.skip(reason)
+    require_program("Chromium", CHROMIUM, "apt-get install chromium")
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -73,14 +73,14 @@ class RaceBoard:
             raise ValueError(f"a {kind} race needs a positive target_m, not {target_m!r}")
         if kind == "time" and not (duration_s is not None and duration_s > 0):
             raise ValueError(f"a time race needs a positive duration_s, not {duration_s!r}")
-        if kind == "distance":
-            lines = [float(target_m)]
         self.sport = sport
         self.kind = kind
         self.fair_play = dict(fair_play or {})
         self.profile: SportProfile = tightened(PROFILES[sport], self.fair_play)
         self.target_m = None if target_m is None else float(target_m)
         self.duration_s = None if duration_s is None or kind != "time" else float(duration_s)
+        if kind == "distance":
+            lines = [self.target]
         self.checkpoints_m = tuple(lines) if kind == "course" else ()
         self.start_mode = start_mode
         self.start_window_s = start_window_s
@@ -108,6 +108,18 @@ class RaceBoard:
     @property
     def capacity(self) -> int:
         return len(self._col["status"])
+
+    @property
+    def target(self) -> float:
+        """The distance a distance, course or collective race is run to (each needs one)."""
+        assert self.target_m is not None, f"a {self.kind} race has no target_m"
+        return self.target_m
+
+    @property
+    def duration(self) -> float:
+        """How long each athlete's time race lasts (a time race needs one)."""
+        assert self.duration_s is not None, f"a {self.kind} race has no duration_s"
+        return self.duration_s
 
     def add(
         self,
@@ -188,7 +200,7 @@ class RaceBoard:
         if self.kind == "collective":
             done = out
         elif self.kind == "time":
-            done = out & (self._col["start_t"][:n] + self.duration_s <= t)
+            done = out & (self._col["start_t"][:n] + self.duration <= t)
         else:
             done = np.zeros(n, bool)
         status[done] = FINISHED
@@ -276,7 +288,7 @@ def warm_up() -> None:
         board.add(2, weights_kg=np.array([70.0, 60.0]))
         board.start("all", 0.0)
         samples = np.zeros(3, SAMPLE_DTYPE)
-        samples["participant"], samples["seq"], samples["t"] = [0, 0, 1], [1, 3, 1], [1.0, 3.0, 1.0]
+        samples["entry"], samples["seq"], samples["t"] = [0, 0, 1], [1, 3, 1], [1.0, 3.0, 1.0]
         samples["lat"], samples["lon"], samples["hr"], samples["power"] = 45.0, 7.0, 140, 200
         board.ingest(samples, 4.0)
         samples["seq"], samples["t"] = [2, 4, 2], [2.0, 4.0, 2.0]  # a late sample, then in order

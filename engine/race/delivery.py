@@ -1,10 +1,12 @@
 """Delivery: what becomes of each sample before it scores (duplicates, late, too old, skewed).
 
-Samples are idempotent by (participant, seq). Each participant keeps its newest seq
+Samples arrive checked against the telemetry contract (``engine.telemetry.decode``); the
+board trusts those bounds and judges only what they cannot: who sent a sample, and when.
+Samples are idempotent by (entry, seq). Each entry keeps its newest seq
 and a 64-bit mask of the seqs below it (the IPsec anti-replay window): a seen seq is a
 duplicate and dropped; an unseen one below the newest is *late*, accepted and counted;
 one more than 64 below is dropped as too old. A sample timed further ahead of the
-receive time than ``SKEW_S`` is clamped to it. Samples of one participant within a
+receive time than ``SKEW_S`` is clamped to it. Samples of one entry within a
 batch are taken in seq order, one round per sample, so the same samples in any order
 inside the window give the same board (``scoring`` keeps its results order-free).
 
@@ -23,7 +25,7 @@ import numpy as np
 from engine.race import scoring
 from engine.race.columns import WITHDRAWN
 from engine.race.review import raise_flag
-from engine.telemetry import MAX_BATCH, SAMPLE_DTYPE
+from engine.telemetry import SAMPLE_DTYPE
 
 if TYPE_CHECKING:
     from engine.race.board import RaceBoard
@@ -37,7 +39,6 @@ COUNTS = (
     "too_old",
     "skewed",
     "unknown_participant",
-    "invalid",
     "flagged",
     "finished",
 )  # what became of a batch's samples: RaceBoard.ingest's answer, and the board's running totals
@@ -50,19 +51,14 @@ def ingest(board: RaceBoard, samples: np.ndarray, now: float) -> dict[str, int]:
     """Apply a batch of ``SAMPLE_DTYPE`` samples received at ``now``; returns what became of them."""
     if not isinstance(samples, np.ndarray) or samples.dtype != SAMPLE_DTYPE:
         raise TypeError("ingest takes a numpy array of engine.telemetry.SAMPLE_DTYPE records")
-    if samples.ndim != 1 or len(samples) > MAX_BATCH:
-        raise ValueError(f"a batch is a flat array of at most {MAX_BATCH:,} samples")
     out = dict.fromkeys(COUNTS, 0)
     n = board.size
-    p = samples["participant"].astype(np.int64)
+    p = samples["entry"].astype(np.int64)
     t = samples["t"].astype(np.float64)
-    known = p < n
+    keep = p < n
     if n:
-        known &= board._col["status"][np.minimum(p, n - 1)] != WITHDRAWN
-    timed = np.isfinite(t)
-    keep = known & timed
-    out["unknown_participant"] = int(np.count_nonzero(~known))
-    out["invalid"] = int(np.count_nonzero(known & ~timed))
+        keep &= board._col["status"][np.minimum(p, n - 1)] != WITHDRAWN
+    out["unknown_participant"] = int(np.count_nonzero(~keep))
     future = keep & (t > now + SKEW_S)
     out["skewed"] = int(np.count_nonzero(future))
     t[future] = now
@@ -96,7 +92,7 @@ def ingest(board: RaceBoard, samples: np.ndarray, now: float) -> dict[str, int]:
 
 
 def _rounds(p: np.ndarray) -> list[np.ndarray | None]:
-    """Split a batch sorted by (participant, seq) into rounds holding each participant at most once."""
+    """Split a batch sorted by (entry, seq) into rounds holding each entry at most once."""
     repeats = p[1:] == p[:-1]
     if not repeats.any():
         return [None]
@@ -108,7 +104,7 @@ def _rounds(p: np.ndarray) -> list[np.ndarray | None]:
 
 
 def _round(board: RaceBoard, s: dict[str, np.ndarray], out: dict[str, int]) -> None:
-    """One round (each participant at most once): the anti-replay window, then scoring and fair play."""
+    """One round (each entry at most once): the anti-replay window, then scoring and fair play."""
     c = board._col
     p, seq, t = s["p"], s["seq"], s["t"]
     last_t = c["last_t"][p]

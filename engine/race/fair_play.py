@@ -259,12 +259,14 @@ class FairPlay:
             key=lambda c: (arrays.index(c[0]) if c[0] in arrays else -1, -np.dtype(c[1]).itemsize),
         )
         self._dtype = np.dtype([(name, dtype, shape) for name, dtype, _, shape in fields])
-        rings = self._dtype.fields.get("ring_20"), self._dtype.fields.get("ring_5")
+        offsets = self._dtype.fields
+        assert offsets is not None  # a structured dtype has fields
+        rings = offsets.get("ring_20"), offsets.get("ring_5")
         self._layout = np.array(
             [self._dtype.itemsize if rings[0] is None else rings[0][1], *(0 if r is None else r[1] for r in rings)],
             np.int64,
         )  # the bytes every sample reads, then where the power rings start
-        self._scalars = int(self._dtype.fields["hr_changes"][1])
+        self._scalars = int(offsets["hr_changes"][1])
         self._fills = {name: fill for name, _, fill, _ in columns(profile)}
         self._watts = profile.wkg_5min is not None
         self._events = Events()
@@ -282,7 +284,7 @@ class FairPlay:
         state = self._blank(capacity)
         state[:size] = self.state[:size]
         self.state = state
-        for name in self._dtype.names:
+        for name in self._dtype.names or ():
             self._col[name] = state[name]
 
     def check(self, s: dict[str, np.ndarray], in_order: np.ndarray, out: dict) -> None:
@@ -345,12 +347,12 @@ class FairPlay:
 
 
 @intrinsic
-def _prefetch(typingctx, address):  # type: ignore[no-untyped-def]
+def _prefetch(typingctx, address):
     """Ask the CPU to bring the cache line at ``address`` in (for writing) ahead of its use."""
     if not isinstance(address, types.Integer):
         return None
 
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):
         pointer = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fetch = cgutils.get_or_insert_function(
@@ -363,7 +365,7 @@ def _prefetch(typingctx, address):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def _emit(ev_at, ev_var, ev_val, n, i, variant, a, flags, cleared, since, w0, w1, x0, x1, x2, x3, x4):  # type: ignore[no-untyped-def]
+def _emit(ev_at, ev_var, ev_val, n, i, variant, a, flags, cleared, since, w0, w1, x0, x1, x2, x3, x4):
     """Flag ``variant`` for athlete ``a`` (sample ``i``) unless its rule is open or accepted already."""
     bit = _VARIANT_BIT[variant]
     if (int(flags[a]) | int(cleared[a])) & bit:
@@ -376,7 +378,7 @@ def _emit(ev_at, ev_var, ev_val, n, i, variant, a, flags, cleared, since, w0, w1
 
 
 @njit(cache=True, inline="always")
-def _metres_at(lat0, lon0, lat1, lon1, cos_lat):  # type: ignore[no-untyped-def]
+def _metres_at(lat0, lon0, lat1, lon1, cos_lat):
     """Distance between fixes on the local plane (``cos_lat``: the cosine of either latitude):
     within 0.1 % of the great circle up to tens of km."""
     turn = lon1 - lon0
@@ -390,7 +392,7 @@ def _metres_at(lat0, lon0, lat1, lon1, cos_lat):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def _ema_of(old, new, keep):  # type: ignore[no-untyped-def]
+def _ema_of(old, new, keep):
     """An average that keeps ``keep`` of the old (exp(-dt / tau)) and starts at the first value."""
     if math.isnan(old):
         return new
@@ -398,25 +400,25 @@ def _ema_of(old, new, keep):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, inline="always")
-def _streak_of(count, hit):  # type: ignore[no-untyped-def]
+def _streak_of(count, hit):
     """Readings in a row that show it, forgiving a stray one: a miss halves the count."""
     return min(count, STREAK_MAX) + 1 if hit else count // 2
 
 
 @njit(cache=True, inline="always")
-def _needed(v, mass, cda, crr):  # type: ignore[no-untyped-def]
+def _needed(v, mass, cda, crr):
     """The least power that holds speed ``v`` on a flat road: drag plus rolling resistance."""
     return (0.5 * RHO * cda * v * v + crr * mass * G) * v
 
 
 @njit(cache=True, inline="always")
-def _run_needed(same):  # type: ignore[no-untyped-def]
+def _run_needed(same):
     """Readings in a row that an honest heart repeats by chance less than once in 1/FALSE_ALARM."""
     return math.ceil(math.log(FALSE_ALARM) / math.log(min(max(same, 0.05), 0.95)))
 
 
 @njit(cache=True)
-def _check_round(  # type: ignore[no-untyped-def]
+def _check_round(
     p, seq, t, d, lat, lon, v, hr, power, cadence, in_order,
     st, flags, cleared, d_t, d_last, pos_t, b_lat, b_lon, weight, sex, prm, layout, ev_at, ev_var, ev_val,
 ):  # fmt: skip
@@ -429,10 +431,10 @@ def _check_round(  # type: ignore[no-untyped-def]
             k = i + PREFETCH_AHEAD  # a later sample will read while this one is checked
             ahead = start + p[k] * size
             for offset in range(0, layout[0], 64):
-                _prefetch(ahead + offset)
+                _prefetch(ahead + offset)  # type: ignore[call-arg]  # numba passes typingctx
             if sex is not None:
                 second = int(t[k])
-                _prefetch(ahead + layout[1] + 2 * ((second // BUCKET_S) % RING_20))
+                _prefetch(ahead + layout[1] + 2 * ((second // BUCKET_S) % RING_20))  # type: ignore[call-arg]  # numba passes typingctx
                 _prefetch(ahead + layout[2] + second % RING_5)
         a = p[i]
         r = st[a]
@@ -586,7 +588,9 @@ def _check_round(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _heart(i, a, r, si, ti, hri, pw, speed, known, dt, k30, seen, mean_v, flags, cleared, prm, ev_at, ev_var, ev_val, n):  # type: ignore[no-untyped-def]
+def _heart(
+    i, a, r, si, ti, hri, pw, speed, known, dt, k30, seen, mean_v, flags, cleared, prm, ev_at, ev_var, ev_val, n
+):
     nan = math.nan
     has_hr = hri > 0 and hri < 256
     beat = int(hri) if has_hr else 0
@@ -668,7 +672,7 @@ def _heart(i, a, r, si, ti, hri, pw, speed, known, dt, k30, seen, mean_v, flags,
 
 
 @njit(cache=True)
-def _distance(  # type: ignore[no-untyped-def]
+def _distance(
     i, a, r, si, ti, di, lat_i, lon_i, cos_lat, pw, cad, ok, placed, speed, known, dt, mass, seen, gap,
     flags, cleared, prm, ev_at, ev_var, ev_val, n,
 ):  # fmt: skip
@@ -732,7 +736,7 @@ def _distance(  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True)
-def _late(i, a, r, si, ti, di, lat_i, lon_i, hri, placed, flags, cleared, prm, ev_at, ev_var, ev_val, n):  # type: ignore[no-untyped-def]
+def _late(i, a, r, si, ti, di, lat_i, lon_i, hri, placed, flags, cleared, prm, ev_at, ev_var, ev_val, n):
     """A sample older than one already checked: follow its gap in device order from the sample before it."""
     nan = math.nan
     gap_t = r.gap_t
@@ -767,7 +771,7 @@ def _late(i, a, r, si, ti, di, lat_i, lon_i, hri, placed, flags, cleared, prm, e
 
 
 @njit(cache=True)
-def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_val, n):  # type: ignore[no-untyped-def]
+def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_val, n):
     """Exact rolling 5- and 20-minute mean power of each second (missing seconds count 0 W)."""
     kg = float(weight[a])
     if kg > 0 and r.seen_fp & _SEEN_POWER:
@@ -816,7 +820,7 @@ def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_
 
 
 @njit(cache=True)
-def _check_clock(p, newest_t, now, platform, st, flags, cleared, hot, ev_at, ev_var, ev_val):  # type: ignore[no-untyped-def]
+def _check_clock(p, newest_t, now, platform, st, flags, cleared, hot, ev_at, ev_var, ev_val):
     """``platform``: how far behind the race's devices are at the median (a delay they all share)."""
     n = 0
     start, size = np.int64(st.ctypes.data), np.int64(st.itemsize)
@@ -824,7 +828,7 @@ def _check_clock(p, newest_t, now, platform, st, flags, cleared, hot, ev_at, ev_
         if i + PREFETCH_AHEAD < len(p):
             ahead = start + p[i + PREFETCH_AHEAD] * size
             for offset in range(0, hot, 64):
-                _prefetch(ahead + offset)
+                _prefetch(ahead + offset)  # type: ignore[call-arg]  # numba passes typingctx
         a = p[i]
         r = st[a]
         lag = now - newest_t[i]

@@ -46,11 +46,11 @@ def scored(board: RaceBoard) -> tuple[np.ndarray, np.ndarray]:
     n, c = board.size, board._col
     distance, when = c["distance"][:n], c["dist_t"][:n]
     if board.kind in ("distance", "course"):
-        return np.minimum(distance, board.target_m), when
+        return np.minimum(distance, board.target), when
     if board.kind == "collective":
         return distance, when
     start = c["start_t"][:n]
-    end = start + board.duration_s
+    end = start + board.duration
     hi_t = c["hi_t"][:n]
     lo_t = c["lo_t"][:n]
     known = lo_t > -np.inf
@@ -63,7 +63,7 @@ def finish_elapsed(board: RaceBoard) -> np.ndarray:
     """Each athlete's finish time from their own start (inf: not finished)."""
     n, c = board.size, board._col
     if board.kind == "time":
-        return np.where(c["status"][:n] == FINISHED, board.duration_s, np.inf)
+        return np.where(c["status"][:n] == FINISHED, board.duration, np.inf)
     if board.kind == "collective":
         return np.full(n, np.inf)
     done = c["cp"][:n] == len(board._lines)
@@ -111,7 +111,7 @@ def _order(board: RaceBoard) -> np.ndarray:
             at_line = c["splits"][:n][np.arange(n), np.maximum(passed - 1, 0)] - start
             at_line = np.where(passed > 0, at_line, 0.0)
             rest = np.where(passed > 0, _milli(at_line), far)
-            group = (len(board._lines) - passed + 1).astype(np.uint64)
+            group: np.ndarray | np.uint64 = (len(board._lines) - passed + 1).astype(np.uint64)
             keys += [at_line, -passed]
         else:
             rest, group = far, np.uint64(1)

@@ -146,7 +146,7 @@ def _score_time(board: RaceBoard, s: Samples, start: np.ndarray, out: dict[str, 
     c = board._col
     p, t, d = s["p"], s["t"], s["d"]
     ok = d >= 0
-    end = start + board.duration_s
+    end = start + board.duration
     within = ok & (t <= end)
     distance, dist_t = c["distance"][p], c["dist_t"][p]
     better = within & ((d > distance) | ((d == distance) & (t < dist_t)))
@@ -167,8 +167,8 @@ def _score_time(board: RaceBoard, s: Samples, start: np.ndarray, out: dict[str, 
 
 def _collect(board: RaceBoard, p: np.ndarray, t: np.ndarray, gained: np.ndarray) -> None:
     gained = np.where(board._col["status"][p] == DSQ, 0.0, gained)
-    if board._reached_t is None and board._total + gained.sum() >= board.target_m:
+    if board._reached_t is None and board._total + gained.sum() >= board.target:
         by_time = np.argsort(t, kind="stable")
         running = board._total + np.cumsum(gained[by_time])
-        board._reached_t = float(t[by_time][np.searchsorted(running, board.target_m)])
+        board._reached_t = float(t[by_time][np.searchsorted(running, board.target)])
     board._total += float(gained.sum())

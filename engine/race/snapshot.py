@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.race.delivery import COUNTS
 from engine.race.fair_play import columns as fair_play_columns
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def restore(board: RaceBoard, state: dict) -> None:
     board._ended = math.inf if state["ended"] is None else state["ended"]
     board._total = state["total"]
     board._reached_t = state["reached_t"]
-    board.counts = dict(state["counts"])
+    board.counts = {key: state["counts"].get(key, 0) for key in COUNTS}  # older boards also counted "invalid"
     board._flags = [{**f, "evidence": dict(f["evidence"])} for f in state["flags"]]
     if state["schema"] == 1:
         # kin_seq and the fair-play clock resume from the delivery state

@@ -93,10 +93,10 @@ def _entries(board: RaceBoard, who: np.ndarray, leader: int | None, ahead: np.nd
     moving = (scored[who] > 0) & (elapsed > 0)
     projected_s = projected_m = np.full(len(who), np.nan)
     if board.kind in ("distance", "course"):
-        pace = np.where(moving, elapsed * board.target_m / np.where(moving, scored[who], 1.0), np.nan)
+        pace = np.where(moving, elapsed * board.target / np.where(moving, scored[who], 1.0), np.nan)
         projected_s = np.where(finish[who] < np.inf, finish[who], pace)
     elif board.kind == "time":
-        projected_m = np.where(moving, scored[who] * board.duration_s / np.where(moving, elapsed, 1.0), np.nan)
+        projected_m = np.where(moving, scored[who] * board.duration / np.where(moving, elapsed, 1.0), np.nan)
     statuses = [STATES[code] for code in states(board, who).tolist()]
     columns = {
         "participant": who,
@@ -132,7 +132,7 @@ def totals(board: RaceBoard) -> dict:
         out.update(
             distance_m=board._total,
             target_m=board.target_m,
-            progress=min(board._total / board.target_m, 1.0),
+            progress=min(board._total / board.target, 1.0),
             reached_t=board._reached_t,
         )
     else:
@@ -166,4 +166,3 @@ def results(board: RaceBoard) -> list[dict]:
             row["splits_s"] = [plain(x) for x in splits[i].tolist()]
         rows.append(row)
     return rows
-

@@ -154,7 +154,10 @@ async def login(body: Login, request: Request, arena: ArenaDep) -> TokenPair:
             credentials = await arena.ref(Account, user_id).ask(Account.credentials)
         except NotFound:
             credentials = None
-    if not await arena.passwords.verify(credentials and credentials["password_hash"], body.password):
+    password_hash = credentials["password_hash"] if credentials is not None else None
+    # The hash is checked even without an account (against a decoy), so both take as long.
+    verified = await arena.passwords.verify(password_hash, body.password)
+    if not verified or user_id is None or credentials is None:
         await arena.limiter.failed(email, address)
         known = user_id if credentials is not None else None
         if known is not None:  # a made-up account writes nothing; a real one's failures are its security events
@@ -234,7 +237,7 @@ async def me(caller: CallerDep, arena: ArenaDep) -> dict:
 @router.patch("/me", summary="Edit my profile and privacy")
 async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> dict:
     changes = body.model_dump(exclude_none=True)
-    if "profile" in changes:
+    if body.profile is not None:  # only the fields sent: a profile edit leaves the others as they are
         changes["profile"] = body.profile.model_dump(exclude_unset=True)
     me = await arena.ref(Account, caller.id).ask(Account.update_profile, **changes)
     if "private" in changes:  # the races the athlete joined show them (or hide them) accordingly

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from actors.device import Device, DeviceOwner
 from actors.race import Race
 from connectors.mosquitto import PasswordFile, broker_of, device_topics, reload_brokers
-from engine.errors import EngineError, NotFound
+from engine.errors import EngineError, Forbidden, NotFound, Rejected
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.problems import Problem
@@ -94,12 +94,18 @@ async def bind_device(arena: Arena, caller: Caller, device_id: str, race_id: str
     """Bind one of the caller's own devices to the caller's entry in a race (both bind routes).
 
     The device entity owns the binding: an unknown id, or someone else's device, is 404;
-    a revoked one 409. A device bound to another race moves here, and that race forgets it.
+    a revoked one 409. The race says whether the caller may bind there (in the race, not
+    ended) and keeps a copy; a device bound to another race moves here, and that race
+    forgets it. A copy the device then refuses is taken back.
     """
     if (await _mine(arena, device_id, caller))["revoked"]:
         raise Problem(409, "this device was revoked")
     participant = await arena.races.ref(race_id).ask(Race.bind_device, user_id=caller.id, device_id=device_id)
-    device = await arena.ref(Device, device_id).ask(Device.bind, by=caller.id, race_id=race_id)
+    try:
+        device = await arena.ref(Device, device_id).ask(Device.bind, by=caller.id, race_id=race_id)
+    except (Forbidden, NotFound, Rejected):  # revoked meanwhile: bound nowhere, so no race keeps it
+        await _release(arena, race_id, device_id)
+        raise
     await _release(arena, device.pop("moved_from"), device_id)
     return {"device": device, "participant": participant}
 

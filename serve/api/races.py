@@ -131,9 +131,11 @@ async def recent(
     mine: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict:
-    if mine and caller is None:
-        raise Problem(401, "sign in to list your races", headers={"WWW-Authenticate": "Bearer"})
-    organizer = caller.id if mine else None
+    organizer = None
+    if mine:
+        if caller is None:
+            raise Problem(401, "sign in to list your races", headers={"WWW-Authenticate": "Bearer"})
+        organizer = caller.id
     return {"items": await arena.ref(RaceIndex, "all").ask(RaceIndex.recent, organizer=organizer, limit=limit)}
 
 
