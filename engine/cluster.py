@@ -181,9 +181,18 @@ class Cluster:
     def notices(self, cls: type[Entity], entity_id: str) -> AbstractAsyncContextManager[AsyncIterator[dict]]:
         """What the entity tells its listeners from now on (``engine.notices``), until the context exits;
         ``{"type": "lagged"}`` where some were lost."""
+        return self._notices().subscribe(channel(cls.kind, entity_id))
+
+    def start_notices(self) -> None:
+        """Start the notice log now. Otherwise the first notice starts it (a Ray process) in the
+        middle of whatever published it: the first race's start, which cost a race benchmark a
+        quarter of its samples/s while the process came up."""
+        self._notices().start()
+
+    def _notices(self) -> RayBus:
         if self._notice_log is None:
             self._notice_log = RayBus(NOTICE_LOG, namespace=self.namespace)
-        return self._notice_log.subscribe(channel(cls.kind, entity_id))
+        return self._notice_log
 
     def ref(self, cls: type[E], entity_id: str) -> Ref[E]:
         """The entity ``(cls.kind, entity_id)``, asked through this cluster by its handlers."""

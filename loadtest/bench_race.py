@@ -275,6 +275,7 @@ async def _arena(riders: Riders, seconds: list[np.ndarray], args: argparse.Names
             HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1, open_store=OPEN_STORE),
             namespace=f"race-{uuid.uuid4().hex[:8]}",
         )
+        cluster.start_notices()  # as serve.context.connect does: not at the gun
         try:
             race_id = f"bench-{riders.size}"
             started = time.perf_counter()

@@ -51,12 +51,14 @@ def connect(settings: Settings) -> Cluster:
         shards=settings.shards,
         open_store=OPEN_STORE,
     )
-    return Cluster(
+    cluster = Cluster(
         spec,
         namespace=settings.namespace,
         node_resource=settings.host_resource,
         max_dedicated=settings.race_hosts_max,
     )
+    cluster.start_notices()  # before any race's gun (engine.notices)
+    return cluster
 
 
 def new_id() -> str:

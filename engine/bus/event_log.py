@@ -112,6 +112,11 @@ class RayBus(FanoutBus):
         self._wake = asyncio.Event()
         self._poller: asyncio.Task | None = None
 
+    def start(self) -> None:
+        """Start the event log's actor now (it starts on first use otherwise): a process of its own
+        whose start-up should not land on a hot moment, such as a race's gun."""
+        self._log()
+
     def _log(self) -> Any:
         if self._actor is None:
             self._actor = _EventLogActor.options(
