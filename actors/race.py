@@ -164,6 +164,12 @@ class Race(Entity):
 
     # -- organizer -----------------------------------------------------------
 
+    @property
+    def created_board(self) -> RaceBoard:
+        """The board, which every created race has (``_require`` refuses a race never created)."""
+        assert self.board is not None, "the race was never created"
+        return self.board
+
     def _require(self) -> None:
         if self.status is None:
             raise NotFound("no such race")
@@ -267,7 +273,7 @@ class Race(Entity):
         self.cancel_timer("start")
         self.cancel_timer("countdown")
         self.notice({"type": "start", "race": self.id, "at": self.now})
-        self.board.start("all", self.now)
+        self.created_board.start("all", self.now)
         if self.config["kind"] == "time":
             rolling = self.config["start_mode"] == "rolling"
             window = (self.config.get("start_window_s") or 0) if rolling else 0
@@ -279,7 +285,7 @@ class Race(Entity):
         """Force-end (or the time race's own end): whoever is still out is DNF."""
         event = self._transition("finished", by)
         self.cancel_timer("end")
-        self.board.end(self.now)
+        self.created_board.end(self.now)
         self.notice({"type": "finished", "race": self.id})
         return event
 
@@ -287,7 +293,7 @@ class Race(Entity):
     def finalize(self, by: str) -> dict:
         """Results become official; provisional athletes must be reviewed first."""
         self._require()
-        if any(f["decision"] is None for f in self.board.flags()):
+        if any(f["decision"] is None for f in self.created_board.flags()):
             raise Rejected("review every flagged athlete before the results become final")
         return self._transition("final", by)
 
@@ -310,11 +316,11 @@ class Race(Entity):
         index = self._athlete(user_id)
         if not accept:
             self._keep_status(user_id, index)
-        self.board.review(index, accept)
+        self.created_board.review(index, accept)
         return {"user_id": user_id, "accepted": accept}
 
     def _keep_status(self, user_id: str, index: int) -> None:
-        status = self.board.status(index)
+        status = self.created_board.status(index)
         if status != "dsq":
             self.before_dsq[user_id] = status
 
@@ -328,16 +334,16 @@ class Race(Entity):
         if not reason:
             raise Rejected("a correction needs a reason")
         index = self._athlete(user_id)
-        before = self.board.status(index)
+        before = self.created_board.status(index)
         if action == "disqualify":
             if before == "dsq":
                 raise Rejected("this athlete is already disqualified")
             self._keep_status(user_id, index)
-            self.board.review(index, False)
+            self.created_board.review(index, False)
         elif action == "reinstate":
             if before != "dsq" or user_id not in self.before_dsq:
                 raise Rejected("only a disqualified athlete can be reinstated")
-            self.board.reinstate(index, self.before_dsq.pop(user_id))
+            self.created_board.reinstate(index, self.before_dsq.pop(user_id))
         else:
             raise Rejected("a correction disqualifies or reinstates an athlete")
         correction = {
@@ -347,7 +353,7 @@ class Race(Entity):
             "participant": index,
             "action": action,
             "from": before,
-            "to": self.board.status(index),
+            "to": self.created_board.status(index),
             "reason": reason[:500],
         }
         self.corrections.append(correction)
@@ -390,7 +396,7 @@ class Race(Entity):
             raise Rejected(f"sex is one of {', '.join(SEXES[1:])} (it picks the W/kg caps), or absent")
         weight = np.array([weight_kg if weight_kg else np.nan], np.float32)
         sexes = np.array([SEXES.index(sex) if sex else 0])
-        (index,) = self.board.add(1, categories=np.array([code]), weights_kg=weight, sexes=sexes)
+        (index,) = self.created_board.add(1, categories=np.array([code]), weights_kg=weight, sexes=sexes)
         self.athletes.append({"user_id": user_id, "name": name, "category": category})
         self._index[user_id] = index
         if private:
@@ -414,7 +420,7 @@ class Race(Entity):
     def join_many(self, athletes: list[dict]) -> list:
         """A join surge in one message: an index or a refusal for each athlete, in order."""
         self._require()
-        answers = []
+        answers: list[int | dict[str, str]] = []
         for athlete in athletes:
             try:
                 answers.append(
@@ -437,7 +443,7 @@ class Race(Entity):
         index = self._athlete(user_id)
         if self.status in ENDED:
             raise Rejected(f"the race is {self.status}: a withdrawal is no longer possible")
-        self.board.withdraw(index)
+        self.created_board.withdraw(index)
 
     @update
     def privacy(self, user_id: str, private: bool) -> None:
@@ -510,7 +516,7 @@ class Race(Entity):
                 raise Forbidden("join the race before sending telemetry")
             batch = batch.copy()
             batch["entry"] = lookup[np.minimum(batch["entry"], len(athletes))]
-        counts = self.board.ingest(batch, self.now)
+        counts: dict[str, Any] = self.created_board.ingest(batch, self.now)
         counts["not_in_race"] = strangers
         if self.signal_lost:  # telemetry is the surest sign that the signal is back
             lost = np.fromiter(self.signal_lost, np.uint32, len(self.signal_lost))
@@ -530,7 +536,7 @@ class Race(Entity):
             "athletes": len(self.athletes),
             "transitions": self.transitions,
             "corrections": [{**c, "private": c["participant"] in self.private} for c in self.corrections],
-            "totals": self.board.totals() if self.board is not None else {},
+            "totals": self.created_board.totals() if self.board is not None else {},
         }
 
     @query
@@ -550,7 +556,7 @@ class Race(Entity):
         ``n``, the whole order as packed arrays (for "around me" and rank lookups), and the
         athletes who joined since the caller's ``known`` count."""
         self._require()
-        board = self.board
+        board = self.created_board
         boards = {"": board.leaderboard(n)}
         for code, name in enumerate(self.config["categories"]):
             boards[name] = board.leaderboard(n, category=code)
@@ -573,7 +579,7 @@ class Race(Entity):
     @query
     def results(self) -> list[dict]:
         self._require()
-        rows = self.board.results()
+        rows = self.created_board.results()
         for row in rows:
             athlete = self.athletes[row["participant"]]
             row.update(
@@ -587,7 +593,7 @@ class Race(Entity):
     @query
     def flags(self) -> list[dict]:
         self._require()
-        flags = self.board.flags()
+        flags = self.created_board.flags()
         for flag in flags:
             athlete = self.athletes[flag["participant"]]
             flag.update(user_id=athlete["user_id"], name=athlete["name"])
@@ -657,7 +663,9 @@ class RaceRef(Entity):
         self._show(user_id, private)
 
     def _show(self, user_id: str, private: bool) -> None:
-        view = self.record["view"]
+        record = self.record
+        assert record is not None, "a settled race keeps its record"
+        view = record["view"]
         index = next((i for i, athlete in enumerate(view["roster"]) if athlete[0] == user_id), None)
         if index is None:
             return
@@ -667,7 +675,7 @@ class RaceRef(Entity):
         else:
             hidden.discard(index)
         view["private"] = sorted(hidden)
-        for row in (*self.record["results"], *self.record["info"].get("corrections", ())):
+        for row in (*record["results"], *record["info"].get("corrections", ())):
             if row["user_id"] == user_id:
                 row["private"] = private
 
