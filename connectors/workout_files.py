@@ -261,8 +261,14 @@ class _XmlWorkout:
             self._point = {key: attrib[key] for key in ("lat", "lon") if key in attrib}
         elif name == "Lap":
             self._lap = {"StartTime": attrib.get("StartTime", "")}
-        elif name == "Activity" and self.track.sport is None:
-            self.track.sport = attrib.get("Sport")
+        elif name == "Activity" and self.opened.sport is None:
+            self.opened.sport = attrib.get("Sport")
+
+    @property
+    def opened(self) -> _Track:
+        """The track, which exists from the root element on (``start`` refuses any other root)."""
+        assert self.track is not None, "an element ended or had text before the root started"
+        return self.track
 
     def data(self, text: str) -> None:
         self._text.append(text)
@@ -273,7 +279,9 @@ class _XmlWorkout:
         text = "".join(self._text).strip()
         self._text.clear()
         if name == self._point_tag:
-            self.track.add(_xml_point(self._point, self.track.format))
+            if self._point is None:  # <trkpt><trkpt/></trkpt>: the inner one ended the point
+                raise BadWorkoutFile(f"{self.what} has a track point inside another track point")
+            self.opened.add(_xml_point(self._point, self.opened.format))
             self._point = None
         elif self._point is not None:
             field = _XML_POINT_FIELDS.get(name.lower())
@@ -282,21 +290,21 @@ class _XmlWorkout:
         elif parent == "Lap" and text:
             self._lap[name] = text
         elif name == "Lap":
-            self.track.laps.append(
+            self.opened.laps.append(
                 (
                     _time(self._lap["StartTime"] or None, "TCX lap"),
                     _number(self._lap.get("TotalTimeSeconds"), "lap time"),
                     _number(self._lap.get("DistanceMeters"), "lap distance"),
                 )
             )
-            self.track.add_calories(_number(self._lap.get("Calories"), "calorie count"))
+            self.opened.add_calories(_number(self._lap.get("Calories"), "calorie count"))
         elif parent == "trk" and name == "name" and text:
-            self.track.name = self.track.name or text
+            self.opened.name = self.opened.name or text
         elif parent == "trk" and name == "type" and text:
-            self.track.sport = self.track.sport or text
+            self.opened.sport = self.opened.sport or text
 
     def finish(self) -> ParsedWorkout:
-        return self.track.finish()
+        return self.opened.finish()
 
 
 def _xml_point(fields: dict[str, str], format: str) -> TrackPoint:
@@ -331,7 +339,7 @@ def _number(text: str | None, what: str) -> float | None:
 def _sensor(text: str | None, what: str) -> int | None:
     value = _number(text, what)
     if value is not None and not 0 <= value <= _MAX_SENSOR_VALUE:
-        raise BadWorkoutFile(f"a {what} of {text[:40]!r} is outside 0 to {_MAX_SENSOR_VALUE:,}")
+        raise BadWorkoutFile(f"a {what} of {value:g} is outside 0 to {_MAX_SENSOR_VALUE:,}")
     return None if value is None else round(value)
 
 
@@ -356,9 +364,10 @@ def _point(
     power: int | None = None,
     cadence: int | None = None,
 ) -> TrackPoint:
-    if (lat is None) != (lon is None):
-        raise BadWorkoutFile("a track point has a latitude without a longitude, or the other way round")
-    if lat is not None and not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+    if lat is None or lon is None:
+        if (lat is None) != (lon is None):
+            raise BadWorkoutFile("a track point has a latitude without a longitude, or the other way round")
+    elif not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
         raise BadWorkoutFile(f"a track point is at latitude {lat}, longitude {lon}, which is not on Earth")
     return TrackPoint(t=t, lat=lat, lon=lon, ele=ele, distance=distance, hr=hr, power=power, cadence=cadence)
 

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,13 +17,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from serve.ingress import free_port  # noqa: F401  (the benchmarks' and tests' import)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def environment(data: Path, **settings: str) -> dict[str, str]:

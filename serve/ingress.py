@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import resource
 import shutil
 import signal
@@ -168,15 +169,34 @@ def _free(port: int) -> bool:
     return True
 
 
+# Ports for throwaway servers come from below the kernel's ephemeral range (32768-60999 on Linux) and
+# above Ray's worker ports (10002-19999): a port the kernel handed out as "free" is also the next
+# one it may give a Ray process's outgoing connection, which then holds it when the server binds.
+_PORTS = range(20000, 32000)
+
+
+def free_port() -> int:
+    """A port nothing listens on or connects from, outside the ranges the kernel and Ray hand out."""
+    for port in random.sample(_PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_PORTS.start}-{_PORTS.stop - 1}")
+
+
 def _port(wanted: int, what: str) -> int:
-    """``wanted`` if it is free on loopback, else (or for 0) one the system picks."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", wanted))
-        except OSError:
-            log.warning("HAProxy's %s port %d is taken (another Arena?); using a free one", what, wanted)
-            probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """``wanted`` if it is free on loopback, else (or for 0) a free one."""
+    if wanted:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", wanted))
+                return wanted
+            except OSError:
+                log.warning("HAProxy's %s port %d is taken (another Arena?); using a free one", what, wanted)
+    return free_port()
 
 
 def _remove_orphaned_folders() -> None:

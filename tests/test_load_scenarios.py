@@ -39,7 +39,7 @@ def test_devices_stream_over_mqtt_into_the_race(tmp_path):
     devices = 50
     run = subprocess.run(
         [sys.executable, "-m", "loadtest.scenarios", "devices", "--users", str(devices), "--api-devices", "10",
-         "--seconds", "20", "--replicas", "1", "--reports", str(tmp_path)],
+         "--seconds", "8", "--replicas", "1", "--reports", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -19,6 +19,7 @@ from engine.cluster import Cluster
 from engine.ray_host import HostSpec
 from loadtest.server import free_port
 from serve.kinds import KINDS, OPEN_STORE
+from tests.conftest import Clock
 
 pytestmark = pytest.mark.ray
 
@@ -258,7 +259,16 @@ async def test_the_default_route_asks_the_device_entity_through_an_authenticated
     acl.write_text(acl_text())
     port = free_port()
     with running_broker(tmp_path / "broker", port, tmp_path / "passwd", acl):
-        hub = Hub(cluster, port=port, client_id="hub-auth", username=HUB_USER, password="hub-secret", route_ttl=0.1)
+        clock = Clock()
+        hub = Hub(
+            cluster,
+            port=port,
+            client_id="hub-auth",
+            username=HUB_USER,
+            password="hub-secret",
+            route_ttl=10.0,
+            monotonic=clock,
+        )
         device = None
         await hub.start()
         try:
@@ -273,7 +283,7 @@ async def test_the_default_route_asks_the_device_entity_through_an_authenticated
             assert hub.accepted == SAMPLES_PER_MESSAGE and not hub.dropped
 
             await cluster.ask("device", "d9", "revoke", {"by": "a0"})
-            await asyncio.sleep(0.2)  # the cached route expires
+            clock.now += 10.0  # the cached route expires
             device.publish(
                 "arena/v1/devices/d9/telemetry", msgpack.packb(_message(race_id, 5)), qos=1
             ).wait_for_publish(10)
@@ -388,7 +398,8 @@ async def test_the_hub_reconnects_by_itself_when_the_broker_restarts_and_loses_n
             await _until(lambda: hub.acked == 5, what="the first messages acked")
             device.close()
         # The broker is down now (its session store saved on the way out); the hub keeps trying.
-        await asyncio.sleep(1.5)
+        failed = hub.failed_reconnects
+        await _until(lambda: hub.failed_reconnects >= failed + 2, what="the hub trying the gone broker again")
         assert hub.received == 5
         with running_broker(folder, port, None, None, max_inflight=1000, max_queued=100_000):
             device = _Device(port, "d0")

@@ -30,13 +30,17 @@ class ArenaProcess:
         )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            assert self._process.poll() is None, f"arena run exited early; see {log}"
+            if self._process.poll() is not None:
+                self._log.close()
+                tail = log.read_text(errors="replace")[-4000:]
+                pytest.fail(f"arena run exited early ({self._process.returncode}); the end of {log}:\n{tail}")
             if b"Arena is running at" in log.read_bytes():
                 assert httpx.get(f"{self.url}/health", timeout=30).status_code == 200
                 return
             time.sleep(1)
         self.stop()
-        pytest.fail(f"arena run did not answer /health in time; see {log}")
+        tail = log.read_text(errors="replace")[-4000:]
+        pytest.fail(f"arena run did not answer /health in time; the end of {log}:\n{tail}")
 
     def stop(self) -> int:
         self._process.send_signal(signal.SIGINT)
@@ -46,11 +50,12 @@ class ArenaProcess:
             self._log.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def environment(request, tmp_path, ray_cluster) -> dict[str, str]:
-    database_url = (
-        f"sqlite:///{tmp_path}/arena.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    )
+@pytest.fixture
+def environment(tmp_path, ray_cluster) -> dict[str, str]:
+    """The embedded default a newcomer runs: its SQLite file and signing secret under the data folder.
+    (PostgreSQL keeps what it is given by itself; its durability is the SIGKILL tests' subject, on
+    both stores: tests/test_ray_engine.py, tests/test_race_recovery.py.)"""
+    database_url = f"sqlite:///{tmp_path}/arena.db"
     return {
         **os.environ,
         "ARENA_RAY_ADDRESS": "local",  # a Ray of its own, beside the test session's

@@ -14,7 +14,6 @@ import asyncio
 import csv
 import io
 import shutil
-import socket
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest.server import free_port
 from tests.conftest import ROOT, require_program
 
 pytestmark = pytest.mark.ray
@@ -42,9 +42,7 @@ def server(settings):
     from serve.app import api
     from serve.context import Arena
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     arena = Arena.build(settings)
     api.state.arena = arena
     server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))

@@ -365,6 +365,14 @@ def test_gpx_route_without_timestamps_is_refused():
     assert "timestamp" in _refusal(data, "route.gpx")
 
 
+def test_a_track_point_inside_another_is_refused():
+    data = _gpx(_run(5))
+    first, end = data.index(b"<trkpt"), data.index(b"</trkpt>") + len(b"</trkpt>")
+    nested = data[:first] + b'<trkpt lat="1" lon="1">' + data[first:end] + b"</trkpt>" + data[end:]
+
+    assert "inside another track point" in _refusal(nested, "nested.gpx")
+
+
 def test_gpx_without_track_points_is_refused():
     assert "no track points" in _refusal(_gpx([]), "empty.gpx")
 

@@ -54,7 +54,9 @@ class Hub:
         route_ttl: float = 10.0,
         retry_delay: float = 0.5,
         shard: tuple[int, int] = (0, 1),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``monotonic`` ages cached routes; a test passes a clock it moves by hand."""
         if cluster is None and route is None:
             raise ValueError("a hub needs a cluster (to ingest and, by default, to route devices)")
         if batch_window <= 0 or max_batch < 1:
@@ -84,7 +86,7 @@ class Hub:
             on_messages=self._receive,
             retry_delay=retry_delay,
         )
-        self._routes = Routes(route or self._ask_device, route_ttl, self._spawn)
+        self._routes = Routes(route or self._ask_device, route_ttl, self._spawn, monotonic)
         self._on_status = on_status or (self._tell_race if cluster is not None else None)
         self._batches: Batches | None = None
         self._notices: Notices | None = None
@@ -110,6 +112,11 @@ class Hub:
     @property
     def port(self) -> int:
         return self._transport.port
+
+    @property
+    def failed_reconnects(self) -> int:
+        """Attempts to reach a broker that was gone; they go on, further apart, until it is back."""
+        return self._transport.failed_reconnects
 
     @property
     def _client(self) -> Any:  # paho's client, for tests that look at the connection

@@ -21,8 +21,15 @@ Lookup = Callable[[str], Awaitable[dict | None]]  # device id → its route, Non
 
 
 class Routes:
-    def __init__(self, lookup: Lookup, ttl: float, spawn: Callable[[Awaitable[None]], None]) -> None:
+    def __init__(
+        self,
+        lookup: Lookup,
+        ttl: float,
+        spawn: Callable[[Awaitable[None]], None],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
+        self._monotonic = monotonic  # a test's clock, moved by hand, ages routes without waiting
         self._lookup = lookup
         self._spawn = spawn
         self._routes: dict[str, tuple[float, dict | None]] = {}  # device → (fresh until, route)
@@ -31,7 +38,7 @@ class Routes:
     def cached(self, device_id: str) -> tuple[bool, dict | None]:
         """``(True, route)`` when a fresh route is in hand (renewed in the background past half its
         life), else ``(False, None)``: ``resolve`` it."""
-        cached, now = self._routes.get(device_id), time.monotonic()
+        cached, now = self._routes.get(device_id), self._monotonic()
         if cached is None or cached[0] <= now:
             return False, None
         if cached[0] - now < self.ttl / 2 and device_id not in self._refreshing:
@@ -41,7 +48,7 @@ class Routes:
 
     async def resolve(self, device_id: str) -> dict | None:
         cached = self._routes.get(device_id)
-        if cached is not None and cached[0] > time.monotonic():
+        if cached is not None and cached[0] > self._monotonic():
             return cached[1]
         return await self.lookup(device_id)
 
@@ -51,7 +58,7 @@ class Routes:
             route = await self._lookup(device_id)
         except NotFound:
             route = None
-        self._routes[device_id] = (time.monotonic() + self.ttl, route)
+        self._routes[device_id] = (self._monotonic() + self.ttl, route)
         return route
 
     async def _refresh(self, device_id: str) -> None:

@@ -46,6 +46,7 @@ class Transport:
         self._woken = False
         self._housekeeper: asyncio.Future | None = None
         self._connected: asyncio.Event | None = None
+        self.failed_reconnects = 0
         # MQTT 3.1.1 with a persistent session (clean_session off): paho parses a v5
         # PUBLISH's properties into an object per message, which took half the hub's CPU.
         # The broker keeps the session (persistent_client_expiration) and sets the
@@ -122,6 +123,7 @@ class Transport:
             try:
                 self.client.reconnect()
             except OSError as error:
+                self.failed_reconnects += 1
                 pause = min(pause * 2, 10.0)
                 log.warning("mqtt broker %s:%s unreachable (%s); again in %.1f s", self.host, self.port, error, pause)
 

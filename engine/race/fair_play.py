@@ -671,6 +671,18 @@ def _heart(
     return n
 
 
+@njit(cache=True, inline="always")
+def _owe(excess, t0, rep, ref, ti, claimed, explained, owed):
+    """One step of an indoor CUSUM: ``owed`` (what was claimed beyond what power or cadence explains)
+    added to the running excess, which never goes below zero; a run starts afresh (its start ``t0``
+    and its claimed and explained totals) whenever the excess stands at zero."""
+    if excess == 0:
+        if owed > 0:
+            t0 = ti
+        rep, ref = 0.0, 0.0
+    return max(excess + owed, 0.0), t0, rep + claimed, ref + explained
+
+
 @njit(cache=True)
 def _distance(
     i, a, r, si, ti, di, lat_i, lon_i, cos_lat, pw, cad, ok, placed, speed, known, dt, mass, seen, gap,
@@ -708,26 +720,14 @@ def _distance(
     if moving and pw > 0 and not math.isnan(prm[INDOOR_CDA]):  # a meter that drops out owes nothing
         kinetic = mass * speed * (speed - float(r.kin_v)) / gap
         need = _needed(speed, mass, prm[INDOOR_CDA], prm[CRR]) + (0.0 if math.isnan(kinetic) else kinetic)
-        owed = (need - INDOOR_MARGIN * pw) * dt
-        if excess == 0:
-            if owed > 0:
-                t0 = ti
-            rep, ref = 0.0, 0.0
-        rep, ref = rep + need * dt, ref + pw * dt
-        excess = max(excess + owed, 0.0)
+        excess, t0, rep, ref = _owe(excess, t0, rep, ref, ti, need * dt, pw * dt, (need - INDOOR_MARGIN * pw) * dt)
         if excess > INDOOR_SLACK_J:
             n = _emit(ev_at, ev_var, ev_val, n, i, V_DIST_POWER, a, flags, cleared,
                       nan, t0, ti, rep, ref, excess, nan, nan)  # fmt: skip
     # Indoors, run: steps too long for the cadence
     if moving and cad > 0 and not math.isnan(prm[STRIDE_MAX]):
         reach = cad / 60.0 * prm[STRIDE_MAX]
-        owed = (speed - reach) * dt
-        if excess == 0:
-            if owed > 0:
-                t0 = ti
-            rep, ref = 0.0, 0.0
-        rep, ref = rep + speed * dt, ref + reach * dt
-        excess = max(excess + owed, 0.0)
+        excess, t0, rep, ref = _owe(excess, t0, rep, ref, ti, speed * dt, reach * dt, (speed - reach) * dt)
         if excess > STRIDE_SLACK_M:
             n = _emit(ev_at, ev_var, ev_val, n, i, V_DIST_CADENCE, a, flags, cleared,
                       nan, t0, ti, rep, ref, excess, nan, nan)  # fmt: skip
