@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.events import RACE_RESULT, WORKOUT_RECORDED
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
+from engine.events import Event, To, react
 
 __all__ = ["Account", "ROLES", "VISIBILITIES"]
 
@@ -266,15 +268,32 @@ class Account(Entity):
 
     @update
     def add_workout(self, summary: dict, fingerprint: str | None = None) -> dict:
-        """Record a workout's summary; a file seen before is refused as a duplicate."""
+        """Record a workout's summary (its visibility, when unset, the account's default); a file seen
+        before is refused as a duplicate. Followers' feeds get it through ``workout.recorded``."""
         self._require()
         if fingerprint is not None and fingerprint in self.fingerprints:
             raise Rejected(f"duplicate: this file was already imported as workout {self.fingerprints[fingerprint]}")
+        if any(w["id"] == summary["id"] for w in self.workouts):
+            raise Rejected(f"workout {summary['id']} is already in this account")
+        summary = {**summary, "visibility": summary.get("visibility") or self.default_visibility}
         if fingerprint is not None:
             self.fingerprints[fingerprint] = summary["id"]
         self.workouts.append(summary)
         self.workouts.sort(key=lambda w: (w["start"], w["id"]), reverse=True)
+        self.emit(
+            WORKOUT_RECORDED,
+            owner=self.id,
+            owner_name=self.profile.get("display_name"),
+            workout_id=summary["id"],
+            visibility=summary["visibility"],
+            summary=summary,
+        )
         return summary
+
+    @react(RACE_RESULT, to=To.field("user_id"))
+    def on_race_result(self, event: Event) -> None:
+        """A race's result joins the athlete's workouts (and, through them, their followers' feeds)."""
+        self.add_workout(event.fields["summary"])  # Rejected (declined) for an account that is gone, or a repeat
 
     @update
     def edit_workout(self, workout_id: str, changes: dict) -> dict:

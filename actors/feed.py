@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from actors.account import Account
+from actors.events import WORKOUT_RECORDED
 from actors.paging import page
 from engine.entity import Entity, query, update
+from engine.events import Event, To, react
 
 __all__ = ["Feed", "FEED_LENGTH"]
 
@@ -24,6 +27,25 @@ class Feed(Entity):
         self.items.insert(0, item)
         self.items.sort(key=lambda i: (i["at"], i["id"]), reverse=True)
         del self.items[FEED_LENGTH:]
+
+    @react(
+        WORKOUT_RECORDED,
+        to=(To.field("owner"), To.ask(Account, "owner", Account.ids, which="followers")),
+        when=lambda fields: fields["visibility"] != "private",
+    )
+    def on_workout(self, event: Event) -> None:
+        """Fan-out on write: the owner's feed and each follower's get the workout's card."""
+        summary = event.fields["summary"]
+        self.push(
+            {
+                "id": event.fields["workout_id"],
+                "at": summary["start"],
+                "owner": event.fields["owner"],
+                "owner_name": event.fields["owner_name"],
+                **{k: summary.get(k) for k in ("sport", "title", "distance_m", "moving_s", "elapsed_s")},
+                "visibility": event.fields["visibility"],
+            }
+        )
 
     @update
     def drop_owner(self, owner: str) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from actors.events import RACE_RESULT
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import Rejected
+from engine.events import Event, To, react
 
 __all__ = ["Inbox", "NOTIFICATION_TYPES", "INBOX_LENGTH"]
 
@@ -35,6 +37,16 @@ class Inbox(Entity):
             self.unread -= not dropped["read"]
         del self.items[INBOX_LENGTH:]
         return item
+
+    @react(RACE_RESULT, to=To.field("user_id"))
+    def on_race_result(self, event: Event) -> None:
+        result = event.fields["result"]
+        item = self.notify(
+            event.id, "race_result", {"race_id": event.fields["race_id"], "place": result["place"],
+                                      "status": result["status"]}
+        )  # fmt: skip
+        if item is not None:  # live, to the athlete's open connections (engine.notices)
+            self.notice({"type": "notification", "notification": item})
 
     @update
     def mark_read(self, ids: list[str] | None = None) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from actors.events import RACE_RESULT
+from actors.workout import SPORTS as WORKOUT_SPORTS
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
 from engine.race import MAX_CHECKPOINTS, SEXES, RaceBoard, warm_up
@@ -295,7 +297,44 @@ class Race(Entity):
         self._require()
         if any(f["decision"] is None for f in self.created_board.flags()):
             raise Rejected("review every flagged athlete before the results become final")
-        return self._transition("final", by)
+        event = self._transition("final", by)
+        self._emit_results()
+        return event
+
+    def _emit_results(self) -> None:
+        """Each athlete who started gets ``race.result``: it becomes their workout and a notification."""
+        started = next((t["at"] for t in self.transitions if t["status"] == "live"), None)
+        if started is None:
+            return
+        config = self.config
+        for row in self.results():
+            if row["status"] not in ("finished", "dnf"):
+                continue
+            elapsed, distance = row["finish_s"] or 0.0, row["distance_m"]
+            workout_id = f"{self.id}-{row['participant']}"
+            summary = {
+                "id": workout_id,
+                "sport": config["sport"] if config["sport"] in WORKOUT_SPORTS else "other",
+                "title": f"{config['name']}: " + (f"#{row['place']}" if row["place"] else row["status"].upper()),
+                "start": started,
+                "elapsed_s": elapsed,
+                "moving_s": elapsed,
+                "distance_m": distance,
+                "elevation_gain_m": 0.0,
+                "pace_s_per_km": elapsed / (distance / 1000) if distance and elapsed else None,
+                "avg_hr": None,
+                "max_hr": None,
+                "avg_power": None,
+                "calories": None,
+                "visibility": None,  # the athlete's default
+                "indoor": False,
+                "source": "race",
+                "race_id": self.id,
+                "best_efforts": {},
+            }
+            self.emit(
+                RACE_RESULT, race_id=self.id, user_id=row["user_id"], workout_id=workout_id, summary=summary, result=row
+            )
 
     @update
     def cancel(self, by: str, reason: str | None = None) -> dict:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.events import RACE_RESULT
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
+from engine.events import Event, To, react
 
-__all__ = ["Workout", "MAX_COMMENT_LENGTH"]
+__all__ = ["Workout", "MAX_COMMENT_LENGTH", "SPORTS"]
 
 MAX_COMMENT_LENGTH = 2_000
+SPORTS = ("run", "ride", "swim", "walk", "hike", "row", "other")
 _EDITABLE = ("title", "visibility", "description")
 
 
@@ -38,6 +41,12 @@ class Workout(Entity):
         self.summary = summary
         self.detail = detail
         return self.card()
+
+    @react(RACE_RESULT, to=To.field("workout_id"))
+    def on_race_result(self, event: Event) -> None:
+        """A race's result becomes the athlete's workout."""
+        fields = event.fields
+        self.record(fields["user_id"], fields["summary"], {"splits": [], "track": [], "result": fields["result"]})
 
     @update
     def edit(self, changes: dict) -> dict:

@@ -35,6 +35,7 @@ from engine.entity import Entity
 from engine.errors import EngineError, HostUnavailable, TooManyHosts, error_from_wire
 from engine.notices import NOTICE_LOG, channel
 from engine.ray_host import HostActor, HostSpec, load_kind, load_store_opener
+from engine.ray_relay import RELAY_NAME, RelayActor, RelaySpec
 from engine.refs import Ref
 from engine.routing import ShardMap
 
@@ -189,6 +190,27 @@ class Cluster:
         quarter of its samples/s while the process came up."""
         self._notices().start()
 
+    def start_relay(self, streams: tuple[tuple[str, str], ...] = ()) -> Any:
+        """Start the cluster's relay (``engine.relay``) if it does not run: the process that delivers
+        domain events to the entities that react to them and publishes them to ``streams``. Every
+        process that connects may call it; the first one's ``streams`` hold."""
+        spec = RelaySpec(replace(self.spec, namespace=self.namespace), streams, self.max_dedicated)
+        handle = RelayActor.options(  # type: ignore[attr-defined]  # @ray.remote
+            name=RELAY_NAME,
+            namespace=self.namespace,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            max_task_retries=-1,  # its methods are reads, or replays the hosts apply once
+            num_cpus=0,
+        ).remote(spec)
+        handle.run.remote()  # never answers; Ray resends it to a restarted relay, which starts again
+        return handle
+
+    def relay(self) -> Any:
+        """The running relay's handle (``start_relay`` first)."""
+        return ray.get_actor(RELAY_NAME, namespace=self.namespace)
+
     def _notices(self) -> RayBus:
         if self._notice_log is None:
             self._notice_log = RayBus(NOTICE_LOG, namespace=self.namespace)
@@ -289,7 +311,8 @@ class Cluster:
     def kill(self) -> None:
         for handle in self.hosts:
             ray.kill(handle, no_restart=True)
-        try:
-            ray.kill(ray.get_actor(NOTICE_LOG, namespace=self.namespace), no_restart=True)
-        except ValueError:  # no entity of this namespace published a notice
-            pass
+        for name in (NOTICE_LOG, RELAY_NAME):
+            try:
+                ray.kill(ray.get_actor(name, namespace=self.namespace), no_restart=True)
+            except ValueError:  # never started in this namespace
+                pass

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from engine.errors import MalformedMessage, UnknownMessage
+from engine.events import EventType, Reaction
 
 __all__ = ["Entity", "Handler", "update", "query"]
 
@@ -82,16 +83,27 @@ class Entity:
     schema_version: ClassVar[int] = 1
     dedicated: ClassVar[bool] = False  # each entity of this kind gets its own host
     handlers: ClassVar[dict[str, Handler]]
+    reactions: ClassVar[dict[str, Reaction]]  # event type -> this kind's reaction to it (engine.events)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         found: dict[str, Handler] = {}
+        reactions: dict[str, Reaction] = {}
         for base in reversed(cls.__mro__):
             for name, value in vars(base).items():
                 handler = getattr(value, "__arena_handler__", None)
                 if handler is not None:
                     found[name] = handler
+                reaction = getattr(value, "__arena_reaction__", None)
+                if reaction is not None:
+                    known = reactions.get(reaction.event.name)
+                    if known is not None and known.name != name:
+                        raise TypeError(
+                            f"{cls.__qualname__} reacts to {reaction.event.name} twice ({known.name}, {name})"
+                        )
+                    reactions[reaction.event.name] = reaction
         cls.handlers = found
+        cls.reactions = reactions
 
     @classmethod
     def warm(cls) -> None:
@@ -104,6 +116,9 @@ class Entity:
         self._timers: dict[str, list] = {}
         self._timers_changed = False
         self._notices: list[dict] = []
+        self._events: list[tuple[EventType, dict]] = []
+        self._applied: dict[str, list[int]] = {}  # event source -> [seq, index] of the last event applied
+        self._replayed: list[str] = []  # ids of dead-lettered events replayed by hand, the latest last
 
     @property
     def id(self) -> str:
@@ -129,6 +144,16 @@ class Entity:
         """Tell whoever listens to this entity (``engine.notices``), once this message is journaled;
         only an ``@update`` handler's notices go out, and none while the journal replays."""
         self._notices.append(body)
+
+    def emit(self, event: EventType, /, **fields: Any) -> None:
+        """State a fact (``engine.events``): it is committed with this message's journal entry and
+        reaches the entities that react to it; only an ``@update`` handler's (or a reaction's)
+        events are kept, and none while the journal replays."""
+        if fields.keys() != set(event.fields):
+            missing = ", ".join(sorted(set(event.fields) - fields.keys()))
+            extra = ", ".join(sorted(fields.keys() - set(event.fields)))
+            raise TypeError(f"{event.name} v{event.version}: missing field(s) [{missing}], undeclared [{extra}]")
+        self._events.append((event, fields))
 
     def cancel_timer(self, name: str) -> None:
         if self._timers.pop(name, None) is not None:

@@ -36,18 +36,22 @@ from engine.errors import (
     Rejected,
     UnknownKind,
 )
+from engine.events import CATALOGUE, EVENT_MESSAGE, Event, EventRecord
 from engine.journal import Flush, GroupCommitter
 from engine.notices import Publish
 from engine.store import JournalEntry, Reminder, Snapshot, Store
 from engine.timers import TimerQueue
 
-__all__ = ["Host", "Envelope", "TIMER_MESSAGE", "MAX_ID_LENGTH", "rebuild"]
+__all__ = ["Host", "Envelope", "TIMER_MESSAGE", "EVENT_MESSAGE", "MAX_ID_LENGTH", "rebuild"]
 
 log = logging.getLogger(__name__)
 
 Envelope = Sequence[Any]  # (kind, entity_id, message_type, body, at | None)
 TIMER_MESSAGE = "$timer"
 MAX_ID_LENGTH = 256
+MAX_EVENTS_PER_MESSAGE = 100_000  # one race's results, one event per athlete
+MAX_EVENTS_PER_DELIVERY = 10_000  # one EVENT_MESSAGE: what a relay sends one entity at once
+_REPLAYED_KEPT = 1_000  # ids of hand-replayed dead letters an entity remembers, against a second replay
 
 
 class _Reply:
@@ -115,6 +119,7 @@ class Host:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         publish: Publish | None = None,
+        on_events: Callable[[], None] | None = None,
     ) -> None:
         """``clock`` stamps messages and decides when timers are due; ``monotonic`` measures
         idleness and snapshot intervals. Tests pass clocks they move by hand and then turn the
@@ -130,6 +135,7 @@ class Host:
         self._clock = clock
         self._monotonic = monotonic
         self._publish = publish  # where entities' notices go (engine.notices); None: nowhere
+        self._on_events = on_events  # told when events were committed (wakes the relay)
         self._active: dict[tuple[str, str], _Activation] = {}
         self._to_activate: dict[str, list[_Activation]] = {}
         self._committer: GroupCommitter | None = None
@@ -157,7 +163,7 @@ class Host:
 
     async def start(self) -> None:
         await self.store.open()
-        self._committer = GroupCommitter(self.store, self._journal_failed)
+        self._committer = GroupCommitter(self.store, self._journal_failed, self._on_events)
         self._committer.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -269,8 +275,10 @@ class Host:
         try:
             result = handler.function(entity, **kwargs)
             notices, entity._notices = entity._notices, []
+            emitted, entity._events = entity._events, []
         except Rejected as error:
             entity._notices = notices = []
+            entity._events = emitted = []
             self.counters["rejected"] += 1
             reply.results[index] = error
             if message_type != TIMER_MESSAGE:
@@ -278,6 +286,7 @@ class Host:
             result = error  # the timer was consumed: journal it so a replay consumes it too
         except Exception as error:
             entity._notices = []
+            entity._events = []
             self.counters["handler_failures"] += 1
             log.exception("%s/%s %s failed", activation.kind, activation.entity_id, message_type)
             reply.results[index] = HandlerFailed(
@@ -285,12 +294,27 @@ class Host:
             )
             self._invalidate(activation)
             return
-        reply.results[index] = result
         if not handler.journaled:
+            if emitted:
+                log.error("%s.%s is a query: the %d event(s) it emitted are dropped", activation.kind, message_type,
+                          len(emitted))  # fmt: skip
+            reply.results[index] = result
             last = activation.last_flush
             if last is not None and not last.done:
                 reply.watched.append((last, index))
             return
+        records = None
+        if emitted:
+            try:
+                records = _records(activation, activation.seq + 1, at, emitted)
+            except (TypeError, ValueError, OverflowError) as error:  # the state changed: reload it
+                self.counters["handler_failures"] += 1
+                log.error("%s/%s %s emitted events that cannot be stored: %s", activation.kind,
+                          activation.entity_id, message_type, error)  # fmt: skip
+                reply.results[index] = HandlerFailed(f"{activation.kind}.{message_type} emitted a bad event: {error}")
+                self._invalidate(activation)
+                return
+        reply.results[index] = result
         if activation.seq == activation.snapshot_seq:
             activation.dirty_since = self._last_touch
         activation.seq += 1
@@ -309,6 +333,7 @@ class Host:
                 entity.schema_version,
             ),
             reminder,
+            records,
         )
         activation.last_flush = flush
         reply.watched.append((flush, index))
@@ -509,7 +534,12 @@ class Host:
             if activation.broken:
                 continue
             entity = activation.entity
-            state = pack({"state": entity.snapshot(), "timers": entity._timers})
+            kept = {"state": entity.snapshot(), "timers": entity._timers}
+            if entity._applied:
+                kept["applied"] = entity._applied
+            if entity._replayed:
+                kept["replayed"] = entity._replayed
+            state = pack(kept)
             snapshot = Snapshot(
                 activation.kind, activation.entity_id, activation.seq, state, self._clock(), entity.schema_version
             )
@@ -595,6 +625,9 @@ def _resolve(entity: Entity, message_type: Any, body: Any) -> tuple[Handler | No
     """The handler and its arguments; a timer message becomes its target."""
     if not isinstance(message_type, str):
         raise MalformedMessage("a message type is a string")
+    if message_type == EVENT_MESSAGE:
+        kwargs = _EVENTS.bind(entity.kind, body)
+        return _EVENTS, {"events": _events_of(kwargs["events"]), "replay": kwargs.get("replay") is True}, body
     if message_type == TIMER_MESSAGE:
         name = body.get("name") if isinstance(body, dict) else None
         timer = entity._timers.pop(name, None) if isinstance(name, str) else None
@@ -622,6 +655,8 @@ def rebuild(
             body = cls.upgrade(body, snapshot.schema_version)
         entity.restore(body)
         entity._timers = state["timers"]
+        entity._applied = state.get("applied", {})
+        entity._replayed = state.get("replayed", [])
         seq = snapshot.seq
     snapshot_seq = seq
     for entry in entries:
@@ -631,12 +666,13 @@ def rebuild(
         seq = entry.seq
     entity._timers_changed = False
     entity._notices = []  # told when they were made: replaying tells nobody again
+    entity._events = []  # in the outbox since they were made
     return entity, seq, snapshot_seq
 
 
 def _replay(entity: Entity, entry: JournalEntry) -> None:
     body = unpack(entry.body)
-    if entry.schema_version != entity.schema_version and entry.message_type != TIMER_MESSAGE:
+    if entry.schema_version != entity.schema_version and entry.message_type not in (TIMER_MESSAGE, EVENT_MESSAGE):
         body = entity.upgrade_message(entry.message_type, body, entry.schema_version)
     handler, kwargs, _ = _resolve(entity, entry.message_type, body)
     if handler is None:
@@ -646,3 +682,75 @@ def _replay(entity: Entity, entry: JournalEntry) -> None:
         handler.function(entity, **kwargs)
     except Rejected:
         pass  # it was refused live too (a timer whose target said no)
+
+
+def _records(activation: _Activation, seq: int, at: float, emitted: list) -> list[EventRecord]:
+    """The outbox rows of the events one message emitted."""
+    if len(emitted) > MAX_EVENTS_PER_MESSAGE:
+        raise ValueError(f"{len(emitted)} events from one message, more than {MAX_EVENTS_PER_MESSAGE:,}")
+    records = []
+    for index, (event, fields) in enumerate(emitted):
+        user_id = fields[event.user_field] if event.user_field is not None else None
+        if user_id is not None and not isinstance(user_id, str):
+            raise TypeError(f"{event.name}: the user field {event.user_field!r} holds a {type(user_id).__name__}")
+        records.append(
+            EventRecord(
+                activation.kind, activation.entity_id, seq, index, event.name, event.version, at, user_id, pack(fields)
+            )  # fmt: skip
+        )
+    return records
+
+
+def _events_of(events: Any) -> list[Event]:
+    """The delivered events, every one checked before any is applied."""
+    if not isinstance(events, list) or len(events) > MAX_EVENTS_PER_DELIVERY:
+        raise MalformedMessage(f"events are a list of at most {MAX_EVENTS_PER_DELIVERY:,}")
+    return [Event.from_wire(item) for item in events]
+
+
+def _apply_events(entity: Entity, events: list[Event], replay: bool = False) -> dict:
+    """Apply delivered events to ``entity`` in order, each exactly once: an event at or before the
+    last one applied from its source is a repeat (a relay retried) and is skipped. ``replay``: an
+    operator replays dead letters, which may be older than what followed them; each id applies once."""
+    parsed = events
+    outcome = {"applied": 0, "repeated": 0, "declined": 0, "ignored": 0}
+    applied, reactions = entity._applied, type(entity).reactions
+    for event in parsed:
+        reaction = reactions.get(event.type)
+        if reaction is None:
+            outcome["ignored"] += 1
+            continue
+        mark = [event.seq, event.index]
+        if replay:
+            if event.id in entity._replayed:
+                outcome["repeated"] += 1
+                continue
+            entity._replayed.append(event.id)
+            del entity._replayed[:-_REPLAYED_KEPT]
+        else:
+            last = applied.get(event.source)
+            if last is not None and last >= mark:
+                outcome["repeated"] += 1
+                continue
+            applied[event.source] = mark
+        declared = CATALOGUE.get(event.type, reaction.event)
+        if event.version != declared.version:
+            event = Event(event.type, declared.version, event.source_kind, event.source_id, event.seq, event.index,
+                          event.at, event.user_id, declared.fields_at_current(event.fields, event.version),
+                          event.position)  # fmt: skip
+        try:
+            reaction.function(entity, event)
+        except Rejected:
+            outcome["declined"] += 1
+        else:
+            outcome["applied"] += 1
+    return outcome
+
+
+_EVENTS = Handler(
+    name=EVENT_MESSAGE,
+    function=_apply_events,
+    journaled=True,
+    required=frozenset({"events"}),
+    accepted=frozenset({"events", "replay"}),
+)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from engine.events import EventRecord
 from engine.store import JournalEntry, Reminder, Store
 
 __all__ = ["Flush", "GroupCommitter"]
@@ -23,10 +24,11 @@ log = logging.getLogger(__name__)
 class Flush:
     """One group commit; ``error`` is set if it did not reach the store."""
 
-    __slots__ = ("entries", "reminders", "future", "error")
+    __slots__ = ("entries", "reminders", "events", "future", "error")
 
     def __init__(self) -> None:
         self.entries: list[JournalEntry] = []
+        self.events: list[EventRecord] = []  # the outbox rows the entries' messages emitted
         self.reminders: dict[tuple[str, str], Reminder] = {}
         self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: BaseException | None = None
@@ -46,9 +48,13 @@ class Flush:
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, on_failed: Callable[[Flush], None]) -> None:
+    def __init__(
+        self, store: Store, on_failed: Callable[[Flush], None], on_events: Callable[[], None] | None = None
+    ) -> None:
+        """``on_events``: told after each commit that carried events (the relay's wake-up)."""
         self._store = store
         self._on_failed = on_failed
+        self._on_events = on_events
         self._open = Flush()
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -63,7 +69,9 @@ class GroupCommitter:
         """Entries not yet durable: the open batch and the one being written."""
         return len(self._open.entries) + self.in_flight
 
-    def add(self, entry: JournalEntry, reminder: Reminder | None = None) -> Flush:
+    def add(
+        self, entry: JournalEntry, reminder: Reminder | None = None, events: list[EventRecord] | None = None
+    ) -> Flush:
         flush = self._open
         if not flush.entries:
             self.oldest_pending_since = time.monotonic()
@@ -71,6 +79,8 @@ class GroupCommitter:
         flush.entries.append(entry)
         if reminder is not None:
             flush.reminders[(reminder.kind, reminder.entity_id)] = reminder
+        if events:
+            flush.events.extend(events)
         return flush
 
     def start(self) -> None:
@@ -97,7 +107,11 @@ class GroupCommitter:
                 self.in_flight = len(flush.entries)
                 started = time.monotonic()
                 try:
-                    await self._store.append(flush.entries, list(flush.reminders.values()))
+                    reminders = list(flush.reminders.values())
+                    if flush.events:  # the outbox rows commit in the same transaction as their causes
+                        await self._store.append(flush.entries, reminders, flush.events)
+                    else:
+                        await self._store.append(flush.entries, reminders)
                 except Exception as error:  # the store said no: fail this batch and the one behind it
                     log.error("journal commit of %d entries failed: %s", len(flush.entries), error)
                     follower, self._open = self._open, Flush()
@@ -107,6 +121,8 @@ class GroupCommitter:
                             self._on_failed(failed)
                 else:
                     flush._finish(None)
+                    if flush.events and self._on_events is not None:
+                        self._on_events()
                     self.commits += 1
                     self.committed_entries += len(flush.entries)
                 finally:

@@ -11,6 +11,7 @@ import asyncio
 import importlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from engine.entity import Entity
 from engine.errors import EngineError, HandlerFailed, MalformedMessage
 from engine.host import Host
 from engine.notices import NOTICE_LOG, publisher
+from engine.relay import RELAY_NAME
 from engine.routing import ShardMap
 from engine.store import Store
 
@@ -105,9 +107,28 @@ class HostActor:
             owns = lambda kind, entity_id: shard_map.owns(spec.index, kind, entity_id)  # noqa: E731
         store = load_store_opener(spec.open_store)(spec.store_url)
         notices = RayBus(NOTICE_LOG, namespace=spec.namespace)
-        self._host = Host(kinds, store, spec.config, owns=owns, publish=publisher(notices))
+        self._host = Host(kinds, store, spec.config, owns=owns, publish=publisher(notices), on_events=self._poke_relay)
+        self._relay: Any = None
+        self._relay_missing_until = 0.0
         self._started: asyncio.Task | None = None
         self._retiring: asyncio.Task | None = None
+
+    def _poke_relay(self) -> None:
+        """Wake the relay after a commit that carried events; without one running, it finds them by
+        polling when it starts (looked up again at most every 10 s)."""
+        if self._relay is None:
+            now = time.monotonic()
+            if now < self._relay_missing_until:
+                return
+            try:
+                self._relay = ray.get_actor(RELAY_NAME, namespace=self._spec.namespace)
+            except ValueError:
+                self._relay_missing_until = now + 10.0
+                return
+        try:
+            self._relay.poke.remote()
+        except Exception:  # gone: look it up again next time
+            self._relay = None
 
     async def _ready(self) -> Host:
         if self._started is None:

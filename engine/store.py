@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["JournalEntry", "Snapshot", "Reminder", "Store", "StoreError", "JournalConflict", "LOAD_CHUNK"]
+from engine.events import EventRecord
+
+__all__ = [
+    "JournalEntry",
+    "Snapshot",
+    "Reminder",
+    "DeadLetter",
+    "Store",
+    "StoreError",
+    "JournalConflict",
+    "LOAD_CHUNK",
+]
 
 LOAD_CHUNK = 500  # ids per query of Store.load
 
@@ -60,6 +71,19 @@ class Reminder:
     due: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a subscription could not apply to one target, after its retries."""
+
+    subscription: str  # "kind.handler" of the reaction
+    target: str  # the target entity's id
+    event: EventRecord
+    error: str
+    attempts: int
+    failed_at: float
+    id: int = 0  # given by the store
+
+
 @runtime_checkable
 class Store(Protocol):
     name: str  # "sqlite" or "postgresql"
@@ -69,11 +93,14 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def append(self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = ()) -> None:
-        """Journal ``entries`` and apply ``reminders`` in one transaction.
+    async def append(
+        self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = (), events: Sequence[EventRecord] = ()
+    ) -> None:
+        """Journal ``entries``, apply ``reminders`` and add ``events`` to the outbox in one transaction.
 
         Raises ``JournalConflict`` (and writes nothing) if any entry's seq is already
-        journaled or the batch holds it twice.
+        journaled or the batch holds it twice. Events get positions in their order here, and
+        later than any position already visible to a reader.
         """
 
     async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
@@ -109,3 +136,29 @@ class Store(Protocol):
 
     async def health(self) -> dict:
         """``{"store": name, "ok": bool, ...}`` without raising."""
+
+    # -- the outbox (engine.events) ---------------------------------------
+
+    async def read_events(self, after: int, limit: int, types: Sequence[str] | None = None) -> list[EventRecord]:
+        """Up to ``limit`` events with a position after ``after`` (of ``types`` only, when given),
+        in position order."""
+
+    async def last_event_position(self) -> int:
+        """The highest position given so far (0 with no events)."""
+
+    async def cursors(self) -> dict[str, int]:
+        """Every consumer's saved position."""
+
+    async def save_cursor(self, name: str, position: int) -> None:
+        """Set consumer ``name``'s position (it may go back: a replay)."""
+
+    async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    async def dead_letters(self, subscription: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters first, of one subscription or all."""
+
+    async def remove_dead_letters(self, ids: Sequence[int]) -> int:
+        """Delete these dead letters (replayed, or given up on); how many there were."""
+
+    async def prune_events(self, up_to: int) -> int:
+        """Delete outbox events at or before position ``up_to``; how many it deleted."""

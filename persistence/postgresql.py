@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from engine.store import LOAD_CHUNK, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
+from engine.codec import pack, unpack
+from engine.events import EventRecord
+from engine.store import LOAD_CHUNK, DeadLetter, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, pending
 from persistence.segments import Segment, loaded_entities, pack_segments, unpack_segments
 
@@ -85,6 +87,28 @@ _SELECT_SNAPSHOT = (
 _ENTITY_IDS = (
     "SELECT entity_id FROM snapshots WHERE kind = $1 UNION SELECT entity_id FROM journal WHERE kind = $1 ORDER BY 1"
 )
+# Held from the events' insert to the commit: positions become visible in the order they are given.
+_EVENTS_LOCK = 0x41_72_65_6E_62  # "Arenb"
+_EVENT_COLUMNS = "source_kind, source_id, seq, idx, type, version, at, user_id, body"
+_INSERT_EVENTS = (
+    f"INSERT INTO events ({_EVENT_COLUMNS})"
+    f" SELECT {_EVENT_COLUMNS} FROM unnest($1::text[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::int[],"
+    " $7::float8[], $8::text[], $9::bytea[]) WITH ORDINALITY"
+    f" AS batch ({_EVENT_COLUMNS}, n) ORDER BY n"
+)
+_SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS}, position FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+_SELECT_EVENTS_OF = (
+    f"SELECT {_EVENT_COLUMNS}, position FROM events WHERE type = ANY($3::text[]) AND position > $1"
+    " ORDER BY position LIMIT $2"
+)
+_UPSERT_CURSOR = (
+    "INSERT INTO event_cursors (name, position, updated_at) VALUES ($1, $2, extract(epoch FROM clock_timestamp()))"
+    " ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at"
+)
+_INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (subscription, target, position, event, error, attempts, failed_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
 
 
 class PostgresStore:
@@ -119,8 +143,10 @@ class PostgresStore:
         if pool is not None:
             await pool.close()
 
-    async def append(self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = ()) -> None:
-        if not entries and not reminders:
+    async def append(
+        self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = (), events: Sequence[EventRecord] = ()
+    ) -> None:
+        if not entries and not reminders and not events:
             return
         segments = pack_segments(entries)
         # The last reminder of an entity in the batch wins, as if applied one by one.
@@ -134,6 +160,14 @@ class PostgresStore:
                 await conn.execute(_UPSERT_REMINDERS, *zip(*upserts))
             if deletes:
                 await conn.execute(_DELETE_REMINDERS, *zip(*deletes))
+            if events:  # last: the lock is held from here to the commit
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _EVENTS_LOCK)
+                try:
+                    await conn.execute(_INSERT_EVENTS, *zip(*(event[:9] for event in events)))
+                except asyncpg.UniqueViolationError as exc:
+                    raise JournalConflict(
+                        f"the outbox already holds an event of this batch ({exc.detail or exc})"
+                    ) from exc
 
     async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
         async with self._connection("read the journal") as conn:
@@ -184,6 +218,63 @@ class PostgresStore:
         async with self._connection("list entity ids") as conn:
             rows = await conn.fetch(_ENTITY_IDS, kind)
         return [entity_id for (entity_id,) in rows]
+
+    async def read_events(self, after: int, limit: int, types: Sequence[str] | None = None) -> list[EventRecord]:
+        async with self._connection("read events") as conn:
+            if types is None:
+                rows = await conn.fetch(_SELECT_EVENTS, after, limit)
+            else:
+                rows = await conn.fetch(_SELECT_EVENTS_OF, after, limit, list(types))
+        return [EventRecord(*row) for row in rows]
+
+    async def last_event_position(self) -> int:
+        async with self._connection("read the last event position") as conn:
+            return await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")
+
+    async def cursors(self) -> dict[str, int]:
+        async with self._connection("read cursors") as conn:
+            return dict(await conn.fetch("SELECT name, position FROM event_cursors"))
+
+    async def save_cursor(self, name: str, position: int) -> None:
+        async with self._connection("save a cursor") as conn:
+            await conn.execute(_UPSERT_CURSOR, name, position)
+
+    async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        async with self._connection("add dead letters") as conn:
+            await conn.executemany(
+                _INSERT_DEAD_LETTER,
+                [
+                    (d.subscription, d.target, d.event.position, pack(list(d.event)), d.error, d.attempts, d.failed_at)
+                    for d in letters
+                ],
+            )
+
+    async def dead_letters(self, subscription: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        query = "SELECT id, subscription, target, event, error, attempts, failed_at FROM dead_letters"
+        async with self._connection("read dead letters") as conn:
+            if subscription is None:
+                rows = await conn.fetch(query + " ORDER BY id LIMIT $1", limit)
+            else:
+                rows = await conn.fetch(query + " WHERE subscription = $2 ORDER BY id LIMIT $1", limit, subscription)
+        return [
+            DeadLetter(subscription, target, EventRecord(*unpack(event)), error, attempts, failed_at, id)
+            for id, subscription, target, event, error, attempts, failed_at in rows
+        ]
+
+    async def remove_dead_letters(self, ids: Sequence[int]) -> int:
+        async with self._connection("remove dead letters") as conn:
+            return await conn.fetchval(
+                "WITH gone AS (DELETE FROM dead_letters WHERE id = ANY($1::bigint[]) RETURNING 1) SELECT count(*) FROM gone",
+                list(ids),
+            )
+
+    async def prune_events(self, up_to: int) -> int:
+        async with self._connection("prune events") as conn:
+            return await conn.fetchval(
+                "WITH gone AS (DELETE FROM events WHERE position <= $1 RETURNING 1) SELECT count(*) FROM gone", up_to
+            )
 
     async def health(self) -> dict:
         report: dict[str, Any] = {"store": self.name, "dsn": self._where}

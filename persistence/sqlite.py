@@ -20,7 +20,9 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.store import LOAD_CHUNK, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
+from engine.codec import pack, unpack
+from engine.events import EventRecord
+from engine.store import LOAD_CHUNK, DeadLetter, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, Migration, pending
 from persistence.segments import Segment, loaded_entities, pack_segments, unpack_segments
 
@@ -62,6 +64,17 @@ _SELECT_SNAPSHOT = (
 _ENTITY_IDS = (
     "SELECT entity_id FROM snapshots WHERE kind = ?1 UNION SELECT entity_id FROM journal WHERE kind = ?1 ORDER BY 1"
 )
+_EVENT_COLUMNS = "source_kind, source_id, seq, idx, type, version, at, user_id, body"
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SELECT_EVENTS = f"SELECT {_EVENT_COLUMNS}, position FROM events WHERE position > ? ORDER BY position LIMIT ?"
+_UPSERT_CURSOR = (
+    "INSERT INTO event_cursors (name, position, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at"
+)
+_INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (subscription, target, position, event, error, attempts, failed_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class SQLiteStore:
@@ -100,9 +113,11 @@ class SQLiteStore:
             await asyncio.get_running_loop().run_in_executor(worker, conn.close)
         worker.shutdown(wait=False)
 
-    async def append(self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = ()) -> None:
-        if entries or reminders:
-            await self._run("append to the journal", _append, entries, reminders)
+    async def append(
+        self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = (), events: Sequence[EventRecord] = ()
+    ) -> None:
+        if entries or reminders or events:
+            await self._run("append to the journal", _append, entries, reminders, events)
 
     async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
         return await self._run("read the journal", _read_journal, kind, entity_id, after_seq)
@@ -128,6 +143,31 @@ class SQLiteStore:
 
     async def entity_ids(self, kind: str) -> list[str]:
         return await self._run("list entity ids", _entity_ids, kind)
+
+    async def read_events(self, after: int, limit: int, types: Sequence[str] | None = None) -> list[EventRecord]:
+        return await self._run("read events", _read_events, after, limit, None if types is None else list(types))
+
+    async def last_event_position(self) -> int:
+        return await self._run("read the last event position", _last_event_position)
+
+    async def cursors(self) -> dict[str, int]:
+        return await self._run("read cursors", _cursors)
+
+    async def save_cursor(self, name: str, position: int) -> None:
+        await self._run("save a cursor", _in_transaction, _save_cursor, name, position)
+
+    async def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        if letters:
+            await self._run("add dead letters", _in_transaction, _add_dead_letters, letters)
+
+    async def dead_letters(self, subscription: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        return await self._run("read dead letters", _dead_letters, subscription, limit)
+
+    async def remove_dead_letters(self, ids: Sequence[int]) -> int:
+        return await self._run("remove dead letters", _in_transaction, _remove_dead_letters, list(ids))
+
+    async def prune_events(self, up_to: int) -> int:
+        return await self._run("prune events", _in_transaction, _prune_events, up_to)
 
     async def health(self) -> dict:
         report: dict[str, Any] = {"store": self.name, "path": str(self.path)}
@@ -226,16 +266,29 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def _append(conn: sqlite3.Connection, entries: Sequence[JournalEntry], reminders: Sequence[Reminder]) -> None:
+def _append(
+    conn: sqlite3.Connection,
+    entries: Sequence[JournalEntry],
+    reminders: Sequence[Reminder],
+    events: Sequence[EventRecord],
+) -> None:
     # Packed before the write lock is taken: other processes wait only for the writes.
-    _in_transaction(conn, _write, pack_segments(entries), len(entries), reminders)
+    _in_transaction(conn, _write, pack_segments(entries), len(entries), reminders, events)
 
 
-def _write(conn: sqlite3.Connection, segments: list[Segment], count: int, reminders: Sequence[Reminder]) -> None:
+def _write(
+    conn: sqlite3.Connection,
+    segments: list[Segment],
+    count: int,
+    reminders: Sequence[Reminder],
+    events: Sequence[EventRecord],
+) -> None:
     try:
         conn.executemany(_INSERT_SEGMENT, segments)
+        if events:
+            conn.executemany(_INSERT_EVENT, (event[:9] for event in events))
     except sqlite3.IntegrityError as exc:
-        if exc.sqlite_errorname != "SQLITE_CONSTRAINT_TRIGGER":
+        if exc.sqlite_errorname not in ("SQLITE_CONSTRAINT_TRIGGER", "SQLITE_CONSTRAINT_UNIQUE"):
             raise
         raise JournalConflict(
             f"the journal already holds a seq of an entity in this batch of {count} entries; nothing was written"
@@ -305,6 +358,62 @@ def _delete_entity(conn: sqlite3.Connection, kind: str, entity_id: str) -> None:
 
 def _entity_ids(conn: sqlite3.Connection, kind: str) -> list[str]:
     return [entity_id for (entity_id,) in conn.execute(_ENTITY_IDS, (kind,))]
+
+
+def _read_events(conn: sqlite3.Connection, after: int, limit: int, types: list[str] | None) -> list[EventRecord]:
+    if types is None:
+        rows = conn.execute(_SELECT_EVENTS, (after, limit))
+    else:  # one index range per type, merged by position
+        marks = ", ".join("?" * len(types))
+        rows = conn.execute(
+            f"SELECT {_EVENT_COLUMNS}, position FROM events INDEXED BY events_by_type"
+            f" WHERE type IN ({marks}) AND position > ? ORDER BY position LIMIT ?",
+            (*types, after, limit),
+        )
+    return [EventRecord(*row) for row in rows]
+
+
+def _last_event_position(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+
+
+def _cursors(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT name, position FROM event_cursors"))
+
+
+def _save_cursor(conn: sqlite3.Connection, name: str, position: int) -> None:
+    conn.execute(_UPSERT_CURSOR, (name, position, time.time()))
+
+
+def _add_dead_letters(conn: sqlite3.Connection, letters: Sequence[DeadLetter]) -> None:
+    conn.executemany(
+        _INSERT_DEAD_LETTER,
+        (
+            (d.subscription, d.target, d.event.position, pack(list(d.event)), d.error, d.attempts, d.failed_at)
+            for d in letters
+        ),
+    )
+
+
+def _dead_letters(conn: sqlite3.Connection, subscription: str | None, limit: int) -> list[DeadLetter]:
+    query = "SELECT id, subscription, target, event, error, attempts, failed_at FROM dead_letters"
+    args: tuple = (limit,)
+    if subscription is not None:
+        query += " WHERE subscription = ?"
+        args = (subscription, limit)
+    rows = conn.execute(query + " ORDER BY id LIMIT ?", args)
+    return [
+        DeadLetter(subscription, target, EventRecord(*unpack(event)), error, attempts, failed_at, id)
+        for id, subscription, target, event, error, attempts, failed_at in rows
+    ]
+
+
+def _remove_dead_letters(conn: sqlite3.Connection, ids: list[int]) -> int:
+    return sum(conn.execute("DELETE FROM dead_letters WHERE id = ?", (i,)).rowcount for i in ids)
+
+
+def _prune_events(conn: sqlite3.Connection, up_to: int) -> int:
+    return conn.execute("DELETE FROM events WHERE position <= ?", (up_to,)).rowcount
 
 
 def _schema_version(conn: sqlite3.Connection) -> int | None:

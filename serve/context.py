@@ -23,7 +23,6 @@ from engine.revocations import Revocations
 from serve.addresses import TrustedProxies
 from serve.auth import Caller, InvalidToken, Passwords, Tokens
 from serve.bus import bus
-from serve.fanout import FanOut
 from serve.kinds import KINDS, OPEN_STORE
 from serve.problems import Problem
 from serve.ratelimit import login_limiter
@@ -58,6 +57,7 @@ def connect(settings: Settings) -> Cluster:
         max_dedicated=settings.race_hosts_max,
     )
     cluster.start_notices()  # before any race's gun (engine.notices)
+    cluster.start_relay(settings.streams())  # domain events to their reactions (engine.relay)
     return cluster
 
 
@@ -74,7 +74,6 @@ class Arena:
     limiter: LoginLimiter
     revocations: Revocations
     bus: Bus
-    fanout: FanOut
     throttle: Throttle
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     races: RaceClient = field(init=False)
@@ -100,7 +99,6 @@ class Arena:
             limiter=login_limiter(settings.redis_url, settings.namespace),
             revocations=revocations(settings.redis_url, cluster.ask),
             bus=bus(settings.redis_url, settings.namespace),
-            fanout=FanOut(cluster),
             throttle=Throttle.build(settings),
             trusted_proxies=TrustedProxies(settings.proxy_networks()),
         )
@@ -128,11 +126,16 @@ class Arena:
 
         task.add_done_callback(done)
 
-    async def drain(self) -> None:
-        """Wait for background work (fan-outs, published results) to finish."""
+    async def drain(self, events_timeout: float = 60.0) -> bool:
+        """Wait for background work to finish and for the relay to deliver the domain events emitted so
+        far (feeds fanned out, race results in workouts); False if the relay had not within the timeout."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-        await self.fanout.drain()
+        try:
+            return await self.cluster.relay().settle.remote(events_timeout)
+        except Exception as error:  # no relay (it is restarting): nothing to wait for here
+            log.warning("the relay did not answer: %s", error)
+            return False
 
 
 def _arena(request: Request) -> Arena:

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         description="sqlite:///path (embedded default) or postgresql://user@host:port/db",
     )
     redis_url: str | None = Field(None, description="redis://host:port/db for pub/sub, rate limits and revocation")
+    nats_url: str | None = Field(
+        None,
+        description="nats://host:port of a NATS server with JetStream: every domain event is published to the "
+        "ARENA_EVENTS stream (subjects arena.events.<kind>.<type>); unset: the engine's outbox only",
+    )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=1, le=65535)
     namespace: str = Field("arena", description="Ray namespace of the hosts")
@@ -145,6 +150,13 @@ class Settings(BaseSettings):
             raise ValueError("ARENA_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
         return url
 
+    @field_validator("nats_url")
+    @classmethod
+    def _nats(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("nats://", "tls://")):
+            raise ValueError("ARENA_NATS_URL must start with nats:// or tls://")
+        return url
+
     @field_validator("mqtt_url", mode="before")
     @classmethod
     def _brokers(cls, value: Any) -> tuple[AnyUrl, ...]:
@@ -235,6 +247,10 @@ class Settings(BaseSettings):
     @property
     def store_name(self) -> str:
         return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
+
+    def streams(self) -> tuple[tuple[str, str], ...]:
+        """Where the relay publishes every domain event besides the engine's own outbox."""
+        return (("connectors.nats_stream:open_stream", self.nats_url),) if self.nats_url else ()
 
     def host_config(self) -> HostConfig:
         return HostConfig(

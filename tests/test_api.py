@@ -324,7 +324,7 @@ async def test_followers_see_new_workouts_in_their_feed(client):
     _, bo_headers = await signup(client, "Bo")
     assert (await client.post(f"/users/{ana}/follow", headers=bo_headers)).json() == {"status": "following"}
     workout = await manual(client, ana_headers, title="Hills")
-    await client.arena.fanout.drain()
+    await client.arena.drain()
     feed = (await client.get("/feed", headers=bo_headers)).json()
     assert [(i["id"], i["title"], i["owner"]) for i in feed["items"]] == [(workout["id"], "Hills", ana)]
     assert (await client.delete(f"/users/{ana}/follow", headers=bo_headers)).status_code == 204

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -96,39 +97,71 @@ async def stream(
     caller = await authenticate(arena, token)
 
     async def events():
-        async with arena.bus.subscribe(caller.id) as subscription:
+        # The user's bus, and the notices of their inbox (what reactions to domain events notify,
+        # such as a race result, arrives there: engine.notices).
+        async with (
+            arena.bus.subscribe(caller.id) as subscription,
+            arena.cluster.notices(Inbox, caller.id) as notices,
+        ):
             # EventSource's "open" fires on the headers, before this point: a
             # client that loads the inbox on "ready" instead misses nothing.
             yield 'retry: 3000\nevent: ready\ndata: {"type":"ready"}\n\n'
-            iterator = subscription.__aiter__()
-            checked = time.time()
-            while not await request.is_disconnected():
-                # The stream lives as long as its token: it ends when the token expires
-                # (the client reconnects with a fresh one) or its session is revoked.
-                now = time.time()
-                if now >= caller.expires:
-                    yield _ending("expired")
-                    return
-                if now - checked >= _RECHECK_S:
-                    checked = now
-                    if await arena.revocations.is_revoked(caller.jti, caller.family, caller.id, caller.issued_at):
-                        yield _ending("revoked")
+            iterator = _merged(subscription, notices)
+            try:
+                checked = time.time()
+                while not await request.is_disconnected():
+                    # The stream lives as long as its token: it ends when the token expires
+                    # (the client reconnects with a fresh one) or its session is revoked.
+                    now = time.time()
+                    if now >= caller.expires:
+                        yield _ending("expired")
                         return
-                try:
-                    wait = min(_KEEPALIVE_S, _RECHECK_S, max(0.0, caller.expires - now))
-                    event = await asyncio.wait_for(iterator.__anext__(), wait)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                except StopAsyncIteration:
-                    return
-                if event.get("type") == "session_revoked":
-                    if _ends(caller, event):
-                        yield _ending("revoked")
+                    if now - checked >= _RECHECK_S:
+                        checked = now
+                        if await arena.revocations.is_revoked(caller.jti, caller.family, caller.id, caller.issued_at):
+                            yield _ending("revoked")
+                            return
+                    try:
+                        wait = min(_KEEPALIVE_S, _RECHECK_S, max(0.0, caller.expires - now))
+                        event = await asyncio.wait_for(iterator.__anext__(), wait)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    except StopAsyncIteration:
                         return
-                    continue
-                yield f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+                    if event.get("type") == "session_revoked":
+                        if _ends(caller, event):
+                            yield _ending("revoked")
+                            return
+                        continue
+                    yield f"event: {event.get('type', 'message')}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+            finally:
+                iterator.close()
 
     return StreamingResponse(
         events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
+
+
+class _merged:
+    """One iterator over two: whichever has an event first; it ends when either ends."""
+
+    def __init__(self, *sources: AsyncIterator[dict]) -> None:
+        self._iterators = [source.__aiter__() for source in sources]
+        self._next: dict[asyncio.Task, AsyncIterator[dict]] = {}
+
+    def __aiter__(self) -> _merged:
+        return self
+
+    async def __anext__(self) -> dict:
+        for iterator in self._iterators:
+            if iterator not in self._next.values():
+                self._next[asyncio.ensure_future(iterator.__anext__())] = iterator
+        done, _ = await asyncio.wait(self._next, return_when=asyncio.FIRST_COMPLETED)
+        task = next(iter(done))
+        del self._next[task]
+        return task.result()  # StopAsyncIteration ends the stream
+
+    def close(self) -> None:
+        for task in self._next:
+            task.cancel()

@@ -34,12 +34,9 @@ from engine.dates import EARLIEST, LATEST_SCHEDULED
 from engine.errors import EngineError, NotFound
 from engine.race import RACE_KINDS, SPORTS, TIGHTEN
 from serve.api.devices import bind_device
-from serve.api.workouts import SPORTS as WORKOUT_SPORTS
-from serve.api.workouts import publish_workout
 from serve.audit import audit
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
-from serve.notify import notify
 from serve.problems import Problem
 from serve.race_privacy import PUBLIC, Audience, audience, conceal, shown
 from serve.spectators import RaceView
@@ -195,8 +192,6 @@ async def transition(
     await arena.ref(RaceIndex, "all").ask(RaceIndex.note, race_id=race_id, status=event["status"])
     if action in ("finalize", "cancel"):
         await audit(arena, f"race.{action}", actor=caller.id, race=race_id)
-    if action == "finalize":
-        arena.spawn(publish_results(arena, race_id), f"publishing the results of race {race_id}")
     return event
 
 
@@ -435,50 +430,3 @@ async def correct(race_id: EntityId, body: Correction, caller: CallerDep, arena:
         reason=body.reason,
     )
     return correction
-
-
-async def publish_results(arena: Arena, race_id: str, concurrency: int = 16) -> int:
-    """Each finisher's result becomes a workout in their account and their followers' feeds, with a notification."""
-    info = await arena.races.ref(race_id).ask(Race.info)
-    started = next((t["at"] for t in info["transitions"] if t["status"] == "live"), None)
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(row: dict) -> None:
-        async with gate:
-            elapsed = row["finish_s"] or 0.0
-            summary = {
-                "id": f"{race_id}-{row['participant']}",
-                "sport": info["sport"] if info["sport"] in WORKOUT_SPORTS else "other",
-                "title": f"{info['name']}: " + (f"#{row['place']}" if row["place"] else row["status"].upper()),
-                "start": started,
-                "elapsed_s": elapsed,
-                "moving_s": elapsed,
-                "distance_m": row["distance_m"],
-                "elevation_gain_m": 0.0,
-                "pace_s_per_km": elapsed / (row["distance_m"] / 1000) if row["distance_m"] and elapsed else None,
-                "avg_hr": None,
-                "max_hr": None,
-                "avg_power": None,
-                "calories": None,
-                "visibility": None,
-                "indoor": False,
-                "source": "race",
-                "race_id": race_id,
-                "best_efforts": {},
-            }
-            try:
-                await publish_workout(arena, row["user_id"], summary, {"splits": [], "track": [], "result": row})
-                await notify(
-                    arena,
-                    row["user_id"],
-                    "race_result",
-                    {"race_id": race_id, "place": row["place"], "status": row["status"]},
-                )
-            except Exception as error:  # one athlete's account must not stop the others
-                log.warning("race %s: result of %s not published: %s", race_id, row["user_id"], error)
-
-    rows = [
-        r for r in await arena.races.ref(race_id).ask(Race.results) if r["status"] in ("finished", "dnf") and started
-    ]
-    await asyncio.gather(*(one(row) for row in rows))
-    return len(rows)

@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from actors.account import VISIBILITIES, Account
 from actors.feed import Feed
-from actors.workout import MAX_COMMENT_LENGTH, Workout
+from actors.workout import MAX_COMMENT_LENGTH, SPORTS, Workout
 from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, ParsedWorkout, fingerprint, parse_workout_file
 from engine import dates
 from engine.errors import NotFound, Rejected
@@ -27,7 +27,6 @@ __all__ = ["router", "publish_workout", "SPORTS"]
 
 router = APIRouter(tags=["workouts"])
 
-SPORTS = ("run", "ride", "swim", "walk", "hike", "row", "other")
 Visibility = Literal[VISIBILITIES]  # type: ignore[valid-type]
 _TRACK_POINTS = 1_000  # the map keeps this many points of the track
 
@@ -94,8 +93,8 @@ async def publish_workout(arena: Arena, owner: str, summary: dict, detail: dict,
             "owner_name": account["profile"].get("display_name"),
             **{k: summary.get(k) for k in ("sport", "title", "distance_m", "moving_s", "elapsed_s", "visibility")},
         }
+        # Read-your-writes for the owner; followers' feeds get it from the relay (workout.recorded).
         await arena.ref(Feed, owner).ask(Feed.push, item=item)
-        arena.fanout.start(await arena.ref(Account, owner).ask(Account.ids, which="followers"), Feed.push, item=item)
     return summary
 
 

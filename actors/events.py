@@ -1,0 +1,27 @@
+"""Arena's domain events: each declared once, with its fields and the user it is about.
+
+``docs/events.md`` lists them with who emits and who reacts (``python -m engine.catalogue``
+prints that table from the code). A change to an event's fields is a new version with an
+``upgrade`` from the old ones, so events already in the outbox and the lake stay readable.
+"""
+
+from __future__ import annotations
+
+from engine.events import declare
+
+__all__ = ["RACE_RESULT", "WORKOUT_RECORDED"]
+
+WORKOUT_RECORDED = declare(
+    "workout.recorded",
+    fields=("owner", "owner_name", "workout_id", "visibility", "summary"),
+    user_field="owner",
+    doc="A workout joined its owner's account (recorded by hand, imported from a file, or a race result).",
+)
+
+RACE_RESULT = declare(
+    "race.result",
+    fields=("race_id", "user_id", "workout_id", "summary", "result"),
+    user_field="user_id",
+    doc="A race became final: one per athlete who started it (finished or did not), with the result "
+    "row and the workout summary it becomes.",
+)
