@@ -1,8 +1,8 @@
 """Arena's domain events: each declared once, with its fields and the user it is about.
 
-``docs/events.md`` lists them with who emits and who reacts (``python -m engine.catalogue``
-prints that table from the code). A change to an event's fields is a new version with an
-``upgrade`` from the old ones, so events already in the outbox and the lake stay readable.
+``docs/events.md`` lists them with who emits and who reacts (``tests/test_events_docs.py``
+fails when it misses one). A change to an event's fields is a new version with an ``upgrade``
+from the old ones, so events already in the outbox and the lake stay readable.
 """
 
 from __future__ import annotations

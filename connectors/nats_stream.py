@@ -2,13 +2,13 @@
 
 The relay (``engine.relay``) hands this stream every event of the outbox in position order.
 Each becomes one message on ``arena.events.<source kind>.<event type>`` in the stream
-``ARENA_EVENTS``, its payload the event's fields (msgpack), its headers the rest:
-
-- ``Nats-Msg-Id``: the event's id (``kind/entity/seq/n``). JetStream drops a message whose id
-  it saw within the duplicate window, so a batch the relay sends again after a crash is
-  stored once.
-- ``Arena-Position``, ``Arena-Type``, ``Arena-Version``, ``Arena-Source``, ``Arena-At`` and
-  ``Arena-User`` (the user the event is about, when it is about one: erasure finds it).
+``ARENA_EVENTS``. Its payload is a msgpack array ``[id, type, version, at, user_id, position,
+fields]`` (``decode``): the event's id (``kind/entity/seq/n``), its declared type and version,
+the unix time of its cause, the user it is about (or nil: erasure finds events by it), its
+position in Arena's outbox, and its fields. Its one header, ``Nats-Msg-Id``, is the event's id:
+JetStream drops a message whose id it saw within the duplicate window, so a batch the relay
+sends again after a crash is stored once. (Metadata in headers cost a third of the publishing
+rate, measured: 7 headers 20k/s, 2 headers 28k/s.)
 
 Messages are published asynchronously, up to ``window`` awaiting their acks at once, in
 position order; a batch returns once JetStream acknowledged all of it, and fails (to be sent
@@ -26,9 +26,10 @@ import nats
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
+from engine.codec import pack, unpack
 from engine.events import EventRecord
 
-__all__ = ["JetStream", "open_stream", "STREAM", "SUBJECTS"]
+__all__ = ["JetStream", "decode", "open_stream", "payload", "STREAM", "SUBJECTS"]
 
 log = logging.getLogger(__name__)
 
@@ -37,30 +38,35 @@ SUBJECTS = "arena.events"
 _DUPLICATE_WINDOW_S = 2 * 60 * 60  # a relay down for less than this never stores an event twice
 
 
-def subject(record: EventRecord) -> str:
-    return f"{SUBJECTS}.{record.source_kind}.{record.type}"
+def subject(record: EventRecord, prefix: str = SUBJECTS) -> str:
+    return f"{prefix}.{record.source_kind}.{record.type}"
 
 
-def headers(record: EventRecord) -> dict[str, str]:
-    found = {
-        "Nats-Msg-Id": record.id,
-        "Arena-Position": str(record.position),
-        "Arena-Type": record.type,
-        "Arena-Version": str(record.version),
-        "Arena-Source": f"{record.source_kind}/{record.source_id}",
-        "Arena-At": repr(record.at),
-    }
-    if record.user_id is not None:
-        found["Arena-User"] = record.user_id
-    return found
+_ARRAY_OF_7 = b"\x97"  # msgpack fixarray header: the payload's seven parts, the last the body as stored
+
+
+def payload(record: EventRecord) -> bytes:
+    """The message: the event's metadata and its fields, without decoding the fields again."""
+    head = pack(record.id) + pack(record.type) + pack(record.version) + pack(record.at)
+    return _ARRAY_OF_7 + head + pack(record.user_id) + pack(record.position) + record.body
+
+
+def decode(data: bytes) -> dict:
+    """A consumer's view of a message of the stream."""
+    event_id, type_, version, at, user_id, position, fields = unpack(data)
+    return {"id": event_id, "type": type_, "version": version, "at": at, "user_id": user_id,
+            "position": position, "fields": fields}  # fmt: skip
 
 
 class JetStream:
     name = "nats"
 
-    def __init__(self, url: str, *, stream: str = STREAM, window: int = 4_096, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, stream: str = STREAM, prefix: str = SUBJECTS, window: int = 4_096, timeout: float = 10.0
+    ) -> None:
         self.url = url
         self.stream = stream
+        self.prefix = prefix
         self.window = window
         self.timeout = timeout
         self._nc: nats.NATS | None = None
@@ -69,8 +75,16 @@ class JetStream:
 
     async def _context(self):
         if self._js is None or self._nc is None or self._nc.is_closed:
-            self._nc = await nats.connect(
-                self.url, connect_timeout=self.timeout, max_reconnect_attempts=-1, allow_reconnect=True
+            # Once connected, the client reconnects by itself for as long as it takes; a first connection
+            # that does not come up within the timeout fails the batch (the relay tries again later).
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    connect_timeout=self.timeout,
+                    max_reconnect_attempts=-1,
+                    error_cb=self._error,
+                ),
+                self.timeout,
             )
             js = self._nc.jetstream(publish_async_max_pending=self.window)
             try:
@@ -79,21 +93,23 @@ class JetStream:
                 await js.add_stream(
                     StreamConfig(
                         name=self.stream,
-                        subjects=[f"{SUBJECTS}.>"],
+                        subjects=[f"{self.prefix}.>"],
                         duplicate_window=_DUPLICATE_WINDOW_S,
                     )
                 )
             self._js = js
         return self._js
 
+    async def _error(self, error: Exception) -> None:
+        log.warning("NATS at %s: %s", self.url, error)
+
     async def publish(self, records: Sequence[EventRecord]) -> None:
         js = await self._context()
         acks = []
-        for record in records:
+        prefix = self.prefix
+        for record in records:  # no wait_stall: its timer per message cost two thirds of the rate
             acks.append(
-                await js.publish_async(
-                    subject(record), record.body, wait_stall=self.timeout, stream=self.stream, headers=headers(record)
-                )
+                await js.publish_async(subject(record, prefix), payload(record), headers={"Nats-Msg-Id": record.id})
             )
         await asyncio.wait_for(asyncio.gather(*acks), self.timeout)
         self.published += len(records)

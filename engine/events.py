@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from engine.codec import unpack
 from engine.errors import MalformedMessage
 
 if TYPE_CHECKING:
@@ -120,16 +121,16 @@ class EventRecord(NamedTuple):
         return event_id(self.source_kind, self.source_id, self.seq, self.idx)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An event as a reaction sees it: fields decoded and upgraded to the declared version."""
+class Event(NamedTuple):
+    """An event as a reaction sees it: fields decoded and upgraded to the declared version. A tuple,
+    as it travels: a delivery carries thousands, and a host checks and builds each one."""
 
     type: str
     version: int
     source_kind: str
     source_id: str
     seq: int
-    index: int
+    idx: int
     at: float
     user_id: str | None
     fields: dict
@@ -137,38 +138,36 @@ class Event:
 
     @property
     def id(self) -> str:
-        return event_id(self.source_kind, self.source_id, self.seq, self.index)
+        return event_id(self.source_kind, self.source_id, self.seq, self.idx)
 
     @property
     def source(self) -> str:
         return f"{self.source_kind}/{self.source_id}"
 
-    def wire(self) -> list:
-        return [self.type, self.version, self.source_kind, self.source_id, self.seq, self.index, self.at,
-                self.user_id, self.fields, self.position]  # fmt: skip
-
     @classmethod
     def from_wire(cls, item: Any) -> Event:
-        try:
-            type_, version, source_kind, source_id, seq, index, at, user_id, fields, position = item
-        except (TypeError, ValueError):
-            raise MalformedMessage(
-                "an event is [type, version, kind, id, seq, index, at, user, fields, position]"
-            ) from None
+        if type(item) is not list or len(item) != 10:
+            raise MalformedMessage("an event is [type, version, kind, id, seq, idx, at, user, fields, position]")
+        type_, version, source_kind, source_id, seq, idx, at, user_id, fields, position = item
+        if type(fields) is bytes:  # as the outbox stores them: a relay sends them on without decoding
+            try:
+                fields = unpack(fields)
+            except Exception:
+                raise MalformedMessage("an event's fields are not valid msgpack") from None
         if not (
-            isinstance(type_, str)
-            and isinstance(version, int)
-            and isinstance(source_kind, str)
-            and isinstance(source_id, str)
-            and isinstance(seq, int)
-            and isinstance(index, int)
-            and isinstance(at, (int, float))
-            and (user_id is None or isinstance(user_id, str))
-            and isinstance(fields, dict)
-            and isinstance(position, int)
+            type(type_) is str
+            and type(version) is int
+            and type(source_kind) is str
+            and type(source_id) is str
+            and type(seq) is int
+            and type(idx) is int
+            and (type(at) is float or type(at) is int)
+            and (user_id is None or type(user_id) is str)
+            and type(fields) is dict
+            and type(position) is int
         ):
             raise MalformedMessage("an event's parts have the wrong types")
-        return cls(type_, version, source_kind, source_id, seq, index, float(at), user_id, fields, position)
+        return cls(type_, version, source_kind, source_id, seq, idx, at, user_id, fields, position)
 
 
 # -- who receives an event ----------------------------------------------------

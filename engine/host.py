@@ -720,7 +720,7 @@ def _apply_events(entity: Entity, events: list[Event], replay: bool = False) -> 
         if reaction is None:
             outcome["ignored"] += 1
             continue
-        mark = [event.seq, event.index]
+        mark = [event.seq, event.idx]
         if replay:
             if event.id in entity._replayed:
                 outcome["repeated"] += 1
@@ -735,9 +735,9 @@ def _apply_events(entity: Entity, events: list[Event], replay: bool = False) -> 
             applied[event.source] = mark
         declared = CATALOGUE.get(event.type, reaction.event)
         if event.version != declared.version:
-            event = Event(event.type, declared.version, event.source_kind, event.source_id, event.seq, event.index,
-                          event.at, event.user_id, declared.fields_at_current(event.fields, event.version),
-                          event.position)  # fmt: skip
+            event = event._replace(
+                version=declared.version, fields=declared.fields_at_current(event.fields, event.version)
+            )
         try:
             reaction.function(entity, event)
         except Rejected:

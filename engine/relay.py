@@ -95,7 +95,7 @@ class Relay:
         subs: Sequence[Subscription],
         *,
         streams: Sequence[Stream] = (),
-        batch: int = 1_000,
+        batch: int = 5_000,
         chunk: int = 2_000,
         parallel: int = 4,
         retries: int = 10,
@@ -227,18 +227,30 @@ class Relay:
         sources: dict[str, list[EventRecord]] = {}
         lookups: dict[tuple, list[str]] = {}
         declared = CATALOGUE.get(sub.event_type, sub.reaction.event)
+        to, wanted = sub.reaction.to, sub.reaction.wanted
+        # One target read from a field, the common case, needs no lookups and no de-duplication.
+        single = to[0].field if len(to) == 1 and to[0].ask is None else None
         for record in records:
             fields = unpack(record.body)
             current = (
                 declared.fields_at_current(fields, record.version) if record.version != declared.version else fields
             )
-            if not sub.reaction.wanted(current):
+            if sub.reaction.when is not None and not wanted(current):
                 continue
             wire = [record.type, record.version, record.source_kind, record.source_id, record.seq, record.idx,
-                    record.at, record.user_id, fields, record.position]  # fmt: skip
-            for target in await self._targets(sub, current, lookups):
-                per_target.setdefault(target, []).append(wire)
-                sources.setdefault(target, []).append(record)
+                    record.at, record.user_id, record.body, record.position]  # fmt: skip  # fields as stored
+            if single is not None:
+                target = current.get(single)
+                targets = [target] if type(target) is str and 0 < len(target) <= 256 else []
+            else:
+                targets = await self._targets(sub, current, lookups)
+            for target in targets:
+                known = per_target.get(target)
+                if known is None:
+                    per_target[target], sources[target] = [wire], [record]
+                else:
+                    known.append(wire)
+                    sources[target].append(record)
         envelopes = [(sub.kind, target, EVENT_MESSAGE, {"events": wires}, None) for target, wires in per_target.items()]
         gate = asyncio.Semaphore(self.parallel)
 
@@ -351,8 +363,7 @@ class Relay:
                 kept += 1
                 continue
             r = letter.event
-            wire = [r.type, r.version, r.source_kind, r.source_id, r.seq, r.idx, r.at, r.user_id, unpack(r.body),
-                    r.position]  # fmt: skip
+            wire = [r.type, r.version, r.source_kind, r.source_id, r.seq, r.idx, r.at, r.user_id, r.body, r.position]
             (result,) = await self._deliver(
                 [(sub.kind, letter.target, EVENT_MESSAGE, {"events": [wire], "replay": True}, None)]
             )

@@ -1,15 +1,19 @@
 """Fan-out on write: one athlete with 100,000 followers posts a workout.
 
-Measures how fast the item reaches every follower's feed through Arena's chunked,
-batched fan-out, what the other users feel meanwhile (latency of unrelated entity
-calls, against the same calls on an idle system), and the peer a user would write
-first: one Ray call per follower. Run: ``.venv/bin/python -m loadtest.bench_fanout``.
+Measures how fast the item reaches every follower's feed through Arena's durable fan-out (the
+account emits ``workout.recorded`` in its journal commit; the relay delivers it to the feeds,
+each applied once), what the other users feel meanwhile (latency of unrelated entity calls,
+against the same calls on an idle system), and two peers in the same run: the fan-out Arena had
+before, chunked and batched from an API replica's memory but lost if that process dies, and the
+one a user would write first, one Ray call per follower.
+Run: ``.venv/bin/python -m loadtest.bench_fanout``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -18,12 +22,28 @@ import uuid
 import ray
 
 from actors.account import Account
-from actors.feed import Feed
 from engine.cluster import Cluster
 from engine.codec import pack
 from engine.ray_host import HostSpec
-from serve.fanout import FanOut
 from serve.kinds import KINDS, OPEN_STORE
+
+
+async def direct_fanout(cluster: Cluster, followers: list[str], item: dict, chunk: int) -> int:
+    """The fan-out Arena had before domain events: chunks of envelopes from the API replica's
+    memory, one Ray call per host per chunk; nothing survives the replica."""
+    delivered = 0
+    for start in range(0, len(followers), chunk):
+        results = await cluster.deliver(
+            [("feed", f, "push", {"item": item}, None) for f in followers[start : start + chunk]]
+        )
+        delivered += sum(1 for r in results if r is None)
+    return delivered
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -54,6 +74,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         spec = HostSpec(f"sqlite:///{folder}/fanout.db", KINDS, hosts=args.hosts, open_store=OPEN_STORE)
         cluster = Cluster(spec, namespace=f"fanout-{uuid.uuid4().hex[:6]}")
+        relay = cluster.start_relay()
         star = "star"
         users = [f"user-{i}" for i in range(50)]
         for user in [star, *users]:
@@ -67,22 +88,43 @@ async def main(args: argparse.Namespace) -> None:
             await cluster.deliver([("account", star, "follow_requested", {"follower": f}, None) for f in chunk])
         print(f"{len(followers):,} followers set up in {time.perf_counter() - started:.1f} s", flush=True)
 
+        assert await relay.settle.remote(120)
+        for start in range(0, len(followers), 5_000):  # every feed in memory, as for both peers below
+            await cluster.deliver([("feed", f, "read", {"limit": 1}, None) for f in followers[start : start + 5_000]])
+        pids = {"relay": await relay.pid.remote()}
+        for n, handle in enumerate(cluster.hosts):
+            pids[f"host {n}"] = await handle.pid.remote()
         idle = await _timed_probe(cluster, users, 3.0)
-        item = {"id": uuid.uuid4().hex, "at": time.time(), "owner": star, "sport": "run", "title": "Long run"}
-        fanout = FanOut(cluster, chunk=args.chunk)
+        before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        summary = {
+            "id": uuid.uuid4().hex,
+            "start": time.time(),
+            "sport": "run",
+            "title": "Long run",
+            "visibility": "public",
+        }
         stop = asyncio.Event()
         probe = asyncio.ensure_future(_probe(cluster, users, stop))
         started = time.perf_counter()
-        delivered = await fanout.run(
-            await cluster.ref(Account, star).ask(Account.ids, which="followers"), Feed.push, item=item
-        )
+        await cluster.ref(Account, star).ask(Account.add_workout, summary=summary)
+        assert await relay.settle.remote(600), "the relay did not finish the fan-out"
         elapsed = time.perf_counter() - started
+        cpu = {name: _cpu_seconds(pid) - before[name] for name, pid in pids.items()}
         stop.set()
         busy = await probe
-        assert delivered == len(followers), f"only {delivered:,} feeds got the item"
         sample = followers[:: max(1, len(followers) // 100)]
         reads = await cluster.deliver([("feed", f, "read", {"limit": 1}, None) for f in sample])
-        assert all(r["items"] and r["items"][0]["id"] == item["id"] for r in reads), "a feed misses the item"
+        assert all(r["items"] and r["items"][0]["id"] == summary["id"] for r in reads), "a feed misses the item"
+
+        item = {"id": uuid.uuid4().hex, "at": time.time(), "owner": star, "sport": "run", "title": "Long run"}
+        before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+        started = time.perf_counter()
+        delivered = await direct_fanout(
+            cluster, await cluster.ref(Account, star).ask(Account.ids, which="followers"), item, args.chunk
+        )
+        direct_elapsed = time.perf_counter() - started
+        direct_cpu = {name: _cpu_seconds(pid) - before[name] for name, pid in pids.items() if name != "relay"}
+        assert delivered == len(followers), f"only {delivered:,} feeds got the item"
 
         peer_followers = followers[: args.peer_followers]
         peer_item = {**item, "id": uuid.uuid4().hex}
@@ -101,12 +143,19 @@ async def main(args: argparse.Namespace) -> None:
         peer_rate = len(peer_followers) / (time.perf_counter() - started)
         cluster.kill()
     ray.shutdown()
-    rate = len(followers) / elapsed
+    rate, direct_rate = len(followers) / elapsed, len(followers) / direct_elapsed
     print(
         f"\nfan-out of one workout to {len(followers):,} followers, {args.hosts} hosts, journal on SQLite\n"
-        f"  Arena (chunks of {args.chunk:,}, one Ray call per host per chunk): {elapsed:.1f} s, {rate:,.0f} feeds/s\n"
-        f"  peer, one Ray call per follower (64 in flight, {len(peer_followers):,} followers): {peer_rate:,.0f} feeds/s\n"
-        f"  ratio: {rate / peer_rate:.1f}x\n"
+        f"  Arena, durable (workout.recorded through the outbox and the relay): {elapsed:.1f} s, {rate:,.0f} feeds/s\n"
+        f"  peer, the fan-out before domain events (chunks of {args.chunk:,} from the replica's memory, not durable):"
+        f" {direct_elapsed:.1f} s, {direct_rate:,.0f} feeds/s; ratio {rate / direct_rate:.2f}x\n"
+        f"  peer, one Ray call per follower (64 in flight, {len(peer_followers):,} followers): {peer_rate:,.0f} feeds/s;"
+        f" ratio {rate / peer_rate:.1f}x\n"
+        f"  CPU per feed, durable path: "
+        + ", ".join(f"{name} {seconds / len(followers) * 1e6:.0f} µs" for name, seconds in cpu.items())
+        + "; before domain events: "
+        + ", ".join(f"{name} {seconds / len(followers) * 1e6:.0f} µs" for name, seconds in direct_cpu.items())
+        + "\n"
         f"  other users' calls meanwhile: p50 {statistics.median(busy):.1f} ms, p99 {_percentile(busy, 0.99):.1f} ms"
         f" ({len(busy):,} calls)\n"
         f"  same calls on the idle system: p50 {statistics.median(idle):.1f} ms, p99 {_percentile(idle, 0.99):.1f} ms"

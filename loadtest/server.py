@@ -22,8 +22,6 @@ from serve.ingress import free_port  # noqa: F401  (the benchmarks' and tests' i
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
-
 def environment(data: Path, **settings: str) -> dict[str, str]:
     """The environment of an Arena process whose data lives in ``data``."""
     env = {

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 __all__ = ["main"]
@@ -319,6 +320,38 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if body.get("status") == "ok" else 1
 
 
+def _events(args: argparse.Namespace) -> int:
+    """The operator's view of the domain events (serve/operations.py /ops/events)."""
+    path = {
+        "status": "/ops/events",
+        "dead-letters": "/ops/events/dead-letters",
+        "replay": "/ops/events/dead-letters/replay",
+    }
+    query = urllib.parse.urlencode({"subscription": args.subscription} if args.subscription else {})
+    request = urllib.request.Request(
+        f"{args.url.rstrip('/')}{path[args.action]}" + (f"?{query}" if query else ""),
+        method="POST" if args.action == "replay" else "GET",
+    )
+    token = os.environ.get("ARENA_OPERATOR_TOKEN")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            body = json.load(answer)
+    except urllib.error.HTTPError as error:
+        try:
+            detail = json.load(error).get("detail")
+        except ValueError:
+            detail = f"HTTP {error.code}"
+        print(f"Arena at {args.url} refused: {detail}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arena", description="Arena: real-time competitions for sports communities.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -360,6 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     health = commands.add_parser("health", help="ask a running Arena for its health")
     health.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
     health.set_defaults(handler=_health)
+    events = commands.add_parser(
+        "events", help="the domain events' consumers, dead letters, and their replay (ARENA_OPERATOR_TOKEN)"
+    )
+    events.add_argument("action", choices=("status", "dead-letters", "replay"))
+    events.add_argument("--subscription", help="one subscription, 'kind.handler' (default: all)")
+    events.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
+    events.set_defaults(handler=_events)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's every request is no news

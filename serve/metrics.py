@@ -1,4 +1,4 @@
-"""The hosts' metrics in Prometheus' text format."""
+"""The hosts' and the relay's metrics in Prometheus' text format."""
 
 from __future__ import annotations
 
@@ -35,11 +35,44 @@ _COUNTERS = (
 
 
 class _HostCollector:
-    def __init__(self, hosts: Iterable[dict], dedicated: dict[str, int]) -> None:
+    def __init__(self, hosts: Iterable[dict], dedicated: dict[str, int], relay: dict | None = None) -> None:
         self._hosts = [h for h in hosts if h.get("alive")]
         self._dedicated = dedicated
+        self._relay = relay
+
+    def _events(self) -> Iterator[Metric]:
+        """The relay's consumers of the domain events (engine.relay)."""
+        up = GaugeMetricFamily("arena_relay_up", "Whether the relay answered")
+        up.add_metric([], 1.0 if self._relay is not None else 0.0)
+        yield up
+        if self._relay is None:
+            return
+        last = GaugeMetricFamily("arena_events_last_position", "Position of the newest event in the outbox")
+        last.add_metric([], float(self._relay["last_position"]))
+        yield last
+        consumers = self._relay["consumers"]
+        lag = GaugeMetricFamily(
+            "arena_relay_lag_events", "Outbox positions between a consumer and the newest event", labels=["consumer"]
+        )
+        for name, consumer in sorted(consumers.items()):
+            lag.add_metric([name], float(consumer["lag"]))
+        yield lag
+        for field, help_text in (
+            ("events", "Events a consumer read and handled"),
+            ("applied", "Events applied by their targets"),
+            ("repeated", "Events a target had applied already (a resend)"),
+            ("dead_letters", "Events that became dead letters"),
+            ("retries", "Deliveries tried again"),
+        ):
+            family = CounterMetricFamily(
+                f"arena_relay_{field}", f"{help_text}, since the relay started", labels=["consumer"]
+            )
+            for name, consumer in sorted(consumers.items()):
+                family.add_metric([name], float(consumer[field]))
+            yield family
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._events()
         dedicated = GaugeMetricFamily(
             "arena_dedicated_hosts", "Dedicated hosts alive (a Ray process each), by entity kind", labels=["kind"]
         )
@@ -63,8 +96,9 @@ def _label(host: dict) -> str:
     return "/".join(dedicated) if dedicated else f"shared-{host.get('index', 0)}"
 
 
-def render(hosts: Iterable[dict], dedicated: dict[str, int] | None = None) -> bytes:
-    """``dedicated``: how many dedicated hosts of each kind are alive in the whole cluster."""
+def render(hosts: Iterable[dict], dedicated: dict[str, int] | None = None, relay: dict | None = None) -> bytes:
+    """``dedicated``: how many dedicated hosts of each kind are alive in the whole cluster; ``relay``:
+    the relay's status (``engine.relay.Relay.status``), None when it did not answer."""
     registry = CollectorRegistry()
-    registry.register(_HostCollector(hosts, dedicated or {}))
+    registry.register(_HostCollector(hosts, dedicated or {}, relay))
     return generate_latest(registry)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from serve.addresses import client_address
 from serve.context import Arena, ArenaDep, authenticate
@@ -50,8 +51,59 @@ async def health_details(request: Request, arena: ArenaDep, response: Response) 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics (operators)")
 async def metrics(request: Request, arena: ArenaDep) -> Response:
     await _operator(request, arena)
-    hosts, dedicated = await asyncio.gather(arena.cluster.metrics(), arena.cluster.dedicated_hosts())
-    return Response(render(hosts, dedicated), media_type="text/plain; version=0.0.4")
+    hosts, dedicated, relay = await asyncio.gather(
+        arena.cluster.metrics(), arena.cluster.dedicated_hosts(), _relay_status(arena)
+    )
+    return Response(render(hosts, dedicated, relay), media_type="text/plain; version=0.0.4")
+
+
+Subscription = Annotated[str | None, Query(max_length=200, pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")]
+
+
+@router.get("/ops/events", summary="Each consumer of the domain events: its position and lag (operators)")
+async def events(request: Request, arena: ArenaDep) -> dict:
+    await _operator(request, arena)
+    status = await _relay_status(arena)
+    if status is None:
+        raise Problem(503, "the relay does not answer (it is restarting); retry shortly", headers={"Retry-After": "2"})
+    return status
+
+
+@router.get("/ops/events/dead-letters", summary="Events a subscription could not apply, oldest first (operators)")
+async def dead_letters(
+    request: Request,
+    arena: ArenaDep,
+    subscription: Subscription = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict:
+    await _operator(request, arena)
+    return {"items": await _relay_call(arena, "dead_letters", subscription, limit)}
+
+
+@router.post("/ops/events/dead-letters/replay", summary="Deliver dead letters again (operators)")
+async def replay(
+    request: Request,
+    arena: ArenaDep,
+    subscription: Subscription = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict:
+    """Those that now apply are removed; the others stay, with their error."""
+    await _operator(request, arena)
+    return await _relay_call(arena, "replay", subscription, limit)
+
+
+async def _relay_call(arena: Arena, method: str, *args: object) -> Any:
+    try:
+        return await getattr(arena.cluster.relay(), method).remote(*args)
+    except Exception as error:
+        raise Problem(503, f"the relay does not answer: {type(error).__name__}", headers={"Retry-After": "2"}) from None
+
+
+async def _relay_status(arena: Arena) -> dict | None:
+    try:
+        return await asyncio.wait_for(arena.cluster.relay().status.remote(), 5.0)
+    except Exception:
+        return None
 
 
 async def _hosts(arena: Arena) -> tuple[bool, list[dict]]:

@@ -315,6 +315,8 @@ async def test_a_slow_subscription_holds_back_nobody_else(world):
         {"events": [["test.ticked", 1, "k", "i", "one", 0, 0.0, None, {}, 0]]},
         {"events": [[None] * 10]},
         {"events": [], "extra": 1},
+        {"events": [["test.ticked", 1, "k", "i", 1, 0, 0.0, None, b"\xc1 not msgpack", 0]]},
+        {"events": [["test.ticked", 1, "k", "i", 1, 0, 0.0, None, b"\x93\x01\x02\x03", 0]]},  # a list, not a map
         {"events": [["test.ticked", 1, "k", "i", 1, 0, 0.0, None, {}, 0]] * 10_001},
         [],
     ],
