@@ -276,6 +276,7 @@ async def _arena(riders: Riders, seconds: list[np.ndarray], args: argparse.Names
             namespace=f"race-{uuid.uuid4().hex[:8]}",
         )
         cluster.start_notices()  # as serve.context.connect does: not at the gun
+        cluster.start_relay()  # and the relay, as in production: domain events on
         try:
             race_id = f"bench-{riders.size}"
             started = time.perf_counter()

@@ -128,7 +128,7 @@ def settings(ray_cluster, tmp_path_factory):
     from serve.settings import Settings
 
     folder = tmp_path_factory.mktemp("api")
-    return Settings(
+    settings = Settings(
         database_url=f"sqlite:///{folder}/arena.db",
         namespace=f"api-{uuid.uuid4().hex[:8]}",
         hosts=2,
@@ -140,6 +140,23 @@ def settings(ray_cluster, tmp_path_factory):
         spectator_tick=0.1,
         rate_limit_scale=1000,  # counted as in production, but tests post far faster than people (test_throttle: 1)
     )
+    yield settings
+    stop_cluster_services(settings.namespace)
+
+
+def stop_cluster_services(namespace: str) -> None:
+    """The module's relay and notice log go with it: each is a Ray process of its own, and the
+    relay looks for events every few seconds."""
+    import ray
+
+    from engine.notices import NOTICE_LOG
+    from engine.relay import RELAY_NAME
+
+    for name in (RELAY_NAME, NOTICE_LOG):
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+        except ValueError:  # never started in this namespace
+            pass
 
 
 @pytest.fixture
