@@ -352,6 +352,18 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake(args: argparse.Namespace) -> int:
+    from connectors.lake import lake_status, render_status
+    from serve.settings import Settings
+
+    root = args.root or str(Settings().lake_root)
+    if not os.path.isdir(root):
+        print(f"No lake at {root}: it appears with the first domain event (ARENA_LAKE_DIR moves it).", file=sys.stderr)
+        return 1
+    print(render_status(lake_status(root)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arena", description="Arena: real-time competitions for sports communities.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -400,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--subscription", help="one subscription, 'kind.handler' (default: all)")
     events.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
     events.set_defaults(handler=_events)
+    lake = commands.add_parser("lake", help="the data lake's tables: freshness, rows per day, versions, null rates")
+    lake.add_argument("action", choices=("status",))
+    lake.add_argument("--root", help="the lake's folder (default: ARENA_LAKE_DIR, else data/lake)")
+    lake.set_defaults(handler=_lake)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's every request is no news

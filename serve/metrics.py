@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -96,9 +97,16 @@ def _label(host: dict) -> str:
     return "/".join(dedicated) if dedicated else f"shared-{host.get('index', 0)}"
 
 
-def render(hosts: Iterable[dict], dedicated: dict[str, int] | None = None, relay: dict | None = None) -> bytes:
+def render(
+    hosts: Iterable[dict], dedicated: dict[str, int] | None = None, relay: dict | None = None, lake: Path | None = None
+) -> bytes:
     """``dedicated``: how many dedicated hosts of each kind are alive in the whole cluster; ``relay``:
-    the relay's status (``engine.relay.Relay.status``), None when it did not answer."""
+    the relay's status (``engine.relay.Relay.status``), None when it did not answer; ``lake``: the
+    data lake's folder, whose tables are described from their files' footers (``connectors.lake``)."""
     registry = CollectorRegistry()
     registry.register(_HostCollector(hosts, dedicated or {}, relay))
+    if lake is not None and lake.is_dir():
+        from connectors.lake import LakeCollector  # pyarrow: only when there is a lake to read
+
+        registry.register(LakeCollector(lake))
     return generate_latest(registry)

@@ -54,7 +54,9 @@ async def metrics(request: Request, arena: ArenaDep) -> Response:
     hosts, dedicated, relay = await asyncio.gather(
         arena.cluster.metrics(), arena.cluster.dedicated_hosts(), _relay_status(arena)
     )
-    return Response(render(hosts, dedicated, relay), media_type="text/plain; version=0.0.4")
+    lake = arena.settings.lake_root if arena.settings.lake else None
+    body = await asyncio.to_thread(render, hosts, dedicated, relay, lake)  # the lake's footers are files to read
+    return Response(body, media_type="text/plain; version=0.0.4")
 
 
 Subscription = Annotated[str | None, Query(max_length=200, pattern=r"^[a-z0-9_]+\.[a-z0-9_]+$")]

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         description="sqlite:///path (embedded default) or postgresql://user@host:port/db",
     )
     redis_url: str | None = Field(None, description="redis://host:port/db for pub/sub, rate limits and revocation")
+    lake: bool = Field(True, description="write every domain event to the data lake (Parquet, docs/lake.md)")
+    lake_dir: Path | None = Field(None, description="the data lake's folder (default: lake/ under the data folder)")
     nats_url: str | None = Field(
         None,
         description="nats://host:port of a NATS server with JetStream: every domain event is published to the "
@@ -249,8 +251,19 @@ class Settings(BaseSettings):
         return "sqlite" if self.database_url.startswith("sqlite") else "postgresql"
 
     def streams(self) -> tuple[tuple[str, str], ...]:
-        """Where the relay publishes every domain event besides the engine's own outbox."""
-        return (("connectors.nats_stream:open_stream", self.nats_url),) if self.nats_url else ()
+        """Where the relay publishes every domain event besides the engine's own outbox: the lake
+        (unless turned off) and NATS JetStream (when configured)."""
+        streams = []
+        if self.lake:
+            streams.append(("connectors.lake:open_lake", str(self.lake_root)))
+        if self.nats_url:
+            streams.append(("connectors.nats_stream:open_stream", self.nats_url))
+        return tuple(streams)
+
+    @property
+    def lake_root(self) -> Path:
+        """The lake's folder, absolute: the relay runs in a Ray process of its own."""
+        return (self.lake_dir or self.data_dir / "lake").resolve()
 
     def host_config(self) -> HostConfig:
         return HostConfig(

@@ -42,6 +42,13 @@ async def test_a_workout_reaches_followers_through_the_relay_and_an_operator_see
     assert [item["owner"] for item in feed] == [star["id"]], "the follower has the public workout, once"
     assert (await client.get("/feed", headers=other["headers"])).json()["items"] == []
 
+    # The lake has both workouts (the private one too: the lake is the platform's, not a feed).
+    from connectors.lake import Lake
+
+    with Lake(client.arena.settings.lake_root) as lake:
+        rows = lake.sql("SELECT owner, visibility FROM workouts WHERE owner = ? ORDER BY start", [star["id"]]).fetchall()
+    assert rows == [(star["id"], "public"), (star["id"], "private")]
+
     assert (await client.get("http://arena/ops/events")).status_code == 403  # not loopback, no token
     status = (await client.get("http://arena/ops/events", headers=operator)).json()
     consumers = status["consumers"]
@@ -54,6 +61,8 @@ async def test_a_workout_reaches_followers_through_the_relay_and_an_operator_see
     assert replayed.json() == {"replayed": 0, "kept": 0}
     metrics = (await client.get("http://arena/metrics", headers=operator)).text
     assert 'arena_relay_lag_events{consumer="feed.on_workout"} 0.0' in metrics and "arena_relay_up 1.0" in metrics
+    assert 'arena_relay_lag_events{consumer="stream:lake"} 0.0' in metrics
+    assert 'arena_lake_rows{table="workout.recorded"}' in metrics
 
 
 @pytest.mark.parametrize("subscription", ["../etc", "feed", "x" * 300, "feed.on_workout;drop", "Feed.On"])

@@ -1,0 +1,37 @@
+"""The data lake: domain events and finished races' telemetry as Parquet, queried with DuckDB.
+
+``LakeWriter`` is the relay's ``lake`` stream (``writer``), ``archive_race`` archives a race's
+samples (``archive``), ``compact_all`` and ``cleanup`` keep the files few (``compaction``),
+``Lake`` answers SQL (``query``), and ``lake_status`` and ``LakeCollector`` watch it
+(``status``). ``docs/lake.md`` describes the layout and its rules.
+"""
+
+from __future__ import annotations
+
+from connectors.lake.archive import archive_race, race_file
+from connectors.lake.compaction import cleanup, compact, compact_all
+from connectors.lake.query import Lake, live_files, rows_of
+from connectors.lake.status import LakeCollector, lake_status, render_status
+from connectors.lake.writer import QUARANTINE, LakeWriter
+
+__all__ = [
+    "open_lake",
+    "QUARANTINE",
+    "Lake",
+    "LakeCollector",
+    "LakeWriter",
+    "archive_race",
+    "cleanup",
+    "compact",
+    "compact_all",
+    "lake_status",
+    "live_files",
+    "race_file",
+    "render_status",
+    "rows_of",
+]
+
+
+def open_lake(root: str) -> LakeWriter:
+    """The relay's opener (``serve.settings.Settings.streams``): the lake under ``root``."""
+    return LakeWriter(root)
