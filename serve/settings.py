@@ -152,6 +152,13 @@ class Settings(BaseSettings):
             raise ValueError("ARENA_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
         return url
 
+    @field_validator("data_dir", "lake_dir")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # Resolved where the settings are made: Ray workers (the relay, the replicas) have working
+        # directories of their own.
+        return None if path is None else path.resolve()
+
     @field_validator("nats_url")
     @classmethod
     def _nats(cls, url: str | None) -> str | None:
