@@ -284,6 +284,7 @@ class Account(Entity):
             WORKOUT_RECORDED,
             owner=self.id,
             owner_name=self.profile.get("display_name"),
+            region=self.profile.get("region"),
             workout_id=summary["id"],
             visibility=summary["visibility"],
             summary=summary,

@@ -11,11 +11,20 @@ from engine.events import declare
 
 __all__ = ["RACE_RESULT", "WORKOUT_RECORDED"]
 
+
+def _workout_recorded_v2(fields: dict, version: int) -> dict:
+    """Version 1 had no region: the owner's region then was not recorded."""
+    return {**fields, "region": None}
+
+
 WORKOUT_RECORDED = declare(
     "workout.recorded",
-    fields=("owner", "owner_name", "workout_id", "visibility", "summary"),
+    version=2,
+    fields=("owner", "owner_name", "region", "workout_id", "visibility", "summary"),
     user_field="owner",
-    doc="A workout joined its owner's account (recorded by hand, imported from a file, or a race result).",
+    doc="A workout joined its owner's account (recorded by hand, imported from a file, or a race result); "
+    "v2 adds the owner's region (for the lake's daily aggregates per region).",
+    upgrade=_workout_recorded_v2,
 )
 
 RACE_RESULT = declare(

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, date, datetime, timedelta
 
 __all__ = ["main"]
 
@@ -356,11 +357,37 @@ def _lake(args: argparse.Namespace) -> int:
     from connectors.lake import lake_status, render_status
     from serve.settings import Settings
 
-    root = args.root or str(Settings().lake_root)
+    settings = Settings()
+    root = args.root or str(settings.lake_root)
     if not os.path.isdir(root):
         print(f"No lake at {root}: it appears with the first domain event (ARENA_LAKE_DIR moves it).", file=sys.stderr)
         return 1
-    print(render_status(lake_status(root)))
+    if args.action == "status":
+        print(render_status(lake_status(root)))
+        return 0
+    import ray
+
+    from connectors.lake.daily import run_daily
+
+    try:
+        day = date.fromisoformat(args.day) if args.day else (datetime.now(UTC) - timedelta(days=1)).date()
+    except ValueError:
+        print(f"--day is a date, YYYY-MM-DD, not {args.day!r}", file=sys.stderr)
+        return 2
+    # The running Arena's Ray when there is one (ARENA_RAY_ADDRESS, else this machine's), else a local one.
+    address = None if settings.ray_address in (None, "local") else settings.ray_address
+    try:
+        ray.init(address=address or "auto", namespace=settings.namespace, log_to_driver=False, configure_logging=False)
+    except ConnectionError:
+        ray.init(num_cpus=settings.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        rows = run_daily(root, day)
+    finally:
+        ray.shutdown()
+    print(
+        f"daily aggregates of {day} written under {root}/aggregates: "
+        + ", ".join(f"{k} {v:,} rows" for k, v in rows.items())
+    )
     return 0
 
 
@@ -412,8 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--subscription", help="one subscription, 'kind.handler' (default: all)")
     events.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
     events.set_defaults(handler=_events)
-    lake = commands.add_parser("lake", help="the data lake's tables: freshness, rows per day, versions, null rates")
-    lake.add_argument("action", choices=("status",))
+    lake = commands.add_parser("lake", help="the data lake: status (freshness, rows per day, versions, null rates) or the daily aggregates of a day")
+    lake.add_argument("action", choices=("status", "aggregate"))
+    lake.add_argument("--day", help="aggregate: the day, YYYY-MM-DD (UTC; default yesterday)")
     lake.add_argument("--root", help="the lake's folder (default: ARENA_LAKE_DIR, else data/lake)")
     lake.set_defaults(handler=_lake)
     args = parser.parse_args(argv)

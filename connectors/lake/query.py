@@ -113,6 +113,7 @@ class Lake:
     def _workouts(self) -> None:
         have = {row[0] for row in self.con.sql(f"DESCRIBE {_ident(WORKOUT_TYPE)}").fetchall()}
         plain = [_ident(c) for c in ("owner", "owner_name", "workout_id", "visibility") if c in have]
+        plain.append(_ident("region") if "region" in have else "NULL AS region")  # v2 of the event
         typed = [
             f"{how.format(_ident(field)) if field in have else 'NULL'} AS {_ident(column)}"
             for column, field, how in _WORKOUT_COLUMNS

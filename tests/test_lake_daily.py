@@ -1,0 +1,62 @@
+"""The daily aggregates run as a Ray task over the lake and write the same numbers every time."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.lake import LakeWriter
+from connectors.lake.daily import AGGREGATES, run_daily
+from engine.codec import pack
+from engine.events import EventRecord
+
+pytestmark = pytest.mark.ray
+
+DAY = date(2026, 11, 20)
+
+
+def _workout(position: int, owner: str, sport: str, distance: float, start: datetime, region: str | None, version: int):
+    fields = {"owner": owner, "owner_name": owner.title(), "workout_id": f"w{position}", "visibility": "public",
+              "summary": {"id": f"w{position}", "sport": sport, "start": start.timestamp(), "distance_m": distance,
+                          "elapsed_s": distance / 3.0}}  # fmt: skip
+    if version == 2:
+        fields["region"] = region
+    return EventRecord("account", owner, position, 0, "workout.recorded", version, start.timestamp() + 60, owner,
+                       pack(fields), position)  # fmt: skip
+
+
+def _read(root, name: str) -> list[dict]:
+    return pq.read_table(root / AGGREGATES / name / f"day={DAY}" / "part-0.parquet").to_pylist()
+
+
+async def test_a_day_is_summed_per_user_region_and_sport_and_a_rerun_writes_the_same(ray_cluster, tmp_path):
+    morning, evening = datetime(2026, 11, 20, 7, tzinfo=UTC), datetime(2026, 11, 20, 19, tzinfo=UTC)
+    other_day = datetime(2026, 11, 21, 7, tzinfo=UTC)
+    await LakeWriter(tmp_path).publish(
+        [
+            _workout(1, "ana", "run", 10_000, morning, None, 1),  # recorded before events had a region
+            _workout(2, "ana", "run", 5_000, evening, "north", 2),
+            _workout(3, "bo", "ride", 40_000, morning, "north", 2),
+            _workout(4, "cy", "run", 8_000, evening, "south", 2),
+            _workout(5, "ana", "run", 21_000, other_day, "north", 2),  # another day
+        ]
+    )
+    assert run_daily(tmp_path, DAY) == {"daily_user": 3, "daily_region": 4, "daily_sport": 2}
+
+    per_user = {(r["user_id"], r["sport"]): (r["workouts"], r["distance_m"]) for r in _read(tmp_path, "daily_user")}
+    assert per_user == {("ana", "run"): (2, 15_000.0), ("bo", "ride"): (1, 40_000.0), ("cy", "run"): (1, 8_000.0)}
+    per_region = {(r["region"], r["sport"]): r["workouts"] for r in _read(tmp_path, "daily_region")}
+    assert per_region == {(None, "run"): 1, ("north", "run"): 1, ("north", "ride"): 1, ("south", "run"): 1}
+    per_sport = {r["sport"]: r["distance_m"] for r in _read(tmp_path, "daily_sport")}
+    assert per_sport == {"run": 23_000.0, "ride": 40_000.0}
+
+    before = {name: _read(tmp_path, name) for name in ("daily_user", "daily_region", "daily_sport")}
+    assert run_daily(tmp_path, DAY) == {"daily_user": 3, "daily_region": 4, "daily_sport": 2}
+    assert {name: _read(tmp_path, name) for name in before} == before
+
+
+async def test_a_day_without_workouts_writes_empty_aggregates(ray_cluster, tmp_path):
+    assert run_daily(tmp_path, DAY) == {"daily_user": 0, "daily_region": 0, "daily_sport": 0}
+    assert _read(tmp_path, "daily_sport") == []
