@@ -375,7 +375,8 @@ class Relay:
         return {"replayed": removed, "kept": kept}
 
     async def status(self) -> dict[str, Any]:
-        """Each consumer's position and lag behind the outbox."""
+        """Each consumer's position and lag: outbox positions between it and the newest event (for a
+        reaction to one event type an upper bound, as events of other types count too)."""
         last = await self._store.last_event_position()
         return {
             "last_position": last,

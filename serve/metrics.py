@@ -53,7 +53,10 @@ class _HostCollector:
         yield last
         consumers = self._relay["consumers"]
         lag = GaugeMetricFamily(
-            "arena_relay_lag_events", "Outbox positions between a consumer and the newest event", labels=["consumer"]
+            "arena_relay_lag_events",
+            "Outbox positions between a consumer and the newest event (for a reaction to one event type, an upper bound:"
+            " events of other types count too)",
+            labels=["consumer"],
         )
         for name, consumer in sorted(consumers.items()):
             lag.add_metric([name], float(consumer["lag"]))
