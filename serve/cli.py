@@ -298,24 +298,31 @@ def _hub(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _health(args: argparse.Namespace) -> int:
-    request = urllib.request.Request(f"{args.url.rstrip('/')}/health/details")
+def _ask_operator(url: str, path: str, *, method: str = "GET", timeout: float = 10) -> tuple[int, dict]:
+    """An operators' route of a running Arena (``ARENA_OPERATOR_TOKEN`` when set): its status and its
+    JSON answer. OSError when nothing answers."""
+    request = urllib.request.Request(f"{url.rstrip('/')}{path}", method=method)
     token = os.environ.get("ARENA_OPERATOR_TOKEN")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            body = json.load(answer)
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.load(answer)
     except urllib.error.HTTPError as error:
         try:
-            body = json.load(error)
+            return error.code, json.load(error)
         except ValueError:
-            body = {"status": f"HTTP {error.code}"}
-        if error.code != 503:
-            print(f"Arena at {args.url} refused: {body.get('detail', body)}", file=sys.stderr)
-            return 1
+            return error.code, {"status": f"HTTP {error.code}"}
+
+
+def _health(args: argparse.Namespace) -> int:
+    try:
+        code, body = _ask_operator(args.url, "/health/details")
     except OSError as error:
         print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
+        return 1
+    if code not in (200, 503):
+        print(f"Arena at {args.url} refused: {body.get('detail', body)}", file=sys.stderr)
         return 1
     print(json.dumps(body, indent=2))
     return 0 if body.get("status") == "ok" else 1
@@ -327,27 +334,18 @@ def _events(args: argparse.Namespace) -> int:
         "status": "/ops/events",
         "dead-letters": "/ops/events/dead-letters",
         "replay": "/ops/events/dead-letters/replay",
-    }
+    }[args.action]
     query = urllib.parse.urlencode({"subscription": args.subscription} if args.subscription else {})
-    request = urllib.request.Request(
-        f"{args.url.rstrip('/')}{path[args.action]}" + (f"?{query}" if query else ""),
-        method="POST" if args.action == "replay" else "GET",
-    )
-    token = os.environ.get("ARENA_OPERATOR_TOKEN")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            body = json.load(answer)
-    except urllib.error.HTTPError as error:
-        try:
-            detail = json.load(error).get("detail")
-        except ValueError:
-            detail = f"HTTP {error.code}"
-        print(f"Arena at {args.url} refused: {detail}", file=sys.stderr)
-        return 1
+        code, body = _ask_operator(
+            args.url, path + (f"?{query}" if query else ""), method="POST" if args.action == "replay" else "GET",
+            timeout=120,
+        )  # fmt: skip
     except OSError as error:
         print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
+        return 1
+    if code != 200:
+        print(f"Arena at {args.url} refused: {body.get('detail', body)}", file=sys.stderr)
         return 1
     print(json.dumps(body, indent=2))
     return 0
@@ -439,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--subscription", help="one subscription, 'kind.handler' (default: all)")
     events.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
     events.set_defaults(handler=_events)
-    lake = commands.add_parser("lake", help="the data lake: status (freshness, rows per day, versions, null rates) or the daily aggregates of a day")
+    lake = commands.add_parser(
+        "lake",
+        help="the data lake: status (freshness, rows per day, versions, null rates) or the daily aggregates of a day",
+    )
     lake.add_argument("action", choices=("status", "aggregate"))
     lake.add_argument("--day", help="aggregate: the day, YYYY-MM-DD (UTC; default yesterday)")
     lake.add_argument("--root", help="the lake's folder (default: ARENA_LAKE_DIR, else data/lake)")

@@ -85,6 +85,14 @@ def test_the_arena_command_reports_health_and_fails_when_nobody_answers(arena_ur
     assert main(["health", "--url", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "does not answer" in capsys.readouterr().err
 
+    # The domain events' view, from this machine (loopback: no token needed).
+    assert main(["events", "status", "--url", url]) == 0
+    assert '"feed.on_workout"' in capsys.readouterr().out
+    assert main(["events", "dead-letters", "--subscription", "feed.on_workout", "--url", url]) == 0
+    assert '"items": []' in capsys.readouterr().out
+    assert main(["events", "replay", "--subscription", "../../etc", "--url", url]) == 1
+    assert "refused" in capsys.readouterr().err
+
 
 async def test_a_notification_reaches_an_open_event_stream_through_serve(arena_url):
     url, _ = arena_url
