@@ -111,9 +111,17 @@ class Streaming(threading.Thread):
         self.swarm = Swarm([a["id"] for a in athletes], cheaters=cheaters, seed=3)
         self.stopping = threading.Event()
         self.errors: list[str] = []
+        self.rounds = 0  # rounds of samples sent (each round's posts all answered)
 
     def silence(self, user_id: str) -> None:
+        """The athlete's device sends nothing more: once this returns, no sample of theirs is on its way
+        (a round already under way may have computed one; the next round starts without it)."""
         next(r for r in self.swarm.runners if r.user_id == user_id).silent_until = float("inf")
+        started = self.rounds
+        deadline = time.monotonic() + 30
+        while self.rounds < started + 2:
+            assert time.monotonic() < deadline, "the swarm stopped sending"
+            time.sleep(0.05)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -124,6 +132,7 @@ class Streaming(threading.Thread):
                 )
                 if answer.status_code != 200:
                     self.errors.append(answer.text)
+            self.rounds += 1
             self.stopping.wait(1.0)
 
 
@@ -176,7 +185,8 @@ def test_an_organizer_runs_a_race_from_the_console_while_the_live_page_follows_i
         assert live.locator(".row[data-user] .name", has_text="<script>").count() == 1  # shown as text
         assert live.evaluate("window.__pwned") is None
 
-        # A device goes silent: its athlete is marked, and the dots follow whoever is followed.
+        # A device goes silent: its athlete is marked, and the dots follow whoever is followed. (A sample
+        # that arrived after the offline signal would rightly clear the mark: silence waits for the last.)
         swarm.silence(lost["id"])
         on_loop(_signal_lost(race_id, watch))
         live.wait_for_selector(f".row[data-user='{lost['id']}'] .badge.lost", timeout=20_000)
