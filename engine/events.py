@@ -50,7 +50,6 @@ __all__ = [
 
 EVENT_MESSAGE = "$events"  # the message that carries events to a reacting entity
 _NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")  # "workout.recorded"
-MAX_EVENTS_PER_MESSAGE = 1_000  # what one handler may emit: a race's results are emitted in parts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,6 +118,11 @@ class EventRecord(NamedTuple):
     @property
     def id(self) -> str:
         return event_id(self.source_kind, self.source_id, self.seq, self.idx)
+
+    def wire(self) -> list:
+        """The event as a delivery carries it (``Event.from_wire``): its fields as stored, not decoded."""
+        return [self.type, self.version, self.source_kind, self.source_id, self.seq, self.idx, self.at,
+                self.user_id, self.body, self.position]  # fmt: skip
 
 
 class Event(NamedTuple):

@@ -712,10 +712,9 @@ def _apply_events(entity: Entity, events: list[Event], replay: bool = False) -> 
     """Apply delivered events to ``entity`` in order, each exactly once: an event at or before the
     last one applied from its source is a repeat (a relay retried) and is skipped. ``replay``: an
     operator replays dead letters, which may be older than what followed them; each id applies once."""
-    parsed = events
     outcome = {"applied": 0, "repeated": 0, "declined": 0, "ignored": 0}
     applied, reactions = entity._applied, type(entity).reactions
-    for event in parsed:
+    for event in events:
         reaction = reactions.get(event.type)
         if reaction is None:
             outcome["ignored"] += 1

@@ -237,8 +237,7 @@ class Relay:
             )
             if sub.reaction.when is not None and not wanted(current):
                 continue
-            wire = [record.type, record.version, record.source_kind, record.source_id, record.seq, record.idx,
-                    record.at, record.user_id, record.body, record.position]  # fmt: skip  # fields as stored
+            wire = record.wire()
             if single is not None:
                 target = current.get(single)
                 targets = [target] if type(target) is str and 0 < len(target) <= 256 else []
@@ -362,8 +361,7 @@ class Relay:
             if sub is None:
                 kept += 1
                 continue
-            r = letter.event
-            wire = [r.type, r.version, r.source_kind, r.source_id, r.seq, r.idx, r.at, r.user_id, r.body, r.position]
+            wire = letter.event.wire()
             (result,) = await self._deliver(
                 [(sub.kind, letter.target, EVENT_MESSAGE, {"events": [wire], "replay": True}, None)]
             )
