@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from engine.events import declare
 
-__all__ = ["RACE_RESULT", "WORKOUT_RECORDED"]
+__all__ = ["RACE_RESULT", "RACE_SETTLED", "WORKOUT_RECORDED"]
 
 
 def _workout_recorded_v2(fields: dict, version: int) -> dict:
@@ -33,4 +33,12 @@ RACE_RESULT = declare(
     user_field="user_id",
     doc="A race became final: one per athlete who started it (finished or did not), with the result "
     "row and the workout summary it becomes.",
+)
+
+RACE_SETTLED = declare(
+    "race.settled",
+    fields=("race_id", "status", "athletes"),
+    user_field=None,  # about the race, no athlete
+    doc="A race became final or was cancelled: nothing more comes from its devices. The lake archives "
+    "its raw telemetry from the race's journal (docs/lake.md). ``athletes``: how many entered.",
 )

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.events import RACE_RESULT
+from actors.events import RACE_RESULT, RACE_SETTLED
 from actors.workout import SPORTS as WORKOUT_SPORTS
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
@@ -133,11 +133,17 @@ class Race(Entity):
         self.corrections: list[dict] = []  # changes to final results: who, when, what and why
         self.before_dsq: dict[str, str] = {}  # user id → status before a disqualification, to reinstate
         self.board: RaceBoard | None = None
+        self.archived = False  # the lake has its telemetry (``journal_kept``)
         self._index: dict[str, int] = {}
 
     def retirable(self) -> bool:
         """A settled race is read from its record (``RaceRef``): its host may stop once idle."""
         return self.status in SETTLED
+
+    def journal_kept(self) -> bool:
+        """Its journal holds the raw telemetry: kept until the lake has archived it (where the host
+        is told to keep it: ``HostConfig.archived_kinds``)."""
+        return not self.archived
 
     # -- snapshots: the board travels as raw arrays --------------------------
 
@@ -153,6 +159,7 @@ class Race(Entity):
             "transitions": self.transitions,
             "corrections": self.corrections,
             "before_dsq": self.before_dsq,
+            "archived": self.archived,
             "board": self.board.to_state() if self.board is not None else None,
         }
 
@@ -299,6 +306,7 @@ class Race(Entity):
             raise Rejected("review every flagged athlete before the results become final")
         event = self._transition("final", by)
         self._emit_results()
+        self.emit(RACE_SETTLED, race_id=self.id, status="final", athletes=len(self.athletes))
         return event
 
     def _emit_results(self) -> None:
@@ -345,7 +353,17 @@ class Race(Entity):
             self.cancel_timer(timer)
         if self.status != "finished":  # a finished race told its devices already
             self.notice({"type": "finished", "race": self.id})
-        return self._move("cancelled", by, reason)
+        moved = self._move("cancelled", by, reason)
+        self.emit(RACE_SETTLED, race_id=self.id, status="cancelled", athletes=len(self.athletes))
+        return moved
+
+    @update
+    def mark_archived(self) -> None:
+        """The lake archived this race's telemetry (``connectors.lake.race_archive``): the host may
+        compact its journal from now on."""
+        if self.status not in SETTLED:
+            raise Rejected(f"a {self.status} race is not archived: its telemetry may still grow")
+        self.archived = True
 
     @update
     def review(self, by: str, user_id: str, accept: bool) -> dict:
@@ -563,6 +581,11 @@ class Race(Entity):
         return counts
 
     # -- reading -------------------------------------------------------------
+
+    @query
+    def entrants(self) -> list[str]:
+        """The user id of each entry, in entry order (the lake's race archive maps samples with it)."""
+        return [athlete["user_id"] for athlete in self.athletes]
 
     @query
     def info(self) -> dict:

@@ -17,6 +17,9 @@ class HostConfig:
     timer_resolution: float = 0.05  # seconds between polls of the timer queue
     compact_every: int = 1_000  # journal entries folded into snapshots before they are deleted
     retire_after: float = 300.0  # seconds a dedicated host whose entity is retirable stays idle before it stops
+    # Kinds whose journal an archiver reads (the lake's race archive): the host does not compact an
+    # entity of these while it says ``Entity.journal_kept``; the archiver compacts it when done.
+    archived_kinds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("snapshot_interval", "passivate_after", "timer_resolution", "retire_after"):

@@ -164,6 +164,11 @@ class Entity:
         (its work is done, and what is read of it afterwards is kept elsewhere)."""
         return False
 
+    def journal_kept(self) -> bool:
+        """For a kind the host config names in ``archived_kinds``: whether the host must keep the
+        entity's journal after snapshots (an archiver has yet to read it; it compacts it after)."""
+        return False
+
     def snapshot(self) -> Any:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 

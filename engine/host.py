@@ -560,7 +560,9 @@ class Host:
             activation.snapshot_seq = max(activation.snapshot_seq, snapshot.seq)
             if activation.dirty:  # changed again while the snapshot was being written
                 activation.dirty_since = taken_at
-            if snapshot.seq - activation.compacted_seq >= self.config.compact_every:
+            if snapshot.seq - activation.compacted_seq >= self.config.compact_every and not (
+                activation.kind in self.config.archived_kinds and activation.entity.journal_kept()
+            ):
                 await self.store.compact(activation.kind, activation.entity_id, snapshot.seq)
                 activation.compacted_seq = snapshot.seq
 

@@ -63,7 +63,10 @@ def subscriptions(kinds: Iterable[type[Entity]]) -> list[Subscription]:
 
 
 class Stream(Protocol):
-    """An outside consumer of every event (``connectors.nats_stream``)."""
+    """An outside consumer of every event (``connectors.nats_stream``, ``connectors.lake``).
+
+    One that also reads the store or asks entities (the lake's race archive reads a race's
+    journal, then tells the race) defines ``bind(store, ask)``; the relay calls it first."""
 
     name: str
 
@@ -114,6 +117,10 @@ class Relay:
         self._ask = ask
         self.subscriptions = {s.name: s for s in subs}
         self.streams = {f"stream:{s.name}": s for s in streams}
+        for stream in streams:
+            bind = getattr(stream, "bind", None)
+            if bind is not None:
+                bind(store, ask)
         self.batch, self.chunk, self.parallel = batch, chunk, parallel
         self.retries, self.backoff, self.poll = retries, backoff, poll
         self.progress: dict[str, _Progress] = {name: _Progress() for name in (*self.subscriptions, *self.streams)}

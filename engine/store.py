@@ -103,8 +103,11 @@ class Store(Protocol):
         later than any position already visible to a reader.
         """
 
-    async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
-        """Entries with ``seq > after_seq``, in seq order."""
+    async def read_journal(
+        self, kind: str, entity_id: str, after_seq: int = 0, up_to_seq: int | None = None
+    ) -> list[JournalEntry]:
+        """Entries with ``after_seq < seq <= up_to_seq`` (no upper bound by default), in seq order;
+        the bound lets an archiver read a long journal a part at a time."""
 
     async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         """Upsert each entity's latest snapshot; an older seq never replaces a newer one."""

@@ -4,12 +4,18 @@
 against the same samples written as CSV by pyarrow and by Python's ``csv`` module (each file
 flushed to disk, as the archive is). Target: >= 1,000,000 samples/s.
 
+``journal``: the same, the way Arena does it: the race's ingest batches (10,000 samples each, as
+a gateway sends them) journaled by a real race host on SQLite, then the ``race-archive`` stream
+reading the journal, decoding each batch and writing the race's Parquet file, on one core;
+against ``archive_race`` from the same samples already in memory (what it costs to read them
+back from the journal).
+
 ``percentile``: "this athlete's percentile among runners of the same region, sex and age group
 for 10 km this month" over ``--rows`` workouts, in DuckDB over a Parquet file and in PostgreSQL
 (the same rows COPYed into a database of its own, indexed for the query, vacuumed and analyzed),
 the same SQL, median of 5 runs after a warm-up. Target: DuckDB under 200 ms at 10,000,000 rows.
 
-Run: ``.venv/bin/python -m loadtest.bench_lake [archive|percentile|all] [--rows N] [--samples N]``
+Run: ``.venv/bin/python -m loadtest.bench_lake [archive|journal|percentile|all] [--rows N] [--samples N]``
 (PostgreSQL on 127.0.0.1:5432, user postgres, for ``percentile``; ``--postgres-url`` to change).
 """
 
@@ -127,6 +133,71 @@ def _archive(samples: int, riders: int, python_samples: int) -> None:
         f"  ratio: lake / pyarrow CSV {rates['lake'] / rates['arrow_csv']:.1f}x, "
         f"lake / Python csv {rates['lake'] / rates['python_csv']:.1f}x; "
         f"target >= 1,000,000 samples/s: {'met' if rates['lake'] >= 1_000_000 else 'MISSED'}"
+    )
+
+
+# -- the race archive from a race's journal -------------------------------------------
+
+
+def bench_journal(samples: int, riders: int, batch: int = 10_000) -> None:
+    asyncio.run(_journal(samples, riders, batch))
+
+
+async def _journal(samples: int, riders: int, batch: int) -> None:
+    from actors.race import Race, RaceRef
+    from connectors.lake import RaceArchive
+    from engine.config import HostConfig
+    from engine.host import Host
+    from engine.telemetry import SAMPLE_DTYPE
+    from persistence import open_store
+
+    columns, athletes = _race(riders, samples)
+    now = time.time()
+    columns["t"] = columns["t"] - columns["t"].max() + now - 1.0  # measured up to a second ago
+    packed = np.zeros(samples, SAMPLE_DTYPE)
+    for name, values in columns.items():
+        packed[name] = values
+    packed["seq"] = np.arange(samples) // riders
+    with tempfile.TemporaryDirectory(prefix="arena-lake-bench-") as folder:
+        store = open_store(f"sqlite:///{folder}/arena.db")
+        host = Host([Race, RaceRef], store, HostConfig(archived_kinds=("race",), max_uncommitted=10_000_000))
+        await host.start()
+        race = "bench"
+        ride = {"name": "Bench", "sport": "ride", "kind": "time", "duration_s": 7200, "capacity": riders}
+        await host.ask("race", race, "create", {"organizer": "org", "config": ride})
+        await host.ask("race", race, "open", {"by": "org"})
+        await host.ask("race", race, "join_many", {"athletes": [{"user_id": a, "name": a} for a in athletes]})
+        await host.ask("race", race, "start", {"by": "org"})
+        started = time.perf_counter()
+        for start in range(0, samples, batch):
+            await host.ask("race", race, "ingest", {"samples": packed[start : start + batch].tobytes()})
+        ingest_s = time.perf_counter() - started
+        await host.ask("race", race, "cancel", {"by": "org"})
+        (settled,) = await store.read_events(0, 1, ["race.settled"])
+        cores = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(cores)})  # the archive on one core; the host has done its part
+        pa.set_cpu_count(1)
+        try:
+            archive = RaceArchive(Path(folder) / "lake")
+            archive.bind(store, host.ask)
+            started = time.perf_counter()
+            path = await archive.archive(race, settled.seq)
+            journal_s = time.perf_counter() - started
+            assert path is not None and pq.read_metadata(path).num_rows == samples, "samples lost or doubled"
+            memory_s = _timed(lambda: archive_race(Path(folder) / "memory", f"m{time.monotonic_ns()}", columns,
+                                                   athletes=athletes))  # fmt: skip
+        finally:
+            os.sched_setaffinity(0, cores)
+        await host.stop()
+        await store.close()
+    rate, memory_rate = samples / journal_s, samples / memory_s
+    print(f"race archive from the race's journal, {samples:,} samples of {riders:,} riders in batches of {batch:,}:")
+    print(f"  journaled by the race host (SQLite, fair play on): {samples / ingest_s:>12,.0f} samples/s")
+    print(f"  journal -> Parquet (race-archive stream, one core): {rate:>12,.0f} samples/s")
+    print(f"  archive_race from memory (one core):               {memory_rate:>12,.0f} samples/s")
+    print(
+        f"  ratio journal / memory {rate / memory_rate:.2f}x; target >= 1,000,000 samples/s: "
+        f"{'met' if rate >= 1_000_000 else 'MISSED'}"
     )
 
 
@@ -282,7 +353,7 @@ def bench_percentile(rows: int, postgres_url: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", nargs="?", choices=("archive", "percentile", "all"), default="all")
+    parser.add_argument("which", nargs="?", choices=("archive", "journal", "percentile", "all"), default="all")
     parser.add_argument("--samples", type=int, default=5_000_000, help="samples in the race (default 5,000,000)")
     parser.add_argument("--riders", type=int, default=50_000, help="riders in the race (default 50,000)")
     parser.add_argument(
@@ -293,6 +364,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.which in ("archive", "all"):
         bench_archive(args.samples, args.riders, min(args.python_samples, args.samples))
+    if args.which in ("journal", "all"):
+        bench_journal(args.samples, args.riders)
     if args.which in ("percentile", "all"):
         bench_percentile(args.rows, args.postgres_url)
 

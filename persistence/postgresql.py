@@ -51,6 +51,10 @@ _FIRST_OVERLAP = (
 _SELECT_SEGMENTS = (
     "SELECT first_seq, entries FROM journal WHERE kind = $1 AND entity_id = $2 AND last_seq > $3 ORDER BY last_seq"
 )
+_SELECT_SEGMENTS_UP_TO = (
+    "SELECT first_seq, entries FROM journal WHERE kind = $1 AND entity_id = $2 AND last_seq > $3 AND first_seq <= $4"
+    " ORDER BY last_seq"
+)
 _DELETE_SEGMENTS = (
     "WITH deleted AS (DELETE FROM journal WHERE kind = $1 AND entity_id = $2 AND last_seq <= $3"
     " RETURNING last_seq - first_seq + 1 AS entries)"
@@ -169,10 +173,15 @@ class PostgresStore:
                         f"the outbox already holds an event of this batch ({exc.detail or exc})"
                     ) from exc
 
-    async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
+    async def read_journal(
+        self, kind: str, entity_id: str, after_seq: int = 0, up_to_seq: int | None = None
+    ) -> list[JournalEntry]:
         async with self._connection("read the journal") as conn:
-            rows = await conn.fetch(_SELECT_SEGMENTS, kind, entity_id, after_seq)
-        return unpack_segments(kind, entity_id, after_seq, rows)
+            if up_to_seq is None:
+                rows = await conn.fetch(_SELECT_SEGMENTS, kind, entity_id, after_seq)
+            else:
+                rows = await conn.fetch(_SELECT_SEGMENTS_UP_TO, kind, entity_id, after_seq, up_to_seq)
+        return unpack_segments(kind, entity_id, after_seq, rows, up_to_seq)
 
     async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         if not snapshots:

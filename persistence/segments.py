@@ -57,12 +57,16 @@ def pack_segments(entries: Sequence[JournalEntry]) -> list[Segment]:
     return rows
 
 
-def unpack_segments(kind: str, entity_id: str, after_seq: int, rows: Iterable[tuple[int, bytes]]) -> list[JournalEntry]:
-    """The entries with ``seq > after_seq`` in ``(first_seq, entries)`` rows, in seq order."""
+def unpack_segments(
+    kind: str, entity_id: str, after_seq: int, rows: Iterable[tuple[int, bytes]], up_to_seq: int | None = None
+) -> list[JournalEntry]:
+    """The entries with ``after_seq < seq <= up_to_seq`` in ``(first_seq, entries)`` rows, in seq order."""
     read: list[JournalEntry] = []
     for first_seq, packed in rows:
         skip = max(after_seq + 1 - first_seq, 0)
         fields = unpack(packed)[skip:]
+        if up_to_seq is not None:
+            del fields[max(up_to_seq - first_seq - skip + 1, 0) :]
         read.extend(JournalEntry(kind, entity_id, seq, *rest) for seq, rest in enumerate(fields, first_seq + skip))
     return read
 

@@ -43,6 +43,10 @@ _INSERT_SEGMENT = "INSERT INTO journal (kind, entity_id, first_seq, last_seq, en
 _SELECT_SEGMENTS = (
     "SELECT first_seq, entries FROM journal WHERE kind = ? AND entity_id = ? AND last_seq > ? ORDER BY last_seq"
 )
+_SELECT_SEGMENTS_UP_TO = (
+    "SELECT first_seq, entries FROM journal WHERE kind = ? AND entity_id = ? AND last_seq > ? AND first_seq <= ?"
+    " ORDER BY last_seq"
+)
 _DELETE_SEGMENTS = (
     "DELETE FROM journal WHERE kind = ? AND entity_id = ? AND last_seq <= ? RETURNING last_seq - first_seq + 1"
 )
@@ -119,8 +123,10 @@ class SQLiteStore:
         if entries or reminders or events:
             await self._run("append to the journal", _append, entries, reminders, events)
 
-    async def read_journal(self, kind: str, entity_id: str, after_seq: int = 0) -> list[JournalEntry]:
-        return await self._run("read the journal", _read_journal, kind, entity_id, after_seq)
+    async def read_journal(
+        self, kind: str, entity_id: str, after_seq: int = 0, up_to_seq: int | None = None
+    ) -> list[JournalEntry]:
+        return await self._run("read the journal", _read_journal, kind, entity_id, after_seq, up_to_seq)
 
     async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         if snapshots:
@@ -301,8 +307,13 @@ def _write(
     conn.executemany(_DELETE_REMINDER, (key for key, due in latest.items() if due is None))
 
 
-def _read_journal(conn: sqlite3.Connection, kind: str, entity_id: str, after_seq: int) -> list[JournalEntry]:
-    return unpack_segments(kind, entity_id, after_seq, conn.execute(_SELECT_SEGMENTS, (kind, entity_id, after_seq)))
+def _read_journal(
+    conn: sqlite3.Connection, kind: str, entity_id: str, after_seq: int, up_to_seq: int | None
+) -> list[JournalEntry]:
+    if up_to_seq is None:
+        return unpack_segments(kind, entity_id, after_seq, conn.execute(_SELECT_SEGMENTS, (kind, entity_id, after_seq)))
+    rows = conn.execute(_SELECT_SEGMENTS_UP_TO, (kind, entity_id, after_seq, up_to_seq))
+    return unpack_segments(kind, entity_id, after_seq, rows, up_to_seq)
 
 
 def _save_snapshots(conn: sqlite3.Connection, snapshots: Sequence[Snapshot]) -> None:

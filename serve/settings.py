@@ -47,7 +47,11 @@ class Settings(BaseSettings):
         description="sqlite:///path (embedded default) or postgresql://user@host:port/db",
     )
     redis_url: str | None = Field(None, description="redis://host:port/db for pub/sub, rate limits and revocation")
-    lake: bool = Field(True, description="write every domain event to the data lake (Parquet, docs/lake.md)")
+    lake: bool = Field(
+        True,
+        description="write every domain event to the data lake (Parquet, docs/lake.md), and archive each settled"
+        " race's raw telemetry there (a race keeps its journal until then)",
+    )
     lake_dir: Path | None = Field(None, description="the data lake's folder (default: lake/ under the data folder)")
     nats_url: str | None = Field(
         None,
@@ -263,6 +267,7 @@ class Settings(BaseSettings):
         streams = []
         if self.lake:
             streams.append(("connectors.lake:open_lake", str(self.lake_root)))
+            streams.append(("connectors.lake:open_race_archive", str(self.lake_root)))
         if self.nats_url:
             streams.append(("connectors.nats_stream:open_stream", self.nats_url))
         return tuple(streams)
@@ -278,4 +283,5 @@ class Settings(BaseSettings):
             passivate_after=self.passivate_after,
             mailbox_capacity=self.mailbox_capacity,
             retire_after=self.race_host_idle,
+            archived_kinds=("race",) if self.lake else (),  # the lake archives a race's telemetry from its journal
         )

@@ -46,7 +46,9 @@ async def test_a_workout_reaches_followers_through_the_relay_and_an_operator_see
     from connectors.lake import Lake
 
     with Lake(client.arena.settings.lake_root) as lake:
-        rows = lake.sql("SELECT owner, visibility FROM workouts WHERE owner = ? ORDER BY start", [star["id"]]).fetchall()
+        rows = lake.sql(
+            "SELECT owner, visibility FROM workouts WHERE owner = ? ORDER BY start", [star["id"]]
+        ).fetchall()
     assert rows == [(star["id"], "public"), (star["id"], "private")]
 
     assert (await client.get("http://arena/ops/events")).status_code == 403  # not loopback, no token
@@ -57,7 +59,9 @@ async def test_a_workout_reaches_followers_through_the_relay_and_an_operator_see
     )
     assert consumers["feed.on_workout"]["lag"] == 0 and status["last_position"] >= 2
     assert (await client.get("http://arena/ops/events/dead-letters", headers=operator)).json() == {"items": []}
-    replayed = await client.post("http://arena/ops/events/dead-letters/replay?subscription=feed.on_workout", headers=operator)
+    replayed = await client.post(
+        "http://arena/ops/events/dead-letters/replay?subscription=feed.on_workout", headers=operator
+    )
     assert replayed.json() == {"replayed": 0, "kept": 0}
     metrics = (await client.get("http://arena/metrics", headers=operator)).text
     assert 'arena_relay_lag_events{consumer="feed.on_workout"} 0.0' in metrics and "arena_relay_up 1.0" in metrics
@@ -67,5 +71,7 @@ async def test_a_workout_reaches_followers_through_the_relay_and_an_operator_see
 
 @pytest.mark.parametrize("subscription", ["../etc", "feed", "x" * 300, "feed.on_workout;drop", "Feed.On"])
 async def test_a_hostile_subscription_name_is_refused(client, operator, subscription):
-    answer = await client.get("http://arena/ops/events/dead-letters", params={"subscription": subscription}, headers=operator)
+    answer = await client.get(
+        "http://arena/ops/events/dead-letters", params={"subscription": subscription}, headers=operator
+    )
     assert answer.status_code == 422 and answer.headers["content-type"].startswith("application/problem+json")

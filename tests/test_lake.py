@@ -26,6 +26,7 @@ from connectors.lake import (
     render_status,
     rows_of,
 )
+from connectors.lake.archive import TELEMETRY_VERSION
 from engine.codec import pack
 from engine.events import CATALOGUE, EventRecord
 from engine.relay import Relay
@@ -393,7 +394,7 @@ async def test_status_counts_rows_freshness_versions_and_nulls_of_a_known_lake(t
     assert workouts["null_ratio"] == {"user_id": 0.0, "summary_distance_m": 0.25, "summary_elapsed_s": 0.0}
     assert workouts["bytes"] == sum(p.stat().st_size for p in (tmp_path / "events").rglob("part-*.parquet"))
     telemetry = status["tables"]["telemetry"]
-    assert telemetry["rows"] == 100 and telemetry["files"] == 1 and telemetry["versions"] == [1]
+    assert telemetry["rows"] == 100 and telemetry["files"] == 1 and telemetry["versions"] == [TELEMETRY_VERSION]
     assert telemetry["null_ratio"]["distance"] == pytest.approx(0.1) and telemetry["null_ratio"]["user_id"] == 0.0
     assert telemetry["freshness_s"] == pytest.approx(now - (DAY + 99))
     text = render_status(status)

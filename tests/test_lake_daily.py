@@ -60,3 +60,37 @@ async def test_a_day_is_summed_per_user_region_and_sport_and_a_rerun_writes_the_
 async def test_a_day_without_workouts_writes_empty_aggregates(ray_cluster, tmp_path):
     assert run_daily(tmp_path, DAY) == {"daily_user": 0, "daily_region": 0, "daily_sport": 0}
     assert _read(tmp_path, "daily_sport") == []
+
+
+async def test_ray_data_reads_the_same_workouts_as_duckdb_every_version_as_one_dataset(ray_cluster, tmp_path):
+    from connectors.lake import Lake
+    from connectors.lake.datasets import read, workouts
+
+    morning = datetime(2026, 11, 20, 7, tzinfo=UTC)
+    broken = _workout(9, "di", "swim", 1_000, morning, "east", 2)
+    fields = {"owner": "di", "owner_name": "Di", "region": "east", "workout_id": "w9", "visibility": "public",
+              "summary": {"id": "w9", "sport": "swim", "start": morning.timestamp(), "distance_m": "far"}}  # fmt: skip
+    writer = LakeWriter(tmp_path)
+    await writer.publish([_workout(1, "ana", "run", 10_000, morning, None, 1)])  # a file of version 1
+    await writer.publish(
+        [_workout(2, "ana", "run", 5_000, morning, "north", 2), _workout(3, "bo", "ride", 40_000, morning, "north", 2)]
+    )
+    await writer.publish([broken._replace(body=pack(fields))])  # a distance that is no number
+
+    rows = sorted(workouts(tmp_path).take_all(), key=lambda r: r["position"])
+
+    assert [(r["user_id"], r["sport"], r["distance_m"], r["region"], r["version"]) for r in rows] == [
+        ("ana", "run", 10_000.0, None, 1),
+        ("ana", "run", 5_000.0, "north", 2),
+        ("bo", "ride", 40_000.0, "north", 2),
+        ("di", "swim", None, "east", 2),
+    ]
+    with Lake(tmp_path) as lake:
+        duck = lake.sql("SELECT sport, sum(distance_m) FROM workouts GROUP BY 1").fetchall()
+    by_sport: dict[str, float] = {}
+    for row in rows:
+        by_sport[row["sport"]] = by_sport.get(row["sport"], 0.0) + (row["distance_m"] or 0.0)
+    assert {s: d or 0.0 for s, d in duck} == by_sport
+    assert read(tmp_path, "events", "workout.recorded").count() == 4
+    with pytest.raises(LookupError):
+        read(tmp_path, "telemetry")

@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from connectors.lake import Lake
 from tests.test_api import assert_problem, signup
 
 pytestmark = pytest.mark.ray
@@ -158,6 +159,16 @@ async def test_a_distance_race_runs_from_draft_to_final_with_live_results(client
     assert workouts["items"][0]["source"] == "race" and workouts["items"][0]["distance_m"] >= 1000
     inbox = (await client.get("/notifications", headers=athletes["Fast"][1])).json()
     assert inbox["items"][0]["type"] == "race_result" and inbox["items"][0]["data"]["place"] == 1
+    # Its raw telemetry is in the lake, as it came in (the five samples sent twice, twice).
+    with Lake(client.arena.settings.lake_root) as lake:
+        sent = lake.sql(
+            f"SELECT user_id, count(*), count(DISTINCT seq) FROM telemetry WHERE race = '{race_id}' GROUP BY 1"
+        ).fetchall()
+    assert {row[0]: row[1:] for row in sent} == {
+        athletes["Fast"][0]: (300, 300),
+        athletes["Slow"][0]: (205, 200),
+        athletes["Cheat"][0]: (60, 60),
+    }
 
 
 async def test_telemetry_is_validated_and_only_athletes_in_the_race_send_it(client):

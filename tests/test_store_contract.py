@@ -121,6 +121,18 @@ async def test_read_journal_after_seq_returns_only_later_entries(store: Store, k
     assert await store.read_journal(kind, "unknown") == []
 
 
+async def test_read_journal_up_to_seq_reads_a_long_journal_a_part_at_a_time(store: Store, kind: str) -> None:
+    await store.append([entry(kind, "a", seq) for seq in range(1, 6)])  # one segment
+    await store.append([entry(kind, "a", seq) for seq in range(6, 9)])  # another
+
+    assert [e.seq for e in await store.read_journal(kind, "a", after_seq=0, up_to_seq=2)] == [1, 2]
+    assert [e.seq for e in await store.read_journal(kind, "a", after_seq=2, up_to_seq=6)] == [3, 4, 5, 6]
+    assert [e.seq for e in await store.read_journal(kind, "a", after_seq=6, up_to_seq=100)] == [7, 8]
+    assert await store.read_journal(kind, "a", after_seq=3, up_to_seq=3) == []
+    parts = [await store.read_journal(kind, "a", after, after + 3) for after in range(0, 9, 3)]
+    assert [e for part in parts for e in part] == await store.read_journal(kind, "a")
+
+
 async def test_duplicate_seq_within_one_batch_raises_conflict_and_writes_nothing(store: Store, kind: str) -> None:
     batch = [entry(kind, "a", 1), entry(kind, "b", 1), entry(kind, "a", 1, b"other")]
 

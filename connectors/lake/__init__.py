@@ -1,7 +1,8 @@
 """The data lake: domain events and finished races' telemetry as Parquet, queried with DuckDB.
 
-``LakeWriter`` is the relay's ``lake`` stream (``writer``), ``archive_race`` archives a race's
-samples (``archive``), ``compact_all`` and ``cleanup`` keep the files few (``compaction``),
+``LakeWriter`` is the relay's ``lake`` stream (``writer``), ``RaceArchive`` its ``race-archive``
+stream that archives each settled race's telemetry from its journal (``race_archive``, with
+``archive_race`` and ``TelemetryWriter``: ``archive``), ``compact_all`` and ``cleanup`` keep the files few (``compaction``),
 ``Lake`` answers SQL (``query``), and ``lake_status`` and ``LakeCollector`` watch it
 (``status``). ``docs/lake.md`` describes the layout and its rules.
 """
@@ -11,15 +12,18 @@ from __future__ import annotations
 from connectors.lake.archive import archive_race, race_file
 from connectors.lake.compaction import cleanup, compact, compact_all
 from connectors.lake.query import Lake, live_files, rows_of
+from connectors.lake.race_archive import RaceArchive, open_race_archive
 from connectors.lake.status import LakeCollector, lake_status, render_status
 from connectors.lake.writer import QUARANTINE, LakeWriter
 
 __all__ = [
     "open_lake",
+    "open_race_archive",
     "QUARANTINE",
     "Lake",
     "LakeCollector",
     "LakeWriter",
+    "RaceArchive",
     "archive_race",
     "cleanup",
     "compact",

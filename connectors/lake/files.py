@@ -31,11 +31,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 __all__ = [
+    "COMPRESSION",
     "EVENTS",
+    "META_KEY",
     "TELEMETRY",
+    "TEMP_SUFFIX",
     "Part",
     "atomic_write",
+    "fsync_dir",
     "locked",
+    "make_dirs",
     "meta_of",
     "partitions",
     "parts",
@@ -50,7 +55,7 @@ COMPRESSION = "zstd"
 META_KEY = b"arena.lake"  # the file's own facts, in its footer: versions, newest row (status reads no data)
 
 _PART = re.compile(r"^part-(\d{1,20})(?:-(\d{1,20}))?\.parquet$")  # a race's archive is ``part-0``
-_TEMP_SUFFIX = ".tmp"
+TEMP_SUFFIX = ".tmp"
 
 
 @dataclass(frozen=True, order=True)
@@ -104,7 +109,7 @@ def split_redundant(found: list[Part]) -> tuple[list[Part], list[Part]]:
 def temp_files(partition: Path) -> list[Path]:
     """Files a writer left half-written when it was killed (only a partition's lock holder may delete them)."""
     with contextlib.suppress(FileNotFoundError):
-        return [Path(e.path) for e in os.scandir(partition) if e.name.startswith(".") and e.name.endswith(_TEMP_SUFFIX)]
+        return [Path(e.path) for e in os.scandir(partition) if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX)]
     return []
 
 
@@ -142,10 +147,10 @@ def make_dirs(path: Path) -> None:
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
-        _fsync_dir(folder.parent)
+        fsync_dir(folder.parent)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -159,7 +164,7 @@ def atomic_write(path: Path, table: pa.Table, facts: dict, *, row_group_size: in
     metadata = dict(table.schema.metadata or {})
     metadata[META_KEY] = json.dumps(facts, separators=(",", ":")).encode()
     table = table.replace_schema_metadata(metadata)
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TEMP_SUFFIX}")
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     try:
         with open(temp, "wb") as sink:
             pq.write_table(table, sink, row_group_size=row_group_size, compression=COMPRESSION, **options)
@@ -170,7 +175,7 @@ def atomic_write(path: Path, table: pa.Table, facts: dict, *, row_group_size: in
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def meta_of(metadata: pq.FileMetaData) -> dict:
