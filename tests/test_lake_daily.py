@@ -94,3 +94,40 @@ async def test_ray_data_reads_the_same_workouts_as_duckdb_every_version_as_one_d
     assert read(tmp_path, "events", "workout.recorded").count() == 4
     with pytest.raises(LookupError):
         read(tmp_path, "telemetry")
+
+
+async def test_a_lake_rebuilt_from_the_outbox_from_position_zero_gives_the_same_aggregates(ray_cluster, tmp_path):
+    import shutil
+
+    from engine.relay import Relay
+    from persistence import open_store
+
+    store = open_store(f"sqlite:///{tmp_path}/arena.db")
+    await store.open()
+    morning = datetime(2026, 11, 20, 6, tzinfo=UTC)
+    people = [("ana", "run", "north"), ("bo", "ride", "north"), ("cy", "run", "south")]
+    events = [
+        _workout(0, who, sport, 1_000.0 * (n + 1), morning.replace(minute=n), region, 1 + n % 2)._replace(seq=n + 1)
+        for n, (who, sport, region) in enumerate(people * 10)
+    ]
+    root = tmp_path / "lake"
+
+    async def nobody(*args, **kwargs):
+        raise AssertionError("no subscription here")
+
+    try:
+        await store.append([], [], events)
+        relay = Relay(store, nobody, nobody, [], streams=[LakeWriter(root)], batch=4)
+        await relay.drain(timeout=30)
+        first = run_daily(root, DAY)
+        before = {name: _read(root, name) for name in first}
+
+        shutil.rmtree(root)  # the lake lost; the outbox still holds every event
+        await store.save_cursor("stream:lake", 0)  # the lake's consumer replayed from the outbox's start
+        relay = Relay(store, nobody, nobody, [], streams=[LakeWriter(root)], batch=9)  # in other batches
+        await relay.drain(timeout=30)
+
+        assert run_daily(root, DAY) == first == {"daily_user": 3, "daily_region": 5, "daily_sport": 2}
+        assert {name: _read(root, name) for name in first} == before
+    finally:
+        await store.close()

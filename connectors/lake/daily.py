@@ -4,7 +4,8 @@ Read from the lake's ``workout.recorded`` events (DuckDB over their Parquet), wr
 the lake as ``aggregates/<name>/day=<YYYY-MM-DD>/part-0.parquet``, whole or not at all. A day is
 the workouts' start day (UTC), whenever they were recorded. Running a day again rewrites its
 files from the events, so a rerun, or a rebuild of the lake from the outbox, gives the same
-numbers. ``run_daily`` runs it as a Ray task, on any node that sees the lake's folder.
+numbers: sums are taken in fixed point (millimetres, milliseconds), so the order in which rows
+are added, which depends on how the files were cut, cannot change a digit. ``run_daily`` runs it as a Ray task, on any node that sees the lake's folder.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ _GROUPS = {  # aggregate -> the columns it groups by
 }
 
 
+def _exact_sum(column: str) -> str:
+    """A sum that does not depend on the order of its rows (files cut differently by a replay add
+    floats in another order): in fixed point, to the millimetre or millisecond, then as a double."""
+    return f"CAST(sum(CAST({column} AS DECIMAL(18, 3))) AS DOUBLE) AS {column}"
+
+
 def daily_aggregates(root: Path | str, day: date) -> dict[str, int]:
     """Sum ``day``'s workouts per user, region and sport into the lake; rows written per aggregate."""
     root = Path(root)
@@ -38,8 +45,8 @@ def daily_aggregates(root: Path | str, day: date) -> dict[str, int]:
         with Lake(root) as lake:
             for name, keys in _GROUPS.items():
                 answer = lake.sql(
-                    f"SELECT {', '.join(keys)}, count(*) AS workouts, sum(distance_m) AS distance_m,"
-                    f" sum(elapsed_s) AS elapsed_s FROM workouts WHERE start >= ? AND start < ?"
+                    f"SELECT {', '.join(keys)}, count(*) AS workouts, {_exact_sum('distance_m')},"
+                    f" {_exact_sum('elapsed_s')} FROM workouts WHERE start >= ? AND start < ?"
                     f" GROUP BY ALL ORDER BY ALL",
                     [start, start + timedelta(days=1)],
                 ).arrow()
