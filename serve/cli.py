@@ -351,6 +351,23 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake_consumers(url: str) -> str:
+    """The lake's consumers of the outbox (and the other streams), with their lag, as the running
+    Arena's relay reports them; a line saying why not when nothing answers."""
+    try:
+        code, body = _ask_operator(url, "/ops/events", timeout=5)
+    except OSError as error:
+        return f"\nconsumers: no Arena answers at {url} ({error}); their lag is unknown"
+    if code != 200:
+        return f"\nconsumers: Arena at {url} refused: {body.get('detail', body)}"
+    streams = {name: c for name, c in body.get("consumers", {}).items() if name.startswith("stream:")}
+    lines = [f"\nconsumers of the outbox (newest position {body.get('last_position', 0):,})"]
+    for name, consumer in sorted(streams.items()):
+        error = f"  last error: {consumer['last_error']}" if consumer.get("last_error") else ""
+        lines.append(f"  {name[7:]:<14} position {consumer['position']:>12,}  lag {consumer['lag']:>10,}{error}")
+    return "\n".join(lines if streams else [*lines, "  none: the relay publishes to no stream"])
+
+
 def _lake(args: argparse.Namespace) -> int:
     from connectors.lake import lake_status, render_status
     from serve.settings import Settings
@@ -362,6 +379,7 @@ def _lake(args: argparse.Namespace) -> int:
         return 1
     if args.action == "status":
         print(render_status(lake_status(root)))
+        print(_lake_consumers(args.url))
         return 0
     import ray
 
@@ -444,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     lake.add_argument("action", choices=("status", "aggregate"))
     lake.add_argument("--day", help="aggregate: the day, YYYY-MM-DD (UTC; default yesterday)")
     lake.add_argument("--root", help="the lake's folder (default: ARENA_LAKE_DIR, else data/lake)")
+    lake.add_argument("--url", default="http://127.0.0.1:8000", help="status: the running Arena whose relay lag to show")
     lake.set_defaults(handler=_lake)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

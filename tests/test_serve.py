@@ -94,6 +94,23 @@ def test_the_arena_command_reports_health_and_fails_when_nobody_answers(arena_ur
     assert "refused" in capsys.readouterr().err
 
 
+def test_lake_status_shows_the_tables_and_the_relay_lag_of_the_lake_consumers(arena_url, capsys, tmp_path):
+    import numpy as np
+
+    from connectors.lake import archive_race
+    from serve.cli import main
+
+    url, _ = arena_url
+    archive_race(tmp_path, "race-1", {"user_id": np.array(["u1", "u2"]), "t": np.array([1.7e9, 1.7e9 + 1])})
+    assert main(["lake", "status", "--root", str(tmp_path), "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "telemetry" in out and "consumers of the outbox" in out
+    assert any(line.split()[:1] == ["lake"] and " lag " in line for line in out.splitlines())
+    assert any(line.split()[:1] == ["race-archive"] for line in out.splitlines())
+    assert main(["lake", "status", "--root", str(tmp_path), "--url", f"http://127.0.0.1:{free_port()}"]) == 0
+    assert "their lag is unknown" in capsys.readouterr().out
+
+
 async def test_a_notification_reaches_an_open_event_stream_through_serve(arena_url):
     url, _ = arena_url
     api = f"{url}/api/v1"
