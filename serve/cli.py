@@ -363,8 +363,8 @@ def _lake_consumers(url: str) -> str:
     streams = {name: c for name, c in body.get("consumers", {}).items() if name.startswith("stream:")}
     lines = [f"\nconsumers of the outbox (newest position {body.get('last_position', 0):,})"]
     for name, consumer in sorted(streams.items()):
-        error = f"  last error: {consumer['last_error']}" if consumer.get("last_error") else ""
-        lines.append(f"  {name[7:]:<14} position {consumer['position']:>12,}  lag {consumer['lag']:>10,}{error}")
+        failing = f"  last error: {consumer['last_error']}" if consumer.get("last_error") else ""
+        lines.append(f"  {name[7:]:<14} position {consumer['position']:>12,}  lag {consumer['lag']:>10,}{failing}")
     return "\n".join(lines if streams else [*lines, "  none: the relay publishes to no stream"])
 
 
