@@ -1,6 +1,9 @@
 """A live race: its lifecycle, its field, and its board of live results.
 
-The race is a dedicated entity (a host of its own): telemetry arrives as batches
+A race of more than ``SHARED_RACE_CAPACITY`` athletes is a dedicated entity (a host of its own,
+a Ray process, for its life: ``Race.hosted_alone``); a smaller one, created with a capacity of
+at most that and an id that says so (``SHARED_RACE_PREFIX``), lives on the shared hosts like
+any other entity and costs no process. Telemetry arrives as batches
 of packed samples (``engine.telemetry``), each one journaled message, and the
 columnar ``RaceBoard`` scores them with fair play on. Every transition is kept
 with its time and who made it.
@@ -78,6 +81,12 @@ MAX_TARGET_M = 10_000_000  # 10,000 km
 MAX_DURATION_S = 30 * 86_400  # a month: the longest time race, and the longest rolling start
 MAX_CATEGORIES, MAX_CATEGORY_CHARS = 50, 40
 MAX_CAPACITY = 1_000_000
+# A race created for at most this many athletes lives on the shared hosts: its board is a few MB
+# and a few thousand samples a second at most, and it then costs no Ray process (about 128 MB
+# while it runs, and Ray's bookkeeping of every process that ever ran, docs/benchmarks.md). Its
+# id says so, so that every process routes it alike without asking anyone.
+SHARED_RACE_CAPACITY = 5_000
+SHARED_RACE_PREFIX = "s-"
 MAX_ROUTE_POINTS = 5_000
 
 
@@ -115,6 +124,10 @@ def _route(points: Any) -> list[list[float]]:
 class Race(Entity):
     kind = "race"
     dedicated = True
+
+    @classmethod
+    def hosted_alone(cls, entity_id: str) -> bool:
+        return not entity_id.startswith(SHARED_RACE_PREFIX)
 
     @classmethod
     def warm(cls) -> None:
@@ -213,7 +226,9 @@ class Race(Entity):
         unknown = set(config) - set(_CONFIG)
         if unknown:
             raise Rejected(f"unknown race setting(s): {', '.join(sorted(unknown))}")
-        merged = {"start_mode": "mass", "categories": [], "capacity": 100_000, **self.config, **config}
+        shared = not self.hosted_alone(self.id)
+        capacity = SHARED_RACE_CAPACITY if shared else 100_000
+        merged = {"start_mode": "mass", "categories": [], "capacity": capacity, **self.config, **config}
         for name in ("name", "sport", "kind"):
             if not merged.get(name):
                 raise Rejected(f"a race needs a {name}")
@@ -225,6 +240,11 @@ class Race(Entity):
             raise Rejected("a rolling start needs start_window_s: how long the start stays open")
         if not 1 <= int(merged["capacity"]) <= MAX_CAPACITY:
             raise Rejected(f"capacity is between 1 and {MAX_CAPACITY:,} athletes")
+        if shared and int(merged["capacity"]) > SHARED_RACE_CAPACITY:
+            raise Rejected(
+                f"this race was created for at most {SHARED_RACE_CAPACITY:,} athletes and runs on the shared hosts;"
+                " create a race with the larger capacity instead (it gets a process of its own)"
+            )
         if merged.get("route") is not None:
             merged["route"] = _route(merged["route"])
         return merged

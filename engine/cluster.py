@@ -82,9 +82,11 @@ class Cluster:
             self._options["resources"] = {node_resource: _HOST_SHARE}
         self._map = ShardMap(spec.hosts, spec.shards)
         load_store_opener(spec.open_store)  # a wrong path fails here, not in every host as it starts
+        # A dedicated kind's entities that are not hosted alone (a small race) live on the shared
+        # hosts like any other entity: the shared hosts know every kind.
+        self._kinds = {cls.kind: cls for cls in map(load_kind, spec.kinds)}
         self._dedicated_kinds = {cls.kind: path for path in spec.kinds if (cls := load_kind(path)).dedicated}
-        shared = tuple(path for path in spec.kinds if path not in self._dedicated_kinds.values())
-        self._shared_spec = replace(spec, kinds=shared, index=0, dedicated=None, namespace=namespace)
+        self._shared_spec = replace(spec, index=0, dedicated=None, namespace=namespace)
         self._hosts = [self._host(f"arena-host-{i}", self._with(index=i)) for i in range(spec.hosts)]
         self._dedicated: dict[tuple[str, str], Any] = {}
         self._pending: dict[asyncio.AbstractEventLoop, list[tuple[tuple, asyncio.Future]]] = {}  # per loop
@@ -99,14 +101,16 @@ class Cluster:
 
     def host_for(self, kind: str, entity_id: str) -> Any:
         """The entity's host, started if it is a dedicated one that does not run (no cap applies here)."""
-        path = self._dedicated_kinds.get(kind)
-        if path is None:
+        if not self._alone(kind, entity_id):
             return self._hosts[self._map.host_of(kind, entity_id)]
         key = (kind, entity_id)
         handle = self._dedicated.get(key)
         if handle is None:
             handle = self._dedicated[key] = self._host(self._name(key), self._dedicated_spec(key))
         return handle
+
+    def _alone(self, kind: str, entity_id: str) -> bool:
+        return kind in self._dedicated_kinds and self._kinds[kind].hosted_alone(entity_id)
 
     @staticmethod
     def _name(key: tuple[str, str]) -> str:
@@ -117,7 +121,7 @@ class Cluster:
 
     async def _route(self, kind: str, entity_id: str) -> Any:
         """``host_for``, with the cap on dedicated hosts checked before one is started."""
-        if kind not in self._dedicated_kinds or (kind, entity_id) in self._dedicated or self.max_dedicated is None:
+        if not self._alone(kind, entity_id) or (kind, entity_id) in self._dedicated or self.max_dedicated is None:
             return self.host_for(kind, entity_id)
         key = (kind, entity_id)
         handle = await asyncio.to_thread(self._running, key)

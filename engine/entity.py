@@ -81,7 +81,7 @@ class Entity:
 
     kind: ClassVar[str]
     schema_version: ClassVar[int] = 1
-    dedicated: ClassVar[bool] = False  # each entity of this kind gets its own host
+    dedicated: ClassVar[bool] = False  # entities of this kind may get a host of their own (``hosted_alone``)
     handlers: ClassVar[dict[str, Handler]]
     reactions: ClassVar[dict[str, Reaction]]  # event type -> this kind's reaction to it (engine.events)
 
@@ -104,6 +104,12 @@ class Entity:
                     reactions[reaction.event.name] = reaction
         cls.handlers = found
         cls.reactions = reactions
+
+    @classmethod
+    def hosted_alone(cls, entity_id: str) -> bool:
+        """For a dedicated kind: whether this entity gets its own host (a Ray process) rather than a
+        place on the shared hosts. Decided from the id alone, so every process routes it alike."""
+        return cls.dedicated
 
     @classmethod
     def warm(cls) -> None:

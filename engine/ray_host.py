@@ -104,7 +104,17 @@ class HostActor:
             owns = lambda kind, entity_id: (kind, entity_id) == only  # noqa: E731
         else:
             shard_map = ShardMap(spec.hosts, spec.shards)
-            owns = lambda kind, entity_id: shard_map.owns(spec.index, kind, entity_id)  # noqa: E731
+            alone = {kind.kind: kind.hosted_alone for kind in kinds if kind.dedicated}
+            for kind in kinds:
+                if kind.dedicated:
+                    kind.warm()  # its entities not hosted alone are hosted here
+
+            def owns(kind: str, entity_id: str) -> bool:
+                hosted_alone = alone.get(kind)
+                if hosted_alone is not None and hosted_alone(entity_id):
+                    return False  # its own host's, never a shared one's
+                return shard_map.owns(spec.index, kind, entity_id)
+
         store = load_store_opener(spec.open_store)(spec.store_url)
         notices = RayBus(NOTICE_LOG, namespace=spec.namespace)
         self._host = Host(kinds, store, spec.config, owns=owns, publish=publisher(notices), on_events=self._poke_relay)

@@ -10,7 +10,8 @@ the two numbers should differ by the store's and caches' growth, not by processe
 Each measure after the races prints every process (a Ray worker by its actor class)
 with its PSS before and after and its growth per race: where the memory went.
 
-Run: ``.venv/bin/python -m loadtest.bench_idle_memory --races 1000 --passivate-after 60``
+Run: ``.venv/bin/python -m loadtest.bench_idle_memory --races 1000 --passivate-after 60`` (races of
+their own hosts), ``... --capacity 200`` (club races, on the shared hosts)
 """
 
 from __future__ import annotations
@@ -116,10 +117,9 @@ def attribution(before: dict[int, tuple[str, float]], after: dict[int, tuple[str
     return "\n".join([header, *(line for _, line in sorted(rows, key=lambda row: -row[0]))])
 
 
-def one_race(base: str, token: str, n: int) -> None:
-    race = _call(
-        base, "POST", "/races", {"name": f"Memory {n}", "sport": "run", "kind": "distance", "target_m": 50}, token
-    )
+def one_race(base: str, token: str, n: int, capacity: int | None = None) -> None:
+    body = {"name": f"Memory {n}", "sport": "run", "kind": "distance", "target_m": 50}
+    race = _call(base, "POST", "/races", body | ({"capacity": capacity} if capacity else {}), token)
     race_id = race["id"]
     _call(base, "POST", f"/races/{race_id}/actions/open", token=token)
     _call(base, "POST", f"/races/{race_id}/athletes", {}, token)
@@ -150,6 +150,12 @@ def main() -> None:
     parser.add_argument("--races", type=int, default=1000)
     parser.add_argument("--parallel", type=int, default=4, help="races run at once")
     parser.add_argument("--idle", type=float, default=5.0, help="ARENA_RACE_HOST_IDLE for the run")
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        help="each race's capacity; at most 5,000 (SHARED_RACE_CAPACITY) runs it on the shared hosts, with no "
+        "process of its own (default: none given, 100,000: a host of its own each)",
+    )
     parser.add_argument(
         "--passivate-after",
         type=float,
@@ -183,7 +189,7 @@ def main() -> None:
         report("idle, no race", before, before, 0)
         started = time.monotonic()
         with ThreadPoolExecutor(args.parallel) as pool:
-            for done, _ in enumerate(pool.map(lambda n: one_race(base, token, n), range(args.races)), 1):
+            for done, _ in enumerate(pool.map(lambda n: one_race(base, token, n, args.capacity), range(args.races)), 1):
                 if done % 50 == 0:
                     print(f"  {done} races final ({time.monotonic() - started:.0f} s)", flush=True)
         report(f"idle, {args.races} races final", settle(process, args.idle + 30), before, args.races)

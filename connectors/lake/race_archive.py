@@ -39,17 +39,12 @@ from engine.events import EventRecord
 from engine.store import JournalEntry, Store
 from engine.telemetry import SAMPLE_DTYPE
 
-__all__ = ["RaceArchive", "open_race_archive"]
+__all__ = ["RaceArchive"]
 
 log = logging.getLogger(__name__)
 
 _NOBODY = np.iinfo(np.uint32).max
 _COLUMNS = ("seq", "t", "distance", "speed", "hr", "power", "cadence", "lat", "lon")
-
-
-def open_race_archive(root: str) -> RaceArchive:
-    """The relay's opener (``serve.settings.Settings.streams``): race archives under ``root``."""
-    return RaceArchive(root)
 
 
 class RaceArchive:

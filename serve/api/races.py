@@ -24,6 +24,8 @@ from actors.race import (
     MAX_ROUTE_POINTS,
     MAX_TARGET_M,
     SETTLED,
+    SHARED_RACE_CAPACITY,
+    SHARED_RACE_PREFIX,
     Race,
     RaceEntries,
     RaceIndex,
@@ -68,7 +70,15 @@ class RaceSettings(BaseModel):
         list[Annotated[str, Field(min_length=1, max_length=MAX_CATEGORY_CHARS)]] | None,
         Field(max_length=MAX_CATEGORIES),
     ] = None
-    capacity: Annotated[int | None, Field(ge=1, le=MAX_CAPACITY)] = None
+    capacity: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=MAX_CAPACITY,
+            description=f"the most athletes (default 100,000); a race created with at most {SHARED_RACE_CAPACITY:,}"
+            " runs on the shared hosts and cannot later grow past that",
+        ),
+    ] = None
     registration_opens: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     registration_closes: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     route: Annotated[list[RoutePoint] | None, Field(min_length=2, max_length=MAX_ROUTE_POINTS)] = None
@@ -112,7 +122,9 @@ def _settings(body: RaceSettings) -> dict:
 async def create(body: NewRace, caller: CallerDep, arena: ArenaDep) -> dict:
     if not caller.has("organizer"):
         raise Problem(403, "only organizers create races")
-    race_id = new_id()
+    # A small race lives on the shared hosts (no process of its own): its id says so (actors/race.py).
+    small = body.capacity is not None and body.capacity <= SHARED_RACE_CAPACITY
+    race_id = f"{SHARED_RACE_PREFIX}{new_id()}" if small else new_id()
     await arena.ref(RaceRef, race_id).ask(RaceRef.register, organizer=caller.id)
     info = await arena.races.ref(race_id).ask(Race.create, organizer=caller.id, config=_settings(body))
     await arena.ref(RaceIndex, "all").ask(
