@@ -61,6 +61,23 @@ def test_a_runner_with_a_resting_heart_at_race_pace_is_flagged_within_seconds():
     assert T0 + 300 <= flag["t"] <= T0 + 307 and flag["evidence"]["hr"] < 95
 
 
+def test_a_heart_that_falls_to_rest_within_seconds_is_decoupled_below_the_effort_line_too():
+    board = ride()  # 120 W and 7.5 m/s: under the ride's effort line (130 W, 8 m/s)
+    hr = np.concatenate((honest_hr(300, 145), np.round(62 + RNG.normal(0, 1.5, 60))))
+    feed(board, athlete(0, 7.5 + RNG.normal(0, 0.2, 360), power=120, hr=hr, jitter_m=3))
+    flag = rules(board)["hr_decoupled"]
+    assert flag["evidence"]["source"] == "fall" and T0 + 300 <= flag["t"] <= T0 + 305
+    assert flag["evidence"]["hr"] < 90 and flag["evidence"]["earlier_bpm"] >= 130 and flag["evidence"]["readings"] >= 20
+
+
+def test_a_heart_that_falls_as_fast_as_a_heart_can_is_not_decoupled():
+    board = ride()  # under the effort line, the heart falls toward 60 with a 30 s time constant (recovery
+    # after effort is slower: its fastest phase drops ~1-2 bpm/s)
+    hr = np.concatenate((honest_hr(300, 145), np.round(60 + 95 * np.exp(-np.arange(1, 121) / 30.0))))
+    feed(board, athlete(0, 7.5 + RNG.normal(0, 0.2, 420), power=120, hr=hr, jitter_m=3))
+    assert board.flags() == []
+
+
 def test_a_heart_rate_at_the_start_is_not_decoupled_before_it_could_follow():
     board = race(1, target_m=42195)
     hr = np.round(75 + 85 * (1 - np.exp(-np.arange(200) / 40.0)) + RNG.normal(0, 1.5, 200))
@@ -97,6 +114,27 @@ def test_a_six_minute_effort_over_the_five_minute_cap_is_flagged_on_the_exact_ro
     # 300 s holding (240·(300-k) + 480·k)/300/60 > 7.5 W/kg first at k = 263 s into the effort
     assert flag["t"] == T0 + 600 + 263 - 1 and flag["evidence"]["window"] == [T0 + 563, T0 + 863]
     assert flag["evidence"]["wkg"] == pytest.approx(7.504, abs=0.01)
+
+
+def test_seconds_lost_on_the_way_are_left_out_of_the_w_kg_means_not_counted_as_0_w():
+    board = ride(weights=(60.0,))  # the six minutes at 8 W/kg above, with 20 s of samples that never arrive
+    power = np.concatenate((np.full(600, 240.0), np.full(360, 480.0), np.full(300, 240.0)))
+    stream = athlete(0, np.full(1260, 11.0), power=power, hr=honest_hr(1260, 160))
+    feed(board, np.delete(stream, np.s_[700:720]), seconds=5)
+    flag = rules(board)["wkg_5min"]
+    # over the 280 s that arrived, (240·(300-k) + 480·(k-20))/280/60 > 7.5 first at k = 266 s into the
+    # effort (k = 303 with the lost seconds at 0 W)
+    assert flag["t"] == T0 + 600 + 266 - 1 and flag["evidence"]["seconds_lost"] == 20
+
+
+def test_a_rider_just_under_the_cap_whose_samples_are_lost_is_not_flagged():
+    board = ride(2, weights=(60.0, 60.0))
+    power = np.concatenate((np.full(300, 200.0), np.full(330, 7.3 * 60), np.full(600, 5.9 * 60)))
+    streams = [athlete(i, np.full(1230, 11.0), power=power, hr=honest_hr(1230, 160, i)) for i in (0, 1)]
+    streams[0] = np.delete(streams[0], np.s_[400:425])  # within a tenth of the window: left out
+    streams[1] = np.delete(streams[1], np.s_[400:520])  # beyond it: the rest counts 0 W
+    feed(board, in_time_order(*streams), seconds=5)
+    assert board.flags() == []
 
 
 def test_women_are_held_to_their_own_caps_and_riders_above_6_wkg_for_five_minutes_are_not():

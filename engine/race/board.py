@@ -273,6 +273,7 @@ class RaceBoard:
     def from_state(cls, state: dict) -> RaceBoard:
         board = cls(**snapshot.settings(state))
         snapshot.restore(board, state)
+        board._rules.restored(board.size)
         return board
 
     def memory_bytes(self) -> int:

@@ -80,6 +80,9 @@ SHORT_TAU_S = 6.0  # speed, power and cadence as they are now, without one sampl
 EFFORT_TAU_S = 30.0  # effort sustained long enough for the heart to have followed
 EFFORT_S = 40.0  # seconds of race effort before a resting heart rate is evidence (HR lag ~30 s)
 LOW_HR_SAMPLES = 6  # readings in a row under the floor: a strap glitch is shorter
+FALL_BPM, FALL_GAP, FALL_FROM, FALL_READINGS = 40.0, 15, 30, 20  # a heart at the floor + 40 bpm for 20 of
+# the 30 readings before the last 15 does not beat under the floor 10 s later: the fastest recovery
+# after effort stops is ~1-2 bpm/s in the first seconds
 VEHICLE_SAMPLES = 8  # readings in a row of speed without the power or cadence it needs
 POWER_FRACTION = 0.2  # below this share of the least power a speed needs on the flat, a motor moves it
 FALSE_ALARM = 1e-9  # chance that an honest heart matches a replay by accident, per test
@@ -105,8 +108,13 @@ CLOCK_JITTER_S = 600.0  # how long a device's delivery jitter (delays that come 
 # restart) is the platform's, not a device clock's: each device is judged against the race's
 # median, over the devices heard in the last PLATFORM_RECENT_S, once PLATFORM_DEVICES are.
 PLATFORM_DEVICES, PLATFORM_RECENT_S, PLATFORM_EVERY_S = 20, 10.0, 1.0
-W_UNIT = 8.0  # W per step of the 1-second power ring (uint8: 0-2040 W)
+W_UNIT = 8.0  # W per step of the 1-second power ring (uint8: 1-254 steps, 8-2032 W)
+ZERO = 255  # the ring's code for a second delivered with 0 W; 0: no sample for that second
 RING_5, BUCKET_S, RING_20 = 300, 20, 61
+LOST_SHARE = 0.1  # of a window, the seconds without a sample that are left out of its mean
+LOST_5 = int(LOST_SHARE * RING_5)
+SUM5_BITS = 17  # pw_5 holds the 5-minute sum (< 300 x 254) and, above it, the seconds without a sample
+SUM5_MASK = (1 << SUM5_BITS) - 1
 _SEEN_POWER, _SEEN_CADENCE, _SEEN_GPS = 1, 2, 4
 
 
@@ -164,9 +172,9 @@ def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ..
     if profile.wkg_5min is not None:
         cols += [
             ("pw_sec", np.int64, -(2**62), ()),  # the newest second in the power rings
-            ("pw_5", np.int32, 0, ()),  # sums of the rings, in W_UNIT
+            ("pw_5", np.int32, 0, ()),  # sums of the rings, in W_UNIT (pw_5: and its seconds without a sample)
             ("pw_20", np.int32, 0, ()),
-            ("ring_5", np.uint8, 0, (RING_5,)),  # power of each of the last 300 seconds
+            ("ring_5", np.uint8, ZERO, (RING_5,)),  # power of each of the last 300 seconds (before: 0 W)
             ("ring_20", np.uint16, 0, (RING_20,)),  # power summed over 20-second buckets
         ]
     return tuple(cols)
@@ -208,14 +216,15 @@ VARIANTS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("gps_jump", "distance, late", ("metres", "seconds")),
     ("gps_jump", "gps, late", ("metres", "seconds")),
     ("hr_decoupled", "late", ("hr", "floor", "effort_s")),
-    ("wkg_5min", None, ("wkg", "mean_w", "weight_kg", "limit")),
-    ("wkg_20min", None, ("wkg", "mean_w", "weight_kg", "limit")),
+    ("wkg_5min", None, ("wkg", "mean_w", "weight_kg", "limit", "seconds_lost")),
+    ("wkg_20min", None, ("wkg", "mean_w", "weight_kg", "limit", "seconds_lost")),
     ("clock_drift", None, ("behind_s", "limit_s", "best_lag_s", "lag_s", "platform_s")),
+    ("hr_decoupled", "fall", ("hr", "floor", "earlier_bpm", "readings")),
 )
 (V_SPEED, V_SPEED_D, V_JUMP_D, V_JUMP_GPS, V_ACCEL, V_MEAN_WIN, V_MEAN_LONG, V_POWER, V_CADENCE, V_DECOUPLED,
  V_FROZEN, V_LOOP, V_DIST_GPS, V_DIST_POWER, V_DIST_CADENCE, V_JUMP_D_LATE, V_JUMP_GPS_LATE, V_DECOUPLED_LATE,
- V_WKG5, V_WKG20, V_CLOCK) = range(len(VARIANTS))  # fmt: skip
-WHOLE = frozenset({"steps", "readings"})
+ V_WKG5, V_WKG20, V_CLOCK, V_FALL) = range(len(VARIANTS))  # fmt: skip
+WHOLE = frozenset({"steps", "readings", "seconds_lost"})
 _VARIANT_BIT = np.array([1 << RULES.index(rule) for rule, _, _ in VARIANTS], np.int64)
 EARTH_M_PER_RAD = 6_371_000.0
 PREFETCH_AHEAD = 8  # samples
@@ -286,6 +295,15 @@ class FairPlay:
         self.state = state
         for name in self._dtype.names or ():
             self._col[name] = state[name]
+
+    def restored(self, size: int) -> None:
+        """After a snapshot is restored: the 5-minute sums again from the ring, whose codes a board
+        written before 0 W had its own code meant otherwise (its 2,040 W seconds now read 0 W)."""
+        if self._watts:
+            st = self.state[:size]
+            codes = st["ring_5"].astype(np.int32)
+            total = np.where(codes == ZERO, 0, codes).sum(axis=1, dtype=np.int32)
+            st["pw_5"] = total | (st["pw_5"] >> SUM5_BITS << SUM5_BITS)
 
     def check(self, s: dict[str, np.ndarray], in_order: np.ndarray, out: dict) -> None:
         """One round: each athlete at most once; ``in_order`` marks samples newer than any before."""
@@ -646,6 +664,19 @@ def _heart(
     ring[si % HR_RING] = beat
     if not has_hr:
         return n
+    # Fallen: a heart at race rate moments ago does not beat at a resting rate seconds later
+    if hri < floor and moving:  # NaN floor: the sport has none
+        under, high, earlier = 0, 0, 0.0
+        for lag in range(FALL_GAP + FALL_FROM):
+            reading = int(ring[(si - lag) % HR_RING])
+            if lag < LOW_HR_SAMPLES:
+                under += 1 if 0 < reading < floor else 0
+            elif lag >= FALL_GAP and reading >= floor + FALL_BPM:
+                high += 1
+                earlier += reading
+        if under >= LOW_HR_SAMPLES - 1 and high >= FALL_READINGS:
+            n = _emit(ev_at, ev_var, ev_val, n, i, V_FALL, a, flags, cleared,
+                      si - FALL_GAP - FALL_FROM + 1, nan, nan, hri, floor, earlier / high, high, nan)  # fmt: skip
     # Lags that have matched every reading since ``hr_from``: when none is left, the lags that
     # match now start afresh. A loop's lag matches on every reading, so it stays once in.
     bits = np.uint64(0)
@@ -770,23 +801,48 @@ def _late(i, a, r, si, ti, di, lat_i, lon_i, hri, placed, flags, cleared, prm, e
     return n
 
 
+@njit(cache=True, inline="always")
+def _units(code):
+    """Power of one second of the 5-minute ring, in W_UNIT (its code: 0 no sample, ZERO 0 W)."""
+    return 0 if code == ZERO else int(code)
+
+
 @njit(cache=True)
 def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_val, n):
-    """Exact rolling 5- and 20-minute mean power of each second (missing seconds count 0 W)."""
+    """Exact rolling 5- and 20-minute mean power of each second: a second delivered without power
+    counts 0 W; a second whose sample never arrived (lost on the way, or still on its way) is left
+    out, up to LOST_SHARE of the window, and counts 0 W beyond that."""
     kg = float(weight[a])
     if kg > 0 and r.seen_fp & _SEEN_POWER:
         sec = int(math.floor(ti))
-        units = int(min(max(round(pw / W_UNIT), 0), 255))
+        units = int(min(max(round(pw / W_UNIT), 0), ZERO - 1))
         newest = int(r.pw_sec)
         if newest < -(2**61):
             newest = sec - 1
         ring5, ring20 = r.ring_5, r.ring_20
-        sum5, sum20 = int(r.pw_5), int(r.pw_20)
-        # Seconds (and buckets) the ring moves past are cleared: they were 300 s (1,220 s) ago.
-        for j in range(1, min(sec - newest, RING_5) + 1):
-            slot = (newest + j) % RING_5
-            sum5 -= int(ring5[slot])
+        packed5, packed20 = int(r.pw_5), int(r.pw_20)
+        sum5, lost5 = packed5 & SUM5_MASK, packed5 >> SUM5_BITS
+        sum20 = packed20
+        present = max(RING_5 - lost5, RING_5 - LOST_5)
+        # Seconds (and buckets) the ring moves past are cleared: they were 300 s (1,220 s) ago. A second
+        # that leaves the 5-minute ring without a sample counts in its 20-second bucket at the 5-minute
+        # mean of the seconds that arrived around it.
+        begin = max(newest, sec - RING_5)
+        for j in range(1, sec - begin + 1):
+            second = begin + j
+            slot = second % RING_5
+            code = int(ring5[slot])
+            if code == 0 and lost5 > 0:
+                lost5 -= 1
+                fill = int(round(sum5 / present))
+                bucket = ((newest - (newest - second) % RING_5) // BUCKET_S) % RING_20  # the second leaving
+                ring20[bucket] = int(ring20[bucket]) + fill
+                sum20 += fill
+            else:
+                sum5 -= _units(code)
             ring5[slot] = 0
+            if second < sec:  # skipped: no sample for that second (yet)
+                lost5 += 1
         first_b = newest // BUCKET_S
         for j in range(1, min(sec // BUCKET_S - first_b, RING_20) + 1):
             slot = (first_b + j) % RING_20
@@ -795,27 +851,30 @@ def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_
         newest = max(newest, sec)
         if newest - sec < RING_5:  # a late second still in the ring
             slot = sec % RING_5
-            change = units - int(ring5[slot])
-            ring5[slot] = units
+            code = int(ring5[slot])
+            if code == 0 and lost5 > 0 and sec < newest:
+                lost5 -= 1
+            change = units - _units(code)
+            ring5[slot] = units if units > 0 else ZERO
             bucket = (sec // BUCKET_S) % RING_20
             ring20[bucket] = int(ring20[bucket]) + change
             sum5 += change
             sum20 += change
-        r.pw_sec, r.pw_5, r.pw_20 = newest, sum5, sum20
+        r.pw_sec, r.pw_5, r.pw_20 = newest, sum5 | (lost5 << SUM5_BITS), sum20
         women = sex[a] == 2
-        mean5 = sum5 * W_UNIT / RING_5
+        mean5 = sum5 * W_UNIT / max(RING_5 - lost5, RING_5 - LOST_5)
         oldest = int(ring20[(newest // BUCKET_S + 1) % RING_20])
         part = (BUCKET_S - 1 - newest % BUCKET_S) / BUCKET_S
-        mean20 = (sum20 - (1 - part) * oldest) * W_UNIT / (RING_20 - 1) / BUCKET_S
+        mean20 = ((sum20 - (1 - part) * oldest) * W_UNIT + lost5 * mean5) / (RING_20 - 1) / BUCKET_S
         end = newest + 1.0
         limit = prm[WKG5_WOMEN] if women else prm[WKG5_MEN]
         if mean5 / kg > limit:
             n = _emit(ev_at, ev_var, ev_val, n, i, V_WKG5, a, flags, cleared,
-                      math.nan, end - 300, end, mean5 / kg, mean5, kg, limit, math.nan)  # fmt: skip
+                      math.nan, end - 300, end, mean5 / kg, mean5, kg, limit, lost5)  # fmt: skip
         limit = prm[WKG20_WOMEN] if women else prm[WKG20_MEN]
         if mean20 / kg > limit:
             n = _emit(ev_at, ev_var, ev_val, n, i, V_WKG20, a, flags, cleared,
-                      math.nan, end - 1200, end, mean20 / kg, mean20, kg, limit, math.nan)  # fmt: skip
+                      math.nan, end - 1200, end, mean20 / kg, mean20, kg, limit, lost5)  # fmt: skip
     return n
 
 
