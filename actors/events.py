@@ -9,7 +9,18 @@ from __future__ import annotations
 
 from engine.events import declare
 
-__all__ = ["RACE_RESULT", "RACE_SETTLED", "WORKOUT_RECORDED"]
+__all__ = [
+    "GROUP_INVITED",
+    "GROUP_JOINED",
+    "GROUP_LEFT",
+    "GROUP_LISTED",
+    "GROUP_POSTED",
+    "GROUP_ROLE_CHANGED",
+    "GROUP_WORKOUT_SHARED",
+    "RACE_RESULT",
+    "RACE_SETTLED",
+    "WORKOUT_RECORDED",
+]
 
 
 def _workout_recorded_v2(fields: dict, version: int) -> dict:
@@ -42,3 +53,59 @@ RACE_SETTLED = declare(
     doc="A race became final or was cancelled: nothing more comes from its devices. The lake archives "
     "its raw telemetry from the race's journal (docs/lake.md). ``athletes``: how many entered.",
 )
+
+GROUP_LISTED = declare(
+    "group.listed",
+    fields=("group_id", "directory", "listing"),
+    user_field=None,
+    doc="What discovery shows of a group changed (created, edited, its member count moved on): ``listing`` is "
+    "its directory card, or null when it must not be listed (hidden, deleted). ``directory``: the directory "
+    "shard that lists it (actors/group_shards.py).",
+)
+
+GROUP_JOINED = declare(
+    "group.joined",
+    fields=("group_id", "user_id", "role", "via", "by"),
+    user_field="user_id",
+    doc="A user became a member of a group: ``via`` created, open, request or invitation; ``role`` owner for "
+    "the creator, else member; ``by`` who let them in (themselves, or the admin who approved).",
+)
+
+GROUP_LEFT = declare(
+    "group.left",
+    fields=("group_id", "user_id", "reason", "by"),
+    user_field="user_id",
+    doc="A member is no longer one: ``reason`` left, removed or banned; ``by`` who did it.",
+)
+
+GROUP_ROLE_CHANGED = declare(
+    "group.role_changed",
+    fields=("group_id", "user_id", "role", "by"),
+    user_field="user_id",
+    doc="A member's role changed (owner, admin, member): an appointment, a demotion, an ownership transfer.",
+)
+
+GROUP_INVITED = declare(
+    "group.invited",
+    fields=("group_id", "user_id", "by"),
+    user_field="user_id",
+    doc="A group's admin invited a user to join.",
+)
+
+GROUP_POSTED = declare(
+    "group.posted",
+    fields=("group_id", "post_id", "author", "author_name", "text"),
+    user_field="author",
+    doc="A member posted in a group's feed.",
+)
+
+GROUP_WORKOUT_SHARED = declare(
+    "group.workout_shared",
+    fields=("group_id", "shard", "owner", "owner_name", "workout_id", "visibility", "summary"),
+    user_field="owner",
+    doc="A member's workout (not private) reached one of their groups: one per group the athlete belongs to, "
+    "emitted by the athlete's list of groups as it reacts to workout.recorded. ``shard``: the athlete's member "
+    "shard in that group (its weekly board); the other fields are workout.recorded's.",
+)
+
+

@@ -7,7 +7,17 @@ from ray import serve
 
 from connectors.workout_files import MAX_FILE_BYTES
 from serve import operations, pages, problems
-from serve.api import accounts, admin, analytics, devices, notifications, races, social, workouts
+from serve.api import (
+    accounts,
+    admin,
+    analytics,
+    devices,
+    groups,
+    notifications,
+    races,
+    social,
+    workouts,
+)
 from serve.context import Arena
 from serve.cors import Cors
 from serve.headers import SecurityHeaders
@@ -39,7 +49,7 @@ api.add_middleware(
 
 # Routes are matched in turn (each failed match costs FastAPI about 2 µs), so the
 # race-day paths come first; workouts' /users/{id}/workouts before social's /users/{id}/{which}.
-for module in (races, accounts, notifications, workouts, social, analytics, devices, admin):
+for module in (races, accounts, notifications, workouts, social, analytics, devices, groups, admin):
     api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md
 api.include_router(operations.router)
 pages.install(api)

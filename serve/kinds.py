@@ -21,4 +21,10 @@ KINDS: tuple[str, ...] = (
     "actors.device:DeviceOwner",
     "actors.audit:AuditDay",
     "actors.revocation:RevocationList",
+    "actors.group:Group",
+    "actors.group_members:GroupMembers",
+    "actors.user_groups:UserGroups",
+    "actors.group_feed:GroupFeed",
+    "actors.group_post:GroupPost",
+    "actors.group_directory:GroupDirectory",
 )
