@@ -38,6 +38,7 @@ __all__ = ["RELAY_NAME", "Relay", "Subscription", "Stream", "subscriptions"]
 log = logging.getLogger(__name__)
 
 RELAY_NAME = "arena-relay"  # the relay's Ray actor, one per cluster namespace (engine.ray_relay)
+LOOKUPS_AT_ONCE = 64  # a batch's target lookups (To.ask) in flight at once
 
 Deliver = Callable[[Sequence[Sequence[Any]]], Awaitable[list[Any]]]  # envelopes -> results (Cluster.deliver)
 Ask = Callable[..., Awaitable[Any]]  # (kind, id, message_type, body) -> answer (Cluster.ask)
@@ -232,24 +233,28 @@ class Relay:
     async def _deliver_batch(self, sub: Subscription, records: list[EventRecord], progress: _Progress) -> None:
         per_target: dict[str, list[list]] = {}
         sources: dict[str, list[EventRecord]] = {}
-        lookups: dict[tuple, list[str]] = {}
         declared = CATALOGUE.get(sub.event_type, sub.reaction.event)
         to, wanted = sub.reaction.to, sub.reaction.wanted
         # One target read from a field, the common case, needs no lookups and no de-duplication.
         single = to[0].field if len(to) == 1 and to[0].ask is None else None
+        chosen: list[tuple[EventRecord, dict]] = []
         for record in records:
             fields = unpack(record.body)
             current = (
                 declared.fields_at_current(fields, record.version) if record.version != declared.version else fields
             )
-            if sub.reaction.when is not None and not wanted(current):
-                continue
+            if sub.reaction.when is None or wanted(current):
+                chosen.append((record, current))
+        # The batch's lookups (a follower list per distinct owner...) are asked all at once, not one
+        # event after another: a batch of workouts by 5,000 athletes is 5,000 lookups.
+        lookups = await self._look_up(sub, [current for _, current in chosen]) if single is None else {}
+        for record, current in chosen:
             wire = record.wire()
             if single is not None:
                 target = current.get(single)
                 targets = [target] if type(target) is str and 0 < len(target) <= 256 else []
             else:
-                targets = await self._targets(sub, current, lookups)
+                targets = self._targets(sub, current, lookups)
             for target in targets:
                 known = per_target.get(target)
                 if known is None:
@@ -266,36 +271,52 @@ class Relay:
 
         await asyncio.gather(*(send(envelopes[i : i + self.chunk]) for i in range(0, len(envelopes), self.chunk)))
 
-    async def _targets(self, sub: Subscription, fields: dict, lookups: dict[tuple, list[str]]) -> list[str]:
+    @staticmethod
+    def _key(target: Target, fields: dict) -> tuple | None:
+        """What ``target`` asks for these fields (None: it reads a field, or there is nobody to ask)."""
+        value = fields.get(target.field)
+        if target.ask is None or not isinstance(value, str):
+            return None
+        kind, handler, body = target.ask
+        return (kind, value, handler, tuple(sorted(body.items())))
+
+    async def _look_up(self, sub: Subscription, events: list[dict]) -> dict[tuple, list[str]]:
+        keys = {key for fields in events for target in sub.reaction.to if (key := self._key(target, fields))}
+        gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+        async def one(key: tuple) -> tuple[tuple, list[str]]:
+            async with gate:
+                return key, await self._ask_retrying(key)
+
+        return dict(await asyncio.gather(*(one(key) for key in keys)))
+
+    async def _ask_retrying(self, key: tuple) -> list[str]:
+        kind, value, handler, body = key
+        for attempt in range(self.retries + 1):
+            try:
+                answer = await self._ask(kind, value, handler, dict(body))
+                break
+            except NotFound:
+                return []
+            except EngineError as error:
+                if not error.retryable or attempt == self.retries:
+                    raise
+                await asyncio.sleep(self.backoff * 2**attempt)
+        return list(answer) if isinstance(answer, list) else []
+
+    def _targets(self, sub: Subscription, fields: dict, lookups: dict[tuple, list[str]]) -> list[str]:
         found: dict[str, None] = {}
         for target in sub.reaction.to:
-            for entity_id in await self._resolve(target, fields, lookups):
+            key = self._key(target, fields)
+            if key is not None:
+                ids = lookups.get(key, [])
+            else:
+                value = fields.get(target.field) if target.ask is None else None
+                ids = [value] if isinstance(value, str) else []
+            for entity_id in ids:
                 if isinstance(entity_id, str) and 0 < len(entity_id) <= 256:
                     found[entity_id] = None
         return list(found)
-
-    async def _resolve(self, target: Target, fields: dict, lookups: dict[tuple, list[str]]) -> list[str]:
-        value = fields.get(target.field)
-        if target.ask is None:
-            return [value] if isinstance(value, str) else []
-        if not isinstance(value, str):
-            return []
-        kind, handler, body = target.ask
-        key = (kind, value, handler, tuple(sorted(body.items())))
-        if key not in lookups:
-            for attempt in range(self.retries + 1):
-                try:
-                    answer = await self._ask(kind, value, handler, body)
-                    break
-                except NotFound:
-                    answer = []
-                    break
-                except EngineError as error:
-                    if not error.retryable or attempt == self.retries:
-                        raise
-                    await asyncio.sleep(self.backoff * 2**attempt)
-            lookups[key] = list(answer) if isinstance(answer, list) else []
-        return lookups[key]
 
     async def _send(
         self, sub: Subscription, envelopes: list, sources: dict[str, list[EventRecord]], progress: _Progress
