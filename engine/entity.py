@@ -123,7 +123,7 @@ class Entity:
         self._timers_changed = False
         self._notices: list[dict] = []
         self._events: list[tuple[EventType, dict]] = []
-        self._applied: dict[str, list[int]] = {}  # event source -> [seq, index] of the last event applied
+        self._applied: dict[str, list[int]] = {}  # "type source" -> [seq, index] of the last one applied
         self._replayed: list[str] = []  # ids of dead-lettered events replayed by hand, the latest last
 
     @property

@@ -712,7 +712,7 @@ def _events_of(events: Any) -> list[Event]:
 
 def _apply_events(entity: Entity, events: list[Event], replay: bool = False) -> dict:
     """Apply delivered events to ``entity`` in order, each exactly once: an event at or before the
-    last one applied from its source is a repeat (a relay retried) and is skipped. ``replay``: an
+    last one of its type applied from its source is a repeat (a relay retried) and is skipped. ``replay``: an
     operator replays dead letters, which may be older than what followed them; each id applies once."""
     outcome = {"applied": 0, "repeated": 0, "declined": 0, "ignored": 0}
     applied, reactions = entity._applied, type(entity).reactions
@@ -729,11 +729,16 @@ def _apply_events(entity: Entity, events: list[Event], replay: bool = False) -> 
             entity._replayed.append(event.id)
             del entity._replayed[:-_REPLAYED_KEPT]
         else:
-            last = applied.get(event.source)
+            # Per event type and source: each reaction is a consumer of its own, so a kind reacting
+            # to two types of one source gets them in two orders that do not interleave by seq.
+            key = f"{event.type} {event.source}"
+            last = applied.get(key)
+            if last is None:
+                last = applied.get(event.source)  # a mark kept before marks were per type (shared)
             if last is not None and last >= mark:
                 outcome["repeated"] += 1
                 continue
-            applied[event.source] = mark
+            applied[key] = mark
         declared = CATALOGUE.get(event.type, reaction.event)
         if event.version != declared.version:
             event = event._replace(

@@ -182,8 +182,15 @@ class Relay:
         progress = self.progress[name]
         sub = self.subscriptions.get(name)
         types = None if sub is None else [sub.event_type]
+        # Positions are given in commit order: every event up to the newest one now is visible, so
+        # a reaction that read all of its type up to there has nothing before it either (its lag
+        # then counts only what it has yet to read, not the other types' events).
+        horizon = await self._store.last_event_position() if sub is not None else 0
         records = await self._store.read_events(progress.position, self.batch, types)
         if not records:
+            if horizon > progress.position:
+                await self._store.save_cursor(name, horizon)
+                progress.position = horizon
             progress.last_step = time.time()
             return 0
         if sub is None:
@@ -191,6 +198,8 @@ class Relay:
         else:
             await self._deliver_batch(sub, records, progress)
         position = records[-1].position
+        if len(records) < self.batch:
+            position = max(position, horizon)
         await self._store.save_cursor(name, position)
         progress.position = position
         progress.events += len(records)
@@ -401,8 +410,8 @@ class Relay:
         return {"replayed": removed, "kept": kept}
 
     async def status(self) -> dict[str, Any]:
-        """Each consumer's position and lag: outbox positions between it and the newest event (for a
-        reaction to one event type an upper bound, as events of other types count too)."""
+        """Each consumer's position and lag: outbox positions between it and the newest event (a
+        reaction's cursor moves past other types' events as it reads, so an idle one lags 0)."""
         last = await self._store.last_event_position()
         return {
             "last_position": last,

@@ -54,8 +54,8 @@ class _HostCollector:
         consumers = self._relay["consumers"]
         lag = GaugeMetricFamily(
             "arena_relay_lag_events",
-            "Outbox positions between a consumer and the newest event (for a reaction to one event type, an upper bound:"
-            " events of other types count too)",
+            "Outbox positions between a consumer and the newest event (a reaction's cursor also moves past the"
+            " events of other types it has seen by; 0 when it has caught up)",
             labels=["consumer"],
         )
         for name, consumer in sorted(consumers.items()):

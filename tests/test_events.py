@@ -288,6 +288,37 @@ async def test_an_old_version_is_upgraded_before_the_reaction_sees_it(world):
     assert await world.host.ask("test_sink", f"{p}-r", "star_list") == [4]
 
 
+async def test_two_types_from_one_source_apply_whichever_reaction_runs_first(world):
+    """Each reaction is a consumer of its own: a later event of one type may arrive before an earlier
+    event of another type from the same source, and neither is taken for a repeat of the other."""
+    p = world.prefix
+    sink, source = f"{p}-both", f"{p}-s"
+    ticked = EventRecord("test_source", source, 1, 0, "test.ticked", 1, 0.0, source,
+                         pack({"source": source, "n": 1, "to": [], "poison": False}), 1)  # fmt: skip
+    rated = EventRecord("test_source", source, 2, 0, "test.rated", 2, 0.0, sink,
+                        pack({"who": sink, "score": 100, "stars": 5}), 2)  # fmt: skip
+    for record in (rated, ticked, rated, ticked):  # the later type first, then each again (a retry)
+        await world.host.deliver([("test_sink", sink, EVENT_MESSAGE, {"events": [record.wire()]}, None)])
+
+    assert await world.host.ask("test_sink", sink, "star_list") == [5]
+    assert await _seen(world, sink) == [[source, 1]]
+
+
+async def test_a_reaction_that_read_everything_of_its_type_lags_nothing_behind_other_types(world):
+    p = world.prefix
+    rated = [
+        EventRecord("test_source", f"{p}-x", n, 0, "test.rated", 2, 0.0, f"{p}-r",
+                    pack({"who": f"{p}-r", "score": 60, "stars": 3}))  # fmt: skip
+        for n in range(1, 4)
+    ]
+    await world.store.append([], [], rated)
+    await world.relay.drain()
+    status = await world.relay.status()
+    tick, rate = status["consumers"][world.cursor("on_tick")], status["consumers"][world.cursor("on_rated")]
+    assert tick["lag"] == 0 and rate["lag"] == 0, "a reaction lagged behind events it never receives"
+    assert (await world.store.cursors())[world.cursor("on_tick")] == status["last_position"]
+
+
 async def test_a_slow_subscription_holds_back_nobody_else(world):
     """Each subscription has its own cursor: one waiting on a stuck target leaves the others moving."""
     p = world.prefix
