@@ -92,7 +92,12 @@ def test_the_crafted_cursors_cover_every_paged_route():
 async def test_crafted_cursors_answer_400_on_every_paged_route_signed_in_or_not(client):
     user_id, headers = await admin(client)  # an admin: /admin/audit pages too
     workout_id = (await manual(client, headers))["id"]
-    ids = {"user_id": user_id, "workout_id": workout_id}
+    group = await client.post("/groups", json={"name": "Cursor Club", "sports": ["run"]}, headers=headers)
+    assert group.status_code == 201, group.text
+    group_id = group.json()["id"]
+    post = await client.post(f"/groups/{group_id}/posts", json={"text": "Saturday?"}, headers=headers)
+    assert post.status_code in (200, 201), post.text
+    ids = {"user_id": user_id, "workout_id": workout_id, "group_id": group_id, "post_id": post.json()["id"]}
     for path in _paged_routes():
         url = _fill(path, ids)
         assert (await client.get(url, headers=headers)).status_code == 200, url
