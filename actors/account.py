@@ -20,7 +20,7 @@ __all__ = ["Account", "ROLES", "VISIBILITIES"]
 
 ROLES = ("athlete", "organizer", "admin")
 VISIBILITIES = ("public", "followers", "private")
-_PROFILE_FIELDS = ("display_name", "sports", "city", "region", "units", "bio")
+_PROFILE_FIELDS = ("display_name", "sports", "city", "region", "units", "bio", "time_zone")
 _MAX_SESSIONS = 20
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.events import declare
 
 __all__ = [
+    "BADGE_AWARDED",
     "GROUP_INVITED",
     "GROUP_JOINED",
     "GROUP_LEFT",
@@ -17,6 +18,7 @@ __all__ = [
     "GROUP_POSTED",
     "GROUP_ROLE_CHANGED",
     "GROUP_WORKOUT_SHARED",
+    "LEVEL_REACHED",
     "RACE_RESULT",
     "RACE_SETTLED",
     "WORKOUT_RECORDED",
@@ -108,4 +110,18 @@ GROUP_WORKOUT_SHARED = declare(
     "shard in that group (its weekly board); the other fields are workout.recorded's.",
 )
 
+BADGE_AWARDED = declare(
+    "badge.awarded",
+    fields=("user_id", "user_name", "badge", "title", "cause", "backfill"),
+    user_field="user_id",
+    doc="An athlete earned a badge (docs/gamification.md), once per badge: ``badge`` the rule's id, ``cause`` "
+    "the fact that earned it (a workout, a race, an event id), ``backfill`` true when a back-fill from the lake "
+    "found it in the athlete's history (followers are not told of those).",
+)
 
+LEVEL_REACHED = declare(
+    "level.reached",
+    fields=("user_id", "user_name", "level", "points"),
+    user_field="user_id",
+    doc="An athlete's points reached a new level (docs/gamification.md): the level reached and the points then.",
+)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from actors.events import RACE_RESULT
+from actors.account import Account
+from actors.events import BADGE_AWARDED, RACE_RESULT
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import Rejected
@@ -10,7 +11,16 @@ from engine.events import Event, To, react
 
 __all__ = ["Inbox", "NOTIFICATION_TYPES", "INBOX_LENGTH"]
 
-NOTIFICATION_TYPES = ("follower", "follow_request", "follow_accepted", "kudos", "comment", "race_result")
+NOTIFICATION_TYPES = (
+    "follower",
+    "follow_request",
+    "follow_accepted",
+    "kudos",
+    "comment",
+    "race_result",
+    "badge",  # a badge of my own
+    "friend_badge",  # a badge of someone I follow
+)
 INBOX_LENGTH = 500
 
 
@@ -41,11 +51,24 @@ class Inbox(Entity):
     @react(RACE_RESULT, to=To.field("user_id"))
     def on_race_result(self, event: Event) -> None:
         result = event.fields["result"]
-        item = self.notify(
+        self._tell(
             event.id, "race_result", {"race_id": event.fields["race_id"], "place": result["place"],
                                       "status": result["status"]}
         )  # fmt: skip
-        if item is not None:  # live, to the athlete's open connections (engine.notices)
+
+    @react(
+        BADGE_AWARDED,
+        to=(To.field("user_id"), To.ask(Account, "user_id", Account.ids, which="followers")),
+        when=lambda fields: not fields["backfill"],  # a badge found in old history is no news to friends
+    )
+    def on_badge_awarded(self, event: Event) -> None:
+        fields = event.fields
+        kind = "badge" if fields["user_id"] == self.id else "friend_badge"
+        self._tell(event.id, kind, {k: fields[k] for k in ("user_id", "user_name", "badge", "title")})
+
+    def _tell(self, notification_id: str, type: str, data: dict) -> None:
+        item = self.notify(notification_id, type, data)
+        if item is not None:  # live, to the user's open connections (engine.notices)
             self.notice({"type": "notification", "notification": item})
 
     @update
@@ -66,6 +89,19 @@ class Inbox(Entity):
             self.muted.append(type)
         elif not muted and type in self.muted:
             self.muted.remove(type)
+        return self.muted
+
+    @update
+    def set_mutes(self, types: list[str]) -> list[str]:
+        """Mute exactly these types (every other one is heard)."""
+        unknown = sorted(set(types) - set(NOTIFICATION_TYPES))
+        if unknown:
+            raise Rejected(f"unknown notification type(s) {', '.join(unknown)}; one of {', '.join(NOTIFICATION_TYPES)}")
+        self.muted = [t for t in NOTIFICATION_TYPES if t in types]
+        return self.muted
+
+    @query
+    def muted_types(self) -> list[str]:
         return self.muted
 
     @query

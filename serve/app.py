@@ -9,6 +9,7 @@ from connectors.workout_files import MAX_FILE_BYTES
 from serve import operations, pages, problems
 from serve.api import (
     accounts,
+    achievements,
     admin,
     analytics,
     devices,
@@ -48,8 +49,8 @@ api.add_middleware(
 
 
 # Routes are matched in turn (each failed match costs FastAPI about 2 µs), so the
-# race-day paths come first; workouts' /users/{id}/workouts before social's /users/{id}/{which}.
-for module in (races, accounts, notifications, workouts, social, analytics, devices, groups, admin):
+# race-day paths come first; workouts' /users/{id}/workouts (and achievements') before social's /users/{id}/{which}.
+for module in (races, accounts, notifications, workouts, achievements, social, analytics, devices, groups, admin):
     api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md
 api.include_router(operations.router)
 pages.install(api)

@@ -17,6 +17,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from serve.settings import Settings
 
 __all__ = ["main"]
 
@@ -397,6 +401,8 @@ def _lake(args: argparse.Namespace) -> int:
     except ConnectionError:
         ray.init(num_cpus=settings.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
+        if args.action == "backfill":
+            return _backfill(root, settings, args.rule, args.user)
         rows = run_daily(root, day)
     finally:
         ray.shutdown()
@@ -404,6 +410,23 @@ def _lake(args: argparse.Namespace) -> int:
         f"daily aggregates of {day} written under {root}/aggregates: "
         + ", ".join(f"{k} {v:,} rows" for k, v in rows.items())
     )
+    return 0
+
+
+def _backfill(root: str, settings: Settings, rules: list[str] | None, users: list[str] | None) -> int:
+    """Award the badges the lake's history earns and the athletes lack, through the running Arena's hosts."""
+    from connectors.lake.backfill import backfill
+    from engine.gamification.badges import RULES
+    from serve.context import connect
+
+    unknown = set(rules or ()) - {rule.id for rule in RULES}
+    if unknown:
+        print(f"no badge rule {', '.join(sorted(unknown))}; one of {', '.join(r.id for r in RULES)}", file=sys.stderr)
+        return 2
+    cluster = connect(settings)
+    done = asyncio.run(backfill(root, cluster.ask, rules, users))
+    awarded = ", ".join(f"{rule} {count:,}" for rule, count in sorted(done["awarded"].items())) or "none missing"
+    print(f"back-filled {done['users']:,} athletes' histories from {root}: {awarded}")
     return 0
 
 
@@ -457,12 +480,19 @@ def main(argv: list[str] | None = None) -> int:
     events.set_defaults(handler=_events)
     lake = commands.add_parser(
         "lake",
-        help="the data lake: status (freshness, rows per day, versions, null rates) or the daily aggregates of a day",
+        help="the data lake: status (freshness, rows per day, versions, null rates), the daily aggregates of a day, "
+        "or a back-fill of badges from the athletes' history (docs/gamification.md)",
     )
-    lake.add_argument("action", choices=("status", "aggregate"))
+    lake.add_argument("action", choices=("status", "aggregate", "backfill"))
     lake.add_argument("--day", help="aggregate: the day, YYYY-MM-DD (UTC; default yesterday)")
+    lake.add_argument(
+        "--rule", action="append", help="backfill: a badge rule to replay the history into (repeat; default all)"
+    )
+    lake.add_argument("--user", action="append", help="backfill: one athlete's id (repeat; default everybody)")
     lake.add_argument("--root", help="the lake's folder (default: ARENA_LAKE_DIR, else data/lake)")
-    lake.add_argument("--url", default="http://127.0.0.1:8000", help="status: the running Arena whose relay lag to show")
+    lake.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="status: the running Arena whose relay lag to show"
+    )
     lake.set_defaults(handler=_lake)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

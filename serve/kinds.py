@@ -13,6 +13,7 @@ KINDS: tuple[str, ...] = (
     "actors.workout:Workout",
     "actors.feed:Feed",
     "actors.inbox:Inbox",
+    "actors.achievements:Achievements",
     "actors.race:Race",
     "actors.race:RaceRef",
     "actors.race:RaceIndex",

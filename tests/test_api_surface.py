@@ -20,6 +20,8 @@ PUBLIC = {
     ("POST", "/api/v1/auth/refresh"),
     ("GET", "/api/v1/users/{user_id}"),
     ("GET", "/api/v1/users/{user_id}/workouts"),
+    ("GET", "/api/v1/users/{user_id}/achievements"),
+    ("GET", "/api/v1/badges"),
     ("GET", "/api/v1/workouts/{workout_id}"),
     ("GET", "/api/v1/workouts/{workout_id}/kudos"),
     ("GET", "/api/v1/workouts/{workout_id}/comments"),

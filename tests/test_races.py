@@ -158,7 +158,8 @@ async def test_a_distance_race_runs_from_draft_to_final_with_live_results(client
     workouts = (await client.get(f"/users/{athletes['Fast'][0]}/workouts", headers=athletes["Fast"][1])).json()
     assert workouts["items"][0]["source"] == "race" and workouts["items"][0]["distance_m"] >= 1000
     inbox = (await client.get("/notifications", headers=athletes["Fast"][1])).json()
-    assert inbox["items"][0]["type"] == "race_result" and inbox["items"][0]["data"]["place"] == 1
+    told = {n["type"]: n["data"] for n in inbox["items"]}  # the result, and the podium's badge
+    assert told["race_result"]["place"] == 1 and told["badge"]["badge"] == "podium"
     # Its raw telemetry is in the lake, as it came in (the five samples sent twice, twice).
     with Lake(client.arena.settings.lake_root) as lake:
         sent = lake.sql(

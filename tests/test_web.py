@@ -254,6 +254,8 @@ def test_the_athlete_page_shows_workouts_totals_records_and_live_notifications(s
     assert page.locator("#workouts tr").count() == 3
     assert page.locator("#weekly g.week").count() == 2
     page.wait_for_selector("#records-body tr")
+    page.wait_for_selector("#badges li")  # level, points and badges (none for three runs typed in)
+    assert page.text_content("#level") == "1" and page.locator("#badges li.badge-earned").count() == 0
     before = page.locator("#notifications li").count()
     page.wait_for_selector("body[data-notifications=live]")  # the stream said "ready": it has subscribed
     fan = client.account("A Fan")

@@ -11,8 +11,10 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.account import ROLES, VISIBILITIES, Account
+from actors.achievements import Achievements
 from actors.email import EmailClaim
 from engine.errors import NotFound, Rejected
+from engine.gamification import badges
 from engine.login_limits import RateLimited
 from serve.addresses import client_address
 from serve.api.races import privacy_changed
@@ -72,6 +74,13 @@ class Profile(Strict):
     region: Annotated[str | None, Field(max_length=80)] = None
     units: Literal["metric", "imperial"] | None = None
     bio: Annotated[str | None, Field(max_length=500)] = None
+    time_zone: Annotated[str | None, Field(max_length=64)] = None  # IANA, e.g. Europe/Paris: the athlete's days
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        badges.time_zone(name)  # a ValueError that names it
+        return name
 
 
 class ProfileUpdate(Strict):
@@ -242,12 +251,17 @@ async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> di
     me = await arena.ref(Account, caller.id).ask(Account.update_profile, **changes)
     if "private" in changes:  # the races the athlete joined show them (or hide them) accordingly
         await privacy_changed(arena, caller.id, me["private"])
+    if "time_zone" in changes.get("profile", {}):  # streaks and daily caps count the athlete's own days
+        await arena.ref(Achievements, caller.id).ask(Achievements.set_time_zone, time_zone=me["profile"]["time_zone"])
     return me
 
 
 @router.get("/me/export", summary="Everything Arena holds about me (data portability)")
 async def export(caller: CallerDep, arena: ArenaDep) -> dict:
-    return await arena.ref(Account, caller.id).ask(Account.export)
+    account = await arena.ref(Account, caller.id).ask(Account.export)
+    achievements = arena.ref(Achievements, caller.id)
+    mine = {**await achievements.ask(Achievements.summary), **await achievements.ask(Achievements.settings)}
+    return {**account, "achievements": mine}
 
 
 @router.get("/users/{user_id}", summary="An athlete's profile, as the caller may see it")

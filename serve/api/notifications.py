@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -58,6 +58,22 @@ async def inbox(
 @router.post("/notifications/read", summary="Mark some (or, without ids, all) as read")
 async def mark_read(body: ReadMarks, caller: CallerDep, arena: ArenaDep) -> dict:
     return {"unread": await arena.ref(Inbox, caller.id).ask(Inbox.mark_read, ids=body.ids)}
+
+
+class Mutes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    muted: Annotated[list[Literal[NOTIFICATION_TYPES]], Field(max_length=len(NOTIFICATION_TYPES))]  # type: ignore[valid-type]
+
+
+@router.get("/notifications/mutes", summary="The notification types I muted")
+async def mutes(caller: CallerDep, arena: ArenaDep) -> dict:
+    return {"muted": await arena.ref(Inbox, caller.id).ask(Inbox.muted_types), "types": list(NOTIFICATION_TYPES)}
+
+
+@router.put("/notifications/mutes", summary="Mute exactly these notification types (a friend's badge: friend_badge)")
+async def set_mutes(body: Mutes, caller: CallerDep, arena: ArenaDep) -> dict:
+    return {"muted": await arena.ref(Inbox, caller.id).ask(Inbox.set_mutes, types=list(body.muted))}
 
 
 def _known(type: str) -> None:

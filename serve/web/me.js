@@ -1,4 +1,4 @@
-// The athlete's page: workouts, weekly totals as a chart, records, races, live notifications.
+// The athlete's page: level, points and badges, workouts, weekly totals as a chart, records, races, live notifications.
 import { accessToken, api, clear, clock, el, header, km, requireLogin, stream, when } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -47,6 +47,22 @@ function records(bySport) {
   );
 }
 
+function achievements(mine) {
+  $("level").textContent = mine.level;
+  $("points").textContent = mine.points.toLocaleString();
+  const next = mine.next_level_points;
+  $("next-level").textContent = next === null ? "the top level" : `${(next - mine.points).toLocaleString()} to level ${mine.level + 1}`;
+  const progress = $("level-progress");
+  progress.max = next === null ? 1 : next - mine.level_points;
+  progress.value = next === null ? 1 : mine.points - mine.level_points;
+  clear(
+    $("badges"),
+    mine.badges.length
+      ? mine.badges.map((b) => el("li", { class: "badge-earned", "data-badge": b.id, title: b.description }, el("b", {}, b.title), el("span", { class: "muted" }, ` ${when(b.at)}`)))
+      : el("li", { class: "muted" }, "No badges yet."),
+  );
+}
+
 function describe(item) {
   const data = item.data || {};
   switch (item.type) {
@@ -56,6 +72,10 @@ function describe(item) {
       return "Someone gave you kudos";
     case "comment":
       return "New comment on your workout";
+    case "badge":
+      return `You earned a badge: ${data.title}`;
+    case "friend_badge":
+      return `${data.user_name || "An athlete you follow"} earned a badge: ${data.title}`;
     default:
       return item.type.replaceAll("_", " ");
   }
@@ -70,7 +90,8 @@ async function main() {
   if (!requireLogin(account)) return;
   $("me-name").textContent = account.profile?.display_name || "My page";
   const offset = -new Date().getTimezoneOffset();
-  const [workouts, totals, prs, inbox] = await Promise.all([
+  const [mine, workouts, totals, prs, inbox] = await Promise.all([
+    api("/me/achievements"),
     api(`/users/${account.id}/workouts?limit=50`),
     api(`/me/analytics/totals?period=week&tz_offset_minutes=${offset}`),
     api(`/me/analytics/records?tz_offset_minutes=${offset}`),
@@ -90,6 +111,7 @@ async function main() {
       ? races.map((w) => el("li", {}, el("a", { href: `/races/${encodeURIComponent(w.race_id)}` }, w.title), ` ${km(w.distance_m)} in ${clock(w.elapsed_s)}`))
       : el("li", { class: "muted" }, "No race results yet."),
   );
+  achievements(mine);
   weekly(totals.items);
   records(prs);
   const list = $("notifications");
@@ -116,6 +138,7 @@ async function main() {
     },
     notification: (event) => {
       if (shown.has(event.notification.id)) return;
+      if (event.notification.type === "badge") api("/me/achievements").then(achievements);
       show([event.notification]);
       $("unread").textContent = Number($("unread").textContent) + 1;
     },
