@@ -359,7 +359,7 @@ def _lake_consumers(url: str) -> str:
     """The lake's consumers of the outbox (and the other streams), with their lag, as the running
     Arena's relay reports them; a line saying why not when nothing answers."""
     try:
-        code, body = _ask_operator(url, "/ops/events", timeout=5)
+        code, body = _ask_operator(url, "/ops/events", timeout=30)
     except OSError as error:
         return f"\nconsumers: no Arena answers at {url} ({error}); their lag is unknown"
     if code != 200:

@@ -28,19 +28,15 @@ async def organizer(client) -> tuple[str, dict]:
     return user_id, {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
-_ADMIN: dict = {}
-
-
 async def _admin(client) -> dict:
-    """The settings' admin address, registered once per test module."""
-    if "headers" not in _ADMIN:
-        email = "chief@example.com"
-        await client.post(
-            "/accounts", json={"email": email, "password": "correct horse battery", "display_name": "Chief"}
-        )
-        login = await client.post("/auth/login", json={"email": email, "password": "correct horse battery"})
-        _ADMIN["headers"] = {"Authorization": f"Bearer {login.json()['access_token']}"}
-    return _ADMIN["headers"]
+    """The settings' admin address (ARENA_ADMIN_EMAILS): registered where it is not yet (a repeat is a
+    409) and logged in afresh on every call, since an access token lives minutes and a slow run of the
+    suite outlives one."""
+    email = "chief@example.com"
+    await client.post("/accounts", json={"email": email, "password": "correct horse battery", "display_name": "Chief"})
+    login = await client.post("/auth/login", json={"email": email, "password": "correct horse battery"})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 def _beat(seq: int) -> int:
