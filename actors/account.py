@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.events import RACE_RESULT, WORKOUT_RECORDED
+from actors.events import RACE_RESULT, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
 from engine.events import Event, To, react
 
-__all__ = ["Account", "ROLES", "VISIBILITIES"]
+__all__ = ["Account", "COUNTED_FIELDS", "ROLES", "VISIBILITIES"]
 
 ROLES = ("athlete", "organizer", "admin")
 VISIBILITIES = ("public", "followers", "private")
 _PROFILE_FIELDS = ("display_name", "sports", "city", "region", "units", "bio", "time_zone")
 _MAX_SESSIONS = 20
+# What boards, challenges and points count of a workout: a change to one of them is a workout.edited.
+COUNTED_FIELDS = ("visibility", "sport", "start", "elapsed_s", "moving_s", "distance_m", "elevation_gain_m",
+                  "best_efforts", "source")  # fmt: skip
 
 
 class Account(Entity):
@@ -294,20 +297,31 @@ class Account(Entity):
     @react(RACE_RESULT, to=To.field("user_id"))
     def on_race_result(self, event: Event) -> None:
         """A race's result joins the athlete's workouts (and, through them, their followers' feeds)."""
-        self.add_workout(event.fields["summary"])  # Rejected (declined) for an account that is gone, or a repeat
+        summary, result = event.fields["summary"], event.fields["result"]
+        if result.get("flags") or result.get("provisional") or result.get("status") not in ("finished", "dnf"):
+            summary = {**summary, "flagged": True}  # fair play had doubts: challenges count nothing of it
+        self.add_workout(summary)  # Rejected (declined) for an account that is gone, or a repeat
 
     @update
     def edit_workout(self, workout_id: str, changes: dict) -> dict:
+        """Change a workout's summary; a change to what counts of it (``COUNTED_FIELDS``) is told as
+        ``workout.edited`` (boards, challenges)."""
         for summary in self.workouts:
             if summary["id"] == workout_id:
+                before = dict(summary)
                 summary.update(changes)
+                if any(before.get(name) != summary.get(name) for name in COUNTED_FIELDS):
+                    self.emit(WORKOUT_EDITED, owner=self.id, workout_id=workout_id, before=before, after=summary)
                 return summary
         raise NotFound("no such workout")
 
     @update
     def remove_workout(self, workout_id: str) -> None:
+        gone = [w for w in self.workouts if w["id"] == workout_id]
         self.workouts = [w for w in self.workouts if w["id"] != workout_id]
         self.fingerprints = {f: w for f, w in self.fingerprints.items() if w != workout_id}
+        for summary in gone:  # boards, challenges and points take back what it counted
+            self.emit(WORKOUT_DELETED, owner=self.id, workout_id=workout_id, summary=summary)
 
     @query
     def workout_list(self, viewer: str | None = None, before: list | None = None, limit: int = 20) -> dict:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from actors.events import BADGE_AWARDED, LEVEL_REACHED, RACE_RESULT, WORKOUT_RECORDED
+from actors.events import BADGE_AWARDED, LEVEL_REACHED, RACE_RESULT, WORKOUT_DELETED, WORKOUT_RECORDED
 from engine import dates
 from engine.entity import Entity, query, update
 from engine.errors import Rejected
@@ -28,6 +28,7 @@ COUNTED_RESULTS = ("finished", "dnf")  # a disqualified athlete's race earns not
 RECENT_LENGTH = 20
 POINTS_WINDOW_DAYS = 365  # a workout that started longer ago than this earns badges, not points
 _REFUSED_KEPT = 20
+_DELETED_KEPT = 1_000  # ids of deleted workouts remembered, so a recording that arrives late earns nothing
 
 
 def _later_reactions() -> type:
@@ -63,6 +64,8 @@ class Achievements(_later_reactions(), Entity):  # type: ignore[misc]  # a base 
         self.badges: dict[str, dict] = {}  # rule id -> {"at", "cause", "backfill"}
         self.rules: dict[str, dict] = {}  # rule id -> its measure's state, until its badge is awarded
         self.refused: list[dict] = []  # the newest workouts that earned nothing, and why
+        self.earned: dict[str, list] = {}  # workout id -> [local day, points], within the points window
+        self.deleted: list[str] = []  # the newest deleted workouts' ids (their recording may come later)
 
     # -- settings ----------------------------------------------------------------------
 
@@ -106,7 +109,27 @@ class Achievements(_later_reactions(), Entity):  # type: ignore[misc]  # a base 
              "summary": fields["summary"]}
         )  # fmt: skip
 
+    @react(WORKOUT_DELETED, to=To.field("owner"))
+    def on_workout_deleted(self, event: Event) -> None:
+        """A deleted workout's points leave its day and the total (the level follows the points); badges
+        it helped earn stay awarded."""
+        workout_id = event.fields["workout_id"]
+        if workout_id not in self.deleted:
+            self.deleted.append(workout_id)
+            del self.deleted[:-_DELETED_KEPT]
+        kept = self.earned.pop(workout_id, None)
+        if kept is None:
+            return
+        day, earned = str(kept[0]), int(kept[1])
+        self.points = max(0, self.points - earned)
+        if day in self.daily:
+            self.daily[day] = max(0, self.daily[day] - earned)
+        self.recent = [r for r in self.recent if r["workout_id"] != workout_id]
+        self.level = levels.level_for(self.points)
+
     def _apply_item(self, item: dict) -> None:
+        if isinstance(item.get("summary"), dict) and item["summary"].get("id") in self.deleted:
+            return  # deleted before its recording reached here: it earns nothing
         facts, why = self._facts(item)
         if why is not None:
             self.refused.insert(0, {"workout_id": item["summary"].get("id"), "why": why, "at": self.now})
@@ -149,6 +172,9 @@ class Achievements(_later_reactions(), Entity):  # type: ignore[misc]  # a base 
         self.daily[day] = self.daily.get(day, 0) + earned
         oldest = badges.local_time(self.now, badges.time_zone(self.time_zone))["day"] - POINTS_WINDOW_DAYS - 1
         self.daily = {d: p for d, p in self.daily.items() if int(d) >= oldest}
+        self.earned[str(summary["id"])] = [fact["day"], earned]
+        if any(kept[0] < oldest for kept in self.earned.values()):
+            self.earned = {w: kept for w, kept in self.earned.items() if kept[0] >= oldest}
         self.points += earned
         self.recent.insert(0, {"workout_id": summary["id"], "sport": summary.get("sport"), "points": earned,
                                "day": fact["day"], "at": self.now})  # fmt: skip

@@ -11,6 +11,18 @@ from engine.events import declare
 
 __all__ = [
     "BADGE_AWARDED",
+    "CHALLENGE_COMPLETED",
+    "CHALLENGE_JOINED",
+    "CHALLENGE_LEFT",
+    "CHALLENGE_PROGRESSED",
+    "CHALLENGE_WORKOUT",
+    "GROUP_EVENT_ANSWERED",
+    "GROUP_EVENT_ATTENDED",
+    "GROUP_EVENT_CANCELLED",
+    "GROUP_EVENT_CHANGED",
+    "GROUP_EVENT_LISTED",
+    "GROUP_EVENT_REMINDER",
+    "GROUP_EVENT_TOGETHER",
     "GROUP_INVITED",
     "GROUP_JOINED",
     "GROUP_LEFT",
@@ -21,23 +33,48 @@ __all__ = [
     "LEVEL_REACHED",
     "RACE_RESULT",
     "RACE_SETTLED",
+    "WORKOUT_DELETED",
+    "WORKOUT_EDITED",
     "WORKOUT_RECORDED",
 ]
 
 
-def _workout_recorded_v2(fields: dict, version: int) -> dict:
-    """Version 1 had no region: the owner's region then was not recorded."""
-    return {**fields, "region": None}
+def _workout_recorded_v3(fields: dict, version: int) -> dict:
+    """Version 1 had no region: the owner's region then was not recorded. Before version 3 a summary had
+    no ``start_point``: where the workout started is unknown."""
+    if version < 2:
+        fields = {**fields, "region": None}
+    summary = fields["summary"]
+    if isinstance(summary, dict) and "start_point" not in summary:
+        fields = {**fields, "summary": {**summary, "start_point": None}}
+    return fields
 
 
 WORKOUT_RECORDED = declare(
     "workout.recorded",
-    version=2,
+    version=3,
     fields=("owner", "owner_name", "region", "workout_id", "visibility", "summary"),
     user_field="owner",
     doc="A workout joined its owner's account (recorded by hand, imported from a file, or a race result); "
-    "v2 adds the owner's region (for the lake's daily aggregates per region).",
-    upgrade=_workout_recorded_v2,
+    "v2 adds the owner's region (for the lake's daily aggregates per region); v3 the summary's ``start_point`` "
+    "([lat, lon] of the track's first fix, null without one: typed in, indoor, a race).",
+    upgrade=_workout_recorded_v3,
+)
+
+WORKOUT_EDITED = declare(
+    "workout.edited",
+    fields=("owner", "workout_id", "before", "after"),
+    user_field="owner",
+    doc="A workout's owner changed what counts of it (its visibility, sport or figures; a new title alone is no "
+    "event): ``before`` and ``after`` are its whole summary, visibility included, as it was and as it is. Emitted "
+    "by the owner's account, so it follows the workout's workout.recorded in the account's own order.",
+)
+
+WORKOUT_DELETED = declare(
+    "workout.deleted",
+    fields=("owner", "workout_id", "summary"),
+    user_field="owner",
+    doc="A workout was deleted: ``summary`` is the one that counted (boards, challenges, points take it back).",
 )
 
 RACE_RESULT = declare(
@@ -124,4 +161,101 @@ LEVEL_REACHED = declare(
     fields=("user_id", "user_name", "level", "points"),
     user_field="user_id",
     doc="An athlete's points reached a new level (docs/gamification.md): the level reached and the points then.",
+)
+
+CHALLENGE_JOINED = declare(
+    "challenge.joined",
+    fields=("challenge_id", "user_id", "shard", "team", "ends"),
+    user_field="user_id",
+    doc="An athlete joined a challenge (docs/challenges.md): ``shard`` the participant shard that holds their "
+    "progress, ``team`` the group they compete for in a team challenge (else null), ``ends`` the unix time after "
+    "which no workout can count any more (the period's last day, in every time zone).",
+)
+
+CHALLENGE_LEFT = declare(
+    "challenge.left",
+    fields=("challenge_id", "user_id", "shard"),
+    user_field="user_id",
+    doc="An athlete left a challenge: their progress left its boards.",
+)
+
+CHALLENGE_WORKOUT = declare(
+    "challenge.workout",
+    fields=("challenge_id", "shard", "owner", "workout_id", "seq", "summary"),
+    user_field="owner",
+    doc="One of a participant's workouts as it now stands, for one challenge they are in: emitted by the athlete's "
+    "challenge entries as they react to workout.recorded, .edited and .deleted. ``summary`` null: the workout "
+    "no longer exists. ``seq``: the account's journal seq of the change, so a participant shard keeps the newest "
+    "state of each workout whatever order the three event types arrive in.",
+)
+
+CHALLENGE_PROGRESSED = declare(
+    "challenge.progressed",
+    fields=("challenge_id", "user_id", "team", "before", "after", "n"),
+    user_field="user_id",
+    doc="A participant's standing in a challenge moved: ``before`` and ``after`` are ``[score, at]`` (score higher "
+    "is better, null for no score yet; at: when they got there) or null for not a participant (a join, a leave). "
+    "``n`` counts the participant's changes. The challenge's rank index keeps its boards from these.",
+)
+
+CHALLENGE_COMPLETED = declare(
+    "challenge.completed",
+    fields=("challenge_id", "user_id", "user_name", "title", "goal_type"),
+    user_field="user_id",
+    doc="An athlete reached a challenge's goal: once per athlete and challenge, whatever is replayed, edited or "
+    "redelivered (a correction below the goal later takes back nothing).",
+)
+
+GROUP_EVENT_LISTED = declare(
+    "group_event.listed",
+    fields=("group_id", "event_id", "card"),
+    user_field=None,  # about the event
+    doc="A group event was created, edited or cancelled: ``card`` is what the group's list of events keeps (title, "
+    "sport, start, time zone, meeting point, status, revision).",
+)
+
+GROUP_EVENT_ANSWERED = declare(
+    "group_event.answered",
+    fields=("group_id", "event_id", "user_id", "answer", "promoted", "card"),
+    user_field="user_id",
+    doc="An athlete's answer to a group event changed: ``answer`` going, waitlisted or not_going; ``promoted`` true "
+    "when a freed place took them from the waitlist; ``card`` the event as group_event.listed shows it.",
+)
+
+GROUP_EVENT_CHANGED = declare(
+    "group_event.changed",
+    fields=("group_id", "event_id", "card", "moved", "by"),
+    user_field=None,
+    doc="A group event's details were edited: ``moved`` lists what of its time and place changed (start, time_zone, "
+    "meeting_point; empty for other details), ``card`` the event as it now is.",
+)
+
+GROUP_EVENT_CANCELLED = declare(
+    "group_event.cancelled",
+    fields=("group_id", "event_id", "card", "by"),
+    user_field=None,
+    doc="A group event was cancelled by one of the group's admins.",
+)
+
+GROUP_EVENT_REMINDER = declare(
+    "group_event.reminder",
+    fields=("group_id", "event_id", "card", "lead"),
+    user_field=None,
+    doc="A group event starts in ``lead`` (24h, 1h): its durable timer rang, once.",
+)
+
+GROUP_EVENT_ATTENDED = declare(
+    "group_event.attended",
+    fields=("user_id", "user_name", "group_id", "event_id", "workout_id", "visibility"),
+    user_field="user_id",
+    doc="An athlete who was going did the event: their workout ``workout_id`` (of that ``visibility``, never private) "
+    "started near the meeting point around the start. Once per athlete and event.",
+)
+
+GROUP_EVENT_TOGETHER = declare(
+    "group_event.together",
+    fields=("group_id", "event_id", "user_id", "workout_id", "title", "athletes", "count"),
+    user_field="user_id",
+    doc="Who else did a group event with ``user_id``: ``athletes`` the first 20 others whose linked workout is "
+    "public ({user_id, name}), ``count`` how many such others; for the cards of ``workout_id`` in feeds.",
 )

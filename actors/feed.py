@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from actors.account import Account
-from actors.events import WORKOUT_RECORDED
+from actors.events import GROUP_EVENT_TOGETHER, WORKOUT_RECORDED
+from actors.group_event import together_card
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.events import Event, To, react
@@ -46,6 +47,14 @@ class Feed(Entity):
                 "visibility": event.fields["visibility"],
             }
         )
+
+    @react(GROUP_EVENT_TOGETHER, to=(To.field("user_id"), To.ask(Account, "user_id", Account.ids, which="followers")))
+    def on_together(self, event: Event) -> None:
+        """Who else did a group event: on the card of the athlete's workout, where this feed holds it."""
+        for item in self.items:
+            if item["id"] == event.fields["workout_id"]:
+                item["together"] = together_card(event.fields)
+                return
 
     @update
     def drop_owner(self, owner: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-__all__ = ["METRICS", "WEEK_S", "KEEP_WEEKS", "week_of", "add", "forget", "top", "row", "merge"]
+__all__ = ["METRICS", "WEEK_S", "KEEP_WEEKS", "week_of", "add", "take", "forget", "top", "row", "merge"]
 
 WEEK_S = 7 * 86_400
 KEEP_WEEKS = 4
@@ -43,6 +43,25 @@ def add(weeks: Weeks, now: float, member: str, start: float, sport: str, totals:
         kept[2] += totals[2]
         kept[3] += 1
     return True
+
+
+def take(weeks: Weeks, member: str, week: int, sport: str, totals: tuple[float, float, float]) -> None:
+    """Take back one workout ``add`` counted in ``week`` (it was edited or deleted); nothing if that week is gone."""
+    sports = weeks.get(str(week), {}).get(member)
+    if sports is None:
+        return
+    for name in (sport, ALL):
+        kept = sports.get(name)
+        if kept is None:
+            continue
+        kept[0] -= totals[0]
+        kept[1] -= totals[1]
+        kept[2] -= totals[2]
+        kept[3] -= 1
+        if kept[3] <= 0:
+            del sports[name]
+    if not sports:
+        del weeks[str(week)][member]
 
 
 def forget(weeks: Weeks, member: str) -> None:

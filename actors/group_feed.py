@@ -10,7 +10,8 @@ takes their workouts out of the feed (``group.left``); their posts stay until de
 
 from __future__ import annotations
 
-from actors.events import GROUP_LEFT, GROUP_POSTED, GROUP_WORKOUT_SHARED
+from actors.events import GROUP_EVENT_TOGETHER, GROUP_LEFT, GROUP_POSTED, GROUP_WORKOUT_SHARED
+from actors.group_event import together_card
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.events import Event, To, react
@@ -69,6 +70,14 @@ class GroupFeed(Entity):
                 "visibility": event.fields["visibility"],
             }
         )
+
+    @react(GROUP_EVENT_TOGETHER, to=To.field("group_id"))
+    def on_together(self, event: Event) -> None:
+        """Who else did one of the group's events: on the card of the athlete's workout."""
+        for item in self.items:
+            if item["id"] == event.fields["workout_id"] and item["type"] == "workout":
+                item["together"] = together_card(event.fields)
+                return
 
     @react(GROUP_LEFT, to=To.field("group_id"))
     def on_left(self, event: Event) -> None:

@@ -14,9 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from actors import group_board
-from actors.events import GROUP_INVITED, GROUP_JOINED, GROUP_LEFT, GROUP_WORKOUT_SHARED
+from actors.events import (
+    GROUP_INVITED,
+    GROUP_JOINED,
+    GROUP_LEFT,
+    GROUP_WORKOUT_SHARED,
+    WORKOUT_DELETED,
+    WORKOUT_EDITED,
+)
 from actors.group_shards import shard_number
 from actors.paging import page
+from actors.user_groups import UserGroups
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
 from engine.events import Event, To, react
@@ -43,6 +51,10 @@ class GroupMembers(Entity):
         self.banned: dict[str, dict] = {}  # user id -> {"by", "at", "reason"}
         self.weeks: group_board.Weeks = {}
         self.names: dict[str, str] = {}  # member -> their name as their last workout carried it
+        # workout id -> what the board holds of it, to take it back when it is edited or deleted: {"owner",
+        # "week", "sport", "totals", "counted", "seq", "deleted"}; only workouts of the kept weeks
+        self.workouts: dict[str, dict] = {}
+        self.pruned_before = 0  # the oldest week ``workouts`` was last trimmed to
         self.history: list[dict] = []  # newest first
         self.changes = 0
         self._boards: dict[tuple, list[dict]] = {}  # (week, sport, metric, limit) -> top rows, until the next change
@@ -133,6 +145,7 @@ class GroupMembers(Entity):
     def _expel(self, user_id: str, reason: str, by: str) -> None:
         del self.members[user_id]
         group_board.forget(self.weeks, user_id)
+        self.workouts = {w: kept for w, kept in self.workouts.items() if kept["owner"] != user_id}
         self._boards.clear()
         self.names.pop(user_id, None)
         self.emit(GROUP_LEFT, group_id=self.group_id, user_id=user_id, reason=reason, by=by)
@@ -246,17 +259,69 @@ class GroupMembers(Entity):
     @react(GROUP_WORKOUT_SHARED, to=To.field("shard"))
     def on_workout(self, event: Event) -> None:
         """A member's workout counts on the group's board for its week, once (the engine applies each event
-        once); a user who is no longer a member here is declined."""
-        owner, summary = event.fields["owner"], event.fields["summary"]
+        once); a user who is no longer a member here is declined. A workout this shard already heard of (an
+        edit or a deletion can overtake it: each event type has its own consumer) is left as those made it."""
+        owner, workout_id = event.fields["owner"], event.fields["workout_id"]
         if owner not in self.members:
             raise Rejected("not a member")
-        totals = (
-            float(summary.get("distance_m") or 0),
-            float(summary.get("moving_s") or 0),
-            float(summary.get("elevation_gain_m") or 0),
+        if workout_id in self.workouts:
+            return
+        self._count(owner, workout_id, event.fields["summary"], seq=0)
+        self.names[owner] = event.fields["owner_name"] or ""
+
+    @react(WORKOUT_EDITED, to=To.ask(UserGroups, "owner", UserGroups.member_shards))
+    def on_workout_edited(self, event: Event) -> None:
+        """An edit takes the workout's old figures out of its week and counts the new ones (none if it is
+        private now)."""
+        owner, workout_id = event.fields["owner"], event.fields["workout_id"]
+        if owner not in self.members:
+            raise Rejected("not a member")
+        kept = self.workouts.get(workout_id)
+        if kept is not None and (kept["deleted"] or kept["seq"] >= event.seq):
+            return
+        self._uncount(workout_id)
+        self._count(owner, workout_id, event.fields["after"], seq=event.seq)
+
+    @react(WORKOUT_DELETED, to=To.ask(UserGroups, "owner", UserGroups.member_shards))
+    def on_workout_deleted(self, event: Event) -> None:
+        """A deleted workout leaves the board; remembered (while its week is kept) so that its late
+        ``group.workout_shared`` counts nothing."""
+        workout_id, summary = event.fields["workout_id"], event.fields["summary"]
+        self._uncount(workout_id)
+        start = _number(summary.get("start"))
+        if self._kept(start):
+            self.workouts[workout_id] = {"owner": event.fields["owner"], "week": group_board.week_of(start),
+                                         "sport": None, "totals": None, "counted": False, "seq": event.seq,
+                                         "deleted": True}  # fmt: skip
+
+    def _count(self, owner: str, workout_id: str, summary: dict, seq: int) -> None:
+        start, sport = _number(summary.get("start")), summary.get("sport") or "other"
+        totals = (_number(summary.get("distance_m")), _number(summary.get("moving_s")),
+                  _number(summary.get("elevation_gain_m")))  # fmt: skip
+        counted = summary.get("visibility") != "private" and group_board.add(
+            self.weeks, self.now, owner, start, sport, totals
         )
-        if group_board.add(
-            self.weeks, self.now, owner, float(summary["start"]), summary.get("sport") or "other", totals
-        ):
-            self.names[owner] = event.fields["owner_name"] or ""
+        if self._kept(start):
+            self.workouts[workout_id] = {"owner": owner, "week": group_board.week_of(start), "sport": sport,
+                                         "totals": list(totals), "counted": counted, "seq": seq, "deleted": False}  # fmt: skip
+        self._boards.clear()
+
+    def _uncount(self, workout_id: str) -> None:
+        kept = self.workouts.get(workout_id)
+        if kept is not None and kept["counted"]:
+            group_board.take(self.weeks, kept["owner"], kept["week"], kept["sport"], tuple(kept["totals"]))
+            kept["counted"] = False
             self._boards.clear()
+
+    def _kept(self, start: float) -> bool:
+        """Whether a workout of ``start`` is remembered: only the kept weeks' workouts need undoing. The
+        weeks that fell off are forgotten once a week, at its first workout."""
+        oldest = group_board.week_of(self.now) - group_board.KEEP_WEEKS * group_board.WEEK_S
+        if self.pruned_before != oldest:
+            self.workouts = {w: kept for w, kept in self.workouts.items() if kept["week"] >= oldest}
+            self.pruned_before = oldest
+        return group_board.week_of(start) >= oldest
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

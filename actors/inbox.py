@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from actors.account import Account
-from actors.events import BADGE_AWARDED, RACE_RESULT
+from actors.events import (
+    BADGE_AWARDED,
+    CHALLENGE_COMPLETED,
+    GROUP_EVENT_ANSWERED,
+    GROUP_EVENT_CANCELLED,
+    GROUP_EVENT_CHANGED,
+    GROUP_EVENT_REMINDER,
+    GROUP_INVITED,
+    RACE_RESULT,
+)
+from actors.group_event import GroupEvent
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import Rejected
@@ -20,6 +30,13 @@ NOTIFICATION_TYPES = (
     "race_result",
     "badge",  # a badge of my own
     "friend_badge",  # a badge of someone I follow
+    "challenge_completed",  # a challenge of my own completed
+    "friend_challenge",  # someone I follow completed a challenge
+    "group_invitation",  # a group's admin invited me
+    "group_event_reminder",  # an event I am going to starts in 24 h, 1 h
+    "group_event_changed",  # its time or place changed
+    "group_event_cancelled",  # an event I answered was cancelled
+    "group_event_promoted",  # a place freed: off the waitlist, going
 )
 INBOX_LENGTH = 500
 
@@ -65,6 +82,47 @@ class Inbox(Entity):
         fields = event.fields
         kind = "badge" if fields["user_id"] == self.id else "friend_badge"
         self._tell(event.id, kind, {k: fields[k] for k in ("user_id", "user_name", "badge", "title")})
+
+    @react(
+        CHALLENGE_COMPLETED, to=(To.field("user_id"), To.ask(Account, "user_id", Account.ids, which="followers"))
+    )
+    def on_challenge_completed(self, event: Event) -> None:
+        fields = event.fields
+        kind = "challenge_completed" if fields["user_id"] == self.id else "friend_challenge"
+        data = {k: fields[k] for k in ("challenge_id", "user_id", "user_name", "title")}
+        self._tell(event.id, kind, {**data, "url": f"/challenges/{fields['challenge_id']}"})
+
+    @react(GROUP_INVITED, to=To.field("user_id"))
+    def on_group_invited(self, event: Event) -> None:
+        group_id = event.fields["group_id"]
+        self._tell(event.id, "group_invitation", {"group_id": group_id, "by": event.fields["by"],
+                                                   "url": f"/groups/{group_id}"})  # fmt: skip
+
+    def _tell_event(self, event: Event, type: str, **more: object) -> None:
+        card = event.fields["card"]
+        data = {name: card[name] for name in ("group_id", "title", "start", "time_zone")}
+        self._tell(event.id, type, {**data, "event_id": card["id"], "meeting_point": card["meeting_point"]["label"],
+                                    "url": f"/groups/{card['group_id']}#event-{card['id']}", **more})  # fmt: skip
+
+    @react(GROUP_EVENT_REMINDER, to=To.ask(GroupEvent, "event_id", GroupEvent.audience, which="going"))
+    def on_group_event_reminder(self, event: Event) -> None:
+        self._tell_event(event, "group_event_reminder", lead=event.fields["lead"])
+
+    @react(
+        GROUP_EVENT_CHANGED,
+        to=To.ask(GroupEvent, "event_id", GroupEvent.audience, which="going"),
+        when=lambda fields: bool(fields["moved"]),  # a new title or description is no news
+    )
+    def on_group_event_changed(self, event: Event) -> None:
+        self._tell_event(event, "group_event_changed", moved=event.fields["moved"])
+
+    @react(GROUP_EVENT_CANCELLED, to=To.ask(GroupEvent, "event_id", GroupEvent.audience, which="answered"))
+    def on_group_event_cancelled(self, event: Event) -> None:
+        self._tell_event(event, "group_event_cancelled")
+
+    @react(GROUP_EVENT_ANSWERED, to=To.field("user_id"), when=lambda fields: fields["promoted"])
+    def on_group_event_promoted(self, event: Event) -> None:
+        self._tell_event(event, "group_event_promoted")
 
     def _tell(self, notification_id: str, type: str, data: dict) -> None:
         item = self.notify(notification_id, type, data)

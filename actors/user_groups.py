@@ -68,6 +68,11 @@ class UserGroups(Entity):
         self.invitations.pop(group_id, None)
 
     @query
+    def member_shards(self) -> list[str]:
+        """The user's member shard in each of their groups (a workout edited or deleted corrects their boards)."""
+        return [member_shard(group_id, self.id) for group_id in self.groups]
+
+    @query
     def group_ids(self) -> list[str]:
         return list(self.groups)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from actors.events import RACE_RESULT
@@ -10,11 +11,30 @@ from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
 from engine.events import Event, To, react
 
-__all__ = ["Workout", "MAX_COMMENT_LENGTH", "SPORTS"]
+__all__ = ["Workout", "MAX_COMMENT_LENGTH", "SPORTS", "start_point", "track_start"]
 
 MAX_COMMENT_LENGTH = 2_000
 SPORTS = ("run", "ride", "swim", "walk", "hike", "row", "other")
 _EDITABLE = ("title", "visibility", "description")
+
+
+def track_start(track: Iterable[list]) -> list[float] | None:
+    """A summary's ``start_point`` (workout.recorded v3): the first fix of a track of ``[lat, lon, ...]``
+    points, to 5 decimals (about a metre); None for a track without one (typed in, indoor)."""
+    for point in track:
+        if point and point[0] is not None and point[1] is not None:
+            return [round(float(point[0]), 5), round(float(point[1]), 5)]
+    return None
+
+
+def start_point(summary: dict) -> list[float] | None:
+    """Where a workout started, from its summary: ``[lat, lon]``, or None when unknown (no fix, or a summary
+    older than ``start_point``)."""
+    point = summary.get("start_point")
+    if not (isinstance(point, list) and len(point) == 2 and all(isinstance(v, int | float) for v in point)):
+        return None
+    lat, lon = point
+    return [float(lat), float(lon)] if -90 <= lat <= 90 and -180 <= lon <= 180 else None
 
 
 class Workout(Entity):

@@ -12,7 +12,9 @@ from serve.api import (
     achievements,
     admin,
     analytics,
+    challenges,
     devices,
+    group_events,
     groups,
     notifications,
     races,
@@ -50,7 +52,20 @@ api.add_middleware(
 
 # Routes are matched in turn (each failed match costs FastAPI about 2 µs), so the
 # race-day paths come first; workouts' /users/{id}/workouts (and achievements') before social's /users/{id}/{which}.
-for module in (races, accounts, notifications, workouts, achievements, social, analytics, devices, groups, admin):
+for module in (
+    races,
+    accounts,
+    notifications,
+    workouts,
+    achievements,
+    social,
+    analytics,
+    devices,
+    groups,
+    group_events,
+    challenges,
+    admin,
+):
     api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md
 api.include_router(operations.router)
 pages.install(api)

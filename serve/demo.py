@@ -29,6 +29,7 @@ from actors.race import Race
 from connectors.samples import Sample, pack_samples
 from engine.errors import EngineError
 from serve.context import Arena
+from serve.demo_community import seed_community
 from serve.settings import Settings
 
 __all__ = ["Swarm", "DemoRace", "loop_route", "ORGANIZER_EMAIL", "RUNNER_EMAIL"]
@@ -170,6 +171,17 @@ class DemoRace:
                 f"Demo accounts (passwords in {self.file}): organizer {ORGANIZER_EMAIL} / "
                 f"{organizer_password}, athlete {RUNNER_EMAIL} / {runner_password}"
             )
+            try:
+                await seed_community(
+                    http,
+                    state,
+                    await self._bearer(http, ORGANIZER_EMAIL, organizer_password),
+                    await self._bearer(http, RUNNER_EMAIL, runner_password),
+                    self.announce,
+                )
+            except httpx.HTTPError as error:
+                log.warning("demo community: %s; the race goes on without it", error)
+            self._save(state)
             if state.get("race"):  # left live by an `arena run` that was killed: results first
                 await self._close(http, state, state["race"])
             while not stop.is_set():

@@ -28,4 +28,12 @@ KINDS: tuple[str, ...] = (
     "actors.group_feed:GroupFeed",
     "actors.group_post:GroupPost",
     "actors.group_directory:GroupDirectory",
+    "actors.challenge:Challenge",
+    "actors.challenge:ChallengeDirectory",
+    "actors.challenge_participants:ChallengeParticipants",
+    "actors.challenge_board:ChallengeBoard",
+    "actors.challenge_entries:ChallengeEntries",
+    "actors.group_event:GroupEvent",
+    "actors.group_event_index:GroupEventIndex",
+    "actors.group_event_calendar:EventCalendar",
 )

@@ -40,6 +40,16 @@ async def _race_page(race_id: Annotated[str, PathParam(max_length=64, pattern=r"
     return _file(WEB / "race.html")  # the script reads the race id from the address
 
 
+async def _group_page(group_id: Annotated[str, PathParam(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]) -> FileResponse:
+    return _file(WEB / "group.html")  # the script reads the group's id from the address
+
+
+async def _challenge_page(
+    challenge_id: Annotated[str, PathParam(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+) -> FileResponse:
+    return _file(WEB / "challenge.html")  # the script reads the challenge's id from the address
+
+
 async def _asset(name: str) -> Response:
     path = _ASSETS.get(name)  # only the files that were there at start: no path ever reaches the disk
     if path is None:
@@ -52,4 +62,6 @@ def install(app: FastAPI) -> None:
     for route, name in PAGES.items():
         app.add_api_route(route, _page(name), methods=["GET"], include_in_schema=False)
     app.add_api_route("/races/{race_id}", _race_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/groups/{group_id}", _group_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/challenges/{challenge_id}", _challenge_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/static/{name}", _asset, methods=["GET"], include_in_schema=False)

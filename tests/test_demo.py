@@ -78,3 +78,20 @@ async def test_a_demo_race_is_made_final_when_everyone_is_home_and_when_the_run_
         assert "dsq" in {row["status"] for row in results}  # the demo's cheater, disqualified
         workout = await http.get(f"/workouts/{finished}-2", headers=runner)  # the runner's result, published
         assert workout.status_code == 200, workout.text
+
+        # the community: the clubs once (two runs made them once), the athlete in one, a week of runs behind them
+        clubs = (await http.get("/groups", params={"q": "Paris Runners"}, headers=runner)).json()["items"]
+        assert [club["name"] for club in clubs if club["name"] == "Paris Runners"] == ["Paris Runners"]
+        mine = (await http.get("/me/groups", headers=runner)).json()["items"]
+        assert [group["name"] for group in mine] == ["Paris Runners"]  # the riders take requests: not yet in
+        coming = (await http.get("/me/events", headers=runner)).json()["items"]
+        assert [event["title"] for event in coming] == ["Saturday long run"]
+        workouts = (await http.get(f"/users/{state['runner']['id']}/workouts", headers=runner)).json()["items"]
+        assert sum((w.get("title") or "").startswith("Morning run") for w in workouts) == 6
+        for _ in range(100):  # points and badges follow the workouts through the relay
+            achievements = (await http.get("/me/achievements", headers=runner)).json()
+            if "streak_7" in {badge["id"] for badge in achievements["badges"]}:
+                break
+            await asyncio.sleep(0.2)
+        # six typed-in days and today's race make the seven-day streak; typed-in runs earn half the points
+        assert achievements["points"] > 0 and "streak_7" in {badge["id"] for badge in achievements["badges"]}

@@ -97,7 +97,15 @@ async def test_crafted_cursors_answer_400_on_every_paged_route_signed_in_or_not(
     group_id = group.json()["id"]
     post = await client.post(f"/groups/{group_id}/posts", json={"text": "Saturday?"}, headers=headers)
     assert post.status_code in (200, 201), post.text
-    ids = {"user_id": user_id, "workout_id": workout_id, "group_id": group_id, "post_id": post.json()["id"]}
+    event = await client.post(
+        f"/groups/{group_id}/events",
+        json={"title": "Run", "sport": "run", "start": f"{datetime.now(UTC).year + 1}-01-01T09:00:00Z",
+              "time_zone": "UTC", "meeting_point": {"lat": 48.8, "lon": 2.3, "label": "Here"}},
+        headers=headers,
+    )  # fmt: skip
+    assert event.status_code == 201, event.text
+    ids = {"user_id": user_id, "workout_id": workout_id, "group_id": group_id, "post_id": post.json()["id"],
+           "event_id": event.json()["id"]}  # fmt: skip
     for path in _paged_routes():
         url = _fill(path, ids)
         assert (await client.get(url, headers=headers)).status_code == 200, url

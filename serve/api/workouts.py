@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from actors.account import VISIBILITIES, Account
 from actors.feed import Feed
-from actors.workout import MAX_COMMENT_LENGTH, SPORTS, Workout
+from actors.workout import MAX_COMMENT_LENGTH, SPORTS, Workout, track_start
 from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, ParsedWorkout, fingerprint, parse_workout_file
 from engine import dates
 from engine.errors import NotFound, Rejected
@@ -118,6 +118,7 @@ async def record(body: ManualWorkout, caller: CallerDep, arena: ArenaDep) -> dic
         "indoor": body.indoor,
         "source": "manual",
         "best_efforts": {},
+        "start_point": None,
     }
     return await publish_workout(arena, caller.id, summary, {"splits": [], "track": []})
 
@@ -162,6 +163,7 @@ async def import_file(
         "indoor": indoor,
         "source": parsed.format,
         "best_efforts": stats["best_efforts"],
+        "start_point": track_start([p.lat, p.lon] for p in parsed.points),
     }
     detail = {
         "splits": stats["splits"],
