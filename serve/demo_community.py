@@ -1,6 +1,6 @@
 """The community a newcomer meets at once in ``arena run --demo``: clubs with posts, the open club's
-next Saturday run (the demo athlete is going), and a week of the demo athlete's training (points, a
-level and first badges).
+next Saturday run (the demo athlete is going), a 30-day challenge with a few club mates in it,
+and a week of the demo athlete's training (points, a level and first badges).
 
 Everything goes through the public API as a member would do it, once: ``demo.json`` remembers that
 the community was made (``community``), so a restart adds nothing twice. What fails is logged and
@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
+import secrets
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import httpx
 
-__all__ = ["CLUBS", "seed_community"]
+__all__ = ["CLUBS", "MATES", "seed_community"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ CLUBS: tuple[tuple[str, list[str], str, tuple[float, float], str, str, str], ...
         "Pool lanes booked for 6:30 every weekday.",
     ),
 )
+
+MATES = ("Ada Akers", "Bo Berg", "Chen Costa", "Dara Diaz")
 
 # The demo athlete's last week, one workout a day: (days ago, km, minutes per km, climb in m)
 _WEEK = (
@@ -107,8 +111,13 @@ async def seed_community(
             "visibility": "public",
         }
         (await http.post("/workouts", json=workout, headers=runner)).raise_for_status()
-    state["community"] = {"groups": clubs}
-    announce(f"Demo clubs: {', '.join(c[0] for c in CLUBS)}; the demo athlete has a week of runs behind them")
+    challenge = await _monthly_challenge(http, organizer, runner)
+    await _club_mates(http, clubs[0], challenge)
+    state["community"] = {"groups": clubs, "challenge": challenge}
+    announce(
+        f"Demo clubs: {', '.join(c[0] for c in CLUBS)}; a 30-day challenge (/challenges/{challenge}); "
+        "the demo athlete has a week of runs behind them"
+    )
 
 
 async def _saturday_run(http: httpx.AsyncClient, club: str, organizer: dict, runner: dict) -> None:
@@ -131,3 +140,52 @@ async def _saturday_run(http: httpx.AsyncClient, club: str, organizer: dict, run
         f"/groups/{club}/events/{created.json()['id']}/rsvp", json={"going": True}, headers=runner
     )
     answered.raise_for_status()
+
+
+async def _monthly_challenge(http: httpx.AsyncClient, organizer: dict, runner: dict) -> str:
+    """100 km on foot in 30 days that began with the demo week (so that week counts, whatever the date),
+    open to everyone; the demo athlete is in."""
+    first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=7)
+    body = {
+        "title": "100 km in 30 days",
+        "description": "Run, walk or hike 100 km in 30 days.",
+        "goal_type": "distance_m",
+        "goal": 100_000,
+        "sports": ["run", "walk", "hike"],
+        "first_day": first.isoformat(),
+        "last_day": (first + dt.timedelta(days=29)).isoformat(),
+    }
+    created = await http.post("/challenges", json=body, headers=organizer)
+    created.raise_for_status()
+    challenge_id = created.json()["id"]
+    (await http.post(f"/challenges/{challenge_id}/join", headers=runner)).raise_for_status()
+    return challenge_id
+
+
+async def _club_mates(http: httpx.AsyncClient, club: str, challenge: str) -> None:
+    """A few club mates, so the club's board and the challenge's have company: each joins the open club
+    and the challenge and has run a few times this week. Nobody signs in as them again."""
+    rng = random.Random(7)
+    now = dt.datetime.now(dt.UTC)
+    for name in MATES:
+        email = f"{name.split()[0].lower()}@demo.arena.dev"
+        password = secrets.token_urlsafe(12)
+        registered = await http.post("/accounts", json={"email": email, "password": password, "display_name": name})
+        registered.raise_for_status()
+        login = await http.post("/auth/login", json={"email": email, "password": password})
+        login.raise_for_status()
+        mate = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        (await http.post(f"/groups/{club}/join", headers=mate)).raise_for_status()
+        (await http.post(f"/challenges/{challenge}/join", headers=mate)).raise_for_status()
+        for days_ago in sorted(rng.sample(range(1, 7), 3)):
+            km = round(rng.uniform(5, 15), 1)
+            start = (now - dt.timedelta(days=days_ago)).replace(hour=rng.randint(6, 19), minute=0, microsecond=0)
+            workout = {
+                "sport": "run",
+                "start": start.isoformat(),
+                "duration_s": round(km * rng.uniform(4.6, 6.4) * 60),
+                "distance_m": km * 1000,
+                "title": f"Run with the club, {km:g} km",
+                "visibility": "public",
+            }
+            (await http.post("/workouts", json=workout, headers=mate)).raise_for_status()

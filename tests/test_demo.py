@@ -86,6 +86,13 @@ async def test_a_demo_race_is_made_final_when_everyone_is_home_and_when_the_run_
         assert [group["name"] for group in mine] == ["Paris Runners"]  # the riders take requests: not yet in
         coming = (await http.get("/me/events", headers=runner)).json()["items"]
         assert [event["title"] for event in coming] == ["Saturday long run"]
+        challenge = state["community"]["challenge"]
+        for _ in range(100):  # the mates' runs reach the board through the relay
+            board = (await http.get(f"/challenges/{challenge}/leaderboard", headers=runner)).json()
+            if all(row["progress"] > 5_000 for row in board["rows"]):
+                break
+            await asyncio.sleep(0.2)
+        assert board["participants"] == 5 and all(row["progress"] > 5_000 for row in board["rows"])  # their runs count
         workouts = (await http.get(f"/users/{state['runner']['id']}/workouts", headers=runner)).json()["items"]
         assert sum((w.get("title") or "").startswith("Morning run") for w in workouts) == 6
         for _ in range(100):  # points and badges follow the workouts through the relay
