@@ -11,6 +11,7 @@ from actors.events import (
     GROUP_EVENT_CHANGED,
     GROUP_EVENT_REMINDER,
     GROUP_INVITED,
+    LEVEL_REACHED,
     RACE_RESULT,
 )
 from actors.group_event import GroupEvent
@@ -30,6 +31,7 @@ NOTIFICATION_TYPES = (
     "race_result",
     "badge",  # a badge of my own
     "friend_badge",  # a badge of someone I follow
+    "level",  # a new level of my own
     "challenge_completed",  # a challenge of my own completed
     "friend_challenge",  # someone I follow completed a challenge
     "group_invitation",  # a group's admin invited me
@@ -82,6 +84,11 @@ class Inbox(Entity):
         fields = event.fields
         kind = "badge" if fields["user_id"] == self.id else "friend_badge"
         self._tell(event.id, kind, {k: fields[k] for k in ("user_id", "user_name", "badge", "title")})
+
+    @react(LEVEL_REACHED, to=To.field("user_id"))
+    def on_level_reached(self, event: Event) -> None:
+        fields = event.fields
+        self._tell(event.id, "level", {"level": fields["level"], "points": fields["points"]})
 
     @react(
         CHALLENGE_COMPLETED, to=(To.field("user_id"), To.ask(Account, "user_id", Account.ids, which="followers"))

@@ -66,6 +66,17 @@ async def test_achievements_show_as_the_profile_allows_and_friends_hear_of_a_bad
     assert_problem(await client.get("/users/nobody-at-all/achievements", headers=fan_h), 404)
     assert fan != quiet
 
+    # A new level: the athlete hears of it, their followers do not. Both the badge and the level come
+    # from Ana's achievements, and each reaches her inbox (applied-event marks are per event type).
+    long_run = {"sport": "run", "start": _day(1), "duration_s": 3 * 3600, "distance_m": 36_000}
+    assert (await client.post("/workouts", json=long_run, headers=ana_h)).status_code == 201
+    assert await client.arena.drain()
+    assert (await client.get("/me/achievements", headers=ana_h)).json()["level"] == 2
+    own = (await client.get("/notifications", headers=ana_h)).json()["items"]
+    assert [n["type"] for n in own] == ["level", "badge", "follower", "follower"]
+    assert own[0]["data"]["level"] == 2 and own[0]["data"]["points"] >= 100
+    assert [n["type"] for n in (await client.get("/notifications", headers=fan_h)).json()["items"]] == ["friend_badge"]
+
 
 async def test_the_routes_refuse_the_unauthorized_and_the_malformed(client):
     _, headers = await signup(client, "Vera")

@@ -76,13 +76,31 @@ function describe(item) {
       return `You earned a badge: ${data.title}`;
     case "friend_badge":
       return `${data.user_name || "An athlete you follow"} earned a badge: ${data.title}`;
+    case "level":
+      return `You reached level ${data.level}`;
+    case "challenge_completed":
+      return `You completed the challenge ${data.title}`;
+    case "friend_challenge":
+      return `${data.user_name || "An athlete you follow"} completed the challenge ${data.title}`;
+    case "group_invitation":
+      return "You are invited to join a group";
+    case "group_event_reminder":
+      return `${data.title} starts in ${data.lead === "1h" ? "an hour" : "24 hours"} at ${data.meeting_point}`;
+    case "group_event_changed":
+      return `${data.title} has moved: now ${new Date(data.start * 1000).toLocaleString()} at ${data.meeting_point}`;
+    case "group_event_cancelled":
+      return `${data.title} is cancelled`;
+    case "group_event_promoted":
+      return `A place freed up: you are going to ${data.title}`;
     default:
       return item.type.replaceAll("_", " ");
   }
 }
 
 function notificationItem(item) {
-  return el("li", { class: item.read ? "" : "unread", "data-type": item.type }, el("b", {}, describe(item)), el("div", { class: "muted" }, when(item.at)));
+  const url = item.data?.url;  // a group, an event or a challenge: the page it is about
+  const text = url && url.startsWith("/") && !url.startsWith("//") ? el("a", { href: url }, describe(item)) : describe(item);
+  return el("li", { class: item.read ? "" : "unread", "data-type": item.type }, el("b", {}, text), el("div", { class: "muted" }, when(item.at)));
 }
 
 async function main() {
