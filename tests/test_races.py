@@ -235,6 +235,28 @@ async def test_a_thousand_spectators_cost_one_race_call_per_tick(client):
     assert_problem(await client.get(f"/races/{uuid.uuid4().hex}/leaderboard"), 404)
 
 
+async def test_the_leaderboard_is_cacheable_for_a_second_and_answers_304_to_its_etag(client):
+    _, org = await organizer(client)
+    race_id = await live_race(client, org)
+    _, headers = await signup(client, "Runner")
+    await client.post(f"/races/{race_id}/athletes", json={}, headers=headers)
+    anonymous = await client.get(f"/races/{race_id}/leaderboard?n=10")
+    assert anonymous.status_code == 200 and anonymous.json()["entries"][0]["name"] == "Runner"
+    assert anonymous.headers["cache-control"] == "public, max-age=1"  # a CDN may keep it a tick
+    assert "Authorization" in anonymous.headers["vary"]
+    tag = anonymous.headers["etag"]
+    again = await client.get(f"/races/{race_id}/leaderboard?n=10", headers={"If-None-Match": tag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == tag
+    listed = await client.get(f"/races/{race_id}/leaderboard?n=10", headers={"If-None-Match": f'"x", W/{tag}'})
+    assert listed.status_code == 304
+    stale = await client.get(f"/races/{race_id}/leaderboard?n=10", headers={"If-None-Match": '"stale"'})
+    assert stale.status_code == 200 and stale.json() == anonymous.json()
+    signed_in = await client.get(f"/races/{race_id}/leaderboard?n=10", headers=headers)
+    assert signed_in.headers["cache-control"] == "private, max-age=1"  # it may show whom the caller follows
+    hostile = await client.get(f"/races/{race_id}/leaderboard", headers={"If-None-Match": "\"" * 2000})
+    assert hostile.status_code == 200
+
+
 async def test_the_live_stream_sends_the_leaderboard_and_ends_with_the_race(client):
     _, org = await organizer(client)
     race_id = await live_race(client, org, categories=["open", "masters"])

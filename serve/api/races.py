@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -251,6 +252,7 @@ async def telemetry(race_id: EntityId, body: Telemetry, caller: CallerDep, arena
 
 
 Category = Annotated[str, Query(max_length=40)]
+LEADERBOARD_MAX_AGE_S = 1  # the board moves once a tick (a second)
 Top = Annotated[int, Query(ge=1, le=100)]
 
 
@@ -284,14 +286,35 @@ def _live_event(view, category: str, n: int) -> str:
     return cached[0]
 
 
-@router.get("/{race_id}/leaderboard", summary="Top N overall or in a category (spectator cache)")
+@router.get(
+    "/{race_id}/leaderboard",
+    summary="Top N overall or in a category (spectator cache; ETag, and a second's max-age for shared caches)",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}, 304: {"description": "not modified (If-None-Match)"}},
+)
 async def leaderboard(
-    race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep, category: Category = "", n: Top = 100
-) -> dict:
+    request: Request, race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep, category: Category = "",
+    n: Top = 100,
+) -> Response:  # fmt: skip
+    """Polling clients are many and the board moves once a tick: an anonymous answer is the same for
+    everyone (private athletes hidden), so a CDN or the ingress may keep it for a second
+    (``public, max-age=1``); a signed-in one may show whom the caller follows, so only the caller's
+    own cache keeps it (``private``). The ETag is the body's digest, the same on every replica for
+    the same board, and ``If-None-Match`` with it answers 304 without the body."""
     view = await _spectate(arena, race_id, caller)
     board = _board(view, category, n)
     board["entries"] = await shown(arena, caller, view.organizer, board["entries"], view.private)
-    return board
+    body = json.dumps(board, separators=(",", ":"), default=float).encode()
+    tag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+    headers = {
+        "ETag": tag,
+        "Cache-Control": f"{'public' if caller is None else 'private'}, max-age={LEADERBOARD_MAX_AGE_S}",
+        "Vary": "Authorization",
+    }
+    wanted = request.headers.get("if-none-match", "")
+    if tag in (t.strip().removeprefix("W/") for t in wanted.split(",")) or wanted.strip() == "*":
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/{race_id}/leaderboard/rows", summary="Any window of the whole order, filtered by category or name")
