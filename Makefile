@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-fanout bench-events bench-groups bench-challenge bench-race bench-board bench-fairplay bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-devices load-race-day setup system clean
+.PHONY: run test bench-engine bench-reco bench-fanout bench-events bench-groups bench-segments bench-challenge bench-race bench-board bench-fairplay bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-devices load-race-day setup system clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP) system
 bench-engine: $(STAMP)
 	$(BIN)/python -m loadtest.bench_engine
 
+bench-reco: $(STAMP)
+	$(BIN)/python -m loadtest.reco_eval
+	$(BIN)/python -m loadtest.bench_reco
+
 bench-fanout: $(STAMP)
 	$(BIN)/python -m loadtest.bench_fanout
 
@@ -45,6 +49,9 @@ bench-events: $(STAMP)
 
 bench-groups: $(STAMP)
 	$(BIN)/python -m loadtest.bench_groups
+
+bench-segments: $(STAMP)
+	$(BIN)/python -m loadtest.bench_segments
 
 bench-challenge: $(STAMP)
 	$(BIN)/python -m loadtest.bench_challenge

@@ -16,6 +16,8 @@ __all__ = [
     "CHALLENGE_LEFT",
     "CHALLENGE_PROGRESSED",
     "CHALLENGE_WORKOUT",
+    "GEAR_SUGGESTED",
+    "GEAR_WORN",
     "GROUP_EVENT_ANSWERED",
     "GROUP_EVENT_ATTENDED",
     "GROUP_EVENT_CANCELLED",
@@ -31,11 +33,18 @@ __all__ = [
     "GROUP_ROLE_CHANGED",
     "GROUP_WORKOUT_SHARED",
     "LEVEL_REACHED",
+    "PROMO_REDEEMED",
+    "PROMOTION_LISTED",
     "RACE_RESULT",
     "RACE_SETTLED",
+    "SEGMENT_EFFORT",
+    "SEGMENT_EFFORT_REMOVED",
+    "SHOP_PURCHASED",
+    "TRAINING_WARNING",
     "WORKOUT_DELETED",
     "WORKOUT_EDITED",
     "WORKOUT_RECORDED",
+    "WORKOUT_TRACKED",
 ]
 
 
@@ -258,4 +267,77 @@ GROUP_EVENT_TOGETHER = declare(
     user_field="user_id",
     doc="Who else did a group event with ``user_id``: ``athletes`` the first 20 others whose linked workout is "
     "public ({user_id, name}), ``count`` how many such others; for the cards of ``workout_id`` in feeds.",
+)
+
+GEAR_WORN = declare(
+    "gear.worn",
+    fields=("user_id", "gear_id", "gear", "catalogue"),
+    user_field="user_id",
+    doc="An athlete's item of gear passed 90% of its life (docs/commerce.md), once per item: ``gear`` its card "
+    "(type, component, brand, model, sports, price, used_m, life_m); ``catalogue`` the catalogue whose products "
+    "are suggested as its replacement.",
+)
+
+GEAR_SUGGESTED = declare(
+    "gear.suggested",
+    fields=("user_id", "gear_id", "gear", "suggestions"),
+    user_field="user_id",
+    doc="Replacements for a worn item, chosen by the catalogue as it reacts to gear.worn: up to three products "
+    "(id, title, brand, price, currency, link) of the same type and sport at a similar price; maybe none.",
+)
+
+SHOP_PURCHASED = declare(
+    "shop.purchased",
+    fields=("order_id", "user_id", "lines", "total", "currency"),
+    user_field="user_id",
+    doc="An order from the brand's shop, attributed to an athlete by the click id of Arena's link, was paid; once per "
+    "order whatever the shop retries. ``lines``: product_id, title, brand, quantity, price (minor units), gear_type, "
+    "component, sports (the catalogue's labels; null gear_type for what is no gear).",
+)
+
+PROMO_REDEEMED = declare(
+    "promo.redeemed",
+    fields=("promotion_id", "user_id", "code", "discount"),
+    user_field="user_id",
+    doc="An athlete redeemed a promotion's code, once per redemption (docs/commerce.md, promo codes).",
+)
+
+PROMOTION_LISTED = declare(
+    "promotion.listed",
+    fields=("promotion_id", "directory", "card"),
+    user_field=None,
+    doc="What the offers page shows of a promotion changed (created, ended): ``card`` its public card, null when it "
+    "is no longer offered. ``directory``: the list of offers that keeps it.",
+)
+
+TRAINING_WARNING = declare(
+    "training.warning",
+    fields=("user_id", "warning", "reason", "day"),
+    user_field="user_id",
+    doc="An athlete's training load crossed a warning's line (docs/training.md): ``warning`` its code (form_low, "
+    "acwr_high, ramp_high, monotony_high), ``reason`` the figures in words, ``day`` the athlete's local day (ISO). "
+    "Once per episode: the same warning again only after its figures were back in line.",
+)
+
+WORKOUT_TRACKED = declare(
+    "workout.tracked",
+    fields=("owner", "workout_id", "visibility", "flagged", "shard", "track"),
+    user_field="owner",
+    doc="A recorded workout's GPS track, for the segments of one segment shard it passes through (docs/segments.md): "
+    "one per shard, at most 8. ``track``: ``[[lat, lon, unix seconds], ...]``, at most 1,000 points.",
+)
+
+SEGMENT_EFFORT = declare(
+    "segment.effort",
+    fields=("segment_id", "owner", "workout_id", "visibility", "flagged", "start", "elapsed_s"),
+    user_field="owner",
+    doc="A workout's track covered a segment (the exact check of docs/segments.md): one per effort, a loop ridden "
+    "twice makes two. ``start``: unix seconds at the segment's start; ``elapsed_s`` from the track's own points.",
+)
+
+SEGMENT_EFFORT_REMOVED = declare(
+    "segment.effort_removed",
+    fields=("segment_id", "owner", "workout_id"),
+    user_field="owner",
+    doc="A workout's efforts on a segment no longer count (the workout was deleted).",
 )

@@ -6,6 +6,7 @@ from actors.account import Account
 from actors.events import (
     BADGE_AWARDED,
     CHALLENGE_COMPLETED,
+    GEAR_SUGGESTED,
     GROUP_EVENT_ANSWERED,
     GROUP_EVENT_CANCELLED,
     GROUP_EVENT_CHANGED,
@@ -13,6 +14,7 @@ from actors.events import (
     GROUP_INVITED,
     LEVEL_REACHED,
     RACE_RESULT,
+    TRAINING_WARNING,
 )
 from actors.group_event import GroupEvent
 from actors.paging import page
@@ -39,6 +41,8 @@ NOTIFICATION_TYPES = (
     "group_event_changed",  # its time or place changed
     "group_event_cancelled",  # an event I answered was cancelled
     "group_event_promoted",  # a place freed: off the waitlist, going
+    "gear_worn",  # an item of my gear is near the end of its life, with replacements (docs/commerce.md)
+    "training_warning",  # my training load says rest (docs/training.md)
 )
 INBOX_LENGTH = 500
 
@@ -130,6 +134,18 @@ class Inbox(Entity):
     @react(GROUP_EVENT_ANSWERED, to=To.field("user_id"), when=lambda fields: fields["promoted"])
     def on_group_event_promoted(self, event: Event) -> None:
         self._tell_event(event, "group_event_promoted")
+
+    @react(TRAINING_WARNING, to=To.field("user_id"))
+    def on_training_warning(self, event: Event) -> None:
+        data = {k: event.fields[k] for k in ("warning", "reason", "day")}
+        self._tell(event.id, "training_warning", {**data, "url": "/me/training"})
+
+    @react(GEAR_SUGGESTED, to=To.field("user_id"))
+    def on_gear_suggested(self, event: Event) -> None:
+        gear = event.fields["gear"]
+        data = {k: gear[k] for k in ("name", "type", "used_m", "life_m", "wear")}
+        self._tell(event.id, "gear_worn", {**data, "gear_id": event.fields["gear_id"],
+                                           "suggestions": event.fields["suggestions"], "url": "/gear"})  # fmt: skip
 
     def _tell(self, notification_id: str, type: str, data: dict) -> None:
         item = self.notify(notification_id, type, data)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from actors.events import RACE_RESULT
+from actors.events import RACE_RESULT, WORKOUT_RECORDED, WORKOUT_TRACKED
 from actors.paging import page
+from actors.segment_shards import timed_track, track_shards
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
 from engine.events import Event, To, react
@@ -67,6 +68,23 @@ class Workout(Entity):
         """A race's result becomes the athlete's workout."""
         fields = event.fields
         self.record(fields["user_id"], fields["summary"], {"splits": [], "track": [], "result": fields["result"]})
+
+    @react(WORKOUT_RECORDED, to=To.field("workout_id"), when=lambda fields: start_point(fields["summary"]) is not None)
+    def on_recorded(self, event: Event) -> None:
+        """Its track goes to the segment shards it passes through, for matching (docs/segments.md)."""
+        if self.deleted or self.owner is None:
+            return
+        track = timed_track(self.detail.get("track") or [], self.summary.get("start", 0.0))
+        for shard in track_shards(track) if len(track) >= 2 else []:
+            self.emit(
+                WORKOUT_TRACKED,
+                owner=self.owner,
+                workout_id=self.id,
+                visibility=self.summary.get("visibility", "public"),
+                flagged=bool(self.summary.get("flagged")),
+                shard=shard,
+                track=track,
+            )
 
     @update
     def edit(self, changes: dict) -> dict:

@@ -14,17 +14,23 @@ from serve.api import (
     analytics,
     challenges,
     devices,
+    gear,
     group_events,
     groups,
     notifications,
     races,
+    recommendations,
+    segments,
+    shop,
     social,
+    training,
     workouts,
 )
 from serve.context import Arena
 from serve.cors import Cors
 from serve.headers import SecurityHeaders
 from serve.limits import BodyLimit
+from serve.recommender import Recommender, registry_root
 from serve.settings import Settings
 from serve.strict_json import StrictJson
 from serve.throttle import throttled
@@ -41,7 +47,12 @@ api = FastAPI(
 problems.install(api)
 api.add_middleware(StrictJson)  # inside BodyLimit (added after it: outer), which caps what it reads
 api.add_middleware(
-    BodyLimit, default=1024 * 1024, uploads={f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024}
+    BodyLimit,
+    default=1024 * 1024,
+    uploads={
+        f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024,
+        f"{API_PREFIX}{shop.WEBHOOK_PATH}": shop.WEBHOOK_MAX_BYTES,  # smaller: nobody signed in sends it
+    },
 )
 api.add_middleware(Cors)  # preflights are answered before any body is read
 api.add_middleware(
@@ -60,10 +71,15 @@ for module in (
     achievements,
     social,
     analytics,
+    training,
     devices,
     groups,
     group_events,
     challenges,
+    recommendations,
+    gear,
+    shop,
+    segments,
     admin,
 ):
     api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md
@@ -78,8 +94,9 @@ async def stop(arena: Arena) -> None:
     await arena.cluster.stop()
 
 
-def _serving(arena: Arena) -> FastAPI:
+def _serving(arena: Arena, recommender=None) -> FastAPI:
     api.state.arena = arena
+    api.state.recommender = recommender  # the Recommender deployment's handle (serve/recommender.py)
     return api
 
 
@@ -88,13 +105,14 @@ def _serving(arena: Arena) -> FastAPI:
 class Gateway:
     """The API as a Serve deployment: each replica builds its own ``Arena`` context."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, recommender=None) -> None:
         self.arena = Arena.build(settings)
+        self.recommender = recommender
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Late-bound, so the replica serves the module's own ``api`` with this replica's
         # ``Arena`` in its state; given the object, Serve would serve a pickled copy.
-        return _serving(self.arena)
+        return _serving(self.arena, self.recommender)
 
     async def stop_hosts(self) -> None:
         await stop(self.arena)
@@ -112,4 +130,4 @@ def build(settings: Settings):
         # milliseconds, an upload seconds; live streams are cut (their clients reconnect).
         graceful_shutdown_wait_loop_s=0.5,
         graceful_shutdown_timeout_s=10,
-    ).bind(settings)
+    ).bind(settings, Recommender.bind(str(registry_root(settings))))  # type: ignore[attr-defined]

@@ -430,6 +430,55 @@ def _backfill(root: str, settings: Settings, rules: list[str] | None, users: lis
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    """The recommendation models' registry: train (a Ray job over the lake), list, promote, roll back."""
+    from engine.recommend import Registry
+    from serve.recommender import registry_root
+    from serve.settings import Settings
+
+    settings = Settings()
+    registry = Registry(args.registry or registry_root(settings))
+    try:
+        if args.action == "list":
+            for meta in registry.versions():
+                model = meta["metrics"].get("model", {})
+                scores = ", ".join(f"{k} recall@20 {v['recall@20']:.3f}" for k, v in model.items()) or "no hold-out"
+                mark = "*" if meta["current"] else " "
+                print(f"{mark} {meta['version']}  {meta['counts'].get('pairs', 0):,} pairs  {scores}")
+            return 0
+        if args.action == "promote":
+            if not args.version:
+                print("promote needs the version: arena models promote v000002", file=sys.stderr)
+                return 2
+            print(f"current: {registry.promote(args.version)} (replicas take it within a second)")
+            return 0
+        if args.action == "rollback":
+            print(f"current: {registry.rollback()} (replicas take it within a second)")
+            return 0
+    except LookupError as error:
+        print(str(error).strip("'\""), file=sys.stderr)
+        return 1
+    import ray
+
+    from serve.recommender import train_from_lake
+
+    address = None if settings.ray_address in (None, "local") else settings.ray_address
+    try:
+        ray.init(address=address or "auto", namespace=settings.namespace, log_to_driver=False, configure_logging=False)
+    except ConnectionError:
+        ray.init(num_cpus=settings.num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        made = train_from_lake(settings.lake_root, registry.root, epochs=args.epochs, promote=not args.keep)
+    except LookupError as error:
+        print(str(error).strip("'\""), file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+    print(f"trained {made['version']} on {made['counts']['pairs']:,} pairs in {made['counts']['seconds']} s"
+          + (", promoted" if made["promoted"] else " (not promoted: arena models promote)"))  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arena", description="Arena: real-time competitions for sports communities.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -494,6 +543,16 @@ def main(argv: list[str] | None = None) -> int:
         "--url", default="http://127.0.0.1:8000", help="status: the running Arena whose relay lag to show"
     )
     lake.set_defaults(handler=_lake)
+    models = commands.add_parser(
+        "models",
+        help="recommendation models: train from the lake (a Ray job), list, promote, rollback (docs/models.md)",
+    )
+    models.add_argument("action", choices=("train", "list", "promote", "rollback"))
+    models.add_argument("version", nargs="?", help="promote: the version, e.g. v000002")
+    models.add_argument("--epochs", type=int, default=30, help="train: passes over the interactions (default 30)")
+    models.add_argument("--keep", action="store_true", help="train: keep the new version without promoting it")
+    models.add_argument("--registry", help="the registry's folder (default: models/recommend under ARENA_DATA_DIR)")
+    models.set_defaults(handler=_models)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's every request is no news

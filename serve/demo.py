@@ -182,6 +182,7 @@ class DemoRace:
             except httpx.HTTPError as error:
                 log.warning("demo community: %s; the race goes on without it", error)
             self._save(state)
+            await self._first_model(arena)
             if state.get("race"):  # left live by an `arena run` that was killed: results first
                 await self._close(http, state, state["race"])
             while not stop.is_set():
@@ -191,6 +192,29 @@ class DemoRace:
                     log.warning("demo race: %s; starting another in 5 s", error)
                     await _sleep(stop, 5)
         await arena.spectators.close()
+
+    async def _first_model(self, arena: Arena) -> None:
+        """Train a first recommendation model from the community just seeded (a Ray job over the lake),
+        unless the registry has one: a newcomer then sees people, groups and challenges at once."""
+        from engine.recommend import Registry
+        from serve.recommender import registry_root, train_from_lake
+
+        registry = registry_root(self.settings)
+        if Registry(registry).current() is not None or not self.settings.lake:
+            return
+        await arena.drain()
+        for _ in range(20):  # the relay's lake stream files the community's events a moment after
+            try:
+                made = await asyncio.to_thread(train_from_lake, self.settings.lake_root, registry)
+            except LookupError:
+                await asyncio.sleep(1)
+                continue
+            except Exception as error:  # the demo goes on without recommendations
+                log.warning("demo model: %s", error)
+                return
+            self.announce(f"First recommendation model {made['version']} trained in {made['counts']['seconds']} s "
+                          f"on {made['counts']['pairs']} interactions: /api/v1/me/recommendations/groups")  # fmt: skip
+            return
 
     async def _close(self, http: httpx.AsyncClient, state: dict, race_id: str) -> None:
         """End the race as an organizer would (whoever is still out is DNF), disqualify the flagged

@@ -19,7 +19,15 @@ from fastapi.responses import FileResponse, Response
 __all__ = ["install", "PAGES"]
 
 WEB = Path(__file__).parent / "web"
-PAGES = {"/": "index.html", "/login": "login.html", "/me": "me.html", "/organizer": "organizer.html"}
+PAGES = {
+    "/": "index.html",
+    "/login": "login.html",
+    "/me": "me.html",
+    "/organizer": "organizer.html",
+    "/gear": "gear.html",
+    "/offers": "offers.html",
+    "/me/training": "training.html",
+}
 _TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 _ASSETS = {p.name: p for p in WEB.iterdir() if p.suffix in (".css", ".js", ".svg")}
 _HEADERS = {"Cache-Control": "no-cache"}  # the security headers are serve.headers' (every answer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import os
 import re
@@ -145,6 +147,18 @@ class Settings(BaseSettings):
         "after a credential changes",
     )
     mqtt_hub_password: SecretStr | None = Field(None, description="password of the MQTT hub's user arena-hub")
+    shop_feed_url: str | None = Field(
+        None, description="http(s) URL of the brand's Google Merchant product feed (TSV) that a catalogue sync reads"
+    )
+    shop_webhook_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key(s) of the shop's order webhooks, comma-separated while one is rotated; unset: "
+        "every webhook is refused",
+    )
+    shop_click_secret: SecretStr | None = Field(
+        None, description="key that signs click ids of links to the shop (default: derived from the JWT secret)"
+    )
+    shop_click_ttl: float = Field(30 * 86_400, gt=0, description="seconds a click id attributes an order")
 
     @field_validator("database_url")
     @classmethod
@@ -238,6 +252,17 @@ class Settings(BaseSettings):
         if any(not str(item).strip() for item in files):
             raise ValueError("ARENA_MQTT_PID_FILE is a comma-separated list of files, with no empty one")
         return tuple(Path(item) for item in files)
+
+    def shop_webhook_secrets(self) -> list[str]:
+        """The keys any of which may sign a shop webhook (none: refuse them all)."""
+        if self.shop_webhook_secret is None:
+            return []
+        return [key.strip() for key in self.shop_webhook_secret.get_secret_value().split(",") if key.strip()]
+
+    def click_secret(self) -> str:
+        if self.shop_click_secret is not None:
+            return self.shop_click_secret.get_secret_value()
+        return hmac.new(self.signing_secret().encode(), b"arena shop click ids", hashlib.sha256).hexdigest()
 
     def signing_secret(self) -> str:
         """The configured secret, or one generated once and kept beside the embedded store."""

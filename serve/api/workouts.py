@@ -167,7 +167,8 @@ async def import_file(
     }
     detail = {
         "splits": stats["splits"],
-        "track": [[p.lat, p.lon, p.ele] for p in parsed.points[::step] if p.lat is not None],
+        # [lat, lon, ele, seconds from the start]: segment efforts are timed from the track (docs/segments.md)
+        "track": [[p.lat, p.lon, p.ele, p.t - parsed.start] for p in parsed.points[::step] if p.lat is not None],
     }
     return await publish_workout(arena, caller.id, summary, detail, fingerprint(parsed))
 

@@ -163,6 +163,9 @@ export async function header() {
   const links = [
     el("a", { href: "/", class: "brand" }, "Arena"),
     el("a", { href: "/me" }, "My page"),
+    el("a", { href: "/me/training" }, "My training"),
+    el("a", { href: "/gear" }, "My gear"),
+    el("a", { href: "/offers" }, "Offers"),
     el("a", { href: "/organizer" }, "Organizer"),
   ];
   const right = account

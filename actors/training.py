@@ -1,0 +1,325 @@
+"""An athlete's training load: each workout's load, the daily sums, thresholds and warnings
+(docs/training.md).
+
+The entity reacts to the athlete's ``workout.recorded``, ``.edited`` and ``.deleted``. The three
+come from the athlete's account but through separate consumers, so they may arrive in any order:
+each workout keeps the account's journal seq of the state it holds, and a deletion is remembered,
+so the newest state wins whatever the order. Thresholds are estimated again from the workouts of
+the last year after each change (the athlete's own values replace them); when they move, every
+kept workout's load is measured again. Warnings are checked after each change and told once per
+episode (``training.warning``, which the inbox turns into a notification).
+
+Bounded: workouts of the last ``WINDOW_DAYS`` days (at most ``MAX_WORKOUTS``), their daily sums,
+``_GONE_KEPT`` deleted ids, and one entry per warning.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Any
+
+import numpy as np
+
+from actors.events import TRAINING_WARNING, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
+from engine.entity import Entity, query, update
+from engine.errors import Rejected
+from engine.events import Event, To, react
+from engine.gamification.badges import local_time
+from engine.gamification.badges import time_zone as zone_named
+from engine.training import load as model
+from engine.training.predictions import predict
+from engine.training.reports import against_professionals, period_totals
+
+__all__ = ["MAX_WORKOUTS", "OVERRIDABLE", "THRESHOLD_DAYS", "Training", "WINDOW_DAYS"]
+
+WINDOW_DAYS = 730  # days of history kept: two years, for this period against last year's
+THRESHOLD_DAYS = 365  # thresholds are estimated from this last year's workouts
+MAX_WORKOUTS = 4_000  # in the window: five a day for two years; past it, the oldest go first
+OVERRIDABLE = ("ftp_w", "threshold_hr", "max_hr", "rest_hr", "threshold_pace_s_per_km")
+_GONE_KEPT = 1_000
+_FACTS = ("sport", "start", "moving_s", "elapsed_s", "distance_m", "avg_hr", "max_hr", "avg_power", "rpe")
+# A workout as kept: [seq, day, load, method, facts]
+
+
+def _efforts(summary: dict) -> dict[str, float]:
+    best = summary.get("best_efforts")
+    if summary.get("sport") != "run" or not isinstance(best, dict):
+        return {}
+    return {k: float(v) for k, v in best.items() if k in model.EFFORT_METRES and isinstance(v, int | float)
+            and not isinstance(v, bool) and math.isfinite(v) and v > 0}  # fmt: skip
+
+
+class Training(Entity):
+    kind = "training"
+
+    def __init__(self, entity_id: str) -> None:
+        super().__init__(entity_id)
+        self.time_zone: str | None = None
+        self.overrides: dict[str, float] = {}
+        self.thresholds: dict[str, Any] = model.Thresholds().to_dict()
+        self.workouts: dict[str, list] = {}  # workout id -> [seq, day, load, method, facts]
+        self.gone: dict[str, int] = {}  # deleted workout id -> the account's seq of the deletion
+        self.days: dict[str, list[float]] = {}  # day ordinal -> [load, moving_s, distance_m, workouts]
+        self.warned: dict[str, str] = {}  # warning code -> the day (ISO) its episode began
+
+    # -- reactions -------------------------------------------------------------------------------
+
+    @react(WORKOUT_RECORDED, to=To.field("owner"))
+    def on_workout(self, event: Event) -> None:
+        self._put(event.fields["workout_id"], event.seq, event.fields["summary"])
+
+    @react(WORKOUT_EDITED, to=To.field("owner"))
+    def on_workout_edited(self, event: Event) -> None:
+        self._put(event.fields["workout_id"], event.seq, event.fields["after"])
+
+    @react(WORKOUT_DELETED, to=To.field("owner"))
+    def on_workout_deleted(self, event: Event) -> None:
+        self._put(event.fields["workout_id"], event.seq, None)
+
+    def _put(self, workout_id: str, seq: int, summary: dict | None) -> None:
+        kept = self.workouts.get(workout_id)
+        if (kept is not None and kept[0] >= seq) or self.gone.get(workout_id, -1) >= seq:
+            return  # a newer state of this workout is here already
+        if kept is not None:
+            self._count(kept, -1)
+            del self.workouts[workout_id]
+        if summary is None:
+            self.gone[workout_id] = seq
+            while len(self.gone) > _GONE_KEPT:
+                del self.gone[next(iter(self.gone))]
+        else:
+            start = summary.get("start")
+            if not isinstance(start, int | float) or isinstance(start, bool) or not math.isfinite(start):
+                raise Rejected("a workout without a start")
+            facts = {k: summary.get(k) for k in _FACTS}
+            facts["best_efforts"] = _efforts(summary)
+            day = self._day(float(start))
+            if day <= self._today() - WINDOW_DAYS:
+                return  # older than the window: it would fall out at once
+            self.workouts[workout_id] = [seq, day, 0.0, "none", facts]
+            self._trim()
+            if workout_id not in self.workouts:
+                return
+        if not self._estimate() and summary is not None:
+            self._measure(self.workouts[workout_id])
+            self._count(self.workouts[workout_id], 1)
+        self._check()
+
+    # -- settings --------------------------------------------------------------------------------
+
+    @update
+    def set_time_zone(self, time_zone: str | None) -> str | None:
+        try:
+            zone = zone_named(time_zone)
+        except ValueError as error:
+            raise Rejected(str(error)) from None
+        if time_zone != self.time_zone:
+            self.time_zone = time_zone
+            for record in self.workouts.values():
+                record[1] = local_time(float(record[4]["start"]), zone)["day"]
+            self._rebuild()
+        return time_zone
+
+    @update
+    def set_thresholds(self, thresholds: dict) -> dict:
+        """Replace the athlete's own thresholds (a null value: estimate that one again)."""
+        unknown = sorted(set(thresholds) - set(OVERRIDABLE))
+        if unknown:
+            raise Rejected(f"unknown threshold(s) {', '.join(unknown)}; one of {', '.join(OVERRIDABLE)}")
+        for name, value in thresholds.items():
+            if value is None:
+                self.overrides.pop(name, None)
+            elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+                self.overrides[name] = float(value)
+            else:
+                raise Rejected(f"{name} must be a positive number or null")
+        self._estimate()
+        self._check()
+        return self._threshold_view()
+
+    # -- the model -------------------------------------------------------------------------------
+
+    def _day(self, start: float) -> int:
+        return int(local_time(start, zone_named(self.time_zone))["day"])
+
+    def _today(self) -> int:
+        return self._day(self.now)
+
+    def _trim(self) -> None:
+        oldest = self._today() - WINDOW_DAYS + 1
+        drop = [w for w, r in self.workouts.items() if r[1] < oldest]
+        if len(self.workouts) - len(drop) > MAX_WORKOUTS:
+            ordered = sorted(self.workouts, key=lambda w: (self.workouts[w][1], self.workouts[w][0]))
+            drop = ordered[: len(self.workouts) - MAX_WORKOUTS]
+        for workout_id in drop:
+            self._count(self.workouts.pop(workout_id), -1)
+        if any(int(day) < oldest for day in self.days):
+            self.days = {day: row for day, row in self.days.items() if int(day) >= oldest}
+
+    def _estimate(self) -> bool:
+        """Estimate the thresholds again; when they moved, measure every workout again. True if they did."""
+        since = self._today() - THRESHOLD_DAYS
+        recent = (record[4] for record in self.workouts.values() if record[1] > since)
+        found = model.estimate_thresholds(recent, self.overrides).to_dict()
+        if found == self.thresholds:
+            return False
+        self.thresholds = found
+        self._rebuild()
+        return True
+
+    def _rebuild(self) -> None:
+        self.days = {}
+        for record in self.workouts.values():
+            self._measure(record)
+            self._count(record, 1)
+
+    def _measure(self, record: list) -> None:
+        record[2], record[3] = model.workout_load(record[4], model.Thresholds(**self.thresholds))
+
+    def _count(self, record: list, sign: int) -> None:
+        if record[3] == "none":
+            return  # no duration: nothing counted
+        facts = record[4]
+        row = self.days.setdefault(str(record[1]), [0.0, 0.0, 0.0, 0.0])
+        moving = facts.get("moving_s") or facts.get("elapsed_s") or 0.0
+        for i, value in enumerate((record[2], moving, facts.get("distance_m") or 0.0, 1.0)):
+            row[i] = max(0.0, row[i] + sign * float(value))
+        if row[3] < 0.5:
+            del self.days[str(record[1])]
+
+    def _loads(self) -> tuple[np.ndarray, int]:
+        """The daily loads of the window, oldest first, up to today; and the first day's ordinal."""
+        last = self._today()
+        first = last - WINDOW_DAYS + 1
+        loads = np.zeros(WINDOW_DAYS)
+        for day, row in self.days.items():
+            if first <= int(day) <= last:
+                loads[int(day) - first] = row[0]
+        if self.days:  # the chart starts at the first day with a load
+            start = max(first, min(int(day) for day in self.days))
+            return loads[start - first :], start
+        return loads[-1:], last
+
+    def _check(self) -> None:
+        loads, first = self._loads()
+        found = model.warnings(model.today(loads, first))
+        today = date.fromordinal(self._today()).isoformat()
+        for code, reason in found.items():
+            if code not in self.warned:
+                self.warned[code] = today
+                self.emit(TRAINING_WARNING, user_id=self.id, warning=code, reason=reason, day=today)
+        for code in [c for c in self.warned if c not in found]:
+            del self.warned[code]  # the episode is over: the next one is told again
+
+    def _threshold_view(self) -> dict:
+        return {
+            name: {"value": self.thresholds[name], "source": "set" if name in self.overrides else "estimated"}
+            for name in OVERRIDABLE
+        }
+
+    def _efforts(self) -> dict[str, float]:
+        since = self._today() - THRESHOLD_DAYS
+        best: dict[str, float] = {}
+        for record in self.workouts.values():
+            if record[1] > since:
+                for key, seconds in record[4]["best_efforts"].items():
+                    best[key] = min(seconds, best.get(key, math.inf))
+        return best
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    @query
+    def status(self) -> dict:
+        loads, first = self._loads()
+        figures = model.today(loads, first)
+        figures.pop("recent_form")
+        figures["day"] = date.fromordinal(figures["day"]).isoformat()
+        current = model.warnings(model.today(loads, first))
+        return {
+            **figures,
+            "warnings": [
+                {"warning": code, "reason": reason, "since": self.warned.get(code, figures["day"])}
+                for code, reason in current.items()
+            ],  # fmt: skip
+            "thresholds": self._threshold_view(),
+            "time_zone": self.time_zone,
+            "workouts": len(self.workouts),
+        }
+
+    @query
+    def series(self, first: str, last: str) -> dict:
+        """The chart's days from ``first`` to ``last`` (ISO dates, within the window): load,
+        fitness, fatigue, form."""
+        try:
+            start, end = date.fromisoformat(first).toordinal(), date.fromisoformat(last).toordinal()
+        except (TypeError, ValueError):
+            raise Rejected("from and to are ISO dates") from None
+        if end < start or end - start >= WINDOW_DAYS:
+            raise Rejected(f"a range is 1 to {WINDOW_DAYS} days, from before to")
+        loads, known = self._loads()
+        fitness, fatigue, form = model.performance(loads)
+        items = []
+        for day in range(start, end + 1):
+            i = day - known
+            inside = 0 <= i < len(loads)
+            items.append({
+                "day": date.fromordinal(day).isoformat(),
+                "load": float(loads[i]) if inside else 0.0,
+                "fitness": float(fitness[i]) if inside else (float(fitness[-1]) if i >= len(loads) else 0.0),
+                "fatigue": float(fatigue[i]) if inside else (float(fatigue[-1]) if i >= len(loads) else 0.0),
+                "form": float(form[i]) if inside else 0.0,
+            })  # fmt: skip
+        return {"from": first, "to": last, "items": items}
+
+    @query
+    def forecast(self, weeks: int, weekly_load: float | None = None) -> dict:
+        loads, _ = self._loads()
+        figures = model.today(loads, 0)
+        planned = float(loads[-28:].sum()) / 4.0 if weekly_load is None else float(weekly_load)
+        try:
+            ahead = model.forecast(figures["fitness"], figures["fatigue"], planned, 7 * int(weeks))
+        except ValueError as error:
+            raise Rejected(str(error)) from None
+        today = self._today()
+        for row in ahead:
+            row["day"] = date.fromordinal(today + row.pop("offset")).isoformat()
+        return {"weekly_load": planned, "planned_by": "default" if weekly_load is None else "request", "days": ahead}
+
+    @query
+    def predictions(self) -> dict:
+        best = self._efforts()
+        return {**predict(best), "best_efforts": best}
+
+    @query
+    def year_over_year(self, days: int) -> dict:
+        """The last ``days`` days against the same days a year before."""
+        if not 1 <= days <= 366:
+            raise Rejected("a period is 1 to 366 days")
+        today = self._today()
+        sums = {int(d): row for d, row in self.days.items()}
+        now = period_totals(sums, today - days + 1, today)
+        then = period_totals(sums, today - days + 1 - 365, today - 365)
+        change = {k: (now[k] - then[k]) / then[k] if then[k] else None for k in now}
+        return {
+            "period": {"from": date.fromordinal(today - days + 1).isoformat(), "to": date.fromordinal(today).isoformat()},
+            "last_year": {"from": date.fromordinal(today - days + 1 - 365).isoformat(),
+                          "to": date.fromordinal(today - 365).isoformat()},
+            "this": now,
+            "before": then,
+            "change": change,
+        }  # fmt: skip
+
+    @query
+    def professionals(self) -> dict:
+        best = self._efforts()
+        return against_professionals(predict(best)["races"], best, self.thresholds["ftp_w"])
+
+    @query
+    def zone(self) -> str | None:
+        return self.time_zone
+
+    @query
+    def export(self) -> dict:
+        return {"time_zone": self.time_zone, "overrides": self.overrides, "workouts": len(self.workouts),
+                "days": self.days}  # fmt: skip

@@ -1,0 +1,106 @@
+"""Recommendations through the Recommender deployment: p99 at a steady 200 requests/s, and batched
+against unbatched throughput of the same model (one replica), printed as a ratio.
+
+    .venv/bin/python -m loadtest.bench_reco                      # 3,000-athlete community, 20 s at 200/s
+    .venv/bin/python -m loadtest.bench_reco --rate 200 --seconds 10 --users 1000
+
+Requests go through a deployment handle, as the API sends them (the API's own HTTP cost is measured
+by loadtest/bench_ingress.py). Each asks for 30 people of a random known athlete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import tempfile
+import time
+
+import numpy as np
+
+__all__ = ["main"]
+
+
+async def _steady(handle, users: list[str], rate: float, seconds: float) -> list[float]:
+    latencies: list[float] = []
+    rng = random.Random(1)
+
+    async def one() -> None:
+        started = time.perf_counter()
+        await handle.recommend.remote({"user": rng.choice(users), "kind": "user", "k": 30, "exclude": []})
+        latencies.append(time.perf_counter() - started)
+
+    tasks = []
+    begin = time.perf_counter()
+    for n in range(int(rate * seconds)):
+        delay = begin + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one()))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def _throughput(handle, method: str, users: list[str], concurrency: int, seconds: float) -> float:
+    done = 0
+    stop = time.perf_counter() + seconds
+    rng = random.Random(2)
+
+    async def worker() -> None:
+        nonlocal done
+        call = getattr(handle, method)
+        while time.perf_counter() < stop:
+            await call.remote({"user": rng.choice(users), "kind": "user", "k": 30, "exclude": []})
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    import ray
+    from ray import serve
+
+    from engine.recommend import Registry, build, train
+    from loadtest.reco_eval import community
+    from serve.recommender import Recommender
+
+    data = build(community(args.users))
+    model = train(data, epochs=10)
+    folder = tempfile.mkdtemp(prefix="bench-reco-")
+    registry = Registry(folder)
+    registry.promote(registry.save(model, {}))
+    users = [u for u in data.users]
+    print(f"model: {len(model.users):,} users, {len(model.items):,} items, dim {model.dim}")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    serve.start(http_options={"location": "NoServer"})
+    handle = serve.run(Recommender.bind(folder, 0), name="bench-reco", route_prefix=None)
+
+    async def run() -> None:
+        await _steady(handle, users, args.rate, 2.0)  # warm up
+        latencies = np.array(await _steady(handle, users, args.rate, args.seconds)) * 1000
+        print(f"steady {args.rate:.0f} req/s for {args.seconds:.0f} s ({len(latencies):,} requests): "
+              f"p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms, "
+              f"max {latencies.max():.1f} ms")  # fmt: skip
+        batched = await _throughput(handle, "recommend", users, args.concurrency, 10)
+        unbatched = await _throughput(handle, "recommend_unbatched", users, args.concurrency, 10)
+        print(f"throughput at {args.concurrency} in flight: batched {batched:,.0f} req/s, unbatched "
+              f"{unbatched:,.0f} req/s, ratio {batched / unbatched:.2f}x")  # fmt: skip
+
+    try:
+        asyncio.run(run())
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Segments through the HTTP API over real hosts, relay and store: create from a workout, efforts matched
+by the engine's reactions, leaderboards, records, privacy, deletion, and bad input (401/403/404/409/422)."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.test_groups_api import problem, signup
+
+pytestmark = pytest.mark.ray
+
+LAT0, LON0 = 45.2, 5.7
+STEP_DEG = 0.0003  # 33 m north between fixes
+
+
+def _gpx(step_s: float, day: int, lon: float, points: int = 140) -> bytes:
+    """A ride north from (LAT0, LON0): a fix every 33 m, ``step_s`` seconds apart."""
+    # dated days ago, in order of ``day``: inside the Local Legend's 90 days whenever the suite runs
+    start = datetime.now(UTC).replace(hour=7, minute=0, second=0, microsecond=0) - timedelta(days=10 - day)
+    rows = "".join(
+        f'<trkpt lat="{LAT0 + i * STEP_DEG:.6f}" lon="{lon:.6f}"><ele>200</ele>'
+        f"<time>{(start + timedelta(seconds=step_s * i)).strftime('%Y-%m-%dT%H:%M:%SZ')}</time></trkpt>"
+        for i in range(points)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1">'
+        f"<trk><type>cycling</type><trkseg>{rows}</trkseg></trk></gpx>"
+    ).encode()
+
+
+async def _import(client, who: dict, step_s: float, day: int, visibility: str = "public", lon: float = LON0) -> str:
+    files = {"file": ("ride.gpx", _gpx(step_s, day, lon), "application/gpx+xml")}
+    answer = await client.post(f"/workouts/import?visibility={visibility}", files=files, headers=who["headers"])
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+async def _board_when(client, who: dict, sid: str, athletes: int) -> dict:
+    """The overall board once the relay has carried the reactions' chain (recorded, tracked, effort) through:
+    each hop is a reaction of its own, so one drain may end between hops."""
+    for _ in range(5):
+        await client.arena.drain()
+        board = (await client.get(f"/segments/{sid}/leaderboard", headers=who["headers"])).json()
+        if len(board["rows"]) == athletes:
+            break
+    return board
+
+
+@pytest.fixture
+async def world(client):
+    ann, bob, cat = [await signup(client, name) for name in ("Ann", "Bob", "Cat")]
+    lon = LON0 + random.uniform(0.1, 2.0)  # a road of its own: segments persist across the module's tests
+    workout = await _import(client, ann, 4.0, 1, lon=lon)
+    answer = await client.post(
+        "/segments",
+        json={"workout_id": workout, "name": "The climb", "from_m": 500, "to_m": 2500},
+        headers=ann["headers"],
+    )
+    assert answer.status_code == 201, answer.text
+    return {"ann": ann, "bob": bob, "cat": cat, "workout": workout, "segment": answer.json(), "lon": lon}
+
+
+async def test_efforts_are_matched_ranked_and_taken_back(client, world):
+    ann, bob, cat, segment = world["ann"], world["bob"], world["cat"], world["segment"]
+    assert 1_900 < segment["length_m"] < 2_100 and segment["name"] == "The climb"
+    lon = world["lon"]
+    await _import(client, ann, 4.0, 2, lon=lon)  # ann again, same pace
+    bob_ride = await _import(client, bob, 3.0, 3, lon=lon)  # faster
+    await _import(client, cat, 2.0, 4, visibility="private", lon=lon)  # fastest, but private
+    await _import(client, ann, 4.5, 5, lon=lon)  # ann once more, slower: the most efforts (the Local Legend)
+    sid = segment["id"]
+
+    board = await _board_when(client, cat, sid, 3)  # cat's private effort counts for cat
+    board = (await client.get(f"/segments/{sid}/leaderboard", headers=ann["headers"])).json()
+    assert [row["athlete"] for row in board["rows"]] == [bob["id"], ann["id"]]
+    assert board["kom"]["athlete"] == bob["id"]
+    expected = segment["length_m"] / (33.36 / 3.0)
+    assert board["rows"][0]["elapsed_s"] == pytest.approx(expected, rel=0.03)
+    mine = (await client.get(f"/segments/{sid}/leaderboard", headers=cat["headers"])).json()
+    assert mine["rows"][0]["athlete"] == cat["id"] and mine["me"]["rank"] == 1  # cat sees her private effort
+    legend = (await client.get(f"/segments/{sid}/leaderboard?board=legend", headers=bob["headers"])).json()
+    assert legend["local_legend"] == {"rank": 1, "athlete": ann["id"], "efforts": 2}
+    friends = (await client.get(f"/segments/{sid}/leaderboard?board=friends", headers=ann["headers"])).json()
+    assert [row["athlete"] for row in friends["rows"]] == [ann["id"]]  # ann follows nobody
+    records = (await client.get("/me/segments/records", headers=bob["headers"])).json()["items"]
+    assert [(r["segment_id"], r["workout_id"]) for r in records] == [(sid, bob_ride)]
+
+    deleted = await client.delete(f"/workouts/{bob_ride}", headers=bob["headers"])
+    assert deleted.status_code == 204
+    board = await _board_when(client, ann, sid, 1)
+    assert [row["athlete"] for row in board["rows"]] == [ann["id"]]
+    assert (await client.get("/me/segments/records", headers=bob["headers"])).json()["items"] == []
+
+    near = (await client.get(f"/segments?lat={LAT0}&lon={lon}&radius_km=5", headers=bob["headers"])).json()
+    assert sid in [item["id"] for item in near["items"]]
+    far = (await client.get(f"/segments?lat={LAT0 + 1}&lon={lon}&radius_km=5", headers=bob["headers"])).json()
+    assert sid not in [item["id"] for item in far["items"]]
+
+
+async def test_who_may_do_what_and_bad_input(client, world):
+    ann, bob, workout, sid = world["ann"], world["bob"], world["workout"], world["segment"]["id"]
+    body = {"workout_id": workout, "name": "Again", "from_m": 500, "to_m": 2500}
+    for method, path in (
+        ("POST", "/segments"),
+        ("GET", f"/segments/{sid}"),
+        ("GET", f"/segments/{sid}/leaderboard"),
+        ("GET", "/me/segments/records"),
+        ("GET", f"/segments?lat={LAT0}&lon={LON0}"),
+    ):
+        problem(await client.request(method, path, json=body if method == "POST" else None), 401)
+    problem(await client.post("/segments", json=body, headers=bob["headers"]), 403, "your own")
+    private = await _import(client, ann, 4.0, 9, visibility="private", lon=LON0 - 1)
+    problem(await client.post("/segments", json={**body, "workout_id": private}, headers=bob["headers"]), 404)
+    problem(await client.post("/segments", json=body, headers=ann["headers"]), 409, "duplicate")
+    problem(await client.get("/segments/nope", headers=bob["headers"]), 404)
+    problem(await client.get("/segments/nope/leaderboard", headers=bob["headers"]), 404)
+    for bad in (
+        {**body, "from_m": 2500, "to_m": 500},
+        {**body, "to_m": 600},  # 100 m: too short
+        {**body, "to_m": 99_999},  # past the track's end
+        {**body, "name": ""},
+        {**body, "name": "x" * 101},
+        {**body, "workout_id": "../etc"},
+        {**body, "extra": 1},
+        {**body, "from_m": -1},
+        {**body, "to_m": 1e308},
+    ):
+        problem(await client.post("/segments", json=bad, headers=ann["headers"]), 422)
+    raw = b'{"workout_id": "%s", "name": "n", "from_m": NaN, "to_m": 900}' % workout.encode()
+    answer = await client.post("/segments", content=raw, headers={**ann["headers"], "content-type": "application/json"})
+    assert answer.status_code in (400, 422), answer.text
+    for query in ("lat=91&lon=0", "lat=0&lon=181", "lat=nan&lon=0", "lat=0&lon=0&radius_km=500", "lat=1e999&lon=0"):
+        problem(await client.get(f"/segments?{query}", headers=ann["headers"]), 422)
+    problem(await client.get(f"/segments/{sid}/leaderboard?board=worst", headers=ann["headers"]), 422)
+    assert math.isfinite(world["segment"]["length_m"])

@@ -1,0 +1,162 @@
+"""My training through the API on a running Arena: every route with its numbers, 401 without a
+token, 422 for malformed and hostile parameters, a warning in the inbox, peers from the lake."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from engine.training import load
+from tests.test_api import assert_problem, signup
+
+pytestmark = pytest.mark.ray
+
+DAY = 86_400
+ROUTES = [
+    ("GET", "/me/training"),
+    ("GET", "/me/training/days"),
+    ("PUT", "/me/training/thresholds"),
+    ("GET", "/me/training/forecast"),
+    ("GET", "/me/training/predictions"),
+    ("GET", "/me/reports/year-over-year"),
+    ("GET", "/me/reports/professionals"),
+    ("GET", "/me/reports/peers"),
+]
+
+
+def _day(days_ago: int, hour: int = 7) -> str:
+    midnight = (int(time.time()) // DAY - days_ago) * DAY
+    return datetime.fromtimestamp(midnight + hour * 3600, UTC).isoformat()
+
+
+async def _run(client, headers, days_ago: int, minutes: float, km: float, **more) -> None:
+    body = {"sport": "run", "start": _day(days_ago), "duration_s": minutes * 60, "distance_m": km * 1000, **more}
+    answer = await client.post("/workouts", json=body, headers=headers)
+    assert answer.status_code == 201, answer.text
+
+
+async def test_every_training_route_answers_401_without_a_token(client):
+    for method, path in ROUTES:
+        assert_problem(await client.request(method, path, json={}), 401)
+
+
+async def test_my_training_its_chart_thresholds_forecast_predictions_and_reports(client):
+    ana, headers = await signup(client, "Ana")
+    await client.patch("/me", json={"profile": {"time_zone": "Europe/Paris", "region": "Bretagne"}}, headers=headers)
+    for days_ago in range(20, 0, -2):
+        await _run(client, headers, days_ago, 50, 10)
+    await _run(client, headers, 365 + 3, 60, 12)  # a year ago
+    assert await client.arena.drain()
+
+    mine = (await client.get("/me/training", headers=headers)).json()
+    assert mine["time_zone"] == "Europe/Paris" and mine["workouts"] == 11
+    assert mine["fitness"] > 0 and mine["fatigue"] > 0
+    assert mine["acwr"] == pytest.approx(1.2)  # 3 workouts in the last 7 days / (10 in 28 days / 4)
+    assert set(mine["thresholds"]) == {"ftp_w", "threshold_hr", "max_hr", "rest_hr", "threshold_pace_s_per_km"}
+    assert mine["warnings"] == [] and mine["monotony"] is not None
+
+    chart = (await client.get("/me/training/days", params={"from": (date.today() - timedelta(29)).isoformat(),
+                                                           "to": date.today().isoformat()}, headers=headers)).json()  # fmt: skip
+    assert len(chart["items"]) == 30 and sum(d["load"] > 0 for d in chart["items"]) == 10
+    assert sum(d["load"] for d in chart["items"]) == pytest.approx(10 * load.srpe_load(3000, 6))
+    assert len((await client.get("/me/training/days", headers=headers)).json()["items"]) == 90
+
+    # A threshold pace of 4:30 /km: each 10 km in 50 min is 67.5 (rTSS), measured again at once.
+    put = await client.put("/me/training/thresholds", json={"threshold_pace_s_per_km": 270}, headers=headers)
+    assert put.status_code == 200 and put.json()["threshold_pace_s_per_km"] == {"value": 270.0, "source": "set"}
+    chart = (await client.get("/me/training/days", headers=headers)).json()
+    assert sum(d["load"] for d in chart["items"]) == pytest.approx(10 * 67.5)
+    assert (await client.put("/me/training/thresholds", json={"threshold_pace_s_per_km": None},
+                             headers=headers)).json()["threshold_pace_s_per_km"]["source"] == "estimated"  # fmt: skip
+
+    ahead = (await client.get("/me/training/forecast", params={"weeks": 2, "weekly_load": 0}, headers=headers)).json()
+    assert len(ahead["days"]) == 14 and ahead["planned_by"] == "request"
+    assert ahead["days"][-1]["fitness"] < mine["fitness"] and ahead["days"][-1]["form"] > mine["form"]
+    default = (await client.get("/me/training/forecast", headers=headers)).json()
+    assert len(default["days"]) == 42 and default["weekly_load"] == pytest.approx(10 * load.srpe_load(3000, 6) / 4)
+
+    predicted = (await client.get("/me/training/predictions", headers=headers)).json()
+    assert predicted["races"] == [] and predicted["model"] is None  # typed in: no best efforts
+
+    yoy = (await client.get("/me/reports/year-over-year", params={"days": 7}, headers=headers)).json()
+    assert yoy["this"]["workouts"] == 3 and yoy["before"]["workouts"] == 1
+    assert yoy["change"]["workouts"] == pytest.approx(2.0)
+    pros = (await client.get("/me/reports/professionals", headers=headers)).json()
+    assert [r["race"] for r in pros["running"]] == ["5k", "10k", "half", "marathon"] and pros["riding"] is None
+
+    # Peers: the lake's daily aggregates of the athletes of Bretagne.
+    bo, bo_h = await signup(client, "Bo")
+    await client.patch("/me", json={"profile": {"region": "Bretagne"}}, headers=bo_h)
+    await _run(client, bo_h, 2, 100, 20)
+    assert await client.arena.drain()
+    from connectors.lake.daily import daily_aggregates
+
+    for days_ago in range(1, 29):
+        daily_aggregates(client.arena.settings.lake_root, date.today() - timedelta(days_ago))
+    peers = (await client.get("/me/reports/peers", headers=headers)).json()
+    assert peers["region"] == "Bretagne" and peers["cohort"] == 2 and peers["missing"] == ["sex", "age_group"]
+    assert peers["percentiles"] == {"moving_s": 50.0, "distance_m": 50.0, "workouts": 50.0}
+    assert peers["mine"]["workouts"] == 10 and ana != bo
+    top = (await client.get("/me/reports/peers", headers=bo_h)).json()
+    assert top["percentiles"]["workouts"] == 0.0 and top["percentiles"]["moving_s"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        ("/me/training/days", {"from": "2026-13-01"}),
+        ("/me/training/days", {"from": "2020-01-01", "to": "2026-01-01"}),  # over 730 days
+        ("/me/training/days", {"from": "2026-02-01", "to": "2026-01-01"}),  # backwards
+        ("/me/training/days", {"from": "' OR 1=1 --"}),
+        ("/me/training/forecast", {"weeks": 0}),
+        ("/me/training/forecast", {"weeks": 10_000}),
+        ("/me/training/forecast", {"weekly_load": "nan"}),
+        ("/me/training/forecast", {"weekly_load": "-5"}),
+        ("/me/training/forecast", {"weekly_load": "1e308"}),
+        ("/me/reports/year-over-year", {"days": 0}),
+        ("/me/reports/year-over-year", {"days": "x" * 10_000}),
+        ("/me/reports/peers", {"days": 400}),
+    ],
+)
+async def test_malformed_and_hostile_parameters_get_422(client, path, params):
+    _, headers = await signup(client, "Eve")
+    assert_problem(await client.get(path, params=params, headers=headers), 422)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"ftp_w": -5},
+        {"ftp_w": 10_000},
+        {"ftp_w": "fast"},
+        {"max_hr": 500},
+        {"vo2max": 60},  # unknown
+        {"rest_hr": True},
+        [1, 2],
+        "x" * 100,
+        {"ftp_w": {"$gt": 0}},
+    ],
+)
+async def test_malformed_thresholds_get_422_and_change_nothing(client, body):
+    _, headers = await signup(client, "Mal")
+    before = (await client.get("/me/training", headers=headers)).json()["thresholds"]
+    assert_problem(await client.put("/me/training/thresholds", json=body, headers=headers), 422)
+    assert (await client.get("/me/training", headers=headers)).json()["thresholds"] == before
+
+
+async def test_a_hard_week_puts_a_training_warning_in_the_inbox_once(client):
+    _, headers = await signup(client, "Hard")
+    for days_ago in range(35, 7, -1):
+        await _run(client, headers, days_ago, 30, 5)
+    for days_ago in range(7, 0, -1):
+        await _run(client, headers, days_ago, 180, 30)
+    assert await client.arena.drain()
+    warned = [n for n in (await client.get("/notifications", headers=headers)).json()["items"]
+              if n["type"] == "training_warning"]  # fmt: skip
+    codes = [n["data"]["warning"] for n in warned]
+    assert "acwr_high" in codes and len(codes) == len(set(codes))
+    assert all(n["data"]["reason"] and n["data"]["url"] == "/me/training" for n in warned)
+    mine = (await client.get("/me/training", headers=headers)).json()
+    assert {w["warning"] for w in mine["warnings"]} <= set(load.WARNINGS) and mine["acwr"] > 1.5
