@@ -69,6 +69,10 @@ POLICIES: dict[str, Policy] = {
     "stream": Policy(account=Rate(30, MINUTE), address=Rate(600, MINUTE)),
     "results_csv": Policy(account=Rate(30, MINUTE), address=Rate(60, MINUTE)),
     "analytics": Policy(account=Rate(60, MINUTE), address=Rate(600, MINUTE)),
+    "create": Policy(account=Rate(20, HOUR), address=Rate(200, HOUR)),
+    "membership": Policy(account=Rate(30, MINUTE), address=Rate(600, MINUTE)),
+    "post": Policy(account=Rate(10, MINUTE), address=Rate(100, MINUTE)),
+    "redeem": Policy(account=Rate(10, MINUTE), address=Rate(60, MINUTE)),
 }
 
 # Paths as the API's routers declare them, without the /api/v1 prefix.
@@ -103,6 +107,19 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/me/analytics/totals"): "analytics",
     ("GET", "/me/analytics/records"): "analytics",
     ("GET", "/me/analytics/streaks"): "analytics",
+    ("POST", "/groups"): "create",
+    ("POST", "/groups/{group_id}/events"): "create",
+    ("POST", "/challenges"): "create",
+    ("POST", "/segments"): "create",
+    ("POST", "/me/gear"): "create",
+    ("POST", "/groups/{group_id}/join"): "membership",
+    ("POST", "/groups/{group_id}/leave"): "membership",
+    ("PUT", "/groups/{group_id}/events/{event_id}/rsvp"): "membership",
+    ("POST", "/challenges/{challenge_id}/join"): "membership",
+    ("POST", "/challenges/{challenge_id}/leave"): "membership",
+    ("POST", "/groups/{group_id}/posts"): "post",
+    ("POST", "/groups/{group_id}/posts/{post_id}/comments"): "post",
+    ("POST", "/offers/redeem"): "redeem",
 }
 
 _OVERRIDE = re.compile(
