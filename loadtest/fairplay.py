@@ -13,7 +13,9 @@ parameters: a vehicle, a teleport, a heart-rate replay (frozen or looped), an
 under-declared weight, an inflated distance (outdoors or indoors), a slow device clock,
 a resting heart rate at race effort. The scorer prints, per kind, precision, recall and
 the time from the moment the evidence was conclusive (from the generator's ground truth)
-to the flag. Run: ``.venv/bin/python -m loadtest.fairplay --athletes 2000 --minutes 30``.
+to the flag. Run: ``.venv/bin/python -m loadtest.fairplay --athletes 2000 --minutes 30``;
+``--explain KIND...`` lists each cheater of those kinds flagged more than 5 s after the evidence,
+or missed, with what they carried and the seconds that arrived late.
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class Simulation:
         self.sprint = np.zeros(n)  # seconds of a sprint left
         self.seq = np.zeros(n, np.int64)
         self.frozen = np.zeros(n)
+        self.replayed = np.zeros(n, np.int64)  # readings a heart-rate replay has sent
         self.hr_history = np.zeros((n, 100))
         self.clock_k = np.zeros(n)  # samples sent since a slow clock began
         self.clock_next = np.full(n, np.inf)
@@ -252,10 +255,13 @@ class Simulation:
             self.frozen = np.where(first, np.round(self.hr), self.frozen)
             replayed = self.hr_history[np.arange(n), (k - loop) % 100]
             replayed_beat = np.where(frozen, self.frozen, replayed)
-            f.conclusive = np.where(rep & np.isnan(f.conclusive) & (at >= 20), k, f.conclusive)
         self.hr_off = np.where((self.hr_off <= 0) & (rng.random(n) < 0.002), rng.uniform(5, 60, n), self.hr_off - 1)
         beat = np.where(f.has_hr & ((self.hr_off <= 0) | dec), np.clip(beat, 30, 230), 0)
-        beat = np.where(rep, replayed_beat, beat) if rep.any() else beat  # a replay repeats its gaps too
+        if rep.any():
+            beat = np.where(rep, replayed_beat, beat)  # a replay repeats its gaps too
+            # conclusive at the 20th replayed reading (a gap replayed is no reading: no evidence)
+            self.replayed += rep & (beat > 0)
+            f.conclusive = np.where(rep & np.isnan(f.conclusive) & (self.replayed >= 20), k, f.conclusive)
         self.hr_history[:, k % 100] = beat
 
         # where the body is, and what the devices say
@@ -377,6 +383,7 @@ class Outcome:
     flags: list[dict]
     samples: int
     seconds: float
+    sim: Simulation
 
 
 def run(sport: str, athletes: int, minutes: float, cheaters: float, seed: int, progress: bool = True) -> Outcome:
@@ -420,7 +427,7 @@ def run(sport: str, athletes: int, minutes: float, cheaters: float, seed: int, p
             print(f"  {sport}: {k}/{seconds} s simulated, {samples:,} samples ingested", flush=True)
     sim.wkg_truth()
     fld.available = sim.available()
-    return Outcome(sport, fld, race.board.flags(), samples, ingest_s)
+    return Outcome(sport, fld, race.board.flags(), samples, ingest_s, sim)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -502,6 +509,37 @@ def report(outcome: Outcome) -> str:
     return "\n".join(lines)
 
 
+def explain(outcome: Outcome, kinds: list[str], slower_than: float = 5.0) -> str:
+    """Each cheater of ``kinds`` flagged later than ``slower_than`` s after the evidence, or missed:
+    what they had on, the cheat's parameters, when it became conclusive and what flagged it."""
+    fld, sim = outcome.fld, outcome.sim
+    lines = []
+    for index, kind in enumerate(CHEATS):
+        if kind not in kinds:
+            continue
+        for i in np.flatnonzero(fld.cheat == index):
+            delay = _ttf(outcome, int(i))
+            if math.isnan(fld.conclusive[i]) or (delay is not None and delay <= slower_than):
+                continue
+            devices = [name for name in ("hr", "power", "cadence", "speed") if getattr(fld, f"has_{name}")[i]]
+            k = int(fld.conclusive[i])
+            late = sim.arrival[i, max(k - 30, 0) : k + 60] - np.arange(max(k - 30, 0), min(k + 60, sim.seconds))
+            flags = [
+                (f["rule"], f["evidence"].get("source"), round(f["at"] - T0, 1))
+                for f in outcome.flags
+                if f["participant"] == i
+            ]
+            lines.append(
+                f"  {kind} athlete {i}: {'missed' if delay is None else f'flagged {delay:.1f} s late'};"
+                f" param {fld.cheat_param[i]:.2f}, alt {bool(fld.cheat_alt[i])}, onset {fld.onset[i]:.0f} s,"
+                f" conclusive {k} s, arrived {fld.available[i]:.1f} s;"
+                f" {'indoor' if fld.indoor[i] else 'outdoor'}, {'elite, ' if fld.elite[i] else ''}has {devices};"
+                f" seconds from conclusive -30..+60 that arrived > 3 s late or not at all:"
+                f" {[int(j) - min(k, 30) for j in np.flatnonzero(~(late <= 3))]}; flags {flags}"
+            )
+    return "\n".join(lines)
+
+
 def _ttf(outcome: Outcome, i: int) -> float | None:
     fld = outcome.fld
     if fld.cheat[i] < 0 or math.isnan(fld.conclusive[i]):
@@ -517,12 +555,19 @@ def main() -> None:
     parser.add_argument("--cheaters", type=float, default=0.05, help="share of the field that cheats")
     parser.add_argument("--sports", nargs="+", default=["run", "ride"], choices=["run", "ride"])
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--explain", nargs="*", choices=CHEATS, metavar="KIND",
+        help="list each cheater of these kinds (all without one) flagged more than 5 s late, or missed",
+    )  # fmt: skip
     args = parser.parse_args()
     for sport in args.sports:
         print(
             f"{sport}: {args.athletes:,} athletes x {args.minutes:g} min, {args.cheaters:.0%} cheating...", flush=True
         )
-        print(report(run(sport, args.athletes, args.minutes, args.cheaters, args.seed)), flush=True)
+        outcome = run(sport, args.athletes, args.minutes, args.cheaters, args.seed)
+        print(report(outcome), flush=True)
+        if args.explain is not None:
+            print(explain(outcome, args.explain or list(CHEATS)), flush=True)
 
 
 if __name__ == "__main__":

@@ -186,6 +186,89 @@ def test_a_slow_device_clock_is_flagged_and_a_late_batch_is_not():
     assert flag["evidence"]["behind_s"] > 4 and flag["at"] <= T0 + 100 + 1.5 * 20
 
 
+def deliver(board: RaceBoard, stream: np.ndarray, received: np.ndarray) -> None:
+    """Each second's arrivals as one batch, received at the end of that second."""
+    arrival = np.ceil(received)
+    for at in np.unique(arrival):
+        board.ingest(stream[arrival == at], now=float(at))
+
+
+def test_a_slow_clock_that_fell_behind_during_a_dropout_is_flagged_once_its_backlog_is_in():
+    """The onset hides in a 40 s dropout; the backlog arrives at once as the device comes back. An
+    honest device's earlier dropout, whose backlog came over two batches, leaves no jitter behind."""
+    board = race(1, target_m=42195)
+    slow = athlete(0, np.full(300, 3.5))
+    received = T0 + np.arange(300) + 0.3
+    received[50:80] = T0 + 80.3  # an honest dropout: its backlog in two batches, the live stream after
+    received[50:70] = T0 + 79.3
+    real = 100 + np.arange(200) * 1.6  # from seq 100 stamped 1 s apart, sent 1.6 s apart
+    received[100:] = T0 + real + 0.3
+    received[100:125] = T0 + 140.3  # silent from 100 to 140 s
+    deliver(board, slow, received)
+    flag = rules(board)["clock_drift"]
+    assert T0 + 140 < flag["at"] <= T0 + 140 + 5 + 3
+
+
+def test_the_last_samples_of_a_device_that_stopped_arriving_late_are_not_a_slow_clock():
+    board = race(1, target_m=42195)
+    stream = athlete(0, np.full(300, 3.5))
+    received = T0 + np.arange(300) + 0.3
+    rng = np.random.default_rng(5)
+    received[260:] = T0 + 300 + rng.uniform(3, 20, 40)  # its last 40 s trickle in, in any order
+    deliver(board, stream, received)
+    assert board.flags() == []
+
+
+def test_a_loop_is_followed_across_a_dropout_whose_backlog_arrives_after_the_live_samples():
+    """A 30 s loop from 200 s; a 39 s dropout from 212 s whose backlog comes after 24 live samples,
+    each of which has its seq a loop back still missing: the 12 readings matched before the dropout
+    still count, and the loop is caught within seconds of the backlog."""
+    board = race(1, target_m=42195)
+    hr = honest_hr(400, seed=3)
+    for i in range(200, 400):
+        hr[i] = hr[i - 30]
+    stream = athlete(0, 3.5 + RNG.normal(0, 0.2, 400), hr=hr)
+    received = T0 + np.arange(400) + 0.3
+    received[211:250] = T0 + 275.3
+    deliver(board, stream, received)
+    flag = rules(board)["hr_replay"]
+    assert flag["evidence"]["source"] == "loop" and flag["evidence"]["loop_s"] == 30
+    assert flag["at"] <= T0 + 282  # the count did not start again at the dropout (it would at ~290 s)
+
+
+def test_late_readings_of_a_frozen_heart_count_toward_the_frozen_run():
+    board = race(1, target_m=42195)
+    hr = honest_hr(300)
+    hr[150:] = hr[149]
+    stream = athlete(0, 3.5 + RNG.normal(0, 0.2, 300), hr=hr)
+    received = T0 + np.arange(300) + 0.3
+    received[152:180] = T0 + 195.3  # the frozen stretch's first 28 s arrive after the live samples
+    deliver(board, stream, received)
+    flag = rules(board)["hr_replay"]
+    assert flag["evidence"]["source"] == "frozen" and flag["at"] <= T0 + 196
+
+
+def test_a_chord_across_a_corner_after_a_dropout_is_not_inflation():
+    """An honest rider at 12 m/s turns 110 degrees inside a 28 s dropout: the straight chord across
+    the corner reads 200 m of the 348 m ridden, which alone would be 140 m of excess; it is not
+    counted."""
+    board = ride()
+    speeds = np.full(400, 12.0)
+    stream = athlete(0, speeds, power=300, hr=honest_hr(400, 160))
+    travelled = np.concatenate(([0.0], np.cumsum(speeds[:-1])))
+    corner = travelled[214]
+    after = np.clip(travelled - corner, 0, None)
+    north = np.minimum(travelled, corner) + after * np.cos(np.radians(110))
+    east = after * np.sin(np.radians(110))
+    lat0 = stream["lat"][0]
+    stream["lat"] = lat0 + north / M_PER_DEG
+    stream["lon"] = stream["lon"][0] + east / (M_PER_DEG * np.cos(np.radians(lat0)))
+    received = T0 + np.arange(400) + 0.3
+    received[200:228] = T0 + 240.3  # the backlog after the live samples
+    deliver(board, stream, received)
+    assert "distance" not in rules(board)
+
+
 def test_a_delay_the_whole_race_shares_is_not_a_slow_clock():
     """A gateway that delivers at half speed for 30 s delays every device alike: the race's median
     says it is the platform; the one device whose own clock runs slow is still caught."""
@@ -242,7 +325,7 @@ def test_a_snapshot_written_before_fair_play_had_its_own_columns_restores():
     stream["distance"] += 1200.0  # where the old board left athlete 0, at 10 m/s
     stream["lat"] += 1200.0 / M_PER_DEG
     feed(board, stream)
-    assert board.to_state()["schema"] == 3 and board.flags() == []
+    assert board.to_state()["schema"] == 4 and board.flags() == []
 
 
 def test_a_schema_2_snapshot_taken_mid_replay_restores_its_heart_rate_ring():

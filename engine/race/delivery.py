@@ -79,13 +79,18 @@ def ingest(board: RaceBoard, samples: np.ndarray, now: float) -> dict[str, int]:
         }
         board._now = float(now)
         who = batch["p"][np.concatenate(([True], batch["p"][1:] != batch["p"][:-1]))]
-        newest = board._col["last_seq"][who]
-        for rows in _rounds(batch["p"]):
-            _round(board, batch if rows is None else {k: v[rows] for k, v in batch.items()}, out)
+        newest = board._col["last_seq"][who].astype(np.int64)
+        late = [_round(board, batch if rows is None else {k: v[rows] for k, v in batch.items()}, out)
+                for rows in _rounds(batch["p"])]  # fmt: skip
         c = board._col
-        who = who[(c["last_seq"][who] != newest) & (c["last_t"][who] >= c["start_t"][who])]
-        if len(who):
-            board._rules.clock(who, c["last_t"][who], c["last_seq"][who].astype(np.int64), board._now, out)
+        seq = c["last_seq"][who].astype(np.int64)
+        # A backlog still arriving: samples older than the newest came, or the newest skipped seqs
+        took = np.bincount(np.searchsorted(who, batch["p"]), minlength=len(who))
+        backlog = np.isin(who, np.concatenate(late)) | ((seq != newest) & (took < seq - newest))
+        keep = ((seq != newest) | backlog) & (c["last_t"][who] >= c["start_t"][who])
+        if keep.any():
+            who, seq, fresh, backlog = who[keep], seq[keep], (seq != newest)[keep], backlog[keep]
+            board._rules.clock(who, c["last_t"][who], seq, fresh, backlog, board._now, out)
     for key, value in out.items():
         board.counts[key] += value
     return out
@@ -103,8 +108,9 @@ def _rounds(p: np.ndarray) -> list[np.ndarray | None]:
     return [by_place[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def _round(board: RaceBoard, s: dict[str, np.ndarray], out: dict[str, int]) -> None:
-    """One round (each entry at most once): the anti-replay window, then scoring and fair play."""
+def _round(board: RaceBoard, s: dict[str, np.ndarray], out: dict[str, int]) -> np.ndarray:
+    """One round (each entry at most once): the anti-replay window, then scoring and fair play;
+    returns the entries whose sample was late (older than one taken before: a backlog arriving)."""
     c = board._col
     p, seq, t = s["p"], s["seq"], s["t"]
     last_t = c["last_t"][p]
@@ -132,12 +138,14 @@ def _round(board: RaceBoard, s: dict[str, np.ndarray], out: dict[str, int]) -> N
     raise_flag(board, "seq_regression", p, (late | old) & (t > last_t + ORDER_SLACK_S), t, seq, out, **order_evidence)
     accepted = new | late
     out["accepted"] += int(np.count_nonzero(accepted))
+    behind = p[late]
     if not accepted.all():
         s = {k: v[accepted] for k, v in s.items()}
         new = new[accepted]
     scored = scoring.score(board, s, new, out)
     if scored is None:
-        return
+        return behind
     s, new = scored
     board._rules.check(s, new, out)  # before the last distance moves on: the rules read the one before
     scoring.keep_last_distance(board, s, new)
+    return behind

@@ -90,9 +90,11 @@ HR_RING = 96  # heart-rate readings remembered, newest first: a loop of up to LO
 LOOP_MIN, LOOP_MAX = 30, 90
 LOOP_MIN_RUN, FROZEN_MIN_RUN = 15, 20
 HR_CHANGES = 3  # a looped stretch must vary this often to be more than a steady heart
+NO_READING = 1  # the heart-rate ring's code for a sample that came without a reading (0: no sample yet)
 SAME_INIT = 0.4  # chance that a heart reads the same twice in a row, before it is measured
 CHORD_S, CHORD_M, CHORD_MAX_S = 2.0, 25.0, 30.0  # GPS track measured in chords: noise cancels along them;
-# a longer chord (a tunnel, a dropout) cuts the corners it spans and only re-anchors
+CHORD_MAX_M = 100.0  # a longer chord (a tunnel, a dropout) cuts the corners it spans and only re-anchors:
+# across one 90° corner a chord is 0.71 of the path, so at 12 m/s 30 s of chord read 100 m short
 INFLATION_REL = 0.04  # device distance may run this much over the GPS track (calibration, corners)
 INFLATION_STEP = 0.6  # no chord gains more than this share (and CHORD_M) over its length: a multipath fix does
 INFLATION_SLACK_M = 120.0
@@ -101,7 +103,10 @@ INDOOR_MARGIN = 1.25
 STRIDE_SLACK_M = 40.0
 CLOCK_DRIFT_S = 4.0  # device clock behind the receive clock by this much more than its best...
 CLOCK_LEAK = 0.7  # s/s: ...its best recent lag, which may rise this fast (a clock 2x slow or less)
-CLOCK_GAP_S = 3.0  # after a longer silence a larger lag is a delay, not drift
+CLOCK_GAP_S = 3.0  # a longer silence may end with a backlog: its first batches may hold only old samples
+CLOCK_CATCH_S = 0.5  # a lag that fell further than this since the last batch was a backlog catching up
+CLOCK_SETTLE_S = 5.0  # a backlog arrives within a few seconds after a silence (latency spreads it): until
+# then a lag that holds may be the backlog's last samples (after a device stops, no newer ones follow)
 CLOCK_BATCHES = 2  # batches in a row behind: one late upload is not a clock
 CLOCK_JITTER_S = 600.0  # how long a device's delivery jitter (delays that come and go) is remembered
 # A delay the whole race shares (a gateway or replica that stalls, clients retrying after a host
@@ -145,7 +150,7 @@ def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ..
         ("hr_last", np.uint8, 0, ()),
         ("frozen_n", np.uint16, 0, ()),
         ("same", np.float32, SAME_INIT, ()),
-        ("hr_ring", np.uint8, 0, (HR_RING,)),  # slot seq % HR_RING: the reading of that seq (0: none)
+        ("hr_ring", np.uint8, 0, (HR_RING,)),  # slot seq % HR_RING: that seq's reading (0, NO_READING: none)
         ("hr_lags", np.uint64, 0, ()),  # bit j: lag LOOP_MIN + j matched every reading since hr_from
         ("hr_from", np.uint32, 0, ()),
         ("hr_count", np.uint32, 0, ()),  # heart-rate readings so far
@@ -155,6 +160,7 @@ def columns(profile: SportProfile) -> tuple[tuple[str, Any, float, tuple[int, ..
         ("clk_at", np.float64, nan, ()),
         ("clk_lag", np.float32, nan, ()),
         ("clk_n", np.uint8, 0, ()),
+        ("clk_since", np.float32, np.inf, ()),  # receive seconds since the last silence or backlog
         ("clk_jitter", np.float32, 0, ()),  # the largest recent delay that came and went
         ("ch_t", np.float64, nan, ()),  # the GPS chord's anchor fix and the distance there
         ("ch_lat", np.float64, nan, ()),
@@ -316,13 +322,19 @@ class FairPlay:
         )  # fmt: skip
         self._keep(raised, s["p"], s["t"], s["seq"], out)
 
-    def clock(self, p: np.ndarray, newest_t: np.ndarray, seq: np.ndarray, now: float, out: dict) -> None:
-        """``newest_t``: each athlete's newest device time after a batch received at ``now``.
+    def clock(
+        self, p: np.ndarray, newest_t: np.ndarray, seq: np.ndarray, fresh: np.ndarray, backlog: np.ndarray,
+        now: float, out: dict,
+    ) -> None:  # fmt: skip
+        """``newest_t``: each athlete's newest device time after a batch received at ``now``; ``fresh``:
+        whether the batch brought a newer sample; ``backlog``: whether a backlog is still arriving (the
+        batch brought samples older than the newest, or skipped seqs on its way to the newest).
 
         A late or reordered batch lags for a while and the next live sample catches up: how
-        far it caught up is remembered as the device's jitter, and a lag that jumps after a
-        silence counts as a delay. A slow clock (samples stamped 1 s apart, sent 1.4-2 s
-        apart) falls behind on every sample and never catches up.
+        far it caught up while the device streamed is remembered as its jitter. After a silence,
+        and while a backlog arrives, no lag is judged: the newest sample may be one of the
+        backlog's. A slow clock (samples stamped 1 s apart, sent 1.4-2 s apart) falls behind on
+        every sample and never catches up.
         """
         c, ev = self._col, self._events
         ev.room(len(p))
@@ -334,7 +346,7 @@ class FairPlay:
             behind = st["clk_recent"][heard] - st["clk_base"][heard]
             self._platform = float(np.median(behind)) if count >= PLATFORM_DEVICES else 0.0
         raised = _check_clock(
-            p, newest_t, float(now), self._platform, self.state, c["flags"], c["cleared"], self._scalars,
+            p, newest_t, fresh, backlog, float(now), self._platform, self.state, c["flags"], c["cleared"], self._scalars,
             ev.at, ev.variant, ev.values,
         )  # fmt: skip
         self._keep(raised, p, newest_t, seq, out)
@@ -654,14 +666,15 @@ def _heart(
         n = _emit(ev_at, ev_var, ev_val, n, i, V_FROZEN, a, flags, cleared,
                   si - frozen_n, nan, nan, hri, frozen_n + 1, nan, nan, nan)  # fmt: skip
 
-    # The ring holds one slot per seq (seq % HR_RING; 0 where no reading), so a gap, an absent
-    # reading or a late sample filled in afterwards keeps every lag in place.
+    # The ring holds one slot per seq (seq % HR_RING; NO_READING where the sample had none, 0 where no
+    # sample came), so a gap, an absent reading or a late sample filled in afterwards keeps every lag
+    # in place.
     if not has_hr and count == 0:
         return n
     ring = r.hr_ring
     for skipped in range(int(r.kin_seq) + 1, min(si, int(r.kin_seq) + HR_RING + 1)):  # a gap's seqs are empty
         ring[skipped % HR_RING] = 0
-    ring[si % HR_RING] = beat
+    ring[si % HR_RING] = beat if has_hr else NO_READING
     if not has_hr:
         return n
     # Fallen: a heart at race rate moments ago does not beat at a resting rate seconds later
@@ -670,7 +683,7 @@ def _heart(
         for lag in range(FALL_GAP + FALL_FROM):
             reading = int(ring[(si - lag) % HR_RING])
             if lag < LOW_HR_SAMPLES:
-                under += 1 if 0 < reading < floor else 0
+                under += 1 if NO_READING < reading < floor else 0
             elif lag >= FALL_GAP and reading >= floor + FALL_BPM:
                 high += 1
                 earlier += reading
@@ -678,18 +691,25 @@ def _heart(
             n = _emit(ev_at, ev_var, ev_val, n, i, V_FALL, a, flags, cleared,
                       si - FALL_GAP - FALL_FROM + 1, nan, nan, hri, floor, earlier / high, high, nan)  # fmt: skip
     # Lags that have matched every reading since ``hr_from``: when none is left, the lags that
-    # match now start afresh. A loop's lag matches on every reading, so it stays once in.
-    bits = np.uint64(0)
+    # match now start afresh. A loop's lag matches on every reading, so it stays once in. A reading
+    # whose seq a lag back never came (a dropout, a backlog still on its way) neither matches nor
+    # breaks the lag (a sample that came without a reading breaks it: a replay repeats its gaps), so
+    # the loop is followed by seq across the gap; a reading that a held lag could not compare does
+    # not count toward its length (``hr_from`` moves on by one for each).
+    bits, blind = np.uint64(0), np.uint64(0)
     slot = (si - LOOP_MIN) % HR_RING
     for j in range(LOOP_MAX - LOOP_MIN + 1):
-        if ring[slot] == beat:
+        earlier = ring[slot]
+        if earlier == beat:
             bits |= np.uint64(1) << np.uint64(j)
+        elif earlier == 0:
+            blind |= np.uint64(1) << np.uint64(j)
         slot = slot - 1 if slot > 0 else HR_RING - 1
-    held = r.hr_lags & bits
+    held = r.hr_lags & (bits | blind)
     if held == 0:
         lags, start = bits, count
     else:
-        lags, start = held, int(r.hr_from)
+        lags, start = held, int(r.hr_from) + (1 if held & blind != 0 else 0)
     r.hr_lags, r.hr_from = lags, start
     length = count - start + 1
     varied = count - int(marks[HR_CHANGES - 1]) < length
@@ -731,7 +751,7 @@ def _distance(
         hop = ti - ch_t
         chord = _metres_at(r.ch_lat, r.ch_lon, lat_i, lon_i, cos_lat)
         if math.isnan(ch_t) or (hop >= CHORD_S and (chord >= CHORD_M or hop >= CHORD_MAX_S)):
-            if hop <= CHORD_MAX_S:
+            if hop <= CHORD_MAX_S and chord <= CHORD_MAX_M:
                 gained = di - float(r.ch_d)
                 step = min(gained - (1 + INFLATION_REL) * chord, INFLATION_STEP * chord + CHORD_M)
                 if excess + step > 0:
@@ -796,8 +816,26 @@ def _late(i, a, r, si, ti, di, lat_i, lon_i, hri, placed, flags, cleared, prm, e
                 n = _emit(ev_at, ev_var, ev_val, n, i, V_DECOUPLED_LATE, a, flags, cleared,
                           si - low_n + 1, nan, nan, hri, floor, float(r.effort_s), nan, nan)  # fmt: skip
     age = int(r.kin_seq) - si  # seqs behind the newest: still in the ring below HR_RING
-    if hri > 0 and hri < 256 and 0 <= age < HR_RING:
-        r.hr_ring[si % HR_RING] = int(hri)
+    if 0 <= age < HR_RING and not (hri > 0 and hri < 256):
+        r.hr_ring[si % HR_RING] = NO_READING
+    elif 0 <= age < HR_RING:
+        beat, ring = int(hri), r.hr_ring
+        ring[si % HR_RING] = beat
+        # A frozen run is counted by seq: a late reading inside it (no other reading after it) adds to it
+        # if it is the frozen value, and cuts it to the readings after it if not
+        frozen, after = int(r.hr_last), 0
+        for later in range(si + 1, si + age + 1):
+            reading = int(ring[later % HR_RING])
+            if reading > NO_READING and reading != frozen:
+                return n
+            after += 1 if reading > NO_READING else 0
+        if after > 0:
+            run = min(int(r.frozen_n), 65_000) + 1 if beat == frozen else after - 1
+            r.frozen_n = run
+            moving = float(r.v_now) >= 1.0 or float(r.p_now) > 0
+            if moving and run + 1 >= max(_run_needed(float(r.same)), FROZEN_MIN_RUN):
+                n = _emit(ev_at, ev_var, ev_val, n, i, V_FROZEN, a, flags, cleared,
+                          nan, nan, nan, hri, run + 1, nan, nan, nan)  # fmt: skip
     return n
 
 
@@ -879,7 +917,7 @@ def _watts(i, a, r, ti, pw, weight, sex, flags, cleared, prm, ev_at, ev_var, ev_
 
 
 @njit(cache=True)
-def _check_clock(p, newest_t, now, platform, st, flags, cleared, hot, ev_at, ev_var, ev_val):
+def _check_clock(p, newest_t, fresh, backlog, now, platform, st, flags, cleared, hot, ev_at, ev_var, ev_val):
     """``platform``: how far behind the race's devices are at the median (a delay they all share)."""
     n = 0
     start, size = np.int64(st.ctypes.data), np.int64(st.itemsize)
@@ -890,24 +928,37 @@ def _check_clock(p, newest_t, now, platform, st, flags, cleared, hot, ev_at, ev_
                 _prefetch(ahead + offset)  # type: ignore[call-arg]  # numba passes typingctx
         a = p[i]
         r = st[a]
+        if not fresh[i]:  # only older samples: a backlog arriving, and the newest has not moved
+            r.clk_since = 0.0
+            continue
         lag = now - newest_t[i]
         base = r.clk_base if r.clk_base <= lag else lag  # NaN: no lag yet
         elapsed = now - r.clk_at
         elapsed = 0.0 if math.isnan(elapsed) else elapsed
-        recent = r.clk_recent + CLOCK_LEAK * min(elapsed, CLOCK_GAP_S)
+        # A slow clock falls behind silent or not; whether a lag is a delay shows in the batches after it
+        recent = r.clk_recent + CLOCK_LEAK * elapsed
         recent = recent if recent <= lag else lag
-        # a slow clock never catches up, and its lag does not leap after a silence
         moved = float(r.clk_lag) - lag
         moved = 0.0 if math.isnan(moved) else moved
-        if elapsed > CLOCK_GAP_S:
-            moved = abs(moved)
-        jitter = max(float(r.clk_jitter) * math.exp(-elapsed / CLOCK_JITTER_S), moved)
+        # After a silence, and while a backlog arrives (samples older than the newest, or a newest that
+        # skipped seqs still to come), the newest may be one of the backlog's: until it is in (CLOCK_SETTLE_S
+        # after the last sign of it) a lag that falls is the backlog catching up (a slow clock never catches
+        # up) and a lag that holds may be its last samples (a device that stopped sends no newer ones), so
+        # neither is the device's jitter nor drift.
+        since = 0.0 if elapsed > CLOCK_GAP_S or backlog[i] else min(float(r.clk_since) + elapsed, 1e6)
+        settling = since < CLOCK_SETTLE_S
+        catching_up = settling and moved > CLOCK_CATCH_S
+        decay = float(r.clk_jitter) * math.exp(-elapsed / CLOCK_JITTER_S)
+        jitter = decay if settling else max(decay, moved)
         r.clk_base, r.clk_recent, r.clk_at, r.clk_lag, r.clk_jitter = base, recent, now, lag, jitter
+        r.clk_since = since
         behind = recent - base
         line = CLOCK_DRIFT_S + 0.5 * jitter + max(platform, 0.0)
-        streak = min(int(r.clk_n), STREAK_MAX) + 1 if behind > line else 0
+        streak = 0
+        if behind > line:
+            streak = 1 if catching_up else min(int(r.clk_n), STREAK_MAX) + 1
         r.clk_n = streak
-        if streak >= CLOCK_BATCHES:
+        if streak >= CLOCK_BATCHES and not settling:
             n = _emit(ev_at, ev_var, ev_val, n, i, V_CLOCK, a, flags, cleared,
                       math.nan, now - behind / CLOCK_LEAK, now, behind, line, base, lag, platform)  # fmt: skip
     return n

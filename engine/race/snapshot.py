@@ -1,10 +1,12 @@
 """The board's snapshot codec: the whole board as msgpack-friendly values (arrays as raw bytes).
 
-Schema 3 is written. Older snapshots are upgraded as they are read:
+Schema 4 is written. Older snapshots are upgraded as they are read:
 
 - schema 1 was written before fair play kept its own columns: the new ones start afresh
   (their windows fill again within minutes), the old power and heart-rate averages go;
-- schema 2 kept the heart-rate ring newest first; it is kept by seq since.
+- schema 2 kept the heart-rate ring newest first; it is kept by seq since;
+- schemas 1-3 were written before the clock rule knew how long ago a device's silence ended
+  (``clk_since``): it starts as long ago.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA", "restore", "settings", "to_state"]
 
-SCHEMA = 3
+SCHEMA = 4
+_ADDED_4 = {"clk_since"}  # fair-play columns schema 4 added: they start afresh in older snapshots
 _LEGACY = {  # fair-play columns of schema-1 snapshots that today's rules no longer keep
     "hr_n", "hr_mean", "hr_var", "hr_power", "power_5min", "power_5min_w", "power_20min", "power_20min_w",
 }  # fmt: skip
@@ -59,8 +62,8 @@ def to_state(board: RaceBoard) -> dict:
 
 def settings(state: dict) -> dict[str, Any]:
     """The arguments of the board a snapshot was taken of (its columns are restored into it)."""
-    if not isinstance(state, dict) or state.get("schema") not in (1, 2, SCHEMA):
-        raise ValueError("not a race board snapshot of schema 1, 2 or 3")
+    if not isinstance(state, dict) or state.get("schema") not in (1, 2, 3, SCHEMA):
+        raise ValueError("not a race board snapshot of schema 1 to 4")
     return {
         "capacity": state["capacity"],
         "sport": state["sport"],
@@ -83,7 +86,7 @@ def restore(board: RaceBoard, state: dict) -> None:
         fresh = set(board._col) - set(saved_columns)
         if not fresh <= {name for name, *_ in fair_play_columns(board.profile)} | {"sex"}:
             raise ValueError(_MISMATCH)
-    elif set(saved_columns) != set(board._col):
+    elif set(saved_columns) != set(board._col) - (_ADDED_4 if state["schema"] < 4 else set()):
         raise ValueError(_MISMATCH)
     if not 0 <= n <= board.capacity:
         raise ValueError(_MISMATCH)
