@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 from engine.errors import MalformedMessage, UnknownMessage
 from engine.events import EventType, Reaction
 
-__all__ = ["Entity", "Handler", "update", "query"]
+__all__ = ["Entity", "Handler", "update", "query", "peek"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +29,7 @@ class Handler:
     journaled: bool
     required: frozenset[str]
     accepted: frozenset[str] | None  # None: takes **kwargs
+    settled: bool = True  # a query waits for the journal of an update still in flight (``peek`` does not)
 
     def bind(self, kind: str, body: Any) -> dict:
         if body is None:
@@ -45,7 +46,7 @@ class Handler:
         return body
 
 
-def _handler(function: F, journaled: bool) -> F:
+def _handler(function: F, journaled: bool, settled: bool = True) -> F:
     if inspect.iscoroutinefunction(function):
         raise TypeError(f"handler {function.__qualname__} must be a plain function: entities do no I/O")
     params = list(inspect.signature(function).parameters.values())[1:]
@@ -57,6 +58,7 @@ def _handler(function: F, journaled: bool) -> F:
         journaled=journaled,
         required=frozenset(p.name for p in named if p.default is p.empty),
         accepted=None if takes_kwargs else frozenset(p.name for p in named),
+        settled=settled,
     )
     return function
 
@@ -67,8 +69,17 @@ def update(function: F) -> F:
 
 
 def query(function: F) -> F:
-    """Mark a read-only handler: not journaled."""
+    """Mark a read-only handler: not journaled. It answers once every update it may have seen is
+    durable, so nobody reads state that could still be lost."""
     return _handler(function, journaled=False)
+
+
+def peek(function: F) -> F:
+    """Mark a read-only handler that answers at once, from the state as it is, even while the journal
+    write of an update it sees is in flight. For what is only shown and moves on anyway (a rank, a
+    progress bar on a busy board); never for a decision or an answer someone acts on: should that
+    write fail, the entity is rebuilt from its journal and the value shown goes back."""
+    return _handler(function, journaled=False, settled=False)
 
 
 class Entity:

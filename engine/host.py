@@ -10,7 +10,7 @@ messages in its mailbox and drains them in order once it is ready.
 An ``@update`` is journaled; its caller hears back only after the group commit
 that carries it is durable. A ``@query`` that reads state changed by an update
 still in flight waits for that commit too, so nobody sees state that could be
-lost.
+lost; a ``@peek`` (a display read on a busy entity) answers at once.
 """
 
 from __future__ import annotations
@@ -300,7 +300,7 @@ class Host:
                           len(emitted))  # fmt: skip
             reply.results[index] = result
             last = activation.last_flush
-            if last is not None and not last.done:
+            if last is not None and not last.done and handler.settled:
                 reply.watched.append((last, index))
             return
         records = None

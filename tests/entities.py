@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.entity import Entity, query, update
+from engine.entity import Entity, peek, query, update
 from engine.errors import Rejected
 
 
@@ -46,6 +46,10 @@ class Counter(Entity):
     @query
     def value(self) -> dict:
         return {"total": self.total, "applied": self.applied, "rings": self.rings, "now": self.now}
+
+    @peek
+    def glance(self) -> int:
+        return self.total
 
 
 class Room(Entity):

@@ -212,6 +212,29 @@ async def test_a_journal_that_fails_fails_its_callers_and_loses_nothing_acknowle
     await again.stop()
 
 
+async def test_a_query_waits_for_the_commit_of_what_it_reads_and_a_peek_does_not(tmp_path):
+    host = make_host(tmp_path)
+    await host.start()
+    await host.ask("counter", "a", "add", {"amount": 1})
+    held, real_append = asyncio.Event(), host.store.append
+
+    async def slow_append(entries, reminders=()):
+        await held.wait()  # the disk is slow: the commit stays in flight
+        return await real_append(entries, reminders)
+
+    host.store.append = slow_append
+    adding = asyncio.ensure_future(host.ask("counter", "a", "add", {"amount": 10}))
+    await asyncio.sleep(0.05)
+    reading = asyncio.ensure_future(host.ask("counter", "a", "value"))
+    assert await asyncio.wait_for(host.ask("counter", "a", "glance"), 5) == 11  # at once, from memory
+    await asyncio.sleep(0.05)
+    assert not adding.done() and not reading.done()  # the query waits with the update's caller
+    held.set()
+    assert await adding == 11 and (await reading)["total"] == 11
+    host.store.append = real_append
+    await host.stop()
+
+
 async def test_timers_fire_once_through_the_journal(tmp_path, clock):
     host = make_host(tmp_path, clock)
     await host.start()
