@@ -42,7 +42,7 @@ def verify_webhook(
     signatures: list[bytes] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit() and len(value) <= 12:
+        if name == "t" and value.isascii() and value.isdigit() and len(value) <= 12:  # not "²" or "١"
             stamp = int(value)
         elif name == "v1":
             try:

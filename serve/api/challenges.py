@@ -415,6 +415,8 @@ async def leaderboard(
         for team, terms in zip(teams, names):
             shown = not isinstance(terms, EngineError) and terms["visibility"] != "hidden"
             team["name"] = terms["name"] if shown else None
+            if not shown and not await _member_of(arena, team["team"], caller.id):
+                team["team"] = None  # a hidden group's id is as secret as its name, but to its own members
             team["progress"] = team.pop("score")
     mine = None
     if me is not None:

@@ -137,14 +137,14 @@ def _instant(start: datetime, time_zone: str) -> float:
     """The instant of a start given as a local time in ``time_zone`` (or with its own offset). A local time a
     clock change skips does not exist (422); one it repeats is the first of the two."""
     zone = ZoneInfo(time_zone)
-    if start.tzinfo is None:
-        local = start.replace(tzinfo=zone)
-        if datetime.fromtimestamp(local.timestamp(), zone).replace(tzinfo=None) != start:
-            raise Problem(422, f"{start.isoformat()} does not exist in {time_zone}: the clocks skip it")
-        start = local
     try:
+        if start.tzinfo is None:
+            local = start.replace(tzinfo=zone)
+            if datetime.fromtimestamp(local.timestamp(), zone).replace(tzinfo=None) != start:
+                raise Problem(422, f"{start.isoformat()} does not exist in {time_zone}: the clocks skip it")
+            start = local
         instant = start.timestamp()
-    except (OverflowError, ValueError):
+    except (OverflowError, ValueError):  # year 1 or 9999 shifted by the zone's offset falls off the calendar
         instant = math.nan
     now = time.time()
     if not now < instant <= now + AHEAD_MOST_S:

@@ -26,7 +26,7 @@ from engine.errors import EngineError
 from engine.segments import MAX_LENGTH_M, MIN_LENGTH_M, resample
 from engine.segments.geometry import path_length_m
 from serve.api.workouts import visible_workout
-from serve.context import ArenaDep, CallerDep, EntityId, new_id
+from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.problems import Problem
 
 __all__ = ["router"]
@@ -35,6 +35,7 @@ router = APIRouter(tags=["segments"])
 
 NEAR_MOST_KM = 50.0
 _SHARD_EDGE_KM = h3.average_hexagon_edge_length(SHARD_RESOLUTION, "km")
+_SPARE_ROWS = 10  # a board reads this many rows more than it shows, for those its privacy check leaves out
 Distance = Annotated[float, Field(ge=0, le=2_000_000, allow_inf_nan=False)]
 
 
@@ -150,14 +151,33 @@ async def leaderboard(
     elif board == "legend":
         since = now - LEGEND_DAYS * 86_400
     friends = await arena.ref(Account, caller.id).ask(Account.ids, which="following") if board == "friends" else None
+    asked = limit if board == "legend" else min(100, limit + _SPARE_ROWS)
     answer = await arena.ref(Segment, segment_id).ask(
-        Segment.leaderboard, board=board, viewer=caller.id, friends=friends, since=since, limit=limit
+        Segment.leaderboard, board=board, viewer=caller.id, friends=friends, since=since, limit=asked
     )
+    if board != "legend":
+        answer = await _still_public(arena, answer, caller.id, limit)
     if board == "overall":
         answer["kom"] = answer["rows"][0] if answer["rows"] else None
     if board == "legend":
         answer["local_legend"] = answer["rows"][0] if answer["rows"] else None
     return answer
+
+
+async def _still_public(arena: Arena, answer: dict, viewer: str, limit: int) -> dict:
+    """The board without the efforts of workouts made private (or deleted) since they were matched: the segment
+    decided ``shown`` when the effort came, and a workout's later edit tells it nothing. The viewer's own stay."""
+    rows = answer["rows"]
+    others = [r for r in rows if r["athlete"] != viewer]
+    access = await arena.cluster.deliver([(Workout.kind, r["workout_id"], "access", None, None) for r in others])
+    hidden = {
+        r["workout_id"] for r, a in zip(others, access) if isinstance(a, EngineError) or a["visibility"] != "public"
+    }
+    kept = [{**r, "rank": n} for n, r in enumerate((r for r in rows if r["workout_id"] not in hidden), 1)]
+    me = next((r for r in kept if r["athlete"] == viewer), None)
+    if me is None and answer["me"] is not None:  # further down than the rows read: those hidden above move it up
+        me = {**answer["me"], "rank": answer["me"]["rank"] - len(hidden)}
+    return {**answer, "rows": kept[:limit], "me": me}
 
 
 @router.get("/me/segments/records", summary="My best effort on every segment I have covered")
