@@ -37,6 +37,7 @@ __all__ = [
     "PROMOTION_LISTED",
     "RACE_RESULT",
     "RACE_SETTLED",
+    "ROUTE_LISTED",
     "SEGMENT_EFFORT",
     "SEGMENT_EFFORT_REMOVED",
     "SHOP_PURCHASED",
@@ -340,4 +341,12 @@ SEGMENT_EFFORT_REMOVED = declare(
     fields=("segment_id", "owner", "workout_id"),
     user_field="owner",
     doc="A workout's efforts on a segment no longer count (the workout was deleted).",
+)
+
+ROUTE_LISTED = declare(
+    "route.listed",
+    fields=("route_id", "owner", "directory", "card"),
+    user_field="owner",
+    doc="A route was created, edited or deleted (docs/segments.md, Routes): ``card`` is what lists show of it "
+    "(null once deleted), ``directory`` the directory shard that lists it when it is not private.",
 )

@@ -20,6 +20,7 @@ from serve.api import (
     notifications,
     races,
     recommendations,
+    routes,
     segments,
     shop,
     social,
@@ -51,6 +52,7 @@ api.add_middleware(
     default=1024 * 1024,
     uploads={
         f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024,
+        f"{API_PREFIX}/routes": MAX_FILE_BYTES + 64 * 1024,
         f"{API_PREFIX}{shop.WEBHOOK_PATH}": shop.WEBHOOK_MAX_BYTES,  # smaller: nobody signed in sends it
     },
 )
@@ -80,6 +82,7 @@ for module in (
     gear,
     shop,
     segments,
+    routes,
     admin,
 ):
     api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md

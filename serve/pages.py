@@ -58,6 +58,16 @@ async def _challenge_page(
     return _file(WEB / "challenge.html")  # the script reads the challenge's id from the address
 
 
+async def _route_page(route_id: Annotated[str, PathParam(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]) -> FileResponse:
+    return _file(WEB / "route.html")  # the script reads the route's id from the address
+
+
+async def _segment_page(
+    segment_id: Annotated[str, PathParam(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+) -> FileResponse:
+    return _file(WEB / "segment.html")  # the script reads the segment's id from the address
+
+
 async def _asset(name: str) -> Response:
     path = _ASSETS.get(name)  # only the files that were there at start: no path ever reaches the disk
     if path is None:
@@ -72,4 +82,6 @@ def install(app: FastAPI) -> None:
     app.add_api_route("/races/{race_id}", _race_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/groups/{group_id}", _group_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/challenges/{challenge_id}", _challenge_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/routes/{route_id}", _route_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/segments/{segment_id}", _segment_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/static/{name}", _asset, methods=["GET"], include_in_schema=False)

@@ -111,6 +111,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/groups/{group_id}/events"): "create",
     ("POST", "/challenges"): "create",
     ("POST", "/segments"): "create",
+    ("POST", "/routes"): "create",
     ("POST", "/me/gear"): "create",
     ("POST", "/groups/{group_id}/join"): "membership",
     ("POST", "/groups/{group_id}/leave"): "membership",
