@@ -13,9 +13,10 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from actors.account import Account
+from engine.errors import EngineError
 from serve.auth import Caller
 
-__all__ = ["PRIVATE_NAME", "Audience", "PUBLIC", "audience", "conceal", "hidden_id", "shown"]
+__all__ = ["PRIVATE_NAME", "Audience", "PUBLIC", "audience", "conceal", "hidden_id", "named_as_seen", "shown"]
 
 PRIVATE_NAME = "Private athlete"
 
@@ -66,3 +67,20 @@ async def shown(
     if caller is None or not any(row["participant"] in private for row in rows):
         return conceal(rows, private, PUBLIC)
     return conceal(rows, private, await audience(arena, caller, organizer))
+
+
+async def named_as_seen(arena, rows: list[dict], viewer: str, key: str = "user_id") -> list[dict]:
+    """Board rows outside races (challenges, segments), each with its athlete as ``viewer`` may see
+    them: the display name; an athlete with a private profile whom the viewer neither is nor follows
+    shows as races show them, a stand-in name and id (``private-<row>``); one who blocked the viewer
+    keeps their row without a name. One batched read of the accounts."""
+    views = await arena.cluster.deliver([(Account.kind, row[key], "view", {"viewer": viewer}, None) for row in rows])
+    named = []
+    for n, (row, view) in enumerate(zip(rows, views)):
+        if isinstance(view, EngineError):
+            named.append({**row, "name": None})
+        elif view["private"] and not (view["relation"]["self"] or view["relation"]["following"]):
+            named.append({**row, key: hidden_id(n), "name": PRIVATE_NAME})
+        else:
+            named.append({**row, "name": view["display_name"]})
+    return named

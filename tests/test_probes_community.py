@@ -318,6 +318,48 @@ async def test_an_effort_leaves_other_peoples_segment_boards_when_its_workout_be
     assert mine["me"]["workout_id"] == ride and mine["rows"][0]["athlete"] == bob["id"]  # still counts for him
 
 
+async def test_a_private_athlete_shows_on_challenge_and_segment_boards_only_to_those_who_may_see_them(client):
+    _, org = await organizer(client)
+    priv, fan, other = await signup(client, "Prue"), await signup(client, "Fan"), await signup(client, "Oli")
+    assert (await client.patch("/me", json={"private": True}, headers=priv["headers"])).status_code == 200
+    asked = await client.post(f"/users/{priv['id']}/follow", headers=fan["headers"])
+    assert asked.status_code < 300, asked.text
+    approved = await client.post(f"/me/follow-requests/{fan['id']}/accept", headers=priv["headers"])
+    assert approved.status_code < 300, approved.text
+    today = datetime.now(UTC).date()
+    period = {"first_day": (today - timedelta(days=30)).isoformat(), "last_day": (today + timedelta(days=5)).isoformat()}
+    challenge = (await client.post("/challenges", json={"title": "Private probe", "goal_type": "distance_m",
+                                                        "goal": 100_000, **period}, headers=org)).json()  # fmt: skip
+    for who in (priv, other):
+        assert (await client.post(f"/challenges/{challenge['id']}/join", headers=who["headers"])).status_code == 200
+    lon = LON0 + random.uniform(4.5, 6.0)  # a road of its own
+    first = await _import(client, other, 4.0, 1, lon=lon)
+    made = await client.post("/segments", json={"workout_id": first, "name": "Private hill", "from_m": 500,
+                                                "to_m": 2500}, headers=other["headers"])  # fmt: skip
+    segment = made.json()["id"]
+    await _import(client, priv, 3.0, 2, lon=lon)
+    await _import(client, other, 4.0, 3, lon=lon)
+
+    def challenge_board(who: dict):
+        return client.get(f"/challenges/{challenge['id']}/leaderboard", headers=who["headers"])
+
+    rows: list = []
+    for _ in range(6):
+        await client.arena.drain()
+        rows = (await client.get(f"/segments/{segment}/leaderboard", headers=other["headers"])).json()["rows"]
+        if len(rows) == 2:
+            break
+    names = {r["name"] for r in (await challenge_board(other)).json()["rows"]}
+    assert "Prue" not in names and "Private athlete" in names  # a stranger sees a stand-in
+    ids = {r["user_id"] for r in (await challenge_board(other)).json()["rows"]}
+    assert priv["id"] not in ids  # ...and not the id, which would find the profile
+    assert "Prue" in {r["name"] for r in (await challenge_board(fan)).json()["rows"]}  # an approved follower
+    assert "Prue" in {r["name"] for r in (await challenge_board(priv)).json()["rows"]}  # herself
+    assert priv["id"] not in [r["athlete"] for r in rows] and "Private athlete" in [r["name"] for r in rows]
+    seen_by_fan = (await client.get(f"/segments/{segment}/leaderboard", headers=fan["headers"])).json()["rows"]
+    assert priv["id"] in [r["athlete"] for r in seen_by_fan]
+
+
 # -- the pages -----------------------------------------------------------------------------------------------
 
 PAGES = ("group", "challenge", "training", "gear", "offers")

@@ -37,6 +37,7 @@ from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.pagination import Cursor, Limit, decode_cursor, encode_cursor, paged
 from serve.problems import Problem
+from serve.race_privacy import named_as_seen
 
 __all__ = ["router"]
 
@@ -166,9 +167,9 @@ def _row(card: dict, row: dict, rank: int | None = None) -> dict:
 
 
 async def _named(arena: Arena, rows: list[dict], viewer: str) -> list[dict]:
-    """Each athlete's display name as the viewer may see it (none for one who blocked them)."""
-    views = await arena.cluster.deliver([(Account.kind, r["user_id"], "view", {"viewer": viewer}, None) for r in rows])
-    return [{**r, "name": None if isinstance(v, EngineError) else v["display_name"]} for r, v in zip(rows, views)]
+    """Each athlete as the viewer may see them: a private profile the viewer does not follow shows as
+    "Private athlete" with a stand-in id, as in races (``serve/race_privacy.py``)."""
+    return await named_as_seen(arena, rows, viewer)
 
 
 # -- the challenge ------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from engine.segments.geometry import path_length_m
 from serve.api.workouts import visible_workout
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.problems import Problem
+from serve.race_privacy import named_as_seen
 
 __all__ = ["router"]
 
@@ -157,6 +158,7 @@ async def leaderboard(
     )
     if board != "legend":
         answer = await _still_public(arena, answer, caller.id, limit)
+    answer["rows"] = await named_as_seen(arena, answer["rows"], caller.id, key="athlete")  # private profiles hidden
     if board == "overall":
         answer["kom"] = answer["rows"][0] if answer["rows"] else None
     if board == "legend":
