@@ -20,6 +20,7 @@ __all__ = [
     "GEAR_WORN",
     "GROUP_EVENT_ANSWERED",
     "GROUP_EVENT_ATTENDED",
+    "GROUP_EVENT_WITHDRAWN",
     "GROUP_EVENT_CANCELLED",
     "GROUP_EVENT_CHANGED",
     "GROUP_EVENT_LISTED",
@@ -260,6 +261,14 @@ GROUP_EVENT_ATTENDED = declare(
     user_field="user_id",
     doc="An athlete who was going did the event: their workout ``workout_id`` (of that ``visibility``, never private) "
     "started near the meeting point around the start. Once per athlete and event.",
+)
+
+GROUP_EVENT_WITHDRAWN = declare(
+    "group_event.withdrawn",
+    fields=("group_id", "event_id", "user_id", "reason"),
+    user_field="user_id",
+    doc="An athlete who is no longer a member (``reason`` left, removed, banned) is taken off an event of the group "
+    "that has not started: their calendar tells each such event, which frees their place.",
 )
 
 GROUP_EVENT_TOGETHER = declare(

@@ -30,6 +30,7 @@ from actors.events import (
     GROUP_EVENT_LISTED,
     GROUP_EVENT_REMINDER,
     GROUP_EVENT_TOGETHER,
+    GROUP_EVENT_WITHDRAWN,
 )
 from actors.places import distance_km
 from actors.workout import SPORTS
@@ -427,6 +428,16 @@ class GroupEvent(Entity):
         self.emit(GROUP_EVENT_TOGETHER, group_id=self.group_id, event_id=self.id, user_id=user,
                   workout_id=attended["workout_id"], title=self.details["title"], athletes=others[:TOGETHER_SHOWN],
                   count=len(others))  # fmt: skip
+
+    @react(GROUP_EVENT_WITHDRAWN, to=To.field("event_id"))
+    def on_withdrawn(self, event: Event) -> None:
+        """An athlete out of the group: off the answers (not among those who said no: they said nothing), and
+        their place to the first waiting. Only before the start: the roster of a past event stays."""
+        user = event.fields["user_id"]
+        if self.group_id != event.fields["group_id"] or self.status != "scheduled" or self.now >= self.details["start"]:
+            return
+        if self.going.pop(user, None) is not None or self.waitlist.pop(user, None) is not None:
+            self._promote()
 
     # -- did it together -----------------------------------------------------------
 

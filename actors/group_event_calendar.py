@@ -19,6 +19,8 @@ from actors.events import (
     GROUP_EVENT_ATTENDED,
     GROUP_EVENT_CANCELLED,
     GROUP_EVENT_CHANGED,
+    GROUP_EVENT_WITHDRAWN,
+    GROUP_LEFT,
     WORKOUT_RECORDED,
 )
 from actors.group_event import WINDOW_S, GroupEvent, ascending_page, matches
@@ -70,6 +72,18 @@ class EventCalendar(Entity):
     @react(GROUP_EVENT_CANCELLED, to=To.ask(GroupEvent, "event_id", GroupEvent.audience, which="yes"))
     def on_cancelled(self, event: Event) -> None:
         self.events.pop(event.fields["event_id"], None)
+
+    @react(GROUP_LEFT, to=To.field("user_id"))
+    def on_left_group(self, event: Event) -> None:
+        """No longer a member (left, removed, banned): off the group's events that have not started, so no
+        reminder or change of a group they are out of reaches them, and their place goes to the waitlist."""
+        group_id = event.fields["group_id"]
+        for event_id, entry in list(self.events.items()):
+            card = entry["card"]
+            if card["group_id"] == group_id and card["start"] > self.now:
+                del self.events[event_id]
+                self.emit(GROUP_EVENT_WITHDRAWN, group_id=group_id, event_id=event_id, user_id=self.id,
+                          reason=event.fields["reason"])  # fmt: skip
 
     @react(WORKOUT_RECORDED, to=To.field("owner"), when=_linkable)
     def on_workout(self, event: Event) -> None:

@@ -335,6 +335,28 @@ async def test_a_cancelled_event_tells_everyone_who_answered_and_leaves_their_ca
     assert await world.host.fire_timers() == 0, "a cancelled event reminds nobody"
 
 
+async def test_a_member_who_leaves_or_is_banned_is_taken_off_the_events_to_come(world, clock):
+    await world.users("olga", "ana", "bo", "cy")
+    await world.group("g", "olga", "ana", "bo", "cy")
+    start = clock.now + 2 * DAY
+    await world.event("e1", start=start, capacity=1)
+    await world.rsvp("e1", "ana")
+    await world.rsvp("e1", "bo")  # waiting
+    await world.settle()
+    await world.ask("group_members", member_shard("g", "ana"), "leave", {"user_id": "ana"})
+    await world.ask("group_members", member_shard("g", "cy"), "ban", {"user_id": "cy", "by": "olga"})
+    await world.settle()
+    going = await world.ask("group_event", "e1", "people", {"group_id": "g", "which": "going"})
+    assert [p["id"] for p in going["items"]] == ["bo"], "ana's place went to the first waiting"
+    assert (await world.ask("event_calendar", "ana", "upcoming", {}))["items"] == []
+    assert [d["event_id"] for d in await world.told("bo", "group_event_promoted")] == ["e1"]
+    clock.now = start - 3_600
+    await world.host.fire_timers()
+    await world.settle()
+    assert await world.told("ana", "group_event_reminder") == [], "no reminder from a group she left"
+    assert sorted(d["lead"] for d in await world.told("bo", "group_event_reminder")) == ["1h", "24h"]
+
+
 async def test_an_invitation_is_told_to_the_invitee_unless_muted(world):
     await world.users("olga", "ana", "bo")
     await world.group("g", "olga")
