@@ -72,7 +72,11 @@ async def test_achievements_show_as_the_profile_allows_and_friends_hear_of_a_bad
     assert (await client.post("/workouts", json=long_run, headers=ana_h)).status_code == 201
     assert await client.arena.drain()
     assert (await client.get("/me/achievements", headers=ana_h)).json()["level"] == 2
-    own = (await client.get("/notifications", headers=ana_h)).json()["items"]
+    own = [
+        n
+        for n in (await client.get("/notifications", headers=ana_h)).json()["items"]
+        if n["type"] != "training_warning"
+    ]  # three hours after a week of walks: her load jumped (docs/training.md)
     assert [n["type"] for n in own] == ["level", "badge", "follower", "follower"]
     assert own[0]["data"]["level"] == 2 and own[0]["data"]["points"] >= 100
     assert [n["type"] for n in (await client.get("/notifications", headers=fan_h)).json()["items"]] == ["friend_badge"]
