@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.events import RACE_RESULT, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
+from actors.campaign import audience_shard
+from actors.events import AUDIENCE_CHANGED, RACE_RESULT, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
@@ -22,6 +23,8 @@ ROLES = ("athlete", "organizer", "admin")
 VISIBILITIES = ("public", "followers", "private")
 _PROFILE_FIELDS = ("display_name", "sports", "city", "region", "units", "bio", "time_zone")
 _MAX_SESSIONS = 20
+_TARGETED = ("region", "sports", "time_zone")  # what campaigns target by (docs/commerce.md)
+_CONSENT_LOG = 20
 # What boards, challenges and points count of a workout: a change to one of them is a workout.edited.
 COUNTED_FIELDS = ("visibility", "sport", "start", "elapsed_s", "moving_s", "distance_m", "elevation_gain_m",
                   "best_efforts", "source")  # fmt: skip
@@ -48,6 +51,8 @@ class Account(Entity):
         self.blocked: dict[str, float] = {}
         self.workouts: list[dict] = []  # summaries, newest first
         self.fingerprints: dict[str, str] = {}  # file fingerprint → workout id
+        self.marketing_consent = False
+        self.consent_log: list[dict] = []  # when and how consent was given or taken back, the last _CONSENT_LOG
 
     # -- account -------------------------------------------------------
 
@@ -124,9 +129,16 @@ class Account(Entity):
 
     @update
     def update_profile(
-        self, profile: dict | None = None, private: bool | None = None, default_visibility: str | None = None
+        self,
+        profile: dict | None = None,
+        private: bool | None = None,
+        default_visibility: str | None = None,
+        marketing_consent: bool | None = None,
+        consent_via: str = "settings",
     ) -> dict:
         self._require()
+        targeted = {k: self.profile.get(k) for k in _TARGETED}
+        consented = self.marketing_consent
         if default_visibility is not None and default_visibility not in VISIBILITIES:
             raise Rejected(f"visibility is one of {', '.join(VISIBILITIES)}")
         for name, value in (profile or {}).items():
@@ -141,6 +153,14 @@ class Account(Entity):
                 self.requests_in.clear()
         if default_visibility is not None:
             self.default_visibility = default_visibility
+        if marketing_consent is not None and marketing_consent != self.marketing_consent:
+            self.marketing_consent = marketing_consent
+            self.consent_log = [*self.consent_log, {"at": self.now, "consent": marketing_consent,
+                                                    "via": consent_via}][-_CONSENT_LOG:]  # fmt: skip
+        now_targeted = {k: self.profile.get(k) for k in _TARGETED}
+        if consented != self.marketing_consent or (self.marketing_consent and targeted != now_targeted):
+            self.emit(AUDIENCE_CHANGED, user_id=self.id, shard=audience_shard(self.id),
+                      consent=self.marketing_consent, profile=now_targeted if self.marketing_consent else None)  # fmt: skip
         return self.me()
 
     @query
@@ -154,6 +174,8 @@ class Account(Entity):
             "profile": self.profile,
             "private": self.private,
             "default_visibility": self.default_visibility,
+            "marketing_consent": self.marketing_consent,
+            "consent_log": self.consent_log,
             "followers": len(self.followers),
             "following": len(self.following),
             "workouts": len(self.workouts),
@@ -261,6 +283,11 @@ class Account(Entity):
         relation = {"followers": self.followers, "following": self.following, "requests": self.requests_in}[which]
         items = sorted(({"id": who, "at": at} for who, at in relation.items()), key=lambda i: (i["at"], i["id"]))
         return page(items[::-1], before, limit)
+
+    @query
+    def audience_shards(self) -> list[str]:
+        """The campaign audience shard of this account (for events that name a user but no shard)."""
+        return [audience_shard(self.id)]
 
     @query
     def ids(self, which: str) -> list[str]:

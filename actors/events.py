@@ -10,7 +10,10 @@ from __future__ import annotations
 from engine.events import declare
 
 __all__ = [
+    "AUDIENCE_CHANGED",
     "BADGE_AWARDED",
+    "CAMPAIGN_SCHEDULED",
+    "CAMPAIGN_SENT",
     "CHALLENGE_COMPLETED",
     "CHALLENGE_JOINED",
     "CHALLENGE_LEFT",
@@ -42,6 +45,11 @@ __all__ = [
     "SEGMENT_EFFORT",
     "SEGMENT_EFFORT_REMOVED",
     "SHOP_PURCHASED",
+    "SUBSCRIPTION_CHANGED",
+    "SPORT_EVENT_CANCELLED",
+    "SPORT_EVENT_LISTED",
+    "SPORT_EVENT_REGISTRATION",
+    "SPORT_EVENT_REMINDER",
     "TRAINING_WARNING",
     "WORKOUT_DELETED",
     "WORKOUT_EDITED",
@@ -298,11 +306,12 @@ GEAR_SUGGESTED = declare(
 
 SHOP_PURCHASED = declare(
     "shop.purchased",
-    fields=("order_id", "user_id", "lines", "total", "currency"),
+    fields=("order_id", "user_id", "lines", "total", "currency", "catalogue"),
     user_field="user_id",
     doc="An order from the brand's shop, attributed to an athlete by the click id of Arena's link, was paid; once per "
     "order whatever the shop retries. ``lines``: product_id, title, brand, quantity, price (minor units), gear_type, "
-    "component, sports (the catalogue's labels; null gear_type for what is no gear).",
+    "component, sports (the catalogue's labels; null gear_type for what is no gear). ``catalogue``: the co-purchase "
+    "index's id (``shop``; absent from orders recorded before it existed).",
 )
 
 PROMO_REDEEMED = declare(
@@ -358,4 +367,65 @@ ROUTE_LISTED = declare(
     user_field="owner",
     doc="A route was created, edited or deleted (docs/segments.md, Routes): ``card`` is what lists show of it "
     "(null once deleted), ``directory`` the directory shard that lists it when it is not private.",
+)
+
+SPORT_EVENT_LISTED = declare(
+    "sport_event.listed",
+    fields=("event_id", "directory", "card"),
+    user_field=None,
+    doc="An organizer's event was created or cancelled (docs/sport-events.md): ``card`` is what the event calendar "
+    "shows of it (null once cancelled), ``directory`` the calendar shard that lists it.",
+)
+
+SPORT_EVENT_REGISTRATION = declare(
+    "sport_event.registration",
+    fields=("event_id", "user_id", "registration", "card", "promoted"),
+    user_field="user_id",
+    doc="An athlete's registration to an event changed (registered, waitlisted, cancelled, paid, checked in): "
+    "``registration`` as it now is, ``promoted`` when a freed place took it off the waitlist.",
+)
+
+SPORT_EVENT_CANCELLED = declare(
+    "sport_event.cancelled",
+    fields=("event_id", "card", "by"),
+    user_field=None,
+    doc="An organizer cancelled a whole event: every registration was cancelled with it, refunds recorded.",
+)
+
+SPORT_EVENT_REMINDER = declare(
+    "sport_event.reminder",
+    fields=("event_id", "card", "lead"),
+    user_field=None,
+    doc="An event starts in ``lead`` (24h): its durable timer rang, once.",
+)
+
+AUDIENCE_CHANGED = declare(
+    "audience.changed",
+    fields=("user_id", "shard", "consent", "profile"),
+    user_field="user_id",
+    doc="An account's marketing consent, or (while it consents) a field campaigns target by, changed: ``profile`` "
+    "is region, sports and time_zone; ``shard`` the campaign audience shard of the user (docs/commerce.md).",
+)
+
+SUBSCRIPTION_CHANGED = declare(
+    "subscription.changed",
+    fields=("user_id", "shard", "state", "plan", "tier"),
+    user_field="user_id",
+    doc="A premium subscription moved to another state (docs/commerce.md): ``tier`` is the plan whose "
+    "entitlements the user now holds (``free`` when none).",
+)
+
+CAMPAIGN_SCHEDULED = declare(
+    "campaign.scheduled",
+    fields=("campaign_id", "spec"),
+    user_field=None,
+    doc="An admin scheduled a campaign: its message, targeting and local send time; each audience shard "
+    "schedules its slice.",
+)
+
+CAMPAIGN_SENT = declare(
+    "campaign.sent",
+    fields=("campaign_id", "user_id", "message"),
+    user_field="user_id",
+    doc="A campaign is due for one recipient (consenting, targeted, outside quiet hours in their time zone).",
 )

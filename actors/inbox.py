@@ -5,6 +5,7 @@ from __future__ import annotations
 from actors.account import Account
 from actors.events import (
     BADGE_AWARDED,
+    CAMPAIGN_SENT,
     CHALLENGE_COMPLETED,
     GEAR_SUGGESTED,
     GROUP_EVENT_ANSWERED,
@@ -14,15 +15,19 @@ from actors.events import (
     GROUP_INVITED,
     LEVEL_REACHED,
     RACE_RESULT,
+    SPORT_EVENT_CANCELLED,
+    SPORT_EVENT_REGISTRATION,
+    SPORT_EVENT_REMINDER,
     TRAINING_WARNING,
 )
 from actors.group_event import GroupEvent
 from actors.paging import page
+from actors.sport_event import SportEvent
 from engine.entity import Entity, query, update
 from engine.errors import Rejected
 from engine.events import Event, To, react
 
-__all__ = ["Inbox", "NOTIFICATION_TYPES", "INBOX_LENGTH"]
+__all__ = ["Inbox", "NOTIFICATION_TYPES", "INBOX_LENGTH", "MARKETING_CAP", "MARKETING_WINDOW_S"]
 
 NOTIFICATION_TYPES = (
     "follower",
@@ -43,8 +48,13 @@ NOTIFICATION_TYPES = (
     "group_event_promoted",  # a place freed: off the waitlist, going
     "gear_worn",  # an item of my gear is near the end of its life, with replacements (docs/commerce.md)
     "training_warning",  # my training load says rest (docs/training.md)
+    "marketing",  # a campaign's news or offer, with my consent (docs/commerce.md)
+    "sport_event_reminder",  # an event I registered to starts in 24 h (docs/sport-events.md)
+    "sport_event_cancelled",  # an event I registered to was cancelled
+    "sport_event_promoted",  # a place freed: off an event's waitlist, registered
 )
 INBOX_LENGTH = 500
+MARKETING_CAP, MARKETING_WINDOW_S = 2, 7 * 86_400  # at most 2 marketing notifications in any 7 days
 
 
 class Inbox(Entity):
@@ -55,6 +65,8 @@ class Inbox(Entity):
         self.items: list[dict] = []  # newest first
         self.unread = 0
         self.muted: list[str] = []
+        self.marketing: list[float] = []  # when the last MARKETING_CAP marketing notifications came
+        self.capped = 0  # campaigns not delivered for the cap
 
     @update
     def notify(self, notification_id: str, type: str, data: dict) -> dict | None:
@@ -135,6 +147,26 @@ class Inbox(Entity):
     def on_group_event_promoted(self, event: Event) -> None:
         self._tell_event(event, "group_event_promoted")
 
+    def _tell_sport_event(self, event: Event, type: str, **more: object) -> None:
+        card = event.fields["card"]
+        data = {name: card[name] for name in ("title", "start", "time_zone")}
+        self._tell(event.id, type, {**data, "event_id": card["id"], "url": f"/events/{card['id']}", **more})
+
+    @react(SPORT_EVENT_REMINDER, to=To.ask(SportEvent, "event_id", SportEvent.audience, which="registered"))
+    def on_sport_event_reminder(self, event: Event) -> None:
+        self._tell_sport_event(event, "sport_event_reminder", lead=event.fields["lead"])
+
+    @react(
+        SPORT_EVENT_CANCELLED,
+        to=To.ask(SportEvent, "event_id", SportEvent.audience, which="cancelled_with_event"),
+    )
+    def on_sport_event_cancelled(self, event: Event) -> None:
+        self._tell_sport_event(event, "sport_event_cancelled")
+
+    @react(SPORT_EVENT_REGISTRATION, to=To.field("user_id"), when=lambda fields: fields["promoted"])
+    def on_sport_event_promoted(self, event: Event) -> None:
+        self._tell_sport_event(event, "sport_event_promoted", bib=event.fields["registration"]["bib"])
+
     @react(TRAINING_WARNING, to=To.field("user_id"))
     def on_training_warning(self, event: Event) -> None:
         data = {k: event.fields[k] for k in ("warning", "reason", "day")}
@@ -146,6 +178,15 @@ class Inbox(Entity):
         data = {k: gear[k] for k in ("name", "type", "used_m", "life_m", "wear")}
         self._tell(event.id, "gear_worn", {**data, "gear_id": event.fields["gear_id"],
                                            "suggestions": event.fields["suggestions"], "url": "/gear"})  # fmt: skip
+
+    @react(CAMPAIGN_SENT, to=To.field("user_id"))
+    def on_campaign_sent(self, event: Event) -> None:
+        recent = [at for at in self.marketing if self.now - at < MARKETING_WINDOW_S]
+        if len(recent) >= MARKETING_CAP or "marketing" in self.muted:
+            self.capped += len(recent) >= MARKETING_CAP
+            return
+        self.marketing = [*recent, self.now]
+        self._tell(event.id, "marketing", {**event.fields["message"], "campaign_id": event.fields["campaign_id"]})
 
     def _tell(self, notification_id: str, type: str, data: dict) -> None:
         item = self.notify(notification_id, type, data)

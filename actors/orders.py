@@ -31,7 +31,7 @@ class ShopOrder(Entity):
         self.order = {**order, "user_id": user_id, "received": self.now}
         if user_id is not None:
             self.emit(SHOP_PURCHASED, order_id=order["id"], user_id=user_id, lines=order["lines"],
-                      total=order["total"], currency=order["currency"])  # fmt: skip
+                      total=order["total"], currency=order["currency"], catalogue="shop")  # fmt: skip
         return {"order_id": order["id"], "duplicate": False, "attributed": user_id is not None}
 
     @query

@@ -10,7 +10,8 @@ kept workout's load is measured again. Warnings are checked after each change an
 episode (``training.warning``, which the inbox turns into a notification).
 
 Bounded: workouts of the last ``WINDOW_DAYS`` days (at most ``MAX_WORKOUTS``), their daily sums,
-``_GONE_KEPT`` deleted ids, and one entry per warning.
+``_GONE_KEPT`` deleted ids, one entry per warning, and one goal race (the plan is computed at each
+read, never kept).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import numpy as np
 
 from actors.events import TRAINING_WARNING, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
 from engine.entity import Entity, query, update
-from engine.errors import Rejected
+from engine.errors import NotFound, Rejected
 from engine.events import Event, To, react
 from engine.gamification.badges import local_time
 from engine.gamification.badges import time_zone as zone_named
 from engine.training import load as model
+from engine.training import plan as planning
 from engine.training.predictions import predict
 from engine.training.reports import against_professionals, period_totals
 
@@ -62,6 +64,7 @@ class Training(Entity):
         self.gone: dict[str, int] = {}  # deleted workout id -> the account's seq of the deletion
         self.days: dict[str, list[float]] = {}  # day ordinal -> [load, moving_s, distance_m, workouts]
         self.warned: dict[str, str] = {}  # warning code -> the day (ISO) its episode began
+        self.goal: dict | None = None  # the goal race (docs/training.md, "Plan"): one at a time
 
     # -- reactions -------------------------------------------------------------------------------
 
@@ -137,6 +140,21 @@ class Training(Entity):
         self._estimate()
         self._check()
         return self._threshold_view()
+
+    @update
+    def set_goal(self, goal: dict | None) -> dict | None:
+        """The goal race the plan leads to (``race_day`` ISO, ``distance_m``, ``sport``, ``days_per_week``,
+        ``long_day`` 0-6, ``target_s`` or None); None removes it."""
+        if goal is not None:
+            try:
+                day = date.fromisoformat(goal["race_day"]).toordinal()
+                planning.Goal(**{**goal, "race_day": day})
+            except (KeyError, TypeError, ValueError) as error:
+                raise Rejected(f"not a goal: {error}") from None
+            if not 0 < day - self._today() <= 7 * planning.MAX_WEEKS:
+                raise Rejected(f"a goal race is from tomorrow to {planning.MAX_WEEKS} weeks ahead")
+        self.goal = goal
+        return goal
 
     # -- the model -------------------------------------------------------------------------------
 
@@ -316,10 +334,45 @@ class Training(Entity):
         return against_professionals(predict(best)["races"], best, self.thresholds["ftp_w"])
 
     @query
+    def plan(self) -> dict:
+        """The next seven days and the weeks to the goal race (engine/training/plan.py)."""
+        if self.goal is None:
+            raise NotFound("no goal race: set one with PUT /me/training/goal")
+        goal = planning.Goal(**{**self.goal, "race_day": date.fromisoformat(self.goal["race_day"]).toordinal()})
+        loads, first = self._loads()
+        figures = model.today(loads, first)
+        predicted = None
+        if goal.sport == "run":
+            predicted = planning.predicted_seconds(predict(self._efforts()), goal.distance_m)
+        now = planning.Situation(
+            today=self._today(), fitness=figures["fitness"], fatigue=figures["fatigue"], form=figures["form"],
+            acwr=figures["acwr"], chronic_week=float(loads[-28:].sum()) / 4.0, recent_form=figures["recent_form"],
+            recent_loads=[float(x) for x in loads[-2:]], threshold_pace_s_per_km=self.thresholds["threshold_pace_s_per_km"],
+            ftp_w=self.thresholds["ftp_w"], predicted_s=predicted,
+        )  # fmt: skip
+        try:
+            answer = planning.plan(goal, now)
+        except ValueError as error:
+            raise Rejected(str(error)) from None
+        return {**answer, "goal": self.goal, "today": {k: figures[k] for k in ("fitness", "fatigue", "form", "acwr")}}
+
+    @query
+    def weekly_distance(self, days: int = 28) -> dict[str, float]:
+        """Metres a week per sport over the last ``days`` days (1-365)."""
+        days = max(1, min(int(days), 365))
+        since = self._today() - days
+        total: dict[str, float] = {}
+        for record in self.workouts.values():
+            sport, metres = record[4].get("sport"), record[4].get("distance_m")
+            if record[1] > since and isinstance(sport, str) and isinstance(metres, int | float) and metres > 0:
+                total[sport] = total.get(sport, 0.0) + float(metres)
+        return {sport: metres * 7 / days for sport, metres in total.items()}
+
+    @query
     def zone(self) -> str | None:
         return self.time_zone
 
     @query
     def export(self) -> dict:
         return {"time_zone": self.time_zone, "overrides": self.overrides, "workouts": len(self.workouts),
-                "days": self.days}  # fmt: skip
+                "days": self.days, "goal": self.goal}  # fmt: skip

@@ -12,18 +12,21 @@ from serve.api import (
     achievements,
     admin,
     analytics,
+    campaigns,
     challenges,
     devices,
     gear,
     group_events,
     groups,
     notifications,
+    premium,
     races,
     recommendations,
     routes,
     segments,
     shop,
     social,
+    sport_events,
     training,
     workouts,
 )
@@ -54,6 +57,7 @@ api.add_middleware(
         f"{API_PREFIX}/workouts/import": MAX_FILE_BYTES + 64 * 1024,
         f"{API_PREFIX}/routes": MAX_FILE_BYTES + 64 * 1024,
         f"{API_PREFIX}{shop.WEBHOOK_PATH}": shop.WEBHOOK_MAX_BYTES,  # smaller: nobody signed in sends it
+        f"{API_PREFIX}{premium.WEBHOOK_PATH}": premium.WEBHOOK_MAX_BYTES,
     },
 )
 api.add_middleware(Cors)  # preflights are answered before any body is read
@@ -81,8 +85,11 @@ for module in (
     recommendations,
     gear,
     shop,
+    premium,
+    campaigns,
     segments,
     routes,
+    sport_events,
     admin,
 ):
     api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md

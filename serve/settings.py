@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         None, description="key that signs click ids of links to the shop (default: derived from the JWT secret)"
     )
     shop_click_ttl: float = Field(30 * 86_400, gt=0, description="seconds a click id attributes an order")
+    billing_webhook_secret: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key(s) of the billing provider's subscription webhooks, comma-separated while one "
+        "is rotated; unset: every webhook is refused",
+    )
+    billing_grace_s: float = Field(7 * 86_400, gt=0, description="seconds a past-due subscription keeps its plan")
 
     @field_validator("database_url")
     @classmethod
@@ -259,10 +265,24 @@ class Settings(BaseSettings):
             return []
         return [key.strip() for key in self.shop_webhook_secret.get_secret_value().split(",") if key.strip()]
 
+    def billing_webhook_secrets(self) -> list[str]:
+        """The keys any of which may sign a billing webhook (none: refuse them all)."""
+        if self.billing_webhook_secret is None:
+            return []
+        return [key.strip() for key in self.billing_webhook_secret.get_secret_value().split(",") if key.strip()]
+
+    def opt_out_secret(self) -> str:
+        """The key of one-click marketing opt-out links (derived from the JWT secret)."""
+        return hmac.new(self.signing_secret().encode(), b"arena marketing opt-out", hashlib.sha256).hexdigest()
+
     def click_secret(self) -> str:
         if self.shop_click_secret is not None:
             return self.shop_click_secret.get_secret_value()
         return hmac.new(self.signing_secret().encode(), b"arena shop click ids", hashlib.sha256).hexdigest()
+
+    def event_secret(self) -> str:
+        """The key of event tickets (check-in codes) and calendar feed tokens: derived from the JWT secret."""
+        return hmac.new(self.signing_secret().encode(), b"arena event tokens", hashlib.sha256).hexdigest()
 
     def signing_secret(self) -> str:
         """The configured secret, or one generated once and kept beside the embedded store."""

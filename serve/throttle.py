@@ -73,6 +73,8 @@ POLICIES: dict[str, Policy] = {
     "membership": Policy(account=Rate(30, MINUTE), address=Rate(600, MINUTE)),
     "post": Policy(account=Rate(10, MINUTE), address=Rate(100, MINUTE)),
     "redeem": Policy(account=Rate(10, MINUTE), address=Rate(60, MINUTE)),
+    "campaign": Policy(account=Rate(20, HOUR), address=Rate(200, HOUR)),
+    "opt_out": Policy(account=None, address=Rate(60, MINUTE)),
 }
 
 # Paths as the API's routers declare them, without the /api/v1 prefix.
@@ -113,14 +115,20 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/segments"): "create",
     ("POST", "/routes"): "create",
     ("POST", "/me/gear"): "create",
+    ("POST", "/events"): "create",
     ("POST", "/groups/{group_id}/join"): "membership",
     ("POST", "/groups/{group_id}/leave"): "membership",
     ("PUT", "/groups/{group_id}/events/{event_id}/rsvp"): "membership",
     ("POST", "/challenges/{challenge_id}/join"): "membership",
     ("POST", "/challenges/{challenge_id}/leave"): "membership",
+    ("POST", "/events/{sport_event_id}/registrations"): "membership",
+    ("DELETE", "/events/{sport_event_id}/registrations/me"): "membership",
     ("POST", "/groups/{group_id}/posts"): "post",
     ("POST", "/groups/{group_id}/posts/{post_id}/comments"): "post",
     ("POST", "/offers/redeem"): "redeem",
+    ("POST", "/campaigns"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/cancel"): "campaign",
+    ("POST", "/marketing/opt-out"): "opt_out",
 }
 
 _OVERRIDE = re.compile(

@@ -104,8 +104,16 @@ async def test_crafted_cursors_answer_400_on_every_paged_route_signed_in_or_not(
         headers=headers,
     )  # fmt: skip
     assert event.status_code == 201, event.text
+    sport_event = await client.post(
+        "/events",
+        json={"title": "Ten", "sport": "run", "start": f"{datetime.now(UTC).year + 1}-01-01T09:00:00Z",
+              "end": f"{datetime.now(UTC).year + 1}-01-01T11:00:00Z", "time_zone": "UTC",
+              "venue": {"lat": 48.8, "lon": 2.3, "address": "Here"}},
+        headers=headers,
+    )  # fmt: skip
+    assert sport_event.status_code == 201, sport_event.text
     ids = {"user_id": user_id, "workout_id": workout_id, "group_id": group_id, "post_id": post.json()["id"],
-           "event_id": event.json()["id"]}  # fmt: skip
+           "event_id": event.json()["id"], "sport_event_id": sport_event.json()["id"]}  # fmt: skip
     for path in _paged_routes():
         url = _fill(path, ids)
         assert (await client.get(url, headers=headers)).status_code == 200, url

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from actors.subscription import Subscription
 from engine.training import load
 from tests.test_api import assert_problem, signup
 
@@ -37,6 +38,14 @@ async def _run(client, headers, days_ago: int, minutes: float, km: float, **more
     assert answer.status_code == 201, answer.text
 
 
+async def _subscribe(client, user_id: str) -> None:
+    """The reports are premium (serve/entitlements.py): as a billing webhook would, the plan is paid."""
+    await client.arena.ref(Subscription, user_id).ask(
+        Subscription.apply, event_id=f"evt-{user_id}", type="subscription.renewed", created=int(time.time()),
+        sequence=0, plan="premium", period_end=time.time() + 30 * DAY, grace_s=7 * DAY,
+    )  # fmt: skip
+
+
 async def test_every_training_route_answers_401_without_a_token(client):
     for method, path in ROUTES:
         assert_problem(await client.request(method, path, json={}), 401)
@@ -44,6 +53,7 @@ async def test_every_training_route_answers_401_without_a_token(client):
 
 async def test_my_training_its_chart_thresholds_forecast_predictions_and_reports(client):
     ana, headers = await signup(client, "Ana")
+    await _subscribe(client, ana)
     await client.patch("/me", json={"profile": {"time_zone": "Europe/Paris", "region": "Bretagne"}}, headers=headers)
     for days_ago in range(20, 0, -2):
         await _run(client, headers, days_ago, 50, 10)
@@ -88,6 +98,7 @@ async def test_my_training_its_chart_thresholds_forecast_predictions_and_reports
 
     # Peers: the lake's daily aggregates of the athletes of Bretagne.
     bo, bo_h = await signup(client, "Bo")
+    await _subscribe(client, bo)
     await client.patch("/me", json={"profile": {"region": "Bretagne"}}, headers=bo_h)
     await _run(client, bo_h, 2, 100, 20)
     assert await client.arena.drain()
@@ -121,7 +132,8 @@ async def test_my_training_its_chart_thresholds_forecast_predictions_and_reports
     ],
 )
 async def test_malformed_and_hostile_parameters_get_422(client, path, params):
-    _, headers = await signup(client, "Eve")
+    eve, headers = await signup(client, "Eve")
+    await _subscribe(client, eve)
     assert_problem(await client.get(path, params=params, headers=headers), 422)
 
 

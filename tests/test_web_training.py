@@ -5,7 +5,7 @@ A screenshot goes to reports/screenshots/training.png."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -36,6 +36,9 @@ def test_my_training_shows_the_chart_the_predictions_and_a_warning(server, brows
         time.sleep(0.2)
     pace = client.http.put("/me/training/thresholds", json={"threshold_pace_s_per_km": 300}, headers=ana["headers"])
     assert pace.status_code == 200
+    race = (datetime.now(UTC).date() + timedelta(days=40)).isoformat()
+    goal = {"race_date": race, "distance_m": 10_000, "days_per_week": 4, "long_day": 6}
+    assert client.http.put("/me/training/goal", json=goal, headers=ana["headers"]).status_code == 200
 
     page = browser.new_page(bypass_csp=True)
     sign_in(page, base, ana["email"], "/me/training")
@@ -48,4 +51,6 @@ def test_my_training_shows_the_chart_the_predictions_and_a_warning(server, brows
     assert "5:00" in page.text_content("#thresholds")  # the pace set, shown as a pace
     assert page.locator("#predictions tr.prediction").count() == 0  # typed-in runs have no best efforts
     assert "No best efforts yet" in page.text_content("#prediction-model")
+    assert page.locator("#plan tr.plan-day").count() == 7  # this week, toward the 10 km
+    assert "a recovery week" in page.text_content("#plan-goal") or "capped" in page.text_content("#plan-goal")
     page.screenshot(path=SHOTS / "training.png", full_page=True)

@@ -87,6 +87,7 @@ class ProfileUpdate(Strict):
     profile: Profile | None = None
     private: bool | None = None
     default_visibility: Literal[VISIBILITIES] | None = None  # type: ignore[valid-type]
+    marketing_consent: bool | None = None  # news and offers (docs/commerce.md); recorded with when and how
 
 
 class Roles(Strict):

@@ -19,12 +19,17 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from actors.account import Account
+from actors.catalogue import Catalogue
 from actors.challenge import Challenge
 from actors.challenge_entries import ChallengeEntries
+from actors.co_purchase import INDEX_ID, CoPurchase
+from actors.gear import CATALOGUE_ID, Gear
 from actors.group import Group
 from actors.race import Race, RaceIndex
+from actors.training import Training
 from actors.user_groups import UserGroups
 from engine.errors import NotFound
+from engine.recommend import products as rules
 from serve.context import Arena, ArenaDep, CallerDep
 from serve.problems import Problem
 
@@ -44,6 +49,48 @@ async def _or_none(answer: Awaitable[Any]) -> Any:
         return await answer
     except NotFound:
         return None
+
+
+@router.get("/me/recommendations/products", summary="Products and gear for me, each with why: wear, volume, "
+            "what others bought with mine")  # fmt: skip
+async def products(caller: CallerDep, arena: ArenaDep, limit: Annotated[int, Query(ge=1, le=30)] = 10) -> dict:
+    catalogue, index = arena.ref(Catalogue, CATALOGUE_ID), arena.ref(CoPurchase, INDEX_ID)
+    gear, weekly, bought, me = await asyncio.gather(
+        arena.ref(Gear, caller.id).ask(Gear.listing), arena.ref(Training, caller.id).ask(Training.weekly_distance),
+        index.ask(CoPurchase.bought, user_id=caller.id), arena.ref(Account, caller.id).ask(Account.me),
+    )  # fmt: skip
+    items = gear["items"]
+    owned = {i["product_id"] for i in items if i.get("product_id") and not i["retired"]} | set(bought)
+    worn = rules.worn(items)
+    needs = rules.needs(items, weekly)
+    sports = [s for s in (me["profile"].get("sports") or [])[:3] if isinstance(s, str)]
+    replacements, pages = await asyncio.gather(
+        asyncio.gather(*(catalogue.ask(Catalogue.suggestions, limit=6, gear={k: item[k] for k in
+                         ("type", "component", "sports", "price", "brand")}) for item, _ in worn)),
+        asyncio.gather(*[catalogue.ask(Catalogue.browse, gear_type=n.gear_type, sport=n.sport, limit=50) for n in needs],
+                       *[catalogue.ask(Catalogue.browse, sport=s, limit=20) for s in sports]),
+    )  # fmt: skip
+    picks = [rules.Pick("wear", p, why, item["used_m"] / item["life_m"]) for (item, why), chosen
+             in zip(worn, replacements, strict=True) for p in chosen]  # fmt: skip
+    for need, page in zip(needs, pages, strict=False):
+        fitting = [p for p in page["items"] if p["component"] == need.component]
+        fitting.sort(key=lambda p: (abs(p["price"] - need.price) if need.price else p["price"], p["id"]))
+        picks += [rules.Pick("volume", p, need.why, 1 - n / 100) for n, p in enumerate(fitting)]
+    for sport, page in zip(sports, pages[len(needs) :], strict=True):
+        picks += [rules.Pick("sport", p, f"for {sport}, one of your sports") for p in page["items"]]
+    mine = sorted({i["product_id"] for i in items if i.get("product_id")} | set(bought))
+    together = await index.ask(CoPurchase.together, products=mine, limit=20) if mine else []
+    named = sorted({t["id"] for t in together} | {t["with"] for t in together})
+    cards = dict(zip(named, await asyncio.gather(*(_or_none(catalogue.ask(Catalogue.product, product_id=p))
+                                                   for p in named)), strict=True))  # fmt: skip
+    for entry in together:
+        card, with_card = cards[entry["id"]], cards[entry["with"]]
+        if card is not None:
+            n = entry["athletes"]
+            why = (f"bought by {n} athlete{'s' if n > 1 else ''} who also bought "
+                   f"{with_card['title'] if with_card else 'what you bought'}")  # fmt: skip
+            picks.append(rules.Pick("co_purchase", card, why, n / (n + 1)))
+    return {"items": rules.rank(picks, owned, limit)}
 
 
 @router.get("/me/recommendations/{which}", summary="People, groups, challenges or races to join, best first")

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.account import Account
 from actors.training import WINDOW_DAYS, Training
+from engine.errors import Rejected
 from serve.context import Arena, ArenaDep, CallerDep
+from serve.entitlements import requires
 from serve.problems import Problem
 
 __all__ = ["router"]
@@ -30,6 +32,19 @@ class ThresholdsIn(BaseModel):
     max_hr: Annotated[float | None, Field(ge=100, le=240)] = None
     rest_hr: Annotated[float | None, Field(ge=25, le=120)] = None
     threshold_pace_s_per_km: Annotated[float | None, Field(ge=120, le=900)] = None
+
+
+class GoalIn(BaseModel):
+    """The goal race the plan leads to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    race_date: date = Field(description="the race's day, from tomorrow to 52 weeks ahead")
+    distance_m: Annotated[float, Field(ge=400, le=1_000_000, description="run: up to 250 km; ride: up to 1,000 km")]
+    sport: Literal["run", "ride"] = "run"
+    target_s: Annotated[float | None, Field(ge=60, le=7 * 86_400)] = None
+    days_per_week: Annotated[int, Field(ge=3, le=7)] = 4
+    long_day: Annotated[int, Field(ge=0, le=6, description="0 Monday to 6 Sunday")] = 6
 
 
 async def _training(arena: Arena, user_id: str):  # noqa: ANN202 - an entity reference
@@ -85,17 +100,54 @@ async def predictions(caller: CallerDep, arena: ArenaDep) -> dict:
     return await (await _training(arena, caller.id)).ask(Training.predictions)
 
 
+@router.put("/me/training/goal", summary="Set my goal race: the plan leads to it")
+async def set_goal(body: GoalIn, caller: CallerDep, arena: ArenaDep) -> dict:
+    if body.sport == "run" and body.distance_m > 250_000:
+        raise Problem(422, "a running race is at most 250 km")
+    goal = body.model_dump(exclude={"race_date"})
+    goal["race_day"] = body.race_date.isoformat()
+    training = await _training(arena, caller.id)
+    try:
+        return await training.ask(Training.set_goal, goal=goal)
+    except Rejected as error:  # a race day that is not ahead in the athlete's own time zone
+        raise Problem(422, error.message) from None
+
+
+@router.delete("/me/training/goal", status_code=204, summary="Remove my goal race")
+async def remove_goal(caller: CallerDep, arena: ArenaDep) -> None:
+    await (await _training(arena, caller.id)).ask(Training.set_goal, goal=None)
+
+
+@router.get("/me/training/plan", summary="The next 7 days toward my goal race and the weeks to it, each with why")
+async def plan(caller: CallerDep, arena: ArenaDep) -> dict:
+    return await (await _training(arena, caller.id)).ask(Training.plan)
+
+
+@router.get("/me/training/next", summary="Tomorrow's workout toward my goal race, and why")
+async def next_workout(caller: CallerDep, arena: ArenaDep) -> dict:
+    answer = await (await _training(arena, caller.id)).ask(Training.plan)
+    return {"workout": answer["days"][0], "week": answer["weeks"][0], "race": answer["race"]}
+
+
 @router.get("/me/reports/year-over-year", summary="The last days against the same days a year ago")
 async def year_over_year(caller: CallerDep, arena: ArenaDep, days: Annotated[int, Query(ge=1, le=366)] = 28) -> dict:
     return await (await _training(arena, caller.id)).ask(Training.year_over_year, days=days)
 
 
-@router.get("/me/reports/professionals", summary="My times and power against world records and elite riders")
+@router.get(
+    "/me/reports/professionals",
+    summary="My times and power against world records and elite riders (premium: advanced_training)",
+    dependencies=[requires("advanced_training")],
+)
 async def professionals(caller: CallerDep, arena: ArenaDep) -> dict:
     return await (await _training(arena, caller.id)).ask(Training.professionals)
 
 
-@router.get("/me/reports/peers", summary="Percentiles among the athletes of my region, from the data lake")
+@router.get(
+    "/me/reports/peers",
+    summary="Percentiles among the athletes of my region, from the data lake (premium: advanced_training)",
+    dependencies=[requires("advanced_training")],
+)
 async def peers(caller: CallerDep, arena: ArenaDep, days: Annotated[int, Query(ge=1, le=366)] = 28) -> dict:
     if not arena.settings.lake:
         raise Problem(404, "this Arena keeps no data lake, so it has no peers to compare with")

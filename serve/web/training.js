@@ -1,4 +1,5 @@
-// My training: the fitness/fatigue/form chart (inline SVG), today's figures, warnings, thresholds, predictions.
+// My training: the fitness/fatigue/form chart (inline SVG), today's figures, warnings, thresholds, predictions,
+// and this week's plan toward the goal race.
 import { api, clear, clock, el, header, requireLogin } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -64,16 +65,30 @@ function predictions(answer) {
   );
 }
 
+function plan(answer) {
+  if (!answer) return;
+  const race = answer.race;
+  $("plan-goal").textContent = `${(race.distance_m / 1000).toFixed(1)} km ${race.sport} on ${race.day}: ${answer.weeks[0].why}`;
+  clear(
+    $("plan"),
+    answer.days.map((d) =>
+      el("tr", { class: `plan-day ${d.type}`, "data-type": d.type }, el("th", {}, d.weekday), el("td", {}, d.type), el("td", { class: "figure" }, d.minutes ? `${d.minutes} min` : ""), el("td", { class: "muted" }, [d.target.text, d.why].filter(Boolean).join(" · "))),
+    ),
+  );
+}
+
 async function main() {
   const account = await header();
   if (!requireLogin(account)) return;
-  const [status, days, ahead, predicted] = await Promise.all([
+  const [status, days, ahead, predicted, planned] = await Promise.all([
     api("/me/training"),
     api("/me/training/days"),
     api("/me/training/forecast?weeks=6"),
     api("/me/training/predictions"),
+    api("/me/training/plan").catch(() => null), // 404: no goal race set
   ]);
   today(status);
+  plan(planned);
   chart(days.items, ahead.days);
   predictions(predicted);
   document.body.dataset.ready = "yes";
