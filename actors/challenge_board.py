@@ -4,7 +4,9 @@ Each event moves one participant from their old standing to their new one
 (``engine.challenges.ranking.RankIndex``: a Fenwick tree of counts per score bucket and the exact
 top of the board), and, in a team challenge, their team's sum. The engine applies each event once
 and in each shard's order, so the index agrees with the shards. It is snapshotted like any entity
-(512 KiB of counts, the top list, the teams) and replays its journal after it.
+(512 KiB of counts, the top list, the teams) and replays its journal after it. Its reads are
+peeks (``engine.entity.peek``): a big challenge's index has an event's turn in flight nearly always,
+and a board shown need not wait for that turn's commit.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from actors.events import CHALLENGE_PROGRESSED
 from engine.challenges import goals
 from engine.challenges.ranking import BUCKETS, RankIndex
-from engine.entity import Entity, query, update
+from engine.entity import Entity, peek, update
 from engine.errors import NotFound, Rejected
 from engine.events import Event, To, react
 
@@ -71,7 +73,7 @@ class ChallengeBoard(Entity):
 
     # -- reading -----------------------------------------------------------------------
 
-    @query
+    @peek
     def top(self, limit: int = 20, start: int = 0) -> dict:
         """The board's ranks ``start + 1``..; ``complete`` false when the index cannot say them all (the
         shards can: ``actors.challenge_participants``)."""
@@ -84,7 +86,7 @@ class ChallengeBoard(Entity):
             "scored": index.scored,
         }
 
-    @query
+    @peek
     def around(self, user_id: str, score: float | None, at: float, count: int = 5) -> dict:
         """``user_id``'s rank, and the ``count`` ahead and behind when the index holds them exactly."""
         index = self._index()
@@ -96,13 +98,13 @@ class ChallengeBoard(Entity):
         return {"rank": position + 1, "rows": index.rows(start, position - start + count + 1),
                 "participants": index.participants}  # fmt: skip
 
-    @query
+    @peek
     def ranks(self, entries: list) -> list[int]:
         """The rank of each ``[user, score, at]``."""
         index = self._index()
         return [index.rank(score, at, user) for user, score, at in entries[:5_000]]
 
-    @query
+    @peek
     def team_board(self, limit: int = 20) -> list[dict]:
         ranked = sorted(self.teams.items(), key=lambda kv: (-kv[1][0], kv[0]))[: max(1, min(int(limit), 100))]
         return [{"rank": n, "team": team, "score": total, "members": int(members)}
