@@ -130,6 +130,9 @@ class CampaignAudience(Entity):
     @react(CAMPAIGN_SCHEDULED, to=To.ask(Campaign, "campaign_id", Campaign.shards))
     def on_campaign_scheduled(self, event: Event) -> None:
         campaign_id, spec = event.fields["campaign_id"], event.fields["spec"]
+        known = self.campaigns.get(campaign_id)
+        if known is not None and known["cancelled"]:  # cancelled before its schedule reached this shard
+            return
         zones = {m.get("z") or "UTC" for m in self.members.values() if matches(m, spec["target"])}
         by_due: dict[float, list[str]] = {}
         for zone in sorted(zones):
@@ -161,11 +164,17 @@ class CampaignAudience(Entity):
 
     @update
     def cancel(self, campaign_id: str) -> None:
+        """Stop the campaign's deliveries to come; a cancel that overtakes the campaign's schedule (the relay
+        brings ``campaign.scheduled`` a moment later) is remembered, so the schedule sets no timer."""
         campaign = self.campaigns.get(campaign_id)
-        if campaign is not None:
-            campaign["cancelled"] = True
-            for name in campaign["timers"]:
-                self.cancel_timer(name)
+        if campaign is None:
+            self.campaigns[campaign_id] = {"spec": None, "sent": 0, "pending": 0, "cancelled": True, "timers": []}
+            for old in list(self.campaigns)[:-CAMPAIGNS]:
+                del self.campaigns[old]
+            return
+        campaign["cancelled"] = True
+        for name in campaign["timers"]:
+            self.cancel_timer(name)
 
     @query
     def figures(self, campaign_id: str) -> dict:

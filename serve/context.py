@@ -16,6 +16,7 @@ from actors.race_client import RaceClient
 from engine.bus import Bus
 from engine.cluster import Cluster
 from engine.entity import Entity
+from engine.errors import EngineError
 from engine.login_limits import LoginLimiter
 from engine.ray_host import HostSpec
 from engine.refs import Ref
@@ -109,6 +110,14 @@ class Arena:
 
     async def ask(self, kind: str, entity_id: str, message_type: str, body: dict | None = None) -> Any:
         return await self.cluster.ask(kind, entity_id, message_type, body)
+
+    async def answers(self, envelopes: list[tuple]) -> list[Any]:
+        """Several entities asked in one batched call; the first error one of them answered is raised."""
+        answers = await self.cluster.deliver(envelopes)
+        for answer in answers:
+            if isinstance(answer, EngineError):
+                raise answer
+        return answers
 
     async def race(self, race_id: str, message_type: str, body: dict | None = None) -> Any:
         """Ask a race through ``races``: an unknown id or a settled race never starts its host."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -96,15 +96,6 @@ class JoinIn(BaseModel):
     team: GroupId | None = Field(None, description="a team challenge: the group you compete for (you are a member)")
 
 
-async def _answers(arena: Arena, envelopes: list[tuple]) -> list[Any]:
-    """One batched call; the first error an entity answered is raised."""
-    answers = await arena.cluster.deliver(envelopes)
-    for answer in answers:
-        if isinstance(answer, EngineError):
-            raise answer
-    return answers
-
-
 # -- who sees what ---------------------------------------------------------------------------
 
 
@@ -126,8 +117,7 @@ async def _in_scope(arena: Arena, card: dict, caller: Caller) -> bool:
 
 async def _shown(arena: Arena, challenge_id: str, caller: Caller) -> tuple[dict, dict | None]:
     """The challenge's card and the caller's standing in it; 404 for those who may not see it."""
-    card, standing = await _answers(
-        arena,
+    card, standing = await arena.answers(
         [
             (Challenge.kind, challenge_id, "view", None, None),
             (
@@ -309,8 +299,8 @@ async def _top(arena: Arena, card: dict, limit: int) -> tuple[list[dict], int]:
     if board["complete"]:
         return [_row(card, r) for r in board["rows"]], board["participants"]
     # The index's exact list was emptied by corrections below what is asked: the shards know everyone.
-    parts = await _answers(
-        arena, [(ChallengeParticipants.kind, s, "top", {"limit": limit}, None) for s in participant_shards(card["id"])]
+    parts = await arena.answers(
+        [(ChallengeParticipants.kind, s, "top", {"limit": limit}, None) for s in participant_shards(card["id"])]
     )
     return [_row(card, r, n) for n, r in enumerate(_merged(parts, limit), 1)], board["participants"]
 
@@ -324,8 +314,8 @@ async def _around(arena: Arena, card: dict, me: dict, caller: Caller) -> list[di
     if me["score"] is None:
         return [_row(card, me, around["rank"])]
     body = {"score": me["score"], "at": me["at"], "user_id": caller.id, "count": 5}
-    parts = await _answers(
-        arena, [(ChallengeParticipants.kind, s, "near", body, None) for s in participant_shards(card["id"])]
+    parts = await arena.answers(
+        [(ChallengeParticipants.kind, s, "near", body, None) for s in participant_shards(card["id"])]
     )
     ahead = sorted((r for p in parts for r in p["ahead"]), key=lambda r: (-r["score"], r["at"], r["user_id"]))[-5:]
     behind = _merged([p["behind"] for p in parts], 5)
@@ -346,15 +336,14 @@ async def _of(arena: Arena, challenge_id: str, users: list[str]) -> list[dict]:
     by_shard: dict[str, list[str]] = {}
     for user in users:
         by_shard.setdefault(participant_shard(challenge_id, user), []).append(user)
-    parts = await _answers(
-        arena, [(ChallengeParticipants.kind, s, "rows_of", {"users": u}, None) for s, u in by_shard.items()]
+    parts = await arena.answers(
+        [(ChallengeParticipants.kind, s, "rows_of", {"users": u}, None) for s, u in by_shard.items()]
     )
     return [r for part in parts for r in part]
 
 
 async def _group_board(arena: Arena, card: dict, group_id: str, caller: Caller, limit: int) -> list[dict]:
-    terms, standing = await _answers(
-        arena,
+    terms, standing = await arena.answers(
         [
             (Group.kind, group_id, "terms", {"viewer": caller.id}, None),
             (GroupMembers.kind, member_shard(group_id, caller.id), "standing", {"user_id": caller.id}, None),
@@ -366,16 +355,12 @@ async def _group_board(arena: Arena, card: dict, group_id: str, caller: Caller, 
     if standing == "banned" or (terms["visibility"] != "public" and not member):
         raise Problem(403, "this group's board is for its members")
     if card["team"]:
-        parts = await _answers(
-            arena,
-            [(ChallengeParticipants.kind, s, "top", {"limit": limit, "team": group_id}, None)
+        parts = await arena.answers([(ChallengeParticipants.kind, s, "top", {"limit": limit, "team": group_id}, None)
              for s in participant_shards(card["id"])],
         )  # fmt: skip
         rows = _merged(parts, limit)
     else:  # the group's members who are in the challenge: the first 100 of each member shard
-        lists = await _answers(
-            arena,
-            [(GroupMembers.kind, f"{group_id}-{n:02d}", "people", {"which": "members", "limit": 100}, None)
+        lists = await arena.answers([(GroupMembers.kind, f"{group_id}-{n:02d}", "people", {"which": "members", "limit": 100}, None)
              for n in range(MEMBER_SHARDS)],
         )  # fmt: skip
         found = await _of(arena, card["id"], [m["id"] for members in lists for m in members])

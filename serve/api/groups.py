@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -153,18 +153,8 @@ class Standing:
         return self.role in ("owner", "admin")
 
 
-async def _answers(arena: Arena, envelopes: list[tuple]) -> list[Any]:
-    """One batched call; the first error an entity answered is raised."""
-    answers = await arena.cluster.deliver(envelopes)
-    for answer in answers:
-        if isinstance(answer, EngineError):
-            raise answer
-    return answers
-
-
 async def _standing(arena: Arena, group_id: str, caller: Caller) -> Standing:
-    terms, standing = await _answers(
-        arena,
+    terms, standing = await arena.answers(
         [
             (Group.kind, group_id, "terms", {"viewer": caller.id}, None),
             (GroupMembers.kind, member_shard(group_id, caller.id), "standing", {"user_id": caller.id}, None),
@@ -273,7 +263,7 @@ async def history(
     body = {"before": before, "limit": limit}
     envelopes = [(Group.kind, group_id, "history_page", body, None)]
     envelopes += [(GroupMembers.kind, f"{group_id}-{n:02d}", "history_page", body, None) for n in range(MEMBER_SHARDS)]
-    pages = await _answers(arena, envelopes)
+    pages = await arena.answers(envelopes)
     items = sorted((item for p in pages for item in p["items"]), key=lambda i: (i["at"], i["id"]), reverse=True)
     more = len(items) > limit or any(p["next"] for p in pages)
     chosen = items[:limit]
@@ -341,8 +331,7 @@ async def _across_shards(arena: Arena, group_id: str, which: str, cursor: str | 
     shard = first
     while shard < MEMBER_SHARDS and len(found) <= limit:
         wave = range(shard, min(MEMBER_SHARDS, shard + _LIST_WAVE))
-        answers = await _answers(
-            arena,
+        answers = await arena.answers(
             [
                 (
                     GroupMembers.kind,
@@ -634,8 +623,7 @@ async def leaderboard(
     else:
         start = group_board.week_of(dt.datetime(week.year, week.month, week.day, tzinfo=dt.UTC).timestamp())
     mine = member_shard(group_id, caller.id)
-    parts = await _answers(
-        arena,
+    parts = await arena.answers(
         [
             (
                 GroupMembers.kind,
@@ -707,8 +695,8 @@ async def discover(
         "radius_km": radius_km,
         "limit": min(MAX_CANDIDATES, _SEARCH_MOST),
     }
-    parts = await _answers(
-        arena, [("group_directory", f"d{n:02d}", "search", query, None) for n in range(DIRECTORY_SHARDS)]
+    parts = await arena.answers(
+        [("group_directory", f"d{n:02d}", "search", query, None) for n in range(DIRECTORY_SHARDS)]
     )
     found = {entry["id"]: entry for part in parts for entry in part}
     first = sorted(found.values(), key=_by_match(q is not None, near is not None))[:_SEARCH_MOST]

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from actors.account import Account
 from actors.subscription import EVENT_TYPES, PLANS, Subscription
-from engine.commerce.signatures import BadSignature, verify_webhook
 from serve.context import ArenaDep, CallerDep
-from serve.problems import Problem
+from serve.webhooks import SIGNATURE_HEADER, signed_body
 
 __all__ = ["router", "WEBHOOK_PATH", "WEBHOOK_MAX_BYTES", "SIGNATURE_HEADER"]
 
@@ -21,7 +19,6 @@ router = APIRouter(tags=["premium"])
 
 WEBHOOK_PATH = "/webhooks/billing"
 WEBHOOK_MAX_BYTES = 64 * 1024
-SIGNATURE_HEADER = "Arena-Signature"
 
 
 @router.get("/plans", summary="The premium plans and the entitlements each unlocks")
@@ -72,19 +69,8 @@ _WEBHOOK_BODY = {"requestBody": {"required": True, "content": {"application/json
     openapi_extra=_WEBHOOK_BODY,
 )
 async def billing_webhook(request: Request, arena: ArenaDep) -> dict:
-    body = await request.body()
-    keys = arena.settings.billing_webhook_secrets()
-    if not keys:
-        raise Problem(401, "no billing webhook secret is configured (ARENA_BILLING_WEBHOOK_SECRET): all are refused")
-    try:
-        verify_webhook(keys, request.headers.get(SIGNATURE_HEADER), body, time.time())
-    except BadSignature as error:
-        raise Problem(401, f"the webhook's signature is not accepted: {error}") from None
-    try:
-        event = BillingEvent.model_validate_json(body)
-    except ValidationError as error:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-        raise Problem(422, "the billing event is not valid", errors=errors) from None
+    event = await signed_body(request, arena.settings.billing_webhook_secrets(), "ARENA_BILLING_WEBHOOK_SECRET",
+                              BillingEvent, "billing event")  # fmt: skip
     user_id = event.data.user_id
     if not await arena.ref(Account, user_id).ask(Account.exists):  # retrying would not help: said, not kept
         return {"event_id": event.id, "recorded": False, "reason": "no such account"}

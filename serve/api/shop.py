@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from actors.account import Account
 from actors.catalogue import Catalogue
@@ -22,12 +22,13 @@ from actors.orders import ShopOrder
 from actors.promo import OFFERS, PromoDirectory, Promotion, split_code
 from actors.workout import SPORTS
 from engine.commerce.feed import MAX_FEED_BYTES, FeedError, fingerprint, parse_feed, parse_price
-from engine.commerce.signatures import BadSignature, make_click, read_click, verify_webhook
+from engine.commerce.signatures import BadSignature, make_click, read_click
 from engine.commerce.wear import GEAR_TYPES
 from engine.errors import NotFound
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep
 from serve.problems import Problem
+from serve.webhooks import SIGNATURE_HEADER, signed_body
 
 __all__ = ["router", "WEBHOOK_PATH", "WEBHOOK_MAX_BYTES", "SIGNATURE_HEADER"]
 
@@ -35,7 +36,6 @@ router = APIRouter(tags=["shop"])
 
 WEBHOOK_PATH = "/webhooks/shop/orders"
 WEBHOOK_MAX_BYTES = 256 * 1024
-SIGNATURE_HEADER = "Arena-Signature"
 CLICK_PARAM = "arena_click"
 ProductId = Annotated[str, Path(min_length=1, max_length=50, pattern=r"^[A-Za-z0-9._-]+$")]
 PromotionId = Annotated[str, Path(min_length=3, max_length=20, pattern=r"^[A-Z0-9]+$")]
@@ -185,21 +185,8 @@ _WEBHOOK_BODY = {  # the route reads the raw body (its signature is over the byt
     openapi_extra=_WEBHOOK_BODY,
 )
 async def order_webhook(request: Request, arena: ArenaDep) -> dict:
-    body = await request.body()
-    keys = arena.settings.shop_webhook_secrets()
-    if not keys:
-        raise Problem(
-            401, "no shop webhook secret is configured (ARENA_SHOP_WEBHOOK_SECRET): every delivery is refused"
-        )
-    try:
-        verify_webhook(keys, request.headers.get(SIGNATURE_HEADER), body, time.time())
-    except BadSignature as error:
-        raise Problem(401, f"the webhook's signature is not accepted: {error}") from None
-    try:
-        order = OrderIn.model_validate_json(body)
-    except ValidationError as error:
-        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in error.errors()]
-        raise Problem(422, "the order is not valid", errors=errors) from None
+    order = await signed_body(request, arena.settings.shop_webhook_secrets(), "ARENA_SHOP_WEBHOOK_SECRET", OrderIn,
+                              "order")  # fmt: skip
     if order.status != "paid":
         return {"order_id": order.id, "recorded": False, "reason": f"an order that is {order.status} changes nothing"}
     user_id = await _attributed(arena, order.click_id)
