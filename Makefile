@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-reco bench-fanout bench-events bench-groups bench-segments bench-challenge bench-race bench-board bench-fairplay bench-mqtt bench-ingress load-athletes load-join-surge load-spectators load-devices load-race-day setup system clean
+.PHONY: run test bench-engine bench-reco bench-fanout bench-events bench-groups bench-segments bench-challenge bench-race bench-board bench-fairplay bench-mqtt bench-ingress bench-push load-athletes load-join-surge load-spectators load-devices load-race-day setup system postgis clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,15 +24,24 @@ system:
 		&& { $(APT) chromium chromium-driver || { apt-get update -qq && $(APT) chromium chromium-driver; }; }; } \
 		|| echo "chromium is not installed: the browser tests will skip"
 
+# PostGIS, the segment benchmark's peer only (no test needs it), installed beside a local PostgreSQL 15
+# server; without it bench-segments skips that peer.
+postgis:
+	@[ -e /usr/share/postgresql/15/extension/postgis.control ] || { [ -d /usr/lib/postgresql/15 ] \
+		&& [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && { $(APT) postgresql-15-postgis-3 || { apt-get update -qq && $(APT) postgresql-15-postgis-3; }; }; } \
+		|| echo "PostGIS is not installed: make bench-segments will skip its PostGIS peer"
+
 # DEMO=0 starts Arena without the demo race.
 DEMO ?= 1
 run: $(STAMP)
 	$(BIN)/arena run $(if $(filter 1,$(DEMO)),--demo)
 
+# Two workers, each with its own Ray cluster: on two cores the suite's waits overlap (TEST_WORKERS=0: one process).
+TEST_WORKERS ?= 2
 test: $(STAMP) system
 	$(BIN)/ruff check .
 	$(BIN)/mypy  # engine/, actors/, connectors/, serve/ ([tool.mypy] in pyproject.toml)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m loadtest.bench_engine
@@ -50,7 +59,7 @@ bench-events: $(STAMP)
 bench-groups: $(STAMP)
 	$(BIN)/python -m loadtest.bench_groups
 
-bench-segments: $(STAMP)
+bench-segments: $(STAMP) postgis
 	$(BIN)/python -m loadtest.bench_segments
 
 bench-challenge: $(STAMP)
@@ -72,6 +81,9 @@ bench-mqtt: $(STAMP)
 bench-ingress: $(STAMP)
 	command -v wrk >/dev/null || $(APT) wrk || { apt-get update -qq && $(APT) wrk; }
 	$(BIN)/python -m loadtest.bench_ingress
+
+bench-push: $(STAMP)
+	$(BIN)/python -m loadtest.bench_push
 
 # Each starts its own throwaway Arena; reports in reports/.
 load-athletes load-join-surge load-spectators load-devices load-race-day: load-%: $(STAMP)

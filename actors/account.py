@@ -10,21 +10,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.athlete import SEXES, birth_year_problem
 from actors.campaign import audience_shard
-from actors.events import AUDIENCE_CHANGED, RACE_RESULT, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
+from actors.events import (
+    ACCOUNT_ERASED,
+    AUDIENCE_CHANGED,
+    FOLLOW_ENDED,
+    FOLLOW_STARTED,
+    HEALTH_WITHDRAWN,
+    RACE_RESULT,
+    WORKOUT_DELETED,
+    WORKOUT_EDITED,
+    WORKOUT_RECORDED,
+)
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
 from engine.events import Event, To, react
+from engine.privacy_zones import MAX_ZONES
 
-__all__ = ["Account", "COUNTED_FIELDS", "ROLES", "VISIBILITIES"]
+__all__ = ["Account", "COUNTED_FIELDS", "HEALTH_FIELDS", "ROLES", "VISIBILITIES"]
 
 ROLES = ("athlete", "organizer", "admin")
 VISIBILITIES = ("public", "followers", "private")
-_PROFILE_FIELDS = ("display_name", "sports", "city", "region", "units", "bio", "time_zone")
+_PROFILE_FIELDS = ("display_name", "sports", "city", "region", "units", "bio", "time_zone", "sex", "birth_year")
+_PERSONAL = ("sex", "birth_year")  # for the segment boards' filters only: nobody else sees them (docs/segments.md)
 _MAX_SESSIONS = 20
 _TARGETED = ("region", "sports", "time_zone")  # what campaigns target by (docs/commerce.md)
-_CONSENT_LOG = 20
+_CONSENT_LOG = 50
+HEALTH_FIELDS = ("avg_hr", "max_hr", "hrv", "weight_kg")  # what a workout summary holds of health data
 # What boards, challenges and points count of a workout: a change to one of them is a workout.edited.
 COUNTED_FIELDS = ("visibility", "sport", "start", "elapsed_s", "moving_s", "distance_m", "elevation_gain_m",
                   "best_efforts", "source")  # fmt: skip
@@ -52,7 +66,10 @@ class Account(Entity):
         self.workouts: list[dict] = []  # summaries, newest first
         self.fingerprints: dict[str, str] = {}  # file fingerprint → workout id
         self.marketing_consent = False
+        self.health_consent = False  # heart rate, HRV, weight are stored only with it (docs/privacy.md)
         self.consent_log: list[dict] = []  # when and how consent was given or taken back, the last _CONSENT_LOG
+        self.erasure: dict | None = None  # {"requested_at", "due"} while an erasure waits out its grace period
+        self.privacy_zones: list[dict] = []  # {"id", "label", "lat", "lon", "radius_m"}: placed, not the address
 
     # -- account -------------------------------------------------------
 
@@ -135,6 +152,7 @@ class Account(Entity):
         default_visibility: str | None = None,
         marketing_consent: bool | None = None,
         consent_via: str = "settings",
+        consent_version: str | None = None,
     ) -> dict:
         self._require()
         targeted = {k: self.profile.get(k) for k in _TARGETED}
@@ -144,6 +162,10 @@ class Account(Entity):
         for name, value in (profile or {}).items():
             if name not in _PROFILE_FIELDS:
                 raise Rejected(f"unknown profile field {name!r}")
+            if name == "sex" and value is not None and value not in SEXES:
+                raise Rejected(f"sex is one of {', '.join(SEXES)}, or null")
+            if name == "birth_year" and value is not None and (problem := birth_year_problem(value, self.now)):
+                raise Rejected(problem)
             self.profile[name] = value
         if private is not None:
             self.private = private
@@ -155,13 +177,37 @@ class Account(Entity):
             self.default_visibility = default_visibility
         if marketing_consent is not None and marketing_consent != self.marketing_consent:
             self.marketing_consent = marketing_consent
-            self.consent_log = [*self.consent_log, {"at": self.now, "consent": marketing_consent,
-                                                    "via": consent_via}][-_CONSENT_LOG:]  # fmt: skip
+            self._log_consent("marketing", marketing_consent, consent_via, consent_version)
         now_targeted = {k: self.profile.get(k) for k in _TARGETED}
         if consented != self.marketing_consent or (self.marketing_consent and targeted != now_targeted):
             self.emit(AUDIENCE_CHANGED, user_id=self.id, shard=audience_shard(self.id),
                       consent=self.marketing_consent, profile=now_targeted if self.marketing_consent else None)  # fmt: skip
         return self.me()
+
+    def _log_consent(self, purpose: str, given: bool, via: str, version: str | None) -> None:
+        entry = {"at": self.now, "purpose": purpose, "consent": given, "via": via, "version": version}
+        self.consent_log = [*self.consent_log, entry][-_CONSENT_LOG:]
+
+    @update
+    def set_health_consent(self, given: bool, version: str, via: str = "settings") -> dict:
+        """Consent to health data (heart rate, HRV, weight), recorded with the text's version. Withdrawn,
+        it takes effect at once: the account's workouts lose their heart rates here, and everyone else
+        holding the athlete's health data hears ``health.withdrawn``."""
+        self._require()
+        if given != self.health_consent:
+            self.health_consent = given
+            self._log_consent("health", given, via, version)
+            if not given:
+                for summary in self.workouts:
+                    for name in HEALTH_FIELDS:
+                        summary.pop(name, None)
+                self.emit(HEALTH_WITHDRAWN, user_id=self.id)
+        return {"health": self.health_consent, "marketing": self.marketing_consent}
+
+    @query
+    def consents(self) -> dict:
+        self._require()
+        return {"health": self.health_consent, "marketing": self.marketing_consent, "log": self.consent_log}
 
     @query
     def me(self) -> dict:
@@ -175,7 +221,10 @@ class Account(Entity):
             "private": self.private,
             "default_visibility": self.default_visibility,
             "marketing_consent": self.marketing_consent,
+            "health_consent": self.health_consent,
             "consent_log": self.consent_log,
+            "erasure": self.erasure,
+            "privacy_zones": self.privacy_zones,
             "followers": len(self.followers),
             "following": len(self.following),
             "workouts": len(self.workouts),
@@ -191,7 +240,7 @@ class Account(Entity):
         card = {"id": self.id, "display_name": self.profile.get("display_name"), "private": self.private}
         if not self.private or relation["following"] or viewer == self.id:
             card.update(
-                profile=self.profile,
+                profile={k: v for k, v in self.profile.items() if viewer == self.id or k not in _PERSONAL},
                 followers=len(self.followers),
                 following=len(self.following),
                 workouts=len(self.workouts),
@@ -234,10 +283,19 @@ class Account(Entity):
     def now_following(self, followee: str, status: str) -> None:
         self._require()
         if status == "following":
-            self.following[followee] = self.now
+            self._started_following(followee)
             self.requests_out.pop(followee, None)
         else:
             self.requests_out[followee] = self.now
+
+    def _started_following(self, followee: str) -> None:
+        if followee not in self.following:
+            self.emit(FOLLOW_STARTED, user_id=self.id, followee_id=followee)
+        self.following[followee] = self.now
+
+    def _stopped_following(self, followee: str) -> None:
+        if self.following.pop(followee, None) is not None:
+            self.emit(FOLLOW_ENDED, user_id=self.id, followee_id=followee)
 
     @update
     def answer_request(self, follower: str, accept: bool) -> bool:
@@ -252,7 +310,7 @@ class Account(Entity):
     def request_answered(self, followee: str, accepted: bool) -> None:
         self.requests_out.pop(followee, None)
         if accepted:
-            self.following[followee] = self.now
+            self._started_following(followee)
 
     @update
     def lost_follower(self, follower: str) -> None:
@@ -261,7 +319,7 @@ class Account(Entity):
 
     @update
     def stopped_following(self, followee: str) -> None:
-        self.following.pop(followee, None)
+        self._stopped_following(followee)
         self.requests_out.pop(followee, None)
 
     @update
@@ -270,7 +328,8 @@ class Account(Entity):
         if other == self.id:
             raise Rejected("you cannot block yourself")
         self.blocked[other] = self.now
-        for relation in (self.followers, self.following, self.requests_in, self.requests_out):
+        self._stopped_following(other)
+        for relation in (self.followers, self.requests_in, self.requests_out):
             relation.pop(other, None)
 
     @update
@@ -357,6 +416,10 @@ class Account(Entity):
         return page(visible, before, limit, key=("start", "id"))
 
     @query
+    def workout_ids(self) -> list[str]:
+        return [w["id"] for w in self.workouts]
+
+    @query
     def all_workouts(self) -> list[dict]:
         return self.workouts
 
@@ -372,6 +435,66 @@ class Account(Entity):
     @query
     def may_see(self, viewer: str | None, visibility: str) -> bool:
         return self.registered and self._may_see(viewer, visibility)
+
+    # -- privacy zones (docs/privacy.md, engine/privacy_zones.py) ----------------
+
+    @update
+    def add_privacy_zone(self, zone_id: str, label: str, lat: float, lon: float, radius_m: float) -> dict:
+        """A zone already placed by the API (its centre away from the address, which is not kept)."""
+        self._require()
+        if len(self.privacy_zones) >= MAX_ZONES:
+            raise Rejected(f"at most {MAX_ZONES} privacy zones")
+        zone = {"id": zone_id, "label": label, "lat": lat, "lon": lon, "radius_m": radius_m, "created_at": self.now}
+        self.privacy_zones = [*self.privacy_zones, zone]
+        return zone
+
+    @update
+    def remove_privacy_zone(self, zone_id: str) -> None:
+        self._require()
+        kept = [z for z in self.privacy_zones if z["id"] != zone_id]
+        if len(kept) == len(self.privacy_zones):
+            raise NotFound("no such privacy zone")
+        self.privacy_zones = kept
+
+    @query
+    def zones(self) -> list[dict]:
+        """The zones that hide this athlete's tracks from others (empty for an account that is gone)."""
+        return self.privacy_zones if self.registered else []
+
+    # -- erasure (docs/privacy.md) ----------------------------------------------
+
+    @update
+    def request_erasure(self, due: float) -> dict:
+        """Erase this account at ``due`` (the grace period's end) unless cancelled before; a second
+        request keeps the first one's date."""
+        self._require()
+        if self.erasure is None:
+            self.erasure = {"requested_at": self.now, "due": due}
+            self.set_timer("erasure", due, "erase_now")
+        return self.erasure
+
+    @update
+    def cancel_erasure(self) -> None:
+        self._require()
+        if self.erasure is None:
+            raise NotFound("no erasure is pending")
+        self.erasure = None
+        self.cancel_timer("erasure")
+
+    @query
+    def erasure_pending(self) -> dict | None:
+        self._require()
+        return self.erasure
+
+    @update
+    def erase_now(self) -> None:
+        """The grace period is over: the account forgets everything at once (nobody can sign in or see
+        it from here on) and tells the eraser, which removes the person from everywhere else."""
+        if self.erasure is None or not self.registered:
+            return
+        requested_at = self.erasure["requested_at"]
+        self.restore(Account(self.id).snapshot())
+        self.emit(ACCOUNT_ERASED, user_id=self.id, requested_at=requested_at)
 
     # -- personal data -------------------------------------------------------
 

@@ -14,7 +14,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from actors.events import BADGE_AWARDED, LEVEL_REACHED, RACE_RESULT, WORKOUT_DELETED, WORKOUT_RECORDED
+from actors.events import (
+    BADGE_AWARDED,
+    HEALTH_WITHDRAWN,
+    LEVEL_REACHED,
+    RACE_RESULT,
+    WORKOUT_DELETED,
+    WORKOUT_RECORDED,
+)
 from engine import dates
 from engine.entity import Entity, query, update
 from engine.errors import Rejected
@@ -77,6 +84,11 @@ class Achievements(_later_reactions(), Entity):  # type: ignore[misc]  # a base 
             raise Rejected(str(error)) from None
         self.time_zone = time_zone
         return time_zone
+
+    @react(HEALTH_WITHDRAWN, to=To.field("user_id"))
+    def on_health_withdrawn(self, event: Event) -> None:
+        """Consent to health data withdrawn: the athlete's heart rates go (points then count without them)."""
+        self.heart = None
 
     @update
     def set_heart(self, max_hr: float | None = None, rest_hr: float | None = None) -> dict | None:

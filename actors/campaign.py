@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 
+from actors.erasing import pseudonymise
 from actors.events import CAMPAIGN_SCHEDULED
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
@@ -34,6 +35,10 @@ class Campaign(Entity):
         if self.spec is None:
             raise NotFound("no such campaign")
         return self.spec
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """A campaign they created (an admin) stays, created by the stand-in."""
+        return pseudonymise(self, user_id, stand_in)
 
     @update
     def create(self, spec: dict) -> dict:

@@ -5,7 +5,8 @@ A campaign never holds its recipients: each of the ``SHARDS`` shards keeps its s
 domain events: consent and profile from the account, tier from the subscription, level and groups from
 their events), and on ``campaign.scheduled`` sets one durable timer per distinct local send time of its
 members (quiet hours move it to 08:00 local). When a timer rings, the shard emits ``campaign.sent`` for
-each of those members who consents and is targeted then; the inbox applies mutes and frequency caps.
+those members who consent and are targeted then, up to ``SENT_BATCH`` of them an event (the relay takes
+one to each of their inboxes); the inbox applies mutes and frequency caps.
 Bounded: the members of one slice (users / ``SHARDS``: 15,625 at 1,000,000 users, a few MB), ``GROUPS``
 groups per member, the last ``CAMPAIGNS`` campaigns' figures.
 """
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from actors.account import Account
 from actors.campaign import Campaign
+from actors.erasing import pseudonymise
 from actors.events import (
     AUDIENCE_CHANGED,
     CAMPAIGN_SCHEDULED,
@@ -29,11 +31,12 @@ from actors.events import (
 from engine.entity import Entity, query, update
 from engine.events import Event, To, react
 
-__all__ = ["CampaignAudience", "QUIET_FROM", "QUIET_UNTIL", "due_at", "matches"]
+__all__ = ["CampaignAudience", "QUIET_FROM", "QUIET_UNTIL", "SENT_BATCH", "due_at", "matches"]
 
 QUIET_FROM, QUIET_UNTIL = 22, 8  # local hours: nothing marketing is delivered from 22:00 to 08:00
 GROUPS = 100
 CAMPAIGNS = 50
+SENT_BATCH = 2_000  # recipients one ``campaign.sent`` names: about 70 KB of ids
 _ZONES: dict[str, ZoneInfo] = {}
 
 
@@ -82,6 +85,12 @@ class CampaignAudience(Entity):
         # user -> c: consents, r: region, s: sports, z: time zone, t: tier, l: level, g: groups
         self.members: dict[str, dict] = {}
         self.campaigns: dict[str, dict] = {}  # id -> spec, sent, zones done; the last CAMPAIGNS
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their targeting row goes (they are no longer in any audience); a campaign they created stays
+        scheduled, created by the stand-in."""
+        self.members.pop(user_id, None)
+        return pseudonymise(self, user_id, stand_in)
 
     def _member(self, user_id: str) -> dict:
         member = self.members.get(user_id)
@@ -153,11 +162,11 @@ class CampaignAudience(Entity):
             return 0
         spec, wanted = campaign["spec"], set(zones)
         message = spec["message"]
-        sent = 0
-        for user_id, member in self.members.items():
-            if (member.get("z") or "UTC") in wanted and matches(member, spec["target"]):
-                self.emit(CAMPAIGN_SENT, campaign_id=campaign_id, user_id=user_id, message=message)
-                sent += 1
+        due = [user_id for user_id, member in self.members.items()
+               if (member.get("z") or "UTC") in wanted and matches(member, spec["target"])]  # fmt: skip
+        for first in range(0, len(due), SENT_BATCH):  # one outbox row a batch, not a recipient
+            self.emit(CAMPAIGN_SENT, campaign_id=campaign_id, user_ids=due[first : first + SENT_BATCH], message=message)
+        sent = len(due)
         campaign["sent"] += sent
         campaign["pending"] -= 1
         return sent

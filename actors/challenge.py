@@ -13,7 +13,9 @@ import zlib
 from datetime import date
 from typing import Any
 
+from actors.erasing import pseudonymise
 from actors.paging import page
+from actors.route import check_link
 from engine.challenges.goals import ADDITIVE, Terms
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
@@ -58,10 +60,15 @@ class Challenge(Entity):
             raise NotFound("no such challenge")
         return self.card
 
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """A challenge they created stays, created by the stand-in."""
+        return pseudonymise(self, user_id, stand_in)
+
     @update
     def create(self, by: str, card: dict) -> dict:
         """``card``: title, description, goal_type, goal, effort, sports, first_day and last_day (ISO
-        dates), scope (everyone, group, friends), group_id (a group's challenge), team (group against group)."""
+        dates), scope (everyone, group, friends), group_id (a group's challenge), team (group against group),
+        linked_route (a route to show with it, ``actors.route.link``: one of its sports)."""
         if self.card is not None:
             raise Rejected("this challenge already exists")
         try:
@@ -82,6 +89,9 @@ class Challenge(Entity):
             raise Rejected("a group's challenge, and only one, names its group")
         if team and (scope != "everyone" or terms.goal_type not in ADDITIVE):
             raise Rejected(f"a team challenge is open to everyone and sums one of {', '.join(ADDITIVE)}")
+        linked = card.get("linked_route")
+        if linked is not None:
+            check_link(linked, terms.sports)
         self.card = {
             "id": self.id,
             "title": card["title"],
@@ -92,6 +102,7 @@ class Challenge(Entity):
             "scope": scope,
             "group_id": group_id,
             "team": team,
+            "linked_route": linked,
             "creator": by,
             "created_at": self.now,
             "opens": terms.opens(),
@@ -101,7 +112,7 @@ class Challenge(Entity):
 
     @query
     def view(self) -> dict:
-        return self._require()
+        return {"linked_route": None, **self._require()}
 
     @query
     def terms(self) -> dict:
@@ -125,6 +136,10 @@ class ChallengeDirectory(Entity):
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
         self.cards: list[dict] = []  # newest first
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their challenges stay listed, created by the stand-in."""
+        return pseudonymise(self, user_id, stand_in)
 
     @update
     def add(self, card: dict) -> None:

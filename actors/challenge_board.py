@@ -40,6 +40,17 @@ class ChallengeBoard(Entity):
         self.index = None if state["index"] is None else RankIndex.from_state(state["index"])
         self.teams = state["teams"]
 
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their row leaves the top list; the counts (participants, buckets, a team's sum) drop them when
+        their shard's erasure arrives as a leave of the stand-in (``ChallengeParticipants.erase_user``),
+        whichever comes first."""
+        index = self.index
+        if index is not None:
+            key = index.where.pop(user_id, None)
+            if key is not None:
+                index.top.remove(key)
+        return False
+
     def _index(self) -> RankIndex:
         if self.index is None:
             raise NotFound("no such challenge")

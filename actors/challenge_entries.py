@@ -7,6 +7,11 @@ their participant shard in every challenge they are in, so the relay never looks
 challenges per workout and every shard gets the workout's changes from one source, in order. The
 account's seq of each change travels with it: the three event types reach this entity through three
 consumers, in any order, and the shard keeps the newest.
+
+A join can also reach this entity after the workouts its athlete recorded once joined (they come
+through other consumers): the athlete's latest workout changes are kept (``actors.recent_workouts``)
+and sent on to the challenge when its ``challenge.joined`` arrives. The shard counts each workout
+once, by its seq, so one sent again (or one the join already brought) changes nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from actors.events import (
     WORKOUT_RECORDED,
 )
 from actors.paging import page
+from actors.recent_workouts import remember, since
 from engine.entity import Entity, query
 from engine.events import Event, To, react
 
@@ -35,12 +41,19 @@ class ChallengeEntries(Entity):
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
         self.entries: dict[str, dict] = {}  # challenge id -> {"shard", "team", "ends", "since"}
+        self.recent: dict[str, list] = {}  # workout id -> [at, seq, summary or None]: its latest change
 
     @react(CHALLENGE_JOINED, to=To.field("user_id"))
     def on_joined(self, event: Event) -> None:
         fields = event.fields
-        self.entries[fields["challenge_id"]] = {"shard": fields["shard"], "team": fields["team"],
-                                                "ends": fields["ends"], "since": event.at}  # fmt: skip
+        challenge_id, shard = fields["challenge_id"], fields["shard"]
+        fresh = challenge_id not in self.entries
+        self.entries[challenge_id] = {"shard": shard, "team": fields["team"], "ends": fields["ends"],
+                                      "since": event.at}  # fmt: skip
+        if fresh:  # what the athlete did that got here first: the shard keeps what counts, once
+            for workout_id, seq, summary in since(self.recent, float("-inf")):
+                self.emit(CHALLENGE_WORKOUT, challenge_id=challenge_id, shard=shard, owner=self.id,
+                          workout_id=workout_id, seq=seq, summary=summary)  # fmt: skip
 
     @react(CHALLENGE_LEFT, to=To.field("user_id"))
     def on_left(self, event: Event) -> None:
@@ -60,6 +73,7 @@ class ChallengeEntries(Entity):
 
     def _forward(self, event: Event, summary: dict | None) -> None:
         """To each challenge the athlete is in whose period is not long over (those are forgotten)."""
+        remember(self.recent, event, summary)
         self.entries = {c: e for c, e in self.entries.items() if e["ends"] + LATE_S >= self.now}
         for challenge_id, entry in self.entries.items():
             self.emit(CHALLENGE_WORKOUT, challenge_id=challenge_id, shard=entry["shard"], owner=self.id,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+from actors.erasing import pseudonymise
 from actors.events import (
     CHALLENGE_COMPLETED,
     CHALLENGE_JOINED,
@@ -114,6 +115,18 @@ class ChallengeParticipants(Entity):
         self.emit(CHALLENGE_LEFT, challenge_id=self.challenge_id, user_id=user_id, shard=self.id)
         self.emit(CHALLENGE_PROGRESSED, challenge_id=self.challenge_id, user_id=user_id, team=person[_TEAM],
                   before=[person[_SCORE], person[_AT]], after=None, n=person[_N] + 1)  # fmt: skip
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their progress, workouts and completion go, as a leave takes them. The rank index hears of it
+        as a leave of the stand-in: its counts (participants, a team's sum) drop them, and the event names
+        nobody (the board takes the person's own row out when it is erased: ``ChallengeBoard``)."""
+        person = self.people.pop(user_id, None)
+        self.parts.pop(user_id, None)
+        self.completed.pop(user_id, None)
+        if person is not None:
+            self.emit(CHALLENGE_PROGRESSED, challenge_id=self.challenge_id, user_id=stand_in, team=person[_TEAM],
+                      before=[person[_SCORE], person[_AT]], after=None, n=person[_N] + 1)  # fmt: skip
+        return pseudonymise(self, user_id, stand_in)
 
     # -- progress ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ entry (``athlete``) in one race at a time; the race keeps a copy for status noti
 
 from __future__ import annotations
 
+from actors.erasing import pseudonymise
 from engine.entity import Entity, query, update
 from engine.errors import Forbidden, NotFound, Rejected
 
@@ -35,6 +36,13 @@ class Device(Entity):
     def _require(self) -> None:
         if not self.registered:
             raise NotFound("no such device")
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """The person's device goes whole, its MQTT credential (``secret_hash``) with it: the broker
+        refuses an id it does not know. Another's device that merely mentions them (a name) keeps the rest."""
+        if user_id in (self.owner, self.athlete) or user_id in self.id:
+            return True
+        return pseudonymise(self, user_id, stand_in)
 
     def _owned_by(self, by: str) -> None:
         self._require()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.events import declare
 
 __all__ = [
+    "ACCOUNT_ERASED",
     "AUDIENCE_CHANGED",
     "BADGE_AWARDED",
     "CAMPAIGN_SCHEDULED",
@@ -19,7 +20,11 @@ __all__ = [
     "CHALLENGE_LEFT",
     "CHALLENGE_PROGRESSED",
     "CHALLENGE_WORKOUT",
+    "COMMENT_POSTED",
+    "FOLLOW_ENDED",
+    "FOLLOW_STARTED",
     "GEAR_SUGGESTED",
+    "KUDOS_GIVEN",
     "GEAR_WORN",
     "GROUP_EVENT_ANSWERED",
     "GROUP_EVENT_ATTENDED",
@@ -32,10 +37,14 @@ __all__ = [
     "GROUP_INVITED",
     "GROUP_JOINED",
     "GROUP_LEFT",
+    "GROUP_HEIR",
     "GROUP_LISTED",
+    "GROUP_MEMBER_ERASED",
     "GROUP_POSTED",
     "GROUP_ROLE_CHANGED",
+    "GROUP_SUCCESSION",
     "GROUP_WORKOUT_SHARED",
+    "HEALTH_WITHDRAWN",
     "LEVEL_REACHED",
     "PROMO_REDEEMED",
     "PROMOTION_LISTED",
@@ -96,6 +105,35 @@ WORKOUT_DELETED = declare(
     doc="A workout was deleted: ``summary`` is the one that counted (boards, challenges, points take it back).",
 )
 
+FOLLOW_STARTED = declare(
+    "follow.started",
+    fields=("user_id", "followee_id"),
+    user_field="user_id",
+    doc="``user_id`` follows ``followee_id`` now (at once, or when a private account accepted the request). "
+    "Emitted by the follower's account; no entity reacts: the lake keeps it for the recommendation model.",
+)
+
+FOLLOW_ENDED = declare(
+    "follow.ended",
+    fields=("user_id", "followee_id"),
+    user_field="user_id",
+    doc="``user_id`` no longer follows ``followee_id`` (unfollowed, or a block on either side).",
+)
+
+KUDOS_GIVEN = declare(
+    "kudos.given",
+    fields=("user_id", "workout_id", "owner"),
+    user_field="user_id",
+    doc="``user_id`` gave kudos to a workout of ``owner`` (once per athlete and workout).",
+)
+
+COMMENT_POSTED = declare(
+    "comment.posted",
+    fields=("user_id", "workout_id", "owner", "comment_id"),
+    user_field="user_id",
+    doc="``user_id`` commented on a workout of ``owner``. The text stays with the workout, not in the event.",
+)
+
 RACE_RESULT = declare(
     "race.result",
     fields=("race_id", "user_id", "workout_id", "summary", "result"),
@@ -141,6 +179,30 @@ GROUP_ROLE_CHANGED = declare(
     fields=("group_id", "user_id", "role", "by"),
     user_field="user_id",
     doc="A member's role changed (owner, admin, member): an appointment, a demotion, an ownership transfer.",
+)
+
+GROUP_MEMBER_ERASED = declare(
+    "group.member_erased",
+    fields=("group_id",),
+    user_field=None,  # the person is erased: nobody is named
+    doc="A member of the group was erased (docs/privacy.md): its count loses one. Emitted by the member shard "
+    "that held them, in place of a group.left that would name them.",
+)
+
+GROUP_SUCCESSION = declare(
+    "group.succession",
+    fields=("group_id", "shards"),
+    user_field=None,
+    doc="An erased owner left a group with no admin to take it: each of its member shards (``shards``) is asked "
+    "for its longest-standing member, and the group goes to the longest-standing of them all.",
+)
+
+GROUP_HEIR = declare(
+    "group.heir",
+    fields=("group_id", "shard", "user_id", "since"),
+    user_field="user_id",
+    doc="A member shard's answer to group.succession: its longest-standing member and since when (both null "
+    "for a shard with no member).",
 )
 
 GROUP_INVITED = declare(
@@ -338,20 +400,32 @@ TRAINING_WARNING = declare(
     "Once per episode: the same warning again only after its figures were back in line.",
 )
 
+
+def _athlete_unknown(fields: dict, version: int) -> dict:
+    """Before version 2 an effort carried neither the athlete's sex nor their age group."""
+    return {"sex": None, "age_group": None, **fields}
+
+
 WORKOUT_TRACKED = declare(
     "workout.tracked",
-    fields=("owner", "workout_id", "visibility", "flagged", "shard", "track"),
+    version=2,
+    fields=("owner", "workout_id", "visibility", "flagged", "sex", "age_group", "shard", "track"),
     user_field="owner",
     doc="A recorded workout's GPS track, for the segments of one segment shard it passes through (docs/segments.md): "
-    "one per shard, at most 8. ``track``: ``[[lat, lon, unix seconds], ...]``, at most 1,000 points.",
+    "one per shard, at most 8. ``track``: ``[[lat, lon, unix seconds], ...]``, at most 1,000 points. v2 adds the "
+    "owner's ``sex`` and ``age_group`` when the workout was recorded (null when not given, and before v2).",
+    upgrade=_athlete_unknown,
 )
 
 SEGMENT_EFFORT = declare(
     "segment.effort",
-    fields=("segment_id", "owner", "workout_id", "visibility", "flagged", "start", "elapsed_s"),
+    version=2,
+    fields=("segment_id", "owner", "workout_id", "visibility", "flagged", "sex", "age_group", "start", "elapsed_s"),
     user_field="owner",
     doc="A workout's track covered a segment (the exact check of docs/segments.md): one per effort, a loop ridden "
-    "twice makes two. ``start``: unix seconds at the segment's start; ``elapsed_s`` from the track's own points.",
+    "twice makes two. ``start``: unix seconds at the segment's start; ``elapsed_s`` from the track's own points. "
+    "v2 adds the workout's ``sex`` and ``age_group`` (null before v2: the effort counts on unfiltered boards only).",
+    upgrade=_athlete_unknown,
 )
 
 SEGMENT_EFFORT_REMOVED = declare(
@@ -399,6 +473,23 @@ SPORT_EVENT_REMINDER = declare(
     doc="An event starts in ``lead`` (24h): its durable timer rang, once.",
 )
 
+ACCOUNT_ERASED = declare(
+    "account.erased",
+    fields=("user_id", "requested_at"),
+    user_field="user_id",
+    doc="An account's grace period ended and it is being erased (docs/privacy.md): the eraser removes the person "
+    "from every store, the lake and the stream; outside consumers of the stream must erase them too. The one event "
+    "about a person that erasure keeps: it is the notice, and holds nothing but the account's random id.",
+)
+
+HEALTH_WITHDRAWN = declare(
+    "health.withdrawn",
+    fields=("user_id",),
+    user_field="user_id",
+    doc="An athlete withdrew their consent to health data (docs/privacy.md): whoever holds their heart rates, "
+    "HRV or weight removes them, and stores none from then on.",
+)
+
 AUDIENCE_CHANGED = declare(
     "audience.changed",
     fields=("user_id", "shard", "consent", "profile"),
@@ -423,9 +514,19 @@ CAMPAIGN_SCHEDULED = declare(
     "schedules its slice.",
 )
 
+
+def _one_recipient(fields: dict, version: int) -> dict:
+    """Version 1 named one recipient (``user_id``); version 2 names a batch of them."""
+    return {"campaign_id": fields["campaign_id"], "user_ids": [fields["user_id"]], "message": fields["message"]}
+
+
 CAMPAIGN_SENT = declare(
     "campaign.sent",
-    fields=("campaign_id", "user_id", "message"),
-    user_field="user_id",
-    doc="A campaign is due for one recipient (consenting, targeted, outside quiet hours in their time zone).",
+    version=2,
+    fields=("campaign_id", "user_ids", "message"),
+    user_field=None,
+    doc="A campaign is due for ``user_ids``: at most 2,000 members of one audience shard, each consenting, "
+    "targeted and outside quiet hours in their time zone. v1 named one recipient (``user_id``): one outbox row "
+    "per recipient was the cost that kept a million recipients over ten minutes.",
+    upgrade=_one_recipient,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from actors.account import Account
+from actors.erasing import pseudonymise, without_in_feed
 from actors.events import GROUP_EVENT_TOGETHER, WORKOUT_RECORDED
 from actors.group_event import together_card
 from actors.paging import page
@@ -55,6 +56,13 @@ class Feed(Entity):
             if item["id"] == event.fields["workout_id"]:
                 item["together"] = together_card(event.fields)
                 return
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """The person's own feed goes whole; in a follower's, their cards go and others' cards stay."""
+        if user_id in self.id:
+            return True
+        self.items = without_in_feed(self.items, user_id)
+        return pseudonymise(self, user_id, stand_in)
 
     @update
     def drop_owner(self, owner: str) -> None:

@@ -14,8 +14,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from actors.events import GROUP_JOINED, GROUP_LEFT, GROUP_LISTED, GROUP_ROLE_CHANGED
-from actors.group_shards import directory_shard
+from actors.erasing import pseudonymise
+from actors.events import (
+    GROUP_HEIR,
+    GROUP_JOINED,
+    GROUP_LEFT,
+    GROUP_LISTED,
+    GROUP_MEMBER_ERASED,
+    GROUP_ROLE_CHANGED,
+    GROUP_SUCCESSION,
+)
+from actors.group_shards import MEMBER_SHARDS, directory_shard, member_shards
 from actors.paging import page
 from actors.places import SHOWN, shown_point
 from actors.workout import SPORTS
@@ -114,6 +123,7 @@ class Group(Entity):
         self.owner = ""
         self.admins: dict[str, float] = {}  # user id -> since when
         self.members = 0  # counted from group.joined / group.left
+        self.succession: dict | None = None  # {"by", "answers", "best": [user, since]}: an erased owner's heir sought
         self.listed_members = 0  # the count discovery last heard
         self.history: list[dict] = []  # newest first, at most HISTORY_LENGTH
         self.changes = 0
@@ -316,6 +326,61 @@ class Group(Entity):
         self.emit(GROUP_ROLE_CHANGED, group_id=self.id, user_id=to, role="owner", by=by)
         self.emit(GROUP_ROLE_CHANGED, group_id=self.id, user_id=by, role="admin", by=by)
         return {"owner": to}
+
+    # -- erasure -----------------------------------------------------------------------
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """An owner's group goes to the longest-standing admin, as a transfer would; with no admin, to the
+        longest-standing member, whom the member shards name (``group.succession``, ``group.heir``); with
+        no member left, it closes. The count loses the person when their member shard says so
+        (``group.member_erased``). Their changes stay in the history under the stand-in; entries about them go."""
+        if not self.created:
+            return False
+        self.admins.pop(user_id, None)
+        self.history = [entry for entry in self.history if entry["user"] != user_id]
+        if user_id == self.owner and not self.deleted:
+            if self.admins:
+                heir = min(self.admins, key=lambda admin: (self.admins[admin], admin))
+                self._hand_over(heir, stand_in)
+            else:
+                self.owner = stand_in  # until the member shards name an heir
+                self.succession = {"by": stand_in, "answers": 0, "best": None}
+                self.emit(GROUP_SUCCESSION, group_id=self.id, shards=member_shards(self.id))
+        return pseudonymise(self, user_id, stand_in)
+
+    def _hand_over(self, heir: str, by: str) -> None:
+        self.admins.pop(heir, None)
+        self.owner = heir
+        self._record(by, "ownership_transferred", heir, {"reason": "erased"})
+        self.emit(GROUP_ROLE_CHANGED, group_id=self.id, user_id=heir, role="owner", by=by)
+
+    @react(GROUP_MEMBER_ERASED, to=To.field("group_id"))
+    def on_member_erased(self, event: Event) -> None:
+        self._require()
+        self.members = max(0, self.members - 1)
+        self._relist()
+
+    @react(GROUP_HEIR, to=To.field("group_id"))
+    def on_heir(self, event: Event) -> None:
+        """One member shard's longest-standing member; once every shard has answered, the longest-standing
+        of them all owns the group (none: nobody is left, and the group closes)."""
+        if self.succession is None or self.deleted:
+            return
+        user, since = event.fields["user_id"], event.fields["since"]
+        best = self.succession["best"]
+        if user is not None and (best is None or (since, user) < (best[1], best[0])):
+            self.succession["best"] = [user, since]
+        self.succession["answers"] += 1
+        if self.succession["answers"] < MEMBER_SHARDS:
+            return
+        by, best = self.succession["by"], self.succession["best"]
+        self.succession = None
+        if best is None:
+            self.deleted = True
+            self._record(by, "deleted", detail={"reason": "erased, no member left"})
+            self._list()
+        else:
+            self._hand_over(best[0], by)
 
     # -- what the member shards say --------------------------------------------------
 

@@ -16,6 +16,7 @@ import unicodedata
 from collections import Counter
 from typing import Any
 
+from actors.erasing import relist
 from actors.events import GROUP_LISTED
 from actors.places import MAX_RADIUS_KM, cells_near, distance_km, index_cell
 from engine.entity import Entity, query
@@ -66,6 +67,11 @@ class GroupDirectory(Entity):
     def restore(self, state: Any) -> None:
         for group_id, listing in state["entries"].items():
             self._put(group_id, listing)
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """A listing that names the person (in its name, say) stays under the stand-in."""
+        relist(self.entries, self._drop, self._put, user_id, stand_in)
+        return False
 
     def _put(self, group_id: str, listing: dict) -> None:
         self.entries[group_id] = listing

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from actors.erasing import pseudonymise
 from actors.events import (
     GROUP_EVENT_ANSWERED,
     GROUP_EVENT_ATTENDED,
@@ -33,6 +34,7 @@ from actors.events import (
     GROUP_EVENT_WITHDRAWN,
 )
 from actors.places import distance_km
+from actors.route import check_link
 from actors.workout import SPORTS
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
@@ -79,7 +81,8 @@ NEAR_KM = 1.0  # ...within this distance of the meeting point, by an athlete who
 TOGETHER_AFTER_S = 3 * 3_600.0  # the roster goes to the feeds this long after the start (the window is over)
 TOGETHER_SHOWN = 20  # names on a card; the count says how many more
 AUDIENCES = ("going", "yes", "answered")  # going; going or waiting; everyone who answered
-_DETAILS = ("title", "description", "sport", "start", "time_zone", "meeting_point", "route", "pace_groups", "capacity")
+_DETAILS = ("title", "description", "sport", "start", "time_zone", "meeting_point", "route", "linked_route",
+            "pace_groups", "capacity")  # fmt: skip
 _MOVES = ("start", "time_zone", "meeting_point")  # a change of these is news to those going
 
 
@@ -119,6 +122,8 @@ def check_details(details: dict, *, partial: bool) -> None:
         _text(details, "route", ROUTE_LENGTH, required=False)
     if "sport" in details and details["sport"] not in SPORTS:
         raise Rejected(f"a sport is one of {', '.join(SPORTS)}")
+    if details.get("linked_route") is not None:
+        check_link(details["linked_route"], (details["sport"],) if "sport" in details else ())
     if "start" in details:
         start = details["start"]
         if isinstance(start, bool) or not isinstance(start, int | float) or not math.isfinite(start):
@@ -241,6 +246,7 @@ class GroupEvent(Entity):
         return {
             "id": self.id,
             "group_id": self.group_id,
+            "linked_route": None,
             **self.details,
             "start_local": datetime.fromtimestamp(self.details["start"], zone).isoformat(),
             "status": self.status,
@@ -317,8 +323,8 @@ class GroupEvent(Entity):
         if not self.now < start <= self.now + AHEAD_MOST_S:
             raise Rejected("an event starts in the future, within a year")
         self.group_id, self.created_by, self.created_at = group_id, by, self.now
-        self.details = {"description": "", "route": None, "pace_groups": [], "capacity": CAPACITY_MOST,
-                        **details, "start": start}  # fmt: skip
+        self.details = {"description": "", "route": None, "linked_route": None, "pace_groups": [],
+                        "capacity": CAPACITY_MOST, **details, "start": start}  # fmt: skip
         self.details["title"] = self.details["title"].strip()
         self._schedule_timers()
         self._changed()
@@ -334,6 +340,8 @@ class GroupEvent(Entity):
             raise Rejected("nothing to change")
         check_details(changes, partial=True)
         details = {**self.details, **changes}
+        if details.get("linked_route") is not None:  # the event's sport, changed or not, is the route's
+            check_link(details["linked_route"], (details["sport"],))
         start = float(details["start"])
         if "start" in changes and not self.now < start <= self.now + AHEAD_MOST_S:
             raise Rejected("an event starts in the future, within a year")
@@ -438,6 +446,18 @@ class GroupEvent(Entity):
             return
         if self.going.pop(user, None) is not None or self.waitlist.pop(user, None) is not None:
             self._promote()
+
+    # -- erasure -------------------------------------------------------------------
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their answer and attendance go; before the start their place goes to the first waiting, as a
+        withdrawal's does. An event they created stays, created by the stand-in."""
+        self.declined.pop(user_id, None)
+        self.attended.pop(user_id, None)
+        gone = self.going.pop(user_id, None) is not None or self.waitlist.pop(user_id, None) is not None
+        if gone and self.group_id and self.status == "scheduled" and self.now < self.details["start"]:
+            self._promote()
+        return pseudonymise(self, user_id, stand_in)
 
     # -- did it together -----------------------------------------------------------
 

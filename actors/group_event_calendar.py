@@ -102,6 +102,11 @@ class EventCalendar(Entity):
                           visibility=fields["visibility"])  # fmt: skip
 
     @query
+    def everything(self) -> list[dict]:
+        """Every event kept, with the answer and attendance (the athlete's export)."""
+        return [{"event_id": event_id, **entry} for event_id, entry in sorted(self.events.items())]
+
+    @query
     def count(self) -> int:
         return sum(1 for entry in self.events.values() if entry["card"]["start"] + KEPT_AFTER_S >= self.now)
 

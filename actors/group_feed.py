@@ -10,8 +10,10 @@ takes their workouts out of the feed (``group.left``); their posts stay until de
 
 from __future__ import annotations
 
+from actors.erasing import pseudonymise, without_in_feed
 from actors.events import GROUP_EVENT_TOGETHER, GROUP_LEFT, GROUP_POSTED, GROUP_WORKOUT_SHARED
 from actors.group_event import together_card
+from actors.group_post import ERASED_POST
 from actors.paging import page
 from engine.entity import Entity, query, update
 from engine.events import Event, To, react
@@ -41,6 +43,14 @@ class GroupFeed(Entity):
     @update
     def drop(self, item_id: str) -> None:
         self.items = [i for i in self.items if i["id"] != item_id]
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their workouts leave the feed, as when they leave the group; their posts stay as the post keeps
+        them (a placeholder with no author; the API drops one since deleted); "together" cards lose them."""
+        posts = [{**item, "owner": "", "owner_name": None, "text": ERASED_POST} if item.get("owner") == user_id
+                 and item["type"] == "post" else item for item in self.items]  # fmt: skip
+        self.items = without_in_feed(posts, user_id)
+        return pseudonymise(self, user_id, stand_in)
 
     @react(GROUP_POSTED, to=To.field("group_id"))
     def on_posted(self, event: Event) -> None:

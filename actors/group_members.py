@@ -14,10 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from actors import group_board
+from actors.erasing import pseudonymise
 from actors.events import (
+    GROUP_HEIR,
     GROUP_INVITED,
     GROUP_JOINED,
     GROUP_LEFT,
+    GROUP_MEMBER_ERASED,
+    GROUP_SUCCESSION,
     GROUP_WORKOUT_SHARED,
     WORKOUT_DELETED,
     WORKOUT_EDITED,
@@ -253,6 +257,33 @@ class GroupMembers(Entity):
         if self.banned.pop(user_id, None) is None:
             raise NotFound("this athlete is not banned")
         self._record(by, "unbanned", user_id)
+
+    # -- erasure -----------------------------------------------------------------
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their standing (member, request, invitation, ban), their week on the board and their workouts
+        go, as a removal takes them; the history's entries about them go, those they made stay under the
+        stand-in (as do invitations and bans they gave). The group's count hears ``group.member_erased``,
+        which names nobody (a ``group.left`` would name the person to everyone who hears it)."""
+        if user_id in self.members:
+            self.emit(GROUP_MEMBER_ERASED, group_id=self.group_id)
+        for standing in (self.members, self.requests, self.invited, self.banned):
+            standing.pop(user_id, None)
+        group_board.forget(self.weeks, user_id)
+        self.workouts = {w: kept for w, kept in self.workouts.items() if kept["owner"] != user_id}
+        self.names.pop(user_id, None)
+        self.history = [entry for entry in self.history if entry["user"] != user_id]
+        self._boards.clear()
+        return pseudonymise(self, user_id, stand_in)
+
+    @react(GROUP_SUCCESSION, to=To.each("shards"))
+    def on_succession(self, event: Event) -> None:
+        """An erased owner's group asks each shard for its longest-standing member."""
+        if self.members:
+            heir = min(self.members, key=lambda member: (self.members[member], member))
+            self.emit(GROUP_HEIR, group_id=self.group_id, shard=self.id, user_id=heir, since=self.members[heir])
+        else:
+            self.emit(GROUP_HEIR, group_id=self.group_id, shard=self.id, user_id=None, since=None)
 
     # -- the weekly board --------------------------------------------------------
 

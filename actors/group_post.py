@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from actors.erasing import pseudonymise
 from actors.events import GROUP_POSTED
 from actors.paging import page
 from engine.entity import Entity, query, update
@@ -12,6 +13,7 @@ __all__ = ["GroupPost", "POST_LENGTH", "COMMENT_LENGTH", "MAX_COMMENTS"]
 POST_LENGTH = 4_000
 COMMENT_LENGTH = 2_000
 MAX_COMMENTS = 500  # a post's thread is bounded: the 501st comment is refused
+ERASED_POST = "This post's author deleted their account."  # what a thread others answered keeps of it
 
 
 class GroupPost(Entity):
@@ -41,6 +43,18 @@ class GroupPost(Entity):
         self.group_id, self.author, self.text, self.at = group_id, author, text, self.now
         self.emit(GROUP_POSTED, group_id=group_id, post_id=self.id, author=author, author_name=author_name, text=text)
         return self.card(group_id)
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their kudos and comments go. Their post goes too; one that others commented on keeps its thread
+        readable under a placeholder with no author."""
+        self.kudos.pop(user_id, None)
+        self.comments = [item for item in self.comments if item["author"] != user_id]
+        if self.author == user_id:
+            self.author, self.text = "", ERASED_POST
+            if not self.comments:
+                self.deleted = True
+                self.text, self.kudos = "", {}
+        return pseudonymise(self, user_id, stand_in)
 
     @query
     def card(self, group_id: str, viewer: str | None = None) -> dict:

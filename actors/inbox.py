@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from actors.account import Account
 from actors.events import (
+    AUDIENCE_CHANGED,
     BADGE_AWARDED,
     CAMPAIGN_SENT,
     CHALLENGE_COMPLETED,
@@ -24,6 +25,7 @@ from actors.group_event import GroupEvent
 from actors.paging import page
 from actors.sport_event import SportEvent
 from engine.entity import Entity, query, update
+from engine.erasure import mentions
 from engine.errors import Rejected
 from engine.events import Event, To, react
 
@@ -55,6 +57,7 @@ NOTIFICATION_TYPES = (
 )
 INBOX_LENGTH = 500
 MARKETING_CAP, MARKETING_WINDOW_S = 2, 7 * 86_400  # at most 2 marketing notifications in any 7 days
+PROMOTED_S = 7 * 86_400  # a campaign stays the feed's promoted card for a week at most
 
 
 class Inbox(Entity):
@@ -67,6 +70,7 @@ class Inbox(Entity):
         self.muted: list[str] = []
         self.marketing: list[float] = []  # when the last MARKETING_CAP marketing notifications came
         self.capped = 0  # campaigns not delivered for the cap
+        self.promoted: dict | None = None  # the newest campaign delivered: the feed's promoted card
 
     @update
     def notify(self, notification_id: str, type: str, data: dict) -> dict | None:
@@ -106,9 +110,7 @@ class Inbox(Entity):
         fields = event.fields
         self._tell(event.id, "level", {"level": fields["level"], "points": fields["points"]})
 
-    @react(
-        CHALLENGE_COMPLETED, to=(To.field("user_id"), To.ask(Account, "user_id", Account.ids, which="followers"))
-    )
+    @react(CHALLENGE_COMPLETED, to=(To.field("user_id"), To.ask(Account, "user_id", Account.ids, which="followers")))
     def on_challenge_completed(self, event: Event) -> None:
         fields = event.fields
         kind = "challenge_completed" if fields["user_id"] == self.id else "friend_challenge"
@@ -179,19 +181,50 @@ class Inbox(Entity):
         self._tell(event.id, "gear_worn", {**data, "gear_id": event.fields["gear_id"],
                                            "suggestions": event.fields["suggestions"], "url": "/gear"})  # fmt: skip
 
-    @react(CAMPAIGN_SENT, to=To.field("user_id"))
+    @react(CAMPAIGN_SENT, to=To.each("user_ids", alone=True))
     def on_campaign_sent(self, event: Event) -> None:
         recent = [at for at in self.marketing if self.now - at < MARKETING_WINDOW_S]
         if len(recent) >= MARKETING_CAP or "marketing" in self.muted:
             self.capped += len(recent) >= MARKETING_CAP
             return
         self.marketing = [*recent, self.now]
-        self._tell(event.id, "marketing", {**event.fields["message"], "campaign_id": event.fields["campaign_id"]})
+        data = {**event.fields["message"], "campaign_id": event.fields["campaign_id"]}
+        self._tell(event.id, "marketing", data)
+        self.promoted = {**data, "id": event.id, "at": self.now}
+
+    @react(AUDIENCE_CHANGED, to=To.field("user_id"), when=lambda fields: not fields["consent"])
+    def on_consent_withdrawn(self, event: Event) -> None:
+        """Marketing consent withdrawn: the feed's promoted card goes at once (the notification stays, read)."""
+        self.promoted = None
+
+    @query
+    def promotion(self) -> dict | None:
+        """The feed's promoted card: the newest campaign delivered here in the last ``PROMOTED_S``, unless
+        dismissed, or the ``marketing`` type is muted since. Delivered through the inbox, it has had its caps,
+        quiet hours and consent."""
+        card = self.promoted
+        if card is None or "marketing" in self.muted or self.now - card["at"] > PROMOTED_S:
+            return None
+        return card
+
+    @update
+    def dismiss_promotion(self, campaign_id: str) -> None:
+        if self.promoted is not None and self.promoted["campaign_id"] == campaign_id:
+            self.promoted = None
 
     def _tell(self, notification_id: str, type: str, data: dict) -> None:
         item = self.notify(notification_id, type, data)
         if item is not None:  # live, to the user's open connections (engine.notices)
             self.notice({"type": "notification", "notification": item})
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """The person's own inbox goes whole; in another's, the notifications about them go (their kudos,
+        comments, badges) and the unread count is the rest's."""
+        if user_id in self.id:
+            return True
+        self.items = [item for item in self.items if not mentions(item, user_id)]
+        self.unread = sum(1 for item in self.items if not item["read"])
+        return False
 
     @update
     def mark_read(self, ids: list[str] | None = None) -> int:

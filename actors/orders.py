@@ -7,6 +7,7 @@ entity, which records the first and answers every later one as a duplicate: the 
 
 from __future__ import annotations
 
+from actors.erasing import pseudonymise
 from actors.events import SHOP_PURCHASED
 from engine.entity import Entity, query, update
 from engine.errors import NotFound
@@ -21,6 +22,11 @@ class ShopOrder(Entity):
         super().__init__(entity_id)
         self.order: dict | None = None
         self.deliveries = 0  # how many times the shop sent it
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Kept for the books (an order is an accounting record; the shop holds no address or name here):
+        the buyer becomes the stand-in, the lines and total stay."""
+        return pseudonymise(self, user_id, stand_in)
 
     @update
     def record(self, order: dict, user_id: str | None) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from actors.erasing import pseudonymise
 from actors.events import PROMO_REDEEMED, PROMOTION_LISTED
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
@@ -47,6 +48,10 @@ class Promotion(Entity):
         if self.terms is None:
             raise NotFound("no such promotion")
         return self.terms
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their redemptions stay counted, by the stand-in: a used code stays used, the totals stay right."""
+        return pseudonymise(self, user_id, stand_in)
 
     @update
     def create(self, terms: dict, codes: list[str]) -> dict:
@@ -109,7 +114,7 @@ class Promotion(Entity):
         terms = self._require()
         public = {k: terms[k] for k in ("title", "description", "discount", "starts", "expires", "mode", "per_user")}
         return {"id": self.id, **public, "total": self._total(), "left": self._total() - self.redeemed,
-                "ended": self.ended}  # fmt: skip
+                "ended": self.ended, "exclusive": bool(terms.get("exclusive"))}  # fmt: skip
 
     @query
     def mine(self, user_id: str) -> int:

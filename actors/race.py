@@ -24,12 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from actors.erasing import ERASED_NAME, pseudonymise
 from actors.events import RACE_RESULT, RACE_SETTLED
+from actors.route import check_link
 from actors.workout import SPORTS as WORKOUT_SPORTS
 from engine.entity import Entity, query, update
+from engine.erasure import replace_all
 from engine.errors import Forbidden, NotFound, Rejected
 from engine.race import MAX_CHECKPOINTS, SEXES, RaceBoard, warm_up
-from engine.telemetry import decode
+from engine.telemetry import decode, encode
 
 __all__ = [
     "Race",
@@ -46,6 +49,7 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_ROUTE_POINTS",
     "MAX_TARGET_M",
+    "ROUTE_TOLERANCE",
     "RACE_STATUSES",
     "SETTLED",
 ]
@@ -71,6 +75,7 @@ _CONFIG = (
     "registration_opens",
     "registration_closes",
     "route",
+    "linked_route",
     "fair_play",
 )
 # The bounds of a race's settings, written once: the entity holds every race to capacity,
@@ -88,6 +93,15 @@ MAX_CAPACITY = 1_000_000
 SHARED_RACE_CAPACITY = 5_000
 SHARED_RACE_PREFIX = "s-"
 MAX_ROUTE_POINTS = 5_000
+# A finish this far off (a share of) the distance of the route the race uses is refused: a race of "the
+# harbour 10k" that is 12 km is a mistake, a few metres of GPS noise in the route's measure is not.
+ROUTE_TOLERANCE = 0.02
+# The board's columns that make an athlete's standing (place, time, splits, fair-play decisions); an
+# erased athlete keeps these, under a stand-in, and loses the rest: position, weight, sex, heart rate.
+_STANDING = frozenset({
+    "category", "status", "flags", "cleared", "open_t", "start_t", "last_seq", "seen", "last_t", "d_t", "d_last",
+    "distance", "dist_t", "cp", "lo_t", "lo_d", "hi_t", "hi_d", "splits",
+})  # fmt: skip
 
 
 def _board(config: dict) -> RaceBoard:
@@ -121,6 +135,26 @@ def _route(points: Any) -> list[list[float]]:
     return route
 
 
+def _on_route(merged: dict, changes: dict) -> None:
+    """A race that uses a route runs the route's distance: a distance race given no ``target_m`` takes
+    the route's, and a distance or course race whose finish is off it by more than ``ROUTE_TOLERANCE``
+    is refused. A time or collective race uses the route as its course only (laps of it)."""
+    metres = float(check_link(merged["linked_route"], (merged["sport"],))["distance_m"])
+    if merged["kind"] == "distance" and "target_m" not in changes:
+        if "linked_route" in changes or merged.get("target_m") is None:
+            merged["target_m"] = metres
+    finish, lines = merged.get("target_m"), merged.get("checkpoints_m")
+    if merged["kind"] == "course":
+        finish = lines[-1] if isinstance(lines, list) and lines else None
+    if merged["kind"] not in ("distance", "course") or not isinstance(finish, int | float):
+        return  # a finish that is not a number is the board's to refuse
+    if abs(finish - metres) > ROUTE_TOLERANCE * metres:
+        raise Rejected(
+            f"the race's route is {metres:,.0f} m and its finish {finish:,.0f} m: give a distance within"
+            f" {ROUTE_TOLERANCE:.0%} of the route's, or none to take the route's"
+        )
+
+
 class Race(Entity):
     kind = "race"
     dedicated = True
@@ -141,6 +175,7 @@ class Race(Entity):
         self.athletes: list[dict] = []  # the entry list, by entry: {"user_id", "name", "category"}
         self.devices: dict[str, int] = {}
         self.signal_lost: set[int] = set()  # participant indices whose device went offline
+        self.health: set[int] = set()  # participant indices who consented to health data: only theirs keep hr
         self.private: set[int] = set()  # participant indices of athletes whose profile is private
         self.transitions: list[dict] = []
         self.corrections: list[dict] = []  # changes to final results: who, when, what and why
@@ -169,6 +204,7 @@ class Race(Entity):
             "devices": self.devices,
             "signal_lost": sorted(self.signal_lost),
             "private": sorted(self.private),
+            "health": sorted(self.health),
             "transitions": self.transitions,
             "corrections": self.corrections,
             "before_dsq": self.before_dsq,
@@ -180,9 +216,46 @@ class Race(Entity):
         board = state.pop("board")
         self.signal_lost = set(state.pop("signal_lost", ()))
         self.private = set(state.pop("private", ()))
+        self.health = set(state.pop("health", ()))
         vars(self).update(state)
         self.board = RaceBoard.from_state(board) if board is not None else None
         self._index = {a["user_id"]: i for i, a in enumerate(self.athletes)}
+
+    # -- erasure ---------------------------------------------------------------
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """The standings stay whole: the athlete's entry becomes the stand-in, a "Deleted athlete", with
+        their place, time and splits; their position, weight, sex and heart rate go, and so do their
+        device bindings. An athlete of a race not yet over is withdrawn (nothing more comes from them).
+        An organizer becomes the stand-in: the race stays, managed by nobody."""
+        index = self._index.get(user_id)
+        if index is not None and self.board is not None:
+            if self.status in ("open", "live"):
+                self.board.withdraw(index)
+            self.athletes[index] = {**self.athletes[index], "user_id": stand_in, "name": ERASED_NAME}
+            self.devices = {device: i for device, i in self.devices.items() if i != index}
+            self.signal_lost.discard(index)
+            self._forget_readings(index)
+        self.organizer = replace_all(self.organizer, user_id, stand_in)
+        for name in ("config", "athletes", "transitions", "corrections", "before_dsq", "devices"):
+            setattr(self, name, replace_all(getattr(self, name), user_id, stand_in))
+        self._index = {a["user_id"]: i for i, a in enumerate(self.athletes)}
+        return False
+
+    def _forget_readings(self, index: int) -> None:
+        """Entry ``index``'s board columns other than its standing back to those of an athlete never heard from."""
+        state = self.created_board.to_state()
+        blank_board = _board(self.config)
+        blank_board.add(1)
+        blank = blank_board.to_state()["columns"]
+        for name, column in state["columns"].items():
+            if name in _STANDING or name not in blank:
+                continue
+            dtype = np.dtype(column["dtype"])
+            values = np.frombuffer(column["data"], dtype).reshape(column["shape"]).copy()
+            values[index] = np.frombuffer(blank[name]["data"], dtype).reshape(blank[name]["shape"])[0]
+            column["data"] = values.tobytes()
+        self.board = RaceBoard.from_state(state)
 
     # -- organizer -----------------------------------------------------------
 
@@ -232,6 +305,8 @@ class Race(Entity):
         for name in ("name", "sport", "kind"):
             if not merged.get(name):
                 raise Rejected(f"a race needs a {name}")
+        if merged.get("linked_route") is not None:
+            _on_route(merged, config)
         try:
             _board(merged)
         except ValueError as error:
@@ -452,6 +527,7 @@ class Race(Entity):
         weight_kg: float | None,
         private: bool = False,
         sex: str | None = None,
+        health: bool = True,
     ) -> int:
         index = self._index.get(user_id)
         if index is not None:
@@ -478,6 +554,8 @@ class Race(Entity):
         self._index[user_id] = index
         if private:
             self.private.add(index)
+        if health:
+            self.health.add(index)
         return index
 
     @update
@@ -489,9 +567,13 @@ class Race(Entity):
         weight_kg: float | None = None,
         private: bool = False,
         sex: str | None = None,
+        health: bool = True,
     ) -> int:
+        """``health``: whether the athlete consented to health data (docs/privacy.md), as the API says for
+        every athlete who joins through it; without it their heart rate is dropped from every sample
+        before it is scored or journaled (the API sends no weight for them either)."""
         self._require()
-        return self._admit(user_id, name, category, weight_kg, private, sex)
+        return self._admit(user_id, name, category, weight_kg, private, sex, health)
 
     @update
     def join_many(self, athletes: list[dict]) -> list:
@@ -508,6 +590,7 @@ class Race(Entity):
                         athlete.get("weight_kg"),
                         athlete.get("private", False),
                         athlete.get("sex"),
+                        athlete.get("health", True),
                     )
                 )
             except Rejected as refused:
@@ -531,6 +614,49 @@ class Race(Entity):
             self.private.add(index)
         else:
             self.private.discard(index)
+
+    @update
+    def health_consent(self, user_id: str, given: bool) -> None:
+        """The athlete gave or withdrew consent to health data: their heart rate is kept, or dropped, from
+        their next sample on."""
+        self._require()
+        index = self._athlete(user_id)
+        if given:
+            self.health.add(index)
+        else:
+            self.health.discard(index)
+
+    def redact(self, message_type: str, body: dict) -> dict:
+        """Samples keep a heart rate only for athletes who consented to health data: the others' is zeroed
+        (absent) before the batch is scored or journaled."""
+        if message_type != "ingest" or not isinstance(body.get("samples"), bytes | bytearray):
+            return body
+        if len(self.health) == len(self.athletes):
+            return body  # everyone consented: the common case costs a length check
+        try:
+            batch = decode(body["samples"])
+        except (TypeError, ValueError):
+            return body  # the handler refuses it, as it would have
+        if not batch["hr"].any():
+            return body
+        entries = batch["entry"]
+        athletes = body.get("athletes")
+        if athletes is not None:
+            if not isinstance(athletes, list):
+                return body
+            nobody = int(_NOBODY)
+            lookup = np.array([self._index.get(u, nobody) if isinstance(u, str) else nobody for u in athletes]
+                              + [nobody], np.int64)  # fmt: skip
+            entries = lookup[np.minimum(entries, len(athletes))]
+        kept_for = np.zeros(len(self.athletes) + 1, bool)  # the last one: an entry that is nobody
+        if self.health:
+            kept_for[np.fromiter(self.health, np.int64, len(self.health))] = True
+        drop = ~kept_for[np.minimum(entries, len(self.athletes))] & (batch["hr"] != 0)
+        if not drop.any():
+            return body
+        kept = batch.copy()
+        kept["hr"][drop] = 0
+        return {**body, "samples": encode(kept)}
 
     @update
     def bind_device(self, user_id: str, device_id: str) -> int:
@@ -614,6 +740,7 @@ class Race(Entity):
             "id": self.id,
             "status": self.status,
             "organizer": self.organizer,
+            "linked_route": None,
             **self.config,
             "athletes": len(self.athletes),
             "transitions": self.transitions,
@@ -761,6 +888,22 @@ class RaceRef(Entity):
             if row["user_id"] == user_id:
                 row["private"] = private
 
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """As the race itself does (``Race.erase_user``): the record's entry of the athlete becomes the
+        stand-in, a "Deleted athlete", their device bindings go."""
+        self.privacy_changes.pop(user_id, None)
+        record = self.record
+        if record is not None:
+            roster = record["view"]["roster"]
+            index = next((i for i, athlete in enumerate(roster) if athlete[0] == user_id), None)
+            if index is not None:
+                roster[index] = [stand_in, ERASED_NAME, *roster[index][2:]]
+                record["device_map"] = {d: i for d, i in record["device_map"].items() if i != index}
+            for row in (*record["results"], *record["flags"]):
+                if row.get("user_id") == user_id:
+                    row.update(user_id=stand_in, name=ERASED_NAME)
+        return pseudonymise(self, user_id, stand_in)
+
     def _settled(self) -> dict:
         if self.record is None:
             raise Rejected("this race is not settled: ask the race itself")
@@ -820,6 +963,10 @@ class RaceIndex(Entity):
     def __init__(self, entity_id: str) -> None:
         super().__init__(entity_id)
         self.races: list[dict] = []
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """An organizer's races stay listed, organized by the stand-in."""
+        return pseudonymise(self, user_id, stand_in)
 
     @update
     def add(self, race_id: str, name: str, organizer: str, status: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.erasing import relist
 from actors.events import ROUTE_LISTED
 from actors.places import MAX_RADIUS_KM, cells_near, distance_km
 from engine.entity import Entity, query
@@ -50,6 +51,11 @@ class RouteDirectory(Entity):
     def restore(self, state: Any) -> None:
         for route_id, card in state["entries"].items():
             self._put(route_id, card)
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their routes leave with them; another card that names them stays under the stand-in."""
+        relist(self.entries, self._drop, self._put, user_id, stand_in, gone=lambda card: card.get("owner") == user_id)
+        return False
 
     def _put(self, route_id: str, card: dict) -> None:
         self.entries[route_id] = card

@@ -8,6 +8,12 @@ Bounded: each athlete's ``BEST_PER_ATHLETE`` fastest efforts, for ``ATHLETES_MOS
 that, a new athlete's effort takes the place of the slowest athlete's best, if faster); efforts of
 the last ``LEGEND_DAYS`` days for the Local Legend, ``RECENT_MOST`` at most; the ids of
 ``GONE_MOST`` deleted workouts, so an effort that arrives after its workout's deletion is dropped.
+Each effort keeps its athlete's sex and age group (when they gave them): the boards by sex and age group
+filter the same efforts, so they keep nothing more.
+
+An effort is known by its workout and start: one told twice (by live matching and by the segment's
+backfill, or by a backfill run again) counts once. The backfill (``serve/segment_backfill.py``) reports
+here chunk by chunk, each chunk once per run, and the segment tells the efforts found as live matching does.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from actors.athlete import AGE_GROUPS, SEXES
+from actors.erasing import pseudonymise
 from actors.events import SEGMENT_EFFORT, SEGMENT_EFFORT_REMOVED
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
@@ -40,6 +48,7 @@ class Segment(Entity):
         self.best: dict[str, list[dict]] = {}  # athlete -> their fastest efforts, fastest first
         self.recent: list[dict] = []  # every effort of the last LEGEND_DAYS days, oldest first
         self.gone: list[str] = []  # deleted workouts, oldest first
+        self.backfill: dict[str, Any] | None = None  # its latest backfill's progress; "done": chunks reported
 
     def _require(self) -> dict:
         if self.definition is None:
@@ -63,6 +72,15 @@ class Segment(Entity):
         }
         return self.info()
 
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their efforts leave every board (the boards are ranked when read, the athletes counted from
+        ``best``); a segment they created stays, the road's, with no creator."""
+        self.best.pop(user_id, None)
+        self.recent = [effort for effort in self.recent if effort["owner"] != user_id]
+        if self.definition is not None and self.definition["creator"] == user_id:
+            self.definition = {**self.definition, "creator": ""}
+        return pseudonymise(self, user_id, stand_in)
+
     @query
     def info(self) -> dict:
         definition = self._require()
@@ -70,18 +88,77 @@ class Segment(Entity):
             **{k: v for k, v in definition.items() if k not in ("lat", "lon", "shard")},
             "points": [[a, o] for a, o in zip(definition["lat"], definition["lon"])],
             "athletes": len(self.best),
+            "backfill": self.backfill_state(),
         }
+
+    @query
+    def backfill_state(self) -> dict | None:
+        """``{"run", "state", "workouts", "checked", "efforts", "chunks", "chunks_done", "started", "finished",
+        "error"}``: ``state`` is ``listing``, ``running``, ``done`` or ``failed``."""
+        self._require()
+        if self.backfill is None:
+            return None
+        return {**{k: v for k, v in self.backfill.items() if k != "done"}, "chunks_done": len(self.backfill["done"])}
+
+    @update
+    def start_backfill(self) -> dict:
+        """A new run, which supersedes any before it (their reports are ignored): what its tasks need to match."""
+        definition = self._require()
+        run = (self.backfill or {}).get("run", 0) + 1
+        self.backfill = {"run": run, "state": "listing", "workouts": None, "checked": 0, "efforts": 0, "chunks": None,
+                         "done": [], "started": self.now, "finished": None, "error": None}  # fmt: skip
+        return {"run": run, **{k: definition[k] for k in ("lat", "lon", "shard")}}
+
+    def _run(self, run: int) -> dict | None:
+        return self.backfill if self.backfill is not None and self.backfill["run"] == run else None
+
+    @update
+    def backfill_planned(self, run: int, workouts: int, chunks: int) -> None:
+        job = self._run(run)
+        if job is not None and job["state"] == "listing":
+            job.update(state="running" if chunks else "done", workouts=workouts, chunks=chunks)
+            job["finished"] = None if chunks else self.now
+
+    @update
+    def backfill_checked(self, run: int, chunk: int, checked: int, efforts: list) -> None:
+        """One chunk's workouts checked, and the efforts found on this segment, told as ``segment.effort``. A chunk
+        reported again (a task Ray ran again after its worker died) changes nothing."""
+        job = self._run(run)
+        if job is None or job["state"] != "running" or chunk in job["done"]:
+            return
+        if not 0 <= chunk < job["chunks"] or any(fields.get("segment_id") != self.id for fields in efforts):
+            raise Rejected("this report is not of this segment's backfill")
+        for fields in efforts:
+            self.emit(SEGMENT_EFFORT, **{"sex": None, "age_group": None, **fields})
+        job["done"].append(chunk)
+        job["checked"] += checked
+        job["efforts"] += len(efforts)
+        if len(job["done"]) == job["chunks"]:
+            job.update(state="done", finished=self.now)
+
+    @update
+    def backfill_failed(self, run: int, error: str) -> None:
+        job = self._run(run)
+        if job is not None and job["state"] in ("listing", "running"):
+            job.update(state="failed", finished=self.now, error=error[:500])
+
+    def _held(self, owner: str, workout_id: str, start: float) -> bool:
+        """Whether this effort is already counted (in the athlete's best, or among the recent ones)."""
+        mine = self.best.get(owner, [])
+        recent = (e for e in self.recent if e["owner"] == owner)
+        return any(e["workout_id"] == workout_id and e["start"] == start for e in (*mine, *recent))
 
     @react(SEGMENT_EFFORT, to=To.field("segment_id"))
     def on_effort(self, event: Event) -> None:
         fields = event.fields
-        if fields["workout_id"] in self.gone:
+        if fields["workout_id"] in self.gone or self._held(fields["owner"], fields["workout_id"], fields["start"]):
             return
         effort = {
             "workout_id": fields["workout_id"],
             "start": fields["start"],
             "elapsed_s": fields["elapsed_s"],
             "shown": fields["visibility"] == "public" and not fields["flagged"],
+            **{k: fields[k] for k in ("sex", "age_group") if fields.get(k) is not None},  # null: overall boards only
         }
         owner = fields["owner"]
         if owner not in self.best and len(self.best) >= ATHLETES_MOST:
@@ -119,17 +196,28 @@ class Segment(Entity):
         friends: list | None = None,
         since: float | None = None,
         limit: int = 50,
+        sex: str | None = None,
+        age_group: str | None = None,
     ) -> dict:
         """Rows of ``{"rank", "athlete", "elapsed_s", "start", "workout_id"}`` (``legend``: ``efforts``), and the
         viewer's own row. ``year`` counts efforts from ``since``; ``friends`` the athletes in ``friends``;
-        ``legend`` the most efforts since ``since`` (the last 90 days)."""
+        ``legend`` the most efforts since ``since`` (the last 90 days). ``sex`` and ``age_group`` keep, on any
+        board, the efforts whose athlete had that sex and age group when the workout was recorded."""
         self._require()
         if board not in BOARDS:
             raise Rejected(f"a board is one of {', '.join(BOARDS)}")
+        if sex is not None and sex not in SEXES:
+            raise Rejected(f"sex is one of {', '.join(SEXES)}")
+        if age_group is not None and age_group not in AGE_GROUPS:
+            raise Rejected(f"an age group is one of {', '.join(AGE_GROUPS)}")
         limit = max(1, min(int(limit), 100))
 
         def shown(athlete: str, effort: dict) -> bool:
-            return effort["shown"] or athlete == viewer
+            return (
+                (effort["shown"] or athlete == viewer)
+                and (sex is None or effort.get("sex") == sex)
+                and (age_group is None or effort.get("age_group") == age_group)
+            )
 
         if board == "legend":
             counts = Counter(
@@ -168,4 +256,5 @@ class Segment(Entity):
                 }
                 for n, (athlete, e) in enumerate(bests)
             ]
-        return {"board": board, "rows": rows[:limit], "me": next((r for r in rows if r["athlete"] == viewer), None)}
+        me = next((r for r in rows if r["athlete"] == viewer), None)
+        return {"board": board, "sex": sex, "age_group": age_group, "rows": rows[:limit], "me": me}

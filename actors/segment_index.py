@@ -3,7 +3,8 @@
 It keeps each segment's polyline (the state, snapshotted) and an ``engine.segments.SegmentIndex``
 rebuilt from them when first needed after a change (never snapshotted). It refuses a segment that
 duplicates one it holds (start and end within ``DUPLICATE_M``, length within 5%), and it matches every
-``workout.tracked`` sent to it, telling each effort found as ``segment.effort``.
+``workout.tracked`` sent to it, telling each effort found as ``segment.effort``. ``efforts_on`` is that
+match, shared with a new segment's backfill (``serve/segment_backfill.py``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,40 @@ from engine.errors import Rejected
 from engine.events import Event, To, react
 from engine.segments import SegmentIndex, Track
 
-__all__ = ["SegmentShard", "SEGMENTS_PER_SHARD", "DUPLICATE_M", "MAX_EFFORTS_PER_TRACK", "MAX_VERTICES"]
+__all__ = [
+    "SegmentShard",
+    "SEGMENTS_PER_SHARD",
+    "DUPLICATE_M",
+    "MAX_EFFORTS_PER_TRACK",
+    "MAX_VERTICES",
+    "efforts_on",
+]
 
 SEGMENTS_PER_SHARD = 20_000  # a 23 km cell; a polyline of at most MAX_VERTICES points each
 MAX_VERTICES = 500
 DUPLICATE_M = 10.0
 MAX_EFFORTS_PER_TRACK = 200
+
+
+def efforts_on(ids: list[str], index: SegmentIndex, tracked: dict) -> list[dict]:
+    """The ``segment.effort`` fields of each effort a ``workout.tracked`` track makes on the indexed
+    segments (``ids[i]`` is segment ``i``), at most ``MAX_EFFORTS_PER_TRACK``."""
+    points = np.asarray(tracked["track"], dtype=float).reshape(-1, 3)
+    efforts = index.match(Track(points[:, 0], points[:, 1], points[:, 2]))
+    return [
+        {
+            "segment_id": ids[i],
+            "owner": tracked["owner"],
+            "workout_id": tracked["workout_id"],
+            "visibility": tracked["visibility"],
+            "flagged": tracked["flagged"],
+            "sex": tracked.get("sex"),
+            "age_group": tracked.get("age_group"),
+            "start": round(effort.start_t, 2),
+            "elapsed_s": round(effort.elapsed_s, 2),
+        }
+        for i, effort in efforts[:MAX_EFFORTS_PER_TRACK]
+    ]
 
 
 class SegmentShard(Entity):
@@ -40,6 +69,11 @@ class SegmentShard(Entity):
 
     def restore(self, state: Any) -> None:
         self.segments = state["segments"]
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Segments name nobody; whatever else does goes (``scrub``), and the spatial index is built again."""
+        self._index = None
+        return super().erase_user(user_id, stand_in)
 
     def _indexed(self) -> tuple[list[str], SegmentIndex]:
         if self._index is None:
@@ -85,18 +119,5 @@ class SegmentShard(Entity):
     def on_tracked(self, event: Event) -> None:
         if not self.segments:
             return
-        fields = event.fields
-        points = np.asarray(fields["track"], dtype=float).reshape(-1, 3)
-        ids, index = self._indexed()
-        efforts = index.match(Track(points[:, 0], points[:, 1], points[:, 2]))
-        for i, effort in efforts[:MAX_EFFORTS_PER_TRACK]:
-            self.emit(
-                SEGMENT_EFFORT,
-                segment_id=ids[i],
-                owner=fields["owner"],
-                workout_id=fields["workout_id"],
-                visibility=fields["visibility"],
-                flagged=fields["flagged"],
-                start=round(effort.start_t, 2),
-                elapsed_s=round(effort.elapsed_s, 2),
-            )
+        for fields in efforts_on(*self._indexed(), event.fields):
+            self.emit(SEGMENT_EFFORT, **fields)

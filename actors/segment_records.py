@@ -5,7 +5,7 @@ efforts leave the records (the next best, among the ``KEPT`` best, takes over) a
 told with ``segment.effort_removed``; an effort that arrives after its workout was deleted is told
 removed at once. Bounded: ``SEGMENTS_MOST`` segments, ``KEPT`` efforts each, the segments of the newest
 ``WORKOUTS_MOST`` workouts (an older workout's deletion leaves its efforts on segments), ``GONE_MOST``
-deleted workout ids.
+deleted workout ids. An effort told twice (live matching and a segment's backfill) counts once.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class SegmentRecords(Entity):
             return
         if fields["segment_id"] not in self.efforts and len(self.efforts) >= SEGMENTS_MOST:
             return
+        kept = self.efforts.get(fields["segment_id"], [])
+        if any(e["workout_id"] == fields["workout_id"] and e["start"] == fields["start"] for e in kept):
+            return  # told twice (live matching and a backfill): counted once
         touched = self.workouts.setdefault(fields["workout_id"], [])
         if fields["segment_id"] not in touched:
             touched.append(fields["segment_id"])

@@ -21,6 +21,7 @@ import math
 import zlib
 from typing import Any
 
+from actors.erasing import pseudonymise
 from actors.events import (
     SPORT_EVENT_CANCELLED,
     SPORT_EVENT_LISTED,
@@ -161,6 +162,19 @@ class SportEvent(Entity):
             "status": self.status,
             "organizer": self.organizer,
         }
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their registration stays for the books (payment, refund, bib) under the stand-in, without their
+        answers; before the start their place goes to the first waiting, as a withdrawal's does. An event
+        they organize stays, organized by the stand-in."""
+        registration_id = self.active.pop(user_id, None)
+        if registration_id is not None and self.status == "scheduled" and self.now < self.details["start"]:
+            self._release(self.registrations[registration_id])
+            self._promote()
+        for registration in self.registrations.values():
+            if registration["user"] == user_id:
+                registration["answers"] = {}
+        return pseudonymise(self, user_id, stand_in)
 
     def _tier(self, tier_id: str) -> dict:
         for tier in self.details["tiers"]:
@@ -360,14 +374,18 @@ class SportEvent(Entity):
         if registration_id is None:
             raise NotFound("you are not registered to this event")
         registration = self.registrations[registration_id]
-        if registration["status"] == "registered":
-            self.registered -= 1
-            self.taken[registration["tier"]] -= 1
-        self.waitlist.pop(registration_id, None)
-        self._end(registration, "athlete")
+        self._release(registration)
         self._tell(registration)
         self._promote()
         return self._shown(registration)
+
+    def _release(self, registration: dict) -> None:
+        """The athlete's registration ends: its place (or its spot on the waitlist) is free."""
+        if registration["status"] == "registered":
+            self.registered -= 1
+            self.taken[registration["tier"]] -= 1
+        self.waitlist.pop(registration["id"], None)
+        self._end(registration, "athlete")
 
     @update
     def mark_paid(self, by: str, registration_id: str) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.erasing import relist
 from actors.events import SPORT_EVENT_LISTED
 from actors.places import MAX_RADIUS_KM, cells_near, distance_km
 from engine.entity import Entity, query
@@ -38,6 +39,11 @@ class SportEventDirectory(Entity):
     def restore(self, state: Any) -> None:
         for event_id, card in state["entries"].items():
             self._put(event_id, card)
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """An event they organize stays listed, organized by the stand-in."""
+        relist(self.entries, self._drop, self._put, user_id, stand_in)
+        return False
 
     def _put(self, event_id: str, card: dict) -> None:
         self.entries[event_id] = card

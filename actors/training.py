@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from actors.events import TRAINING_WARNING, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
+from actors.events import HEALTH_WITHDRAWN, TRAINING_WARNING, WORKOUT_DELETED, WORKOUT_EDITED, WORKOUT_RECORDED
 from engine.entity import Entity, query, update
 from engine.errors import NotFound, Rejected
 from engine.events import Event, To, react
@@ -30,8 +30,11 @@ from engine.gamification.badges import local_time
 from engine.gamification.badges import time_zone as zone_named
 from engine.training import load as model
 from engine.training import plan as planning
+from engine.training import wellness
 from engine.training.predictions import predict
 from engine.training.reports import against_professionals, period_totals
+
+HEART_THRESHOLDS = ("threshold_hr", "max_hr", "rest_hr")  # health data (docs/privacy.md)
 
 __all__ = ["MAX_WORKOUTS", "OVERRIDABLE", "THRESHOLD_DAYS", "Training", "WINDOW_DAYS"]
 
@@ -65,6 +68,7 @@ class Training(Entity):
         self.days: dict[str, list[float]] = {}  # day ordinal -> [load, moving_s, distance_m, workouts]
         self.warned: dict[str, str] = {}  # warning code -> the day (ISO) its episode began
         self.goal: dict | None = None  # the goal race (docs/training.md, "Plan"): one at a time
+        self.wellness: dict[str, list] = {}  # day ordinal -> [resting_hr, hrv_ms] (health data: with consent)
 
     # -- reactions -------------------------------------------------------------------------------
 
@@ -80,7 +84,34 @@ class Training(Entity):
     def on_workout_deleted(self, event: Event) -> None:
         self._put(event.fields["workout_id"], event.seq, None)
 
-    def _put(self, workout_id: str, seq: int, summary: dict | None) -> None:
+    @update
+    def backfill(self, workouts: list) -> dict:
+        """The athlete's workouts as the lake has them (``connectors.lake.training``): ``[workout_id, seq,
+        summary or None for deleted]`` each, applied as the live reactions would (the newest seq wins, whatever
+        is here already), then the thresholds estimated and every load measured once. Doing it again, or
+        over workouts the reactions already took, changes nothing."""
+        if not isinstance(workouts, list):
+            raise Rejected("workouts is a list of [workout_id, seq, summary]")
+        applied = skipped = 0
+        for item in workouts:
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str) and 0 < len(item[0]) <= 64
+                    and type(item[1]) is int and (item[2] is None or isinstance(item[2], dict))):  # fmt: skip
+                skipped += 1
+                continue
+            try:
+                self._put(item[0], item[1], item[2], settle=False)
+            except Rejected:  # a summary no reaction would have kept
+                skipped += 1
+                continue
+            applied += 1
+        self._trim()
+        if not self._estimate():
+            self._rebuild()
+        self._check()
+        return {"applied": applied, "skipped": skipped, "workouts": len(self.workouts)}
+
+    def _put(self, workout_id: str, seq: int, summary: dict | None, *, settle: bool = True) -> None:
+        """``settle``: measure, count and check now (a back-fill does it once at the end)."""
         kept = self.workouts.get(workout_id)
         if (kept is not None and kept[0] >= seq) or self.gone.get(workout_id, -1) >= seq:
             return  # a newer state of this workout is here already
@@ -101,6 +132,8 @@ class Training(Entity):
             if day <= self._today() - WINDOW_DAYS:
                 return  # older than the window: it would fall out at once
             self.workouts[workout_id] = [seq, day, 0.0, "none", facts]
+            if not settle:
+                return  # trimmed, measured and counted once at the end
             self._trim()
             if workout_id not in self.workouts:
                 return
@@ -123,6 +156,60 @@ class Training(Entity):
                 record[1] = local_time(float(record[4]["start"]), zone)["day"]
             self._rebuild()
         return time_zone
+
+    @react(HEALTH_WITHDRAWN, to=To.field("user_id"))
+    def on_health_withdrawn(self, event: Event) -> None:
+        """Consent to health data withdrawn: the athlete's own heart-rate thresholds go (estimates from
+        workouts have no heart rate left to work from either)."""
+        for name in HEART_THRESHOLDS:
+            self.overrides.pop(name, None)
+        self.wellness = {}
+        self._estimate()
+
+    @update
+    def record_wellness(self, day: str, resting_hr: float | None, hrv_ms: float | None) -> dict:
+        """A morning's resting heart rate (bpm) and HRV (rMSSD, ms) for a local ``day`` (ISO), from a device
+        or by hand; a later reading of the same day replaces it, a null leaves that one as it was. The API
+        takes them only with consent to health data."""
+        try:
+            ordinal = date.fromisoformat(day).toordinal()
+        except (TypeError, ValueError):
+            raise Rejected("a day is YYYY-MM-DD") from None
+        if not self._today() - WINDOW_DAYS < ordinal <= self._today() + 1:
+            raise Rejected(f"a reading is of the last {WINDOW_DAYS} days")
+        for value, low, high, name in ((resting_hr, 25, 120, "resting_hr"), (hrv_ms, 5, 300, "hrv_ms")):
+            if value is not None and not (isinstance(value, int | float) and not isinstance(value, bool)
+                                          and low <= value <= high):  # fmt: skip
+                raise Rejected(f"{name} is from {low} to {high}")
+        if resting_hr is None and hrv_ms is None:
+            raise Rejected("send resting_hr, hrv_ms or both")
+        kept = self.wellness.get(str(ordinal), [None, None])
+        self.wellness[str(ordinal)] = [resting_hr if resting_hr is not None else kept[0],
+                                       hrv_ms if hrv_ms is not None else kept[1]]  # fmt: skip
+        oldest = self._today() - WINDOW_DAYS
+        for old in [d for d in self.wellness if int(d) <= oldest]:
+            del self.wellness[old]
+        return self.wellness_trends()
+
+    @query
+    def wellness_trends(self, first: str | None = None, last: str | None = None) -> dict:
+        """The resting heart rate and HRV trends today (``engine.training.wellness``), and the readings of
+        ``first``..``last`` (ISO days; default the last 90)."""
+        today = self._today()
+        try:
+            end = date.fromisoformat(last).toordinal() if last else today
+            start = date.fromisoformat(first).toordinal() if first else end - 89
+        except (TypeError, ValueError):
+            raise Rejected("a day is YYYY-MM-DD") from None
+        readings = sorted((int(d), row[0], row[1]) for d, row in self.wellness.items())
+        return {
+            **wellness.trends(readings, today),
+            "days": [
+                {"day": date.fromordinal(d).isoformat(), "resting_hr": hr, "hrv_ms": ms}
+                for d, hr, ms in readings
+                if start <= d <= end
+            ],  # fmt: skip
+        }
 
     @update
     def set_thresholds(self, thresholds: dict) -> dict:
@@ -375,4 +462,5 @@ class Training(Entity):
     @query
     def export(self) -> dict:
         return {"time_zone": self.time_zone, "overrides": self.overrides, "workouts": len(self.workouts),
-                "days": self.days, "goal": self.goal}  # fmt: skip
+                "days": self.days, "goal": self.goal,
+                "wellness": {date.fromordinal(int(d)).isoformat(): row for d, row in self.wellness.items()}}  # fmt: skip

@@ -6,6 +6,10 @@ roles. It answers "which groups do I see in my list" in one read, and it sends e
 user's workouts on to their groups (``group.workout_shared``, one per group): the groups' feeds
 and the member shards that keep the weekly boards react to that by its fields, so the relay
 never has to look up an athlete's groups for each workout.
+
+A ``group.joined`` can reach this entity after a workout the athlete recorded once a member (the
+two come through different consumers): the athlete's latest shared workouts are kept
+(``actors.recent_workouts``) and those recorded since the join go on to the group when it arrives.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from actors.events import GROUP_INVITED, GROUP_JOINED, GROUP_LEFT, GROUP_WORKOUT_SHARED, WORKOUT_RECORDED
 from actors.group_shards import member_shard
 from actors.paging import page
+from actors.recent_workouts import remember, since
 from engine.entity import Entity, query, update
 from engine.events import Event, To, react
 
@@ -29,12 +34,20 @@ class UserGroups(Entity):
         super().__init__(entity_id)
         self.groups: dict[str, dict] = {}  # group id -> {"since", "via"}
         self.invitations: dict[str, dict] = {}  # group id -> {"by", "at"}
+        # group id -> when its invitation was declined or withdrawn: a group.invited the relay brings later
+        # than that, about an invitation made before it, is old news
+        self.dropped: dict[str, float] = {}
+        self.recent: dict[str, list] = {}  # workout id -> [at, seq, what group.workout_shared carries]
 
     @react(GROUP_JOINED, to=To.field("user_id"))
     def on_joined(self, event: Event) -> None:
         group_id = event.fields["group_id"]
+        fresh = group_id not in self.groups
         self.groups[group_id] = {"since": event.at, "via": event.fields["via"]}
         self.invitations.pop(group_id, None)
+        if fresh:  # workouts recorded since the join that got here before it
+            for _, _, shared in since(self.recent, event.at):
+                self._share(group_id, shared)
 
     @react(GROUP_LEFT, to=To.field("user_id"))
     def on_left(self, event: Event) -> None:
@@ -43,7 +56,7 @@ class UserGroups(Entity):
     @react(GROUP_INVITED, to=To.field("user_id"))
     def on_invited(self, event: Event) -> None:
         group_id = event.fields["group_id"]
-        if group_id in self.groups:
+        if group_id in self.groups or self.dropped.get(group_id, float("-inf")) >= event.at:
             return
         self.invitations[group_id] = {"by": event.fields["by"], "at": event.at}
         while len(self.invitations) > MAX_INVITATIONS:
@@ -53,19 +66,21 @@ class UserGroups(Entity):
     def on_workout(self, event: Event) -> None:
         """The athlete's workout goes on to each of their groups: its feed and the athlete's member shard
         (the weekly board) react to ``group.workout_shared``, whose targets are plain fields."""
-        fields = event.fields
+        shared = {name: event.fields[name] for name in ("owner", "owner_name", "workout_id", "visibility", "summary")}
+        remember(self.recent, event, shared)
         for group_id in self.groups:
-            self.emit(
-                GROUP_WORKOUT_SHARED,
-                group_id=group_id,
-                shard=member_shard(group_id, self.id),
-                **{name: fields[name] for name in ("owner", "owner_name", "workout_id", "visibility", "summary")},
-            )
+            self._share(group_id, shared)
+
+    def _share(self, group_id: str, shared: dict) -> None:
+        self.emit(GROUP_WORKOUT_SHARED, group_id=group_id, shard=member_shard(group_id, self.id), **shared)
 
     @update
     def drop_invitation(self, group_id: str) -> None:
-        """The user declined it (the member shard forgot it first)."""
+        """The user declined it, or the group withdrew it (the member shard forgot it first)."""
         self.invitations.pop(group_id, None)
+        self.dropped[group_id] = self.now
+        while len(self.dropped) > MAX_INVITATIONS:
+            del self.dropped[min(self.dropped, key=lambda g: (self.dropped[g], g))]
 
     @query
     def member_shards(self) -> list[str]:

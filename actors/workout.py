@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
-from actors.events import RACE_RESULT, WORKOUT_RECORDED, WORKOUT_TRACKED
+from actors.account import HEALTH_FIELDS, Account
+from actors.erasing import pseudonymise
+from actors.events import (
+    COMMENT_POSTED,
+    HEALTH_WITHDRAWN,
+    KUDOS_GIVEN,
+    RACE_RESULT,
+    WORKOUT_RECORDED,
+    WORKOUT_TRACKED,
+)
 from actors.paging import page
 from actors.segment_shards import timed_track, track_shards
 from engine.entity import Entity, query, update
@@ -17,6 +27,7 @@ __all__ = ["Workout", "MAX_COMMENT_LENGTH", "SPORTS", "start_point", "track_star
 MAX_COMMENT_LENGTH = 2_000
 SPORTS = ("run", "ride", "swim", "walk", "hike", "row", "other")
 _EDITABLE = ("title", "visibility", "description")
+_NEAR_DEG = 0.001  # about 110 m: an effort starts within 25 m of a track's edge, so within its bounds and this
 
 
 def track_start(track: Iterable[list]) -> list[float] | None:
@@ -46,6 +57,7 @@ class Workout(Entity):
         self.owner: str | None = None
         self.summary: dict[str, Any] = {}
         self.detail: dict[str, Any] = {}  # splits, best efforts, the track
+        self.athlete: dict[str, Any] = {}  # the owner's sex and age group when recorded, for segment boards only
         self.kudos: dict[str, float] = {}
         self.comments: list[dict] = []  # newest first
         self.deleted = False
@@ -54,13 +66,23 @@ class Workout(Entity):
         if self.owner is None or self.deleted:
             raise NotFound("no such workout")
 
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Their own workout goes whole, track and all. On another's: their kudos and comments go, the
+        others' comments stay (an answer to theirs, a mention of them under the stand-in)."""
+        if self.owner == user_id or user_id in self.id:
+            return True
+        self.kudos.pop(user_id, None)
+        self.comments = [item for item in self.comments if item["author"] != user_id]
+        return pseudonymise(self, user_id, stand_in)
+
     @update
-    def record(self, owner: str, summary: dict, detail: dict) -> dict:
+    def record(self, owner: str, summary: dict, detail: dict, athlete: dict | None = None) -> dict:
         if self.owner is not None:
             raise Rejected("this workout already exists")
         self.owner = owner
         self.summary = summary
         self.detail = detail
+        self.athlete = {k: v for k, v in (athlete or {}).items() if k in ("sex", "age_group") and v is not None}
         return self.card()
 
     @react(RACE_RESULT, to=To.field("workout_id"))
@@ -69,22 +91,60 @@ class Workout(Entity):
         fields = event.fields
         self.record(fields["user_id"], fields["summary"], {"splits": [], "track": [], "result": fields["result"]})
 
+    @react(HEALTH_WITHDRAWN, to=To.ask(Account, "user_id", Account.workout_ids))
+    def on_health_withdrawn(self, event: Event) -> None:
+        """Its owner withdrew consent to health data: its heart rates go, in its summary and its splits."""
+        if self.owner != event.fields["user_id"]:
+            return
+        self.summary = {k: v for k, v in self.summary.items() if k not in HEALTH_FIELDS}
+        splits = self.detail.get("splits") or []
+        self.detail = {**self.detail, "splits": [{k: v for k, v in split.items() if k not in HEALTH_FIELDS}
+                                                 for split in splits]}  # fmt: skip
+
     @react(WORKOUT_RECORDED, to=To.field("workout_id"), when=lambda fields: start_point(fields["summary"]) is not None)
     def on_recorded(self, event: Event) -> None:
         """Its track goes to the segment shards it passes through, for matching (docs/segments.md)."""
-        if self.deleted or self.owner is None:
-            return
-        track = timed_track(self.detail.get("track") or [], self.summary.get("start", 0.0))
+        track = self._shared_track()
         for shard in track_shards(track) if len(track) >= 2 else []:
-            self.emit(
-                WORKOUT_TRACKED,
-                owner=self.owner,
-                workout_id=self.id,
-                visibility=self.summary.get("visibility", "public"),
-                flagged=bool(self.summary.get("flagged")),
-                shard=shard,
-                track=track,
-            )
+            self.emit(WORKOUT_TRACKED, **self._tracked(track), shard=shard)
+
+    @query
+    def tracked_near(self, lat: float, lon: float) -> dict | None:
+        """``workout.tracked``'s fields but ``shard``, as the workout is now, when its track's bounds come within
+        about ``_NEAR_DEG`` of the point (a segment's start), for a new segment's backfill (docs/segments.md); None
+        when no effort could start there, or it has no track to match."""
+        if start_point(self.summary) is None:
+            return None
+        track = self._shared_track()
+        if len(track) < 2:
+            return None
+        lats, lons = [p[0] for p in track], [p[1] for p in track]
+        across = _NEAR_DEG / max(math.cos(math.radians(lat)), 0.01)
+        north_south = min(lats) - _NEAR_DEG <= lat <= max(lats) + _NEAR_DEG
+        east_west = min(lons) - across <= lon <= max(lons) + across
+        return self._tracked(track) if north_south and east_west else None
+
+    def _shared_track(self) -> list[list[float]]:
+        """Its track as segments see it, ``[[lat, lon, unix s], ...]``: only the part others may see, outside its
+        owner's privacy zones as they were when it was recorded."""
+        if self.deleted or self.owner is None:
+            return []
+        points = self.detail.get("track") or []
+        shared = self.detail.get("shared")  # [first, end]: the part outside the owner's privacy zones
+        if shared is not None:
+            points = points[shared[0] : shared[1]]
+        return timed_track(points, self.summary.get("start", 0.0))
+
+    def _tracked(self, track: list[list[float]]) -> dict:
+        return {
+            "owner": self.owner,
+            "workout_id": self.id,
+            "visibility": self.summary.get("visibility", "public"),
+            "flagged": bool(self.summary.get("flagged")),
+            "sex": self.athlete.get("sex"),
+            "age_group": self.athlete.get("age_group"),
+            "track": track,
+        }
 
     @update
     def edit(self, changes: dict) -> dict:
@@ -100,6 +160,7 @@ class Workout(Entity):
         self._require()
         self.deleted = True
         self.detail = {}
+        self.athlete = {}
         self.comments = []
         self.kudos = {}
 
@@ -126,6 +187,8 @@ class Workout(Entity):
         if athlete == self.owner:
             raise Rejected("you cannot give kudos to your own workout")
         added = athlete not in self.kudos
+        if added:
+            self.emit(KUDOS_GIVEN, user_id=athlete, workout_id=self.id, owner=self.owner)
         self.kudos.setdefault(athlete, self.now)
         return {"kudos": len(self.kudos), "added": added}
 
@@ -149,6 +212,7 @@ class Workout(Entity):
             raise Rejected(f"a comment has 1 to {MAX_COMMENT_LENGTH} characters")
         item = {"id": comment_id, "author": author, "text": text, "at": self.now}
         self.comments.insert(0, item)
+        self.emit(COMMENT_POSTED, user_id=author, workout_id=self.id, owner=self.owner, comment_id=comment_id)
         return item
 
     @update

@@ -12,7 +12,10 @@ rate, measured: 7 headers 20k/s, 2 headers 28k/s.)
 
 Messages are published asynchronously, up to ``window`` awaiting their acks at once, in
 position order; a batch returns once JetStream acknowledged all of it, and fails (to be sent
-again from the relay's cursor) if any was refused.
+again from the relay's cursor) if any was refused or an ack did not come within ``timeout``.
+The acks come to one subscription of the connection, each reply subject naming its batch: no
+future, no random token and no JSON parse per message, which doubled the rate against nats-py's
+``publish_async`` (measured in one run: 31,677-39,074 against 16,537-17,191 events/s).
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ def decode(data: bytes) -> dict:
             "position": position, "fields": fields}  # fmt: skip
 
 
+class _Batch:
+    """One batch's acks: how many are still awaited, the refusals, and its window of messages in flight."""
+
+    def __init__(self, size: int, window: int) -> None:
+        self.left = size
+        self.refused: list[bytes] = []
+        self.done = asyncio.Event()
+        self.free = asyncio.Semaphore(window)
+        if not size:
+            self.done.set()
+
+
 class JetStream:
     name = "nats"
 
@@ -71,6 +86,9 @@ class JetStream:
         self.timeout = timeout
         self._nc: nats.NATS | None = None
         self._js: Any = None
+        self._inbox = ""
+        self._batches: dict[str, _Batch] = {}
+        self._sent = 0
         self.published = 0
 
     async def _context(self):
@@ -97,21 +115,47 @@ class JetStream:
                         duplicate_window=_DUPLICATE_WINDOW_S,
                     )
                 )
+            self._inbox = self._nc.new_inbox()
+            await self._nc.subscribe(f"{self._inbox}.*.*", cb=self._acked)
             self._js = js
         return self._js
+
+    async def _acked(self, message: Any) -> None:
+        batch = self._batches.get(message.subject.rsplit(".", 2)[-2])
+        if batch is None:
+            return  # a batch that already failed (timed out): it goes again whole
+        if not message.data.startswith(b'{"stream"'):  # a refusal ({"error": ...}) or no stream (a status)
+            batch.refused.append(bytes(message.data[:200]) or str(message.headers).encode())
+        batch.free.release()
+        batch.left -= 1
+        if batch.left == 0:
+            batch.done.set()
 
     async def _error(self, error: Exception) -> None:
         log.warning("NATS at %s: %s", self.url, error)
 
     async def publish(self, records: Sequence[EventRecord]) -> None:
-        js = await self._context()
-        acks = []
-        prefix = self.prefix
-        for record in records:  # no wait_stall: its timer per message cost two thirds of the rate
-            acks.append(
-                await js.publish_async(subject(record, prefix), payload(record), headers={"Nats-Msg-Id": record.id})
-            )
-        await asyncio.wait_for(asyncio.gather(*acks), self.timeout)
+        await self._context()
+        nc = self._nc
+        assert nc is not None
+        self._sent += 1
+        key = str(self._sent)
+        batch = self._batches[key] = _Batch(len(records), self.window)
+        reply, prefix = f"{self._inbox}.{key}.", self.prefix
+        try:
+            for n, record in enumerate(records):
+                if batch.free.locked():  # a window's worth in flight: wait for acks, not forever
+                    await asyncio.wait_for(batch.free.acquire(), self.timeout)
+                else:
+                    await batch.free.acquire()  # at once (wait_for would make a task per message)
+                await nc.publish(
+                    subject(record, prefix), payload(record), reply=f"{reply}{n}", headers={"Nats-Msg-Id": record.id}
+                )
+            await asyncio.wait_for(batch.done.wait(), self.timeout)
+        finally:
+            del self._batches[key]
+        if batch.refused:
+            raise RuntimeError(f"JetStream refused {len(batch.refused)} of {len(records)}: {batch.refused[0]!r}")
         self.published += len(records)
 
     async def close(self) -> None:

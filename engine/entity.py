@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from engine.erasure import scrub
 from engine.errors import MalformedMessage, UnknownMessage
 from engine.events import EventType, Reaction
 
@@ -184,6 +185,24 @@ class Entity:
     def journal_kept(self) -> bool:
         """For a kind the host config names in ``archived_kinds``: whether the host must keep the
         entity's journal after snapshots (an archiver has yet to read it; it compacts it after)."""
+        return False
+
+    def redact(self, message_type: str, body: dict) -> dict:
+        """The message as it may be kept: called before an ``@update`` runs and is journaled, it may drop
+        what the entity must not store (a reading someone did not consent to). The handler and the journal
+        both get what it answers. Deterministic in the state and the message, and cheap: it is on the path
+        of every update of the kind that overrides it."""
+        return body
+
+    def erase_user(self, user_id: str, stand_in: str) -> bool:
+        """Forget ``user_id`` (``engine.erasure``): True when this entity was theirs alone (its id
+        names them) and is to be deleted whole; otherwise drop whatever of its state mentions them
+        (``scrub``) and keep the rest. Override where others' records must stay whole (write
+        ``stand_in`` for the person) or where a count derives from what is dropped. Deterministic,
+        like any handler: the journal replays it."""
+        if user_id in self.id:
+            return True
+        self.restore(scrub(self.snapshot(), user_id, stand_in))
         return False
 
     def snapshot(self) -> Any:

@@ -183,6 +183,7 @@ class Target:
 
     field: str  # the event field holding an id (of the target, or of the entity to ask)
     ask: tuple[str, str, dict] | None = None  # (kind, @query handler name, its fields): answers ids
+    alone: bool = False  # a list of ids: each target sees the field as the list of its own id only
 
     def describe(self) -> str:
         if self.ask is None:
@@ -197,6 +198,13 @@ class To:
     def field(name: str) -> Target:
         """The entity whose id is the event's ``name`` field."""
         return Target(name)
+
+    @staticmethod
+    def each(name: str, *, alone: bool = False) -> Target:
+        """The entities whose ids the event's ``name`` field lists. ``alone``: each of them gets the event
+        with that field narrowed to ``[its id]``, for a batch that names thousands (a campaign's recipients),
+        each needing only its own: the relay sends every target a few bytes, not the whole list."""
+        return Target(name, alone=alone)
 
     @staticmethod
     def ask(cls: type[Entity], field: str, handler: Callable[..., list[str]], **fields: Any) -> Target:

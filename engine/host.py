@@ -25,6 +25,7 @@ from typing import Any
 from engine.codec import pack, unpack
 from engine.config import HostConfig
 from engine.entity import Entity, Handler
+from engine.erasure import ERASE_MESSAGE, mentions, scrub_marks
 from engine.errors import (
     ActivationFailed,
     EngineError,
@@ -42,7 +43,7 @@ from engine.notices import Publish
 from engine.store import JournalEntry, Reminder, Snapshot, Store
 from engine.timers import TimerQueue
 
-__all__ = ["Host", "Envelope", "TIMER_MESSAGE", "EVENT_MESSAGE", "MAX_ID_LENGTH", "rebuild"]
+__all__ = ["Host", "Envelope", "TIMER_MESSAGE", "EVENT_MESSAGE", "ERASE_MESSAGE", "MAX_ID_LENGTH", "rebuild"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class _Activation:
         "entity",
         "seq",
         "snapshot_seq",
+        "snapshot_due",
         "compacted_seq",
         "mailbox",
         "ready",
@@ -94,6 +96,7 @@ class _Activation:
         self.entity: Entity = None  # type: ignore[assignment]  # loaded before `ready`; read only once ready
         self.seq = 0
         self.snapshot_seq = 0
+        self.snapshot_due = 0.0  # monotonic time before which no periodic snapshot is taken (snapshot_budget)
         self.compacted_seq = 0
         self.mailbox: deque = deque()
         self.ready = False
@@ -137,6 +140,7 @@ class Host:
         self._publish = publish  # where entities' notices go (engine.notices); None: nowhere
         self._on_events = on_events  # told when events were committed (wakes the relay)
         self._active: dict[tuple[str, str], _Activation] = {}
+        self._announcing: dict[Flush, list[tuple[str, str, list[dict]]]] = {}  # a commit's notices, to publish
         self._to_activate: dict[str, list[_Activation]] = {}
         self._committer: GroupCommitter | None = None
         self._timers = TimerQueue()
@@ -273,6 +277,8 @@ class Host:
         activation.last_used = self._last_touch
         entity._now = at
         try:
+            if handler.journaled and type(entity).redact is not Entity.redact and handler.name == message_type:
+                kwargs = journal_body = entity.redact(message_type, kwargs)
             result = handler.function(entity, **kwargs)
             notices, entity._notices = entity._notices, []
             emitted, entity._events = entity._events, []
@@ -338,17 +344,47 @@ class Host:
         activation.last_flush = flush
         reply.watched.append((flush, index))
         if notices and self._publish is not None:
-            self._spawn(self._announce(flush, activation.kind, activation.entity_id, notices))
+            told = self._announcing.get(flush)
+            if told is None:  # the first notices of this group commit: published together once it lands
+                told = self._announcing[flush] = []
+                self._spawn(self._announce(flush))
+            told.append((activation.kind, activation.entity_id, notices))
+        if message_type == ERASE_MESSAGE:
+            self._spawn(self._after_erasure(activation, flush, activation.seq, bool(result["forgotten"])))
 
-    async def _announce(self, flush: Flush, kind: str, entity_id: str, notices: list[dict]) -> None:
-        """An entity's notices, published once the message that made them is durable."""
+    async def _after_erasure(self, activation: _Activation, flush: Flush, seq: int, forgotten: bool) -> None:
+        """Once an erasure is durable, nothing older may keep the person: an entity that was theirs
+        alone leaves memory and the store; any other is snapshotted at once and its whole journal
+        compacted through that snapshot (``engine.erasure``)."""
         if await flush.wait() is not None:
+            return  # not journaled: the activation was invalidated, the eraser asks again
+        kind, entity_id = activation.kind, activation.entity_id
+        try:
+            if forgotten:
+                if self._active.get((kind, entity_id)) is activation:
+                    self._invalidate(activation)  # what waits in its mailbox goes to a fresh activation
+                activation.broken = True  # never snapshotted again
+                await self.store.delete_entity(kind, entity_id)
+                return
+            if not activation.broken:
+                await self._snapshot([activation])
+                if activation.snapshot_seq >= seq:
+                    await self.store.compact(kind, entity_id, activation.snapshot_seq)
+                    activation.compacted_seq = activation.snapshot_seq
+        except Exception:
+            log.exception("%s/%s: the store did not finish an erasure; the eraser asks again", kind, entity_id)
+
+    async def _announce(self, flush: Flush) -> None:
+        """The notices of one group commit's entities, published together once it is durable."""
+        failed = await flush.wait()
+        batch = self._announcing.pop(flush, [])
+        if failed is not None or not batch:
             return
         assert self._publish is not None
         try:
-            await self._publish(kind, entity_id, notices)
+            await self._publish(batch)
         except Exception:
-            log.exception("%s/%s: %d notice(s) were not published", kind, entity_id, len(notices))
+            log.exception("%d entities' notices were not published", len(batch))
 
     async def _await_commits(self, reply: _Reply) -> None:
         flushes = {id(flush): flush for flush, _ in reply.watched}
@@ -512,7 +548,7 @@ class Host:
         ]
         if now - self._last_snapshot >= self.config.snapshot_interval:
             self._last_snapshot = now
-            dirty = [a for a in self._active.values() if a.ready and a.dirty]
+            dirty = [a for a in self._active.values() if a.ready and a.dirty and a.snapshot_due <= now]
         else:
             dirty = [a for a in idle if a.dirty]
         await self._snapshot(dirty)
@@ -558,6 +594,8 @@ class Host:
         self.counters["snapshots"] += len(durable)
         for activation, snapshot in durable:
             activation.snapshot_seq = max(activation.snapshot_seq, snapshot.seq)
+            wait = min(len(snapshot.state) / self.config.snapshot_budget, self.config.snapshot_max_wait)
+            activation.snapshot_due = taken_at + wait
             if activation.dirty:  # changed again while the snapshot was being written
                 activation.dirty_since = taken_at
             if snapshot.seq - activation.compacted_seq >= self.config.compact_every and not (
@@ -630,6 +668,11 @@ def _resolve(entity: Entity, message_type: Any, body: Any) -> tuple[Handler | No
     if message_type == EVENT_MESSAGE:
         kwargs = _EVENTS.bind(entity.kind, body)
         return _EVENTS, {"events": _events_of(kwargs["events"]), "replay": kwargs.get("replay") is True}, body
+    if message_type == ERASE_MESSAGE:
+        kwargs = _ERASE.bind(entity.kind, body)
+        if not all(isinstance(kwargs[name], str) and kwargs[name] for name in ("user_id", "stand_in")):
+            raise MalformedMessage(f"{entity.kind}.{ERASE_MESSAGE}: user_id and stand_in are non-empty strings")
+        return _ERASE, kwargs, body
     if message_type == TIMER_MESSAGE:
         name = body.get("name") if isinstance(body, dict) else None
         timer = entity._timers.pop(name, None) if isinstance(name, str) else None
@@ -674,7 +717,7 @@ def rebuild(
 
 def _replay(entity: Entity, entry: JournalEntry) -> None:
     body = unpack(entry.body)
-    if entry.schema_version != entity.schema_version and entry.message_type not in (TIMER_MESSAGE, EVENT_MESSAGE):
+    if entry.schema_version != entity.schema_version and entry.message_type not in (TIMER_MESSAGE, EVENT_MESSAGE, ERASE_MESSAGE):
         body = entity.upgrade_message(entry.message_type, body, entry.schema_version)
     handler, kwargs, _ = _resolve(entity, entry.message_type, body)
     if handler is None:
@@ -759,4 +802,28 @@ _EVENTS = Handler(
     journaled=True,
     required=frozenset({"events"}),
     accepted=frozenset({"events", "replay"}),
+)
+
+
+def _erase(entity: Entity, user_id: str, stand_in: str) -> dict:
+    """``ERASE_MESSAGE``: the entity's own hook, then the engine's marks of the person."""
+    forgotten = entity.erase_user(user_id, stand_in)
+    entity._applied = scrub_marks(entity._applied, user_id)
+    timers = {name: timer for name, timer in entity._timers.items() if not mentions(timer, user_id)}
+    if forgotten:
+        fresh = type(entity)(entity.id)
+        entity.restore(fresh.snapshot())
+        timers, entity._applied, entity._replayed = {}, {}, []
+    if timers != entity._timers:
+        entity._timers = timers
+        entity._timers_changed = True
+    return {"forgotten": forgotten}
+
+
+_ERASE = Handler(
+    name=ERASE_MESSAGE,
+    function=_erase,
+    journaled=True,
+    required=frozenset({"user_id", "stand_in"}),
+    accepted=frozenset({"user_id", "stand_in"}),
 )

@@ -19,7 +19,7 @@ __all__ = ["NOTICE_LOG", "Publish", "channel", "publisher"]
 
 NOTICE_LOG = "arena-notices"
 
-Publish = Callable[[str, str, list[dict]], Awaitable[None]]  # (kind, entity id, notices)
+Publish = Callable[[list[tuple[str, str, list[dict]]]], Awaitable[None]]  # [(kind, entity id, notices)]
 
 
 def channel(kind: str, entity_id: str) -> str:
@@ -27,10 +27,10 @@ def channel(kind: str, entity_id: str) -> str:
 
 
 def publisher(bus: Bus) -> Publish:
-    """Notices published on ``bus``, each on its entity's channel."""
+    """Notices published on ``bus``, each on its entity's channel: a group commit's notices together
+    (a badge told to 100,000 followers' inboxes is a few calls, not 100,000)."""
 
-    async def publish(kind: str, entity_id: str, notices: list[dict]) -> None:
-        for notice in notices:
-            await bus.publish(channel(kind, entity_id), notice)
+    async def publish(batch: list[tuple[str, str, list[dict]]]) -> None:
+        await bus.publish_many([(channel(kind, entity_id), n) for kind, entity_id, notices in batch for n in notices])
 
     return publish

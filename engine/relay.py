@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.codec import unpack
+from engine.codec import pack, unpack
 from engine.entity import Entity
 from engine.errors import EngineError, NotFound
 from engine.events import CATALOGUE, EVENT_MESSAGE, EventRecord, Reaction, Target
@@ -257,19 +257,26 @@ class Relay:
         # The batch's lookups (a follower list per distinct owner...) are asked all at once, not one
         # event after another: a batch of workouts by 5,000 athletes is 5,000 lookups.
         lookups = await self._look_up(sub, [current for _, current in chosen]) if single is None else {}
+        alone = single is not None and to[0].alone
         for record, current in chosen:
             wire = record.wire()
             if single is not None:
                 target = current.get(single)
-                targets = [target] if type(target) is str and 0 < len(target) <= 256 else []
+                if type(target) is str:
+                    targets = [target] if 0 < len(target) <= 256 else []
+                else:  # a list of ids (To.each)
+                    targets = self._targets(sub, current, lookups)
             else:
                 targets = self._targets(sub, current, lookups)
             for target in targets:
+                sent = wire
+                if alone:  # To.each(..., alone=True): the list narrowed to this target (the fields now current)
+                    sent = [*wire[:1], declared.version, *wire[2:8], pack({**current, single: [target]}), wire[9]]
                 known = per_target.get(target)
                 if known is None:
-                    per_target[target], sources[target] = [wire], [record]
+                    per_target[target], sources[target] = [sent], [record]
                 else:
-                    known.append(wire)
+                    known.append(sent)
                     sources[target].append(record)
         envelopes = [(sub.kind, target, EVENT_MESSAGE, {"events": wires}, None) for target, wires in per_target.items()]
         gate = asyncio.Semaphore(self.parallel)
@@ -321,7 +328,7 @@ class Relay:
                 ids = lookups.get(key, [])
             else:
                 value = fields.get(target.field) if target.ask is None else None
-                ids = [value] if isinstance(value, str) else []
+                ids = [value] if isinstance(value, str) else value if isinstance(value, list) else []
             for entity_id in ids:
                 if isinstance(entity_id, str) and 0 < len(entity_id) <= 256:
                     found[entity_id] = None

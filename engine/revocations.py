@@ -4,9 +4,16 @@ longest-lived access token they could concern."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol
 
-__all__ = ["Revocations"]
+__all__ = ["Revocations", "user_key"]
+
+
+def user_key(user_id: str) -> str:
+    """What a user's revocation is kept under: a digest, not the id, so an erased person's last revocation
+    (their tokens die at the erasure) names nobody while it waits out the tokens' lifetime."""
+    return "user:" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
 
 
 class Revocations(Protocol):

@@ -19,6 +19,7 @@ __all__ = [
     "Snapshot",
     "Reminder",
     "DeadLetter",
+    "Mention",
     "Store",
     "StoreError",
     "JournalConflict",
@@ -82,6 +83,14 @@ class DeadLetter:
     attempts: int
     failed_at: float
     id: int = 0  # given by the store
+
+
+class Mention(NamedTuple):
+    """A stored row that mentions a person (``Store.mentions``): where erasure must reach."""
+
+    place: str  # snapshot, journal, reminder, event, dead_letter or cursor
+    kind: str  # the entity's kind; an event's type; a dead letter's subscription; a cursor's name
+    key: str  # the entity's id; an event's position; a dead letter's id; "" for a cursor
 
 
 @runtime_checkable
@@ -165,3 +174,16 @@ class Store(Protocol):
 
     async def prune_events(self, up_to: int) -> int:
         """Delete outbox events at or before position ``up_to``; how many it deleted."""
+
+    # -- erasure (engine.erasure) --------------------------------------------
+
+    async def mentions(self, needle: str) -> list[Mention]:
+        """Every row whose id or bytes hold ``needle`` (a person's id): entities by snapshot, journal
+        or reminder, events by their user, source or body, dead letters, cursors. A full scan, on
+        purpose: erasure is rare, and a scan cannot miss a holder that an index was never told of."""
+
+    async def erase_events(self, user_id: str, stand_in: str, keep: Sequence[str] = ()) -> int:
+        """The outbox without the person: events about them (their ``user_id``) are deleted, except
+        those of the types in ``keep`` (the erasure's own notice); any other event that mentions them
+        gets ``stand_in`` in their place (in its source and body). Dead letters that mention them are
+        deleted. Returns how many rows it changed."""

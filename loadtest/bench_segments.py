@@ -1,4 +1,4 @@
-"""One 3-hour ride (1 Hz) matched against 1,000,000 segments: the H3 index and exact check, against a naive scan.
+"""One 3-hour ride matched against 1,000,000 segments: the H3 index and exact check, a naive scan, and PostGIS.
 
 The segments lie in a 120 km square around the ride (a dense metropolitan area: about 70 segments
 a km²), 4 vertices each, 200 m to 20 km long (median 1.5 km); 50 of them are stretches of the
@@ -7,8 +7,9 @@ track's H3 cells, the candidates whose start and end cells are among them, the e
 each. The naive scan keeps the segments whose bounding box (widened by the start tolerance)
 meets the track's, then runs the same exact check on every one of them. Both must find the same
 efforts. CPU time is ``time.process_time`` (this process only). PostGIS is the third peer when
-the PostgreSQL server has the extension available; this script installs nothing.
-Run: ``.venv/bin/python -m loadtest.bench_segments`` (``--segments 100000`` for a quick run).
+the PostgreSQL server has the extension (``loadtest/postgis_segments.py``: a scratch database,
+dropped at the end, the same segments, the same match in SQL); otherwise it says why it is skipped.
+Run: ``.venv/bin/python -m loadtest.bench_segments`` (``--segments 20000`` for a quick run).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import numpy as np
 
 from engine.segments import START_TOLERANCE_M, SegmentIndex, Track, match
 from engine.segments.geometry import EARTH_RADIUS_M
+from loadtest import postgis_segments
 
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 LAT0, LON0 = 48.85, 2.35
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _ride(rng: np.random.Generator, hours: float = 3.0, speed: float = 8.0) -> tuple[np.ndarray, Track]:
@@ -91,27 +92,20 @@ def _naive(index: SegmentIndex, lo_lat, hi_lat, lo_lon, hi_lon, track: Track) ->
     return [(int(i), e) for i in near for e in match(track, index.shape(int(i)))], len(near)
 
 
-async def _postgis(index: SegmentIndex, track: Track) -> str:
-    try:
-        import asyncpg
-
-        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
-    except Exception as error:  # noqa: BLE001 - any failure to reach it only skips the peer
-        return f"PostGIS: skipped (PostgreSQL not reachable: {error})"
-    try:
-        available = await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'postgis'")
-    finally:
-        await conn.close()
-    if not available:
-        return "PostGIS: skipped (the extension is not installed on this server; this benchmark installs nothing)"
-    return "PostGIS: available but not benchmarked by this script yet"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--segments", type=int, default=1_000_000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--segments", type=int, default=1_000_000, help="how many segments (over 50)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each peer; the median is shown")
+    parser.add_argument(
+        "--postgres-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help=f"a server where the PostGIS peer may create and drop the database {postgis_segments.SCRATCH_DATABASE}",
+    )
     args = parser.parse_args()
+    if args.segments <= 50:
+        parser.error("--segments must be over 50: 50 of them are pieces of the ride's road")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     rng = np.random.default_rng(2026)
 
     road, track = _ride(rng)
@@ -143,7 +137,19 @@ def main() -> None:
         f"naive scan: {naive_s * 1000:.0f} ms CPU, {scanned:,} bounding boxes met the track's, same {len(found)} efforts"
     )
     print(f"ratio: the index is {naive_s / arena_s:.0f}x less CPU than the naive scan")
-    print(asyncio.run(_postgis(index, track)))
+    peer = asyncio.run(postgis_segments.run(args.postgres_url, lat, lon, offsets, track, args.rounds))
+    if isinstance(peer, str):
+        print(f"PostGIS: {peer}")
+        return
+    print("\n".join(postgis_segments.describe(peer, arena_s, naive_s)))
+    arena_ids = sorted({i for i, _ in found})
+    if peer.matched == arena_ids:
+        print(f"PostGIS matched the same {len(arena_ids)} segments")
+    else:
+        print(
+            f"PostGIS and the index disagree: only the index {sorted(set(arena_ids) - set(peer.matched))}, "
+            f"only PostGIS {sorted(set(peer.matched) - set(arena_ids))}"
+        )
 
 
 if __name__ == "__main__":

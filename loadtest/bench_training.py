@@ -3,6 +3,7 @@ N workouts' loads from Parquet (the lake's shape) with DuckDB and numpy.
 
     .venv/bin/python -m loadtest.bench_training                       # 300 workouts, 1,000,000 rows
     .venv/bin/python -m loadtest.bench_training --rows 10000000       # the issue's size
+    .venv/bin/python -m loadtest.bench_training --job 1000000         # the Ray job into the entities
 
 The incremental part runs a real host on SQLite (journal and group commit included): an athlete
 with ``--history`` workouts over two years, then each new ``workout.recorded`` delivered alone.
@@ -125,13 +126,69 @@ def recompute(path: Path) -> dict:
             "rows_per_s": len(cols) / total_s}  # fmt: skip
 
 
+def write_lake(root: Path, rows: int, athletes: int, seed: int = 7) -> None:
+    """``rows`` workouts of ``athletes`` over the last two years as the lake keeps ``workout.recorded``
+    (through its own writer), a million events a batch."""
+    from connectors.lake.writer import LakeWriter
+    from engine.codec import pack
+    from engine.events import EventRecord
+
+    rng = np.random.default_rng(seed)
+    now = time.time()
+    writer = LakeWriter(root)
+    seqs: dict[int, int] = {}
+    for first in range(0, rows, 1_000_000):
+        records = []
+        for i in range(first, min(rows, first + 1_000_000)):
+            user = int(rng.integers(athletes))
+            seq = seqs[user] = seqs.get(user, 0) + 1
+            start = now - float(rng.uniform(1, 720)) * DAY
+            fields = {"owner": f"u{user}", "owner_name": "", "region": None, "workout_id": f"w{i}",
+                      "visibility": "public", "summary": _summary(i, start)}  # fmt: skip
+            records.append(EventRecord("account", f"u{user}", seq, 0, "workout.recorded", 3, start, f"u{user}",
+                                       pack(fields), i + 1))  # fmt: skip
+        writer.write(records)
+
+
+async def job(root: Path, folder: Path) -> dict:
+    """The recompute as Arena runs it (``arena lake training``): Ray tasks read pages of athletes from the
+    lake, and each athlete's ``training`` entity (a host on SQLite here) takes its history in one message."""
+    import ray
+
+    from connectors.lake.training import recompute
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    host = Host([Training], SQLiteStore(folder / "job.db"), HostConfig(snapshot_interval=60, passivate_after=3600))
+    await host.start()
+    try:
+
+        async def ask(kind: str, entity_id: str, message_type: str, body: dict) -> dict:
+            return await host.ask(kind, entity_id, message_type, body)
+
+        return await recompute(root, ask)
+    finally:
+        await host.stop()
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, default=300, help="workouts the athlete has before (two years)")
     parser.add_argument("--fresh", type=int, default=200, help="new workouts timed one by one")
     parser.add_argument("--rows", type=int, default=1_000_000, help="workouts recomputed from Parquet")
     parser.add_argument("--athletes", type=int, default=20_000)
+    parser.add_argument("--job", type=int, default=0, help="workouts recomputed by the Ray job into entities (0: skip)")
+    parser.add_argument("--job-athletes", type=int, default=2_000)
     args = parser.parse_args()
+    if args.job:
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            write_lake(Path(folder) / "lake", args.job, args.job_athletes)
+            print(f"wrote {args.job:,} workout.recorded events to the lake in {time.perf_counter() - started:.1f} s")
+            done = asyncio.run(job(Path(folder) / "lake", Path(folder)))
+            print(f"job: {done['users']:,} athletes, {done['workouts']:,} workouts into their training entities in "
+                  f"{done['seconds']} s ({done['workouts'] / done['seconds']:,.0f} workouts/s)")  # fmt: skip
+        return
     with tempfile.TemporaryDirectory() as folder:
         inc = asyncio.run(incremental(Path(folder), args.history, args.fresh))
         print(f"incremental: {args.fresh} workouts onto {args.history}: median {inc['median_ms']:.2f} ms, "

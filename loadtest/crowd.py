@@ -27,6 +27,7 @@ import hashlib
 import json
 import secrets
 import time
+import urllib.error
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -103,8 +104,11 @@ def _call(base: str, token: str, method: str, path: str, body: dict | None = Non
     request = urllib.request.Request(f"{base}/api/v1{path}", method=method, data=json.dumps(body or {}).encode())
     request.add_header("Content-Type", "application/json")
     request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        return json.loads(answer.read() or b"{}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as error:  # the problem document says why (a bare "401" did not)
+        raise RuntimeError(f"{method} {path}: HTTP {error.code}: {error.read()[:2000]!r}") from None
 
 
 def _create_race(base: str, organizer_token: str, spec: dict, start: bool) -> str:

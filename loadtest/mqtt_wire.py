@@ -15,30 +15,15 @@ unacknowledged messages (the hub's loss tests do that with paho), or speak MQTT 
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable
+
+from connectors.mqtt import codec
+from connectors.mqtt.codec import length, string
 
 __all__ = ["DISCONNECT", "Link", "connect_packet", "publish_packet", "topic"]
 
 DISCONNECT = b"\xe0\x00"
 _CONNECT, _CONNACK, _PUBLISH, _PUBACK, _PINGRESP = 0x10, 0x20, 0x30, 0x40, 0xD0
-
-
-def _length(n: int) -> bytes:
-    """MQTT's remaining length: 7 bits per byte, least significant first."""
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(value: str | bytes) -> bytes:
-    data = value.encode() if isinstance(value, str) else value
-    if len(data) > 0xFFFF:
-        raise ValueError(f"an MQTT string holds at most 65,535 bytes, not {len(data)}")
-    return struct.pack("!H", len(data)) + data
 
 
 def connect_packet(
@@ -52,20 +37,9 @@ def connect_packet(
     keepalive: int = 60,
     clean: bool = True,
 ) -> bytes:
-    """CONNECT, MQTT 3.1.1 (protocol level 4); the will, if any, at QoS 1."""
-    flags = 0x02 if clean else 0
-    payload = _string(client_id)
-    if will_topic is not None:
-        flags |= 0x04 | 0x08 | (0x20 if will_retain else 0)
-        payload += _string(will_topic) + _string(will_payload)
-    if username is not None:
-        flags |= 0x80
-        payload += _string(username)
-        if password is not None:
-            flags |= 0x40
-            payload += _string(password)
-    body = _string("MQTT") + bytes((4, flags)) + struct.pack("!H", keepalive) + payload
-    return bytes((_CONNECT,)) + _length(len(body)) + body
+    """CONNECT, MQTT 3.1.1, as a device sends it (the hub's codec, with a device's defaults)."""
+    return codec.connect_packet(client_id, username=username, password=password, keepalive=keepalive, clean=clean,
+                                will_topic=will_topic, will_payload=will_payload, will_retain=will_retain)  # fmt: skip
 
 
 def publish_packet(topic: bytes, payload: bytes, packet_id: int, *, retain: bool = False) -> bytes:
@@ -74,7 +48,7 @@ def publish_packet(topic: bytes, payload: bytes, packet_id: int, *, retain: bool
     return b"".join(
         (
             bytes((_PUBLISH | 0x02 | (0x01 if retain else 0),)),
-            _length(body_length),
+            length(body_length),
             topic,
             packet_id.to_bytes(2),
             payload,
@@ -84,7 +58,7 @@ def publish_packet(topic: bytes, payload: bytes, packet_id: int, *, retain: bool
 
 def topic(name: str) -> bytes:
     """A topic framed once, for every PUBLISH on it."""
-    return _string(name)
+    return string(name)
 
 
 class Link(asyncio.Protocol):

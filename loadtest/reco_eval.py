@@ -3,7 +3,7 @@
 The community: places (regions), each with clubs of one sport; athletes with a home place and one
 or two sports, who join clubs of their place and sports, challenges of their sports, races of their
 place; cliques of friends inside each club who turn up to the club's events together (so who trains
-with whom follows co-participation); a share of joins at random. Rows come out as the lake keeps
+with whom follows co-participation), follow each other, give kudos and comment; a share of joins at random. Rows come out as the lake keeps
 them (event type → rows with the lake's columns), so the model is trained through the same
 ``engine.recommend.build`` as from the lake.
 
@@ -31,7 +31,9 @@ def community(users: int = 3000, places: int = 12, seed: int = 1, noise: float =
     """Lake rows of a community of ``users`` athletes with planted structure (docs/models.md)."""
     rng = random.Random(seed)
     rows: dict[str, list[dict]] = {t: [] for t in ("workout.recorded", "group.joined", "group.listed",
-                                                   "challenge.joined", "race.result", "group_event.attended")}  # fmt: skip
+                                                   "challenge.joined", "race.result", "group_event.attended",
+                                                   "follow.started", "follow.ended", "kudos.given",
+                                                   "comment.posted")}  # fmt: skip
     region = [f"region-{p}" for p in range(places)]
     clubs = [(f"club-{p}-{s}-{n}", p, s) for p in range(places) for s in SPORTS for n in range(2)]
     challenges = [(f"ch-{s}-{n}", s) for s in SPORTS for n in range(8)]
@@ -76,6 +78,23 @@ def community(users: int = 3000, places: int = 12, seed: int = 1, noise: float =
                     if rng.random() < 0.7:
                         rows["group_event.attended"].append({"user_id": user, "event_id": f"{club}-e{n}",
                                                              "group_id": club, "at": at + rng.uniform(0, 3600)})  # fmt: skip
+        for clique in cliques:  # friends follow each other, cheer and comment, over the year
+            for user in clique:
+                for friend in clique:
+                    if friend == user:
+                        continue
+                    if rng.random() < 0.5:
+                        at = T0 + rng.uniform(0, 365) * DAY
+                        rows["follow.started"].append({"user_id": user, "followee_id": friend, "at": at})
+                        if rng.random() < 0.1:  # some unfollow later
+                            rows["follow.ended"].append({"user_id": user, "followee_id": friend,
+                                                         "at": at + rng.uniform(1, 60) * DAY})  # fmt: skip
+                    for _ in range(rng.choice((0, 1, 2))):
+                        rows["kudos.given"].append({"user_id": user, "owner": friend,
+                                                    "at": T0 + rng.uniform(0, 365) * DAY})  # fmt: skip
+                    if rng.random() < 0.2:
+                        rows["comment.posted"].append({"user_id": user, "owner": friend,
+                                                       "at": T0 + rng.uniform(0, 365) * DAY})  # fmt: skip
     return rows
 
 

@@ -76,15 +76,21 @@ def ray_join(process: subprocess.Popen) -> dict[str, str]:
     a new local cluster has it on unless ``RAY_AUTH_MODE`` says otherwise: say the same here.
     """
     session = re.compile(rf"--session-name=session_\S+_{process.pid}\b")
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        found = re.search(r"--gcs-address=(\S+)", command)
-        if "raylet" in command and found and session.search(command):
-            return {"RAY_ADDRESS": found.group(1), "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
-    return {"RAY_ADDRESS": "auto"}
+    deadline = time.monotonic() + 30
+    while True:
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            found = re.search(r"--gcs-address=(\S+)", command)
+            if "raylet" in command and found and session.search(command):
+                return {"RAY_ADDRESS": found.group(1), "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+        # Never "auto": with the tests' own Ray (or another run) beside it, "auto" may join the wrong cluster,
+        # whose hosts would take the seeded accounts into another store.
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no raylet of the Arena started by pid {process.pid} was found")
+        time.sleep(0.5)
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -16,12 +16,27 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from engine.codec import pack, unpack
+from engine.erasure import replace_all
 from engine.events import EventRecord
-from engine.store import LOAD_CHUNK, DeadLetter, JournalConflict, JournalEntry, Reminder, Snapshot, StoreError
+from engine.store import LOAD_CHUNK, DeadLetter, JournalConflict, JournalEntry, Mention, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, pending
 from persistence.segments import Segment, loaded_entities, pack_segments, unpack_segments
 
 __all__ = ["PostgresStore"]
+
+# Erasure's full scans ($1 the id as text, $2 its UTF-8 bytes): what Store.mentions reports.
+_MENTIONS = (
+    ("snapshot", "SELECT kind, entity_id FROM snapshots"
+     " WHERE strpos(entity_id, $1) > 0 OR position($2::bytea IN state) > 0"),
+    ("journal", "SELECT DISTINCT kind, entity_id FROM journal"
+     " WHERE strpos(entity_id, $1) > 0 OR position($2::bytea IN entries) > 0"),
+    ("reminder", "SELECT kind, entity_id FROM reminders WHERE strpos(entity_id, $1) > 0 AND $2::bytea IS NOT NULL"),
+    ("event", "SELECT type, position FROM events WHERE user_id = $1 OR strpos(source_id, $1) > 0"
+     " OR position($2::bytea IN body) > 0 ORDER BY position"),
+    ("dead_letter", "SELECT subscription, id FROM dead_letters"
+     " WHERE strpos(target, $1) > 0 OR position($2::bytea IN event) > 0"),
+    ("cursor", "SELECT name, '' FROM event_cursors WHERE strpos(name, $1) > 0 AND $2::bytea IS NOT NULL"),
+)  # fmt: skip
 
 _log = logging.getLogger(__name__)
 
@@ -284,6 +299,47 @@ class PostgresStore:
             return await conn.fetchval(
                 "WITH gone AS (DELETE FROM events WHERE position <= $1 RETURNING 1) SELECT count(*) FROM gone", up_to
             )
+
+    async def mentions(self, needle: str) -> list[Mention]:
+        found: list[Mention] = []
+        async with self._connection("find mentions") as conn:
+            for place, query in _MENTIONS:
+                rows = await conn.fetch(query, needle, needle.encode())
+                found.extend(Mention(place, kind, str(key)) for kind, key in rows)
+        return found
+
+    async def erase_events(self, user_id: str, stand_in: str, keep: Sequence[str] = ()) -> int:
+        needle = user_id.encode()
+        async with self._connection("erase events") as conn, conn.transaction():
+            changed = await conn.fetchval(
+                "WITH gone AS (DELETE FROM events WHERE user_id = $1 AND NOT (type = ANY($2::text[])) RETURNING 1)"
+                " SELECT count(*) FROM gone",
+                user_id,
+                list(keep),
+            )
+            rows = await conn.fetch(
+                "SELECT position, source_id, user_id, body FROM events"
+                " WHERE strpos(source_id, $1) > 0 OR position($2::bytea IN body) > 0",
+                user_id,
+                needle,
+            )
+            for position, source_id, about, body in rows:
+                if about == user_id:
+                    continue  # a kept notice: it names the person on purpose
+                await conn.execute(
+                    "UPDATE events SET source_id = $1, body = $2 WHERE position = $3",
+                    source_id.replace(user_id, stand_in),
+                    pack(replace_all(unpack(body), user_id, stand_in)),
+                    position,
+                )
+                changed += 1
+            changed += await conn.fetchval(
+                "WITH gone AS (DELETE FROM dead_letters WHERE strpos(target, $1) > 0 OR position($2::bytea IN event) > 0"
+                " RETURNING 1) SELECT count(*) FROM gone",
+                user_id,
+                needle,
+            )
+        return changed
 
     async def health(self) -> dict:
         report: dict[str, Any] = {"store": self.name, "dsn": self._where}

@@ -37,6 +37,12 @@ class RedisBus(FanoutBus):
     async def _send(self, user_id: str, data: bytes) -> None:
         await self._redis.publish(_CHANNEL + user_id, data)
 
+    async def _send_many(self, events: list[tuple[str, bytes]]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:  # one round trip
+            for user_id, data in events:
+                pipe.publish(_CHANNEL + user_id, data)
+            await pipe.execute()
+
     async def _join(self, subscription: Subscription) -> None:
         joined = asyncio.get_running_loop().create_future()
         async with self._commands:

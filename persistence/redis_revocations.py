@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
+from engine.revocations import user_key
+
 __all__ = ["RedisRevocations"]
 
 
@@ -19,7 +21,7 @@ class RedisRevocations:
 
     async def revoke_user(self, user_id: str, before: float, ttl: float) -> None:
         # A later password change moves the instant forward, never back.
-        key = f"arena:revoked:user:{user_id}"
+        key = f"arena:revoked:{user_key(user_id)}"
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.get(key)
             (old,) = await pipe.execute()
@@ -28,7 +30,7 @@ class RedisRevocations:
 
     async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
         token, session, before = await self._redis.mget(
-            f"arena:revoked:jti:{jti}", f"arena:revoked:sid:{sid}", f"arena:revoked:user:{user_id}"
+            f"arena:revoked:jti:{jti}", f"arena:revoked:sid:{sid}", f"arena:revoked:{user_key(user_id)}"
         )
         return token is not None or session is not None or (before is not None and issued_at <= float(before))
 

@@ -15,11 +15,14 @@ from serve.api import (
     campaigns,
     challenges,
     devices,
+    export,
     gear,
     group_events,
     groups,
     notifications,
+    outbound_webhooks,
     premium,
+    privacy,
     races,
     recommendations,
     routes,
@@ -72,6 +75,7 @@ api.add_middleware(
 for module in (
     races,
     accounts,
+    export,
     notifications,
     workouts,
     achievements,
@@ -91,6 +95,8 @@ for module in (
     routes,
     sport_events,
     admin,
+    outbound_webhooks,
+    privacy,
 ):
     api.include_router(module.router, prefix=API_PREFIX, dependencies=[Depends(throttled)])  # docs/security.md
 api.include_router(operations.router)

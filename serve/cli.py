@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -62,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
+    push = None
     try:
         failure = _start(settings, args, stopping)
         if failure is not None:
@@ -73,7 +75,15 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(f"Pages: {url}/ (races)  {url}/organizer  {url}/me  {url}/login", flush=True)
+        if settings.push_workers:  # ARENA_PUSH_WORKERS: live race streams outside Serve (docs/push.md)
+            from serve.push import start_workers
+
+            gcs = ray.get_runtime_context().gcs_address
+            push = start_workers(settings.http_host, settings.push_port, settings.push_workers, gcs)
+            live = f"http://{settings.http_host}:{settings.push_port}/api/v1/races/{{race}}/live"
+            print(f"Push processes: {settings.push_workers} serving {live}", flush=True)
         demo = _start_demo(settings, url, args.demo_athletes) if args.demo else None
+        _retention_loop(settings, stopping)
 
         stopping.wait()
         if demo is not None:
@@ -87,6 +97,10 @@ def _run(args: argparse.Namespace) -> int:
             log.warning("hosts did not stop cleanly: %s", error)
         serve.delete("arena")
     finally:
+        if push is not None:  # before Ray: each worker closes its streams and leaves the cluster
+            from serve.push import stop_workers
+
+            stop_workers(push)
         if local and ray.is_initialized():  # our own local Ray: take it down with us
             try:
                 serve.shutdown()
@@ -355,6 +369,31 @@ def _events(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segments(args: argparse.Namespace) -> int:
+    """``arena segments backfill SEGMENT_ID``: the segment matched against every stored workout, through the running
+    Arena (serve/operations.py), its progress shown until it is done."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.segment_id):
+        print(f"a segment id is 1 to 64 letters, digits, _ or -, not {args.segment_id!r}", file=sys.stderr)
+        return 2
+    path = f"/ops/segments/{args.segment_id}/backfill"
+    try:
+        code, state = _ask_operator(args.url, path, method="POST", timeout=30)
+        while code in (200, 202) and state["state"] in ("listing", "running"):
+            print(f"{state['state']}: {state['checked']:,} of {state['workouts'] or 0:,} workouts checked, "
+                  f"{state['efforts']:,} efforts found", flush=True)  # fmt: skip
+            time.sleep(2)
+            code, state = _ask_operator(args.url, path, timeout=30)
+    except OSError as error:
+        print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
+        return 1
+    if code not in (200, 202):
+        print(f"Arena at {args.url} refused: {state.get('detail', state)}", file=sys.stderr)
+        return 1
+    print(f"{state['state']}: {state['checked']:,} workouts checked, {state['efforts']:,} efforts found"
+          + (f" ({state['error']})" if state.get("error") else ""))  # fmt: skip
+    return 0 if state["state"] == "done" else 1
+
+
 def _lake_consumers(url: str) -> str:
     """The lake's consumers of the outbox (and the other streams), with their lag, as the running
     Arena's relay reports them; a line saying why not when nothing answers."""
@@ -403,6 +442,8 @@ def _lake(args: argparse.Namespace) -> int:
     try:
         if args.action == "backfill":
             return _backfill(root, settings, args.rule, args.user)
+        if args.action == "training":
+            return _training(root, settings, args.user)
         rows = run_daily(root, day)
     finally:
         ray.shutdown()
@@ -427,6 +468,20 @@ def _backfill(root: str, settings: Settings, rules: list[str] | None, users: lis
     done = asyncio.run(backfill(root, cluster.ask, rules, users))
     awarded = ", ".join(f"{rule} {count:,}" for rule, count in sorted(done["awarded"].items())) or "none missing"
     print(f"back-filled {done['users']:,} athletes' histories from {root}: {awarded}")
+    return 0
+
+
+def _training(root: str, settings: Settings, users: list[str] | None) -> int:
+    """Recompute the athletes' training loads from the lake's workouts, through the running Arena's hosts."""
+    from connectors.lake.training import recompute
+    from serve.context import connect
+
+    cluster = connect(settings)
+    done = asyncio.run(recompute(root, cluster.ask, users))
+    print(
+        f"recomputed {done['users']:,} athletes' training loads from {done['workouts']:,} workouts in {root} "
+        f"({done['skipped']:,} skipped) in {done['seconds']} s"
+    )
     return 0
 
 
@@ -479,6 +534,146 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention_now(settings: Settings) -> dict[str, int]:
+    """Retention through this process's Ray (``serve/retention.py``): the store read directly, the
+    engine asked through the running hosts."""
+    from persistence import open_store
+    from serve.context import connect
+    from serve.retention import run_retention
+
+    cluster = connect(settings)
+
+    async def run() -> dict[str, int]:
+        store = open_store(settings.database_url)
+        await store.open()
+        try:
+            return await run_retention(store, cluster.ask, settings.lake_root if settings.lake else None,
+                                       telemetry_days=settings.telemetry_retention_days,
+                                       audit_days=settings.audit_retention_days)  # fmt: skip
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+def _retention_loop(settings: Settings, stopping: threading.Event) -> threading.Thread:
+    """``arena run``'s retention: once at the start, then every ``retention_interval`` seconds."""
+
+    def loop() -> None:
+        while not stopping.is_set():
+            try:
+                _retention_now(settings)
+            except Exception as error:  # the next run tries again
+                log.warning("retention did not run: %s", _first_line(error))
+            stopping.wait(settings.retention_interval)
+
+    thread = threading.Thread(target=loop, name="arena-retention", daemon=True)
+    thread.start()
+    return thread
+
+
+def _privacy(args: argparse.Namespace) -> int:
+    """``arena privacy verify USER_ID``: every store, the lake, the stream, the models and Redis scanned
+    for anything that still names the person (docs/privacy.md). Exit 0 when clean, 1 when not.
+    ``arena privacy retention``: delete what is past its retention now, through the running Arena."""
+    from urllib.parse import parse_qsl
+
+    from connectors.erasure import StorePart
+    from persistence import open_store
+    from serve.erasure import parts
+    from serve.settings import Settings
+
+    settings = Settings()
+    if args.action == "retention":
+        import ray
+
+        address = None if settings.ray_address in (None, "local") else settings.ray_address
+        ray.init(address=address or "auto", namespace=settings.namespace, log_to_driver=False, configure_logging=False)
+        try:
+            report = _retention_now(settings)
+        finally:
+            ray.shutdown()
+        print("retention: " + ", ".join(f"{name} {count:,}" for name, count in report.items()))
+        return 0
+    if not args.user_id:
+        print("arena privacy verify USER_ID: the erased account's id", file=sys.stderr)
+        return 2
+
+    async def scan() -> tuple[dict[str, list[str]], list[str]]:
+        store = open_store(settings.database_url)
+        await store.open()
+        try:
+            part = StorePart(store, ask=_no_ask)
+            found, notices = {"store": await part.remnants(args.user_id)}, await part.notices(args.user_id)
+            for other in parts(dict(parse_qsl(settings.eraser_spec()))):
+                bind = getattr(other, "bind", None)
+                if bind is not None:
+                    bind(store, _no_ask)
+                try:
+                    found[other.name] = await other.remnants(args.user_id)
+                finally:
+                    close = getattr(other, "close", None)
+                    if close is not None:
+                        await close()
+            return found, notices
+        finally:
+            await store.close()
+
+    found, notices = asyncio.run(scan())
+    dirty = {name: lines for name, lines in found.items() if lines}
+    for name in found:
+        print(f"{name:<8} {'clean' if name not in dirty else f'{len(dirty[name])} remnant(s)'}")
+        for line in dirty.get(name, [])[:50]:
+            print(f"  {line}")
+    for notice in notices:
+        print(f"kept: the erasure notice {notice} (docs/privacy.md)")
+    print("clean: nothing names this person" if not dirty else "NOT clean")
+    return 1 if dirty else 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
+
+
+def _push(args: argparse.Namespace) -> int:
+    """Serve live race streams from push processes on one port (docs/push.md); with ``--workers N``
+    this process starts N of them (``SO_REUSEPORT``) and stops them when it stops."""
+    from pydantic import ValidationError
+
+    from serve.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        from serve.push import run
+
+        asyncio.run(run(settings, args.host, args.port))
+        return 0
+    one = [sys.executable, "-m", "serve.cli", "push", "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    workers = [subprocess.Popen(one) for _ in range(args.workers)]
+
+    def stop(*_: object) -> None:
+        for worker in workers:
+            worker.terminate()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+    codes = [worker.wait() for worker in workers]
+    # A worker stopped while it was still starting exits by Ray's own SIGTERM handler (15) or the signal's
+    # default (-15): stopped as asked, not failed.
+    return max((0 if code in (signal.SIGTERM, -signal.SIGTERM) else code) for code in codes)
+
+
+async def _no_ask(*_: object) -> None:
+    raise RuntimeError("verify only reads")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="arena", description="Arena: real-time competitions for sports communities.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -517,6 +712,13 @@ def main(argv: list[str] | None = None) -> int:
         "restores only those after a restart of its own",
     )
     hub.set_defaults(handler=_hub)
+    push = commands.add_parser(
+        "push", help="serve live race streams outside Serve, joined to a running Arena's Ray (docs/push.md)"
+    )
+    push.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    push.add_argument("--port", type=int, default=8100, help="port to listen on, shared by the workers (default 8100)")
+    push.add_argument("--workers", type=_positive, default=1, help="push processes on the port (default 1)")
+    push.set_defaults(handler=_push)
     health = commands.add_parser("health", help="ask a running Arena for its health")
     health.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
     health.set_defaults(handler=_health)
@@ -530,14 +732,17 @@ def main(argv: list[str] | None = None) -> int:
     lake = commands.add_parser(
         "lake",
         help="the data lake: status (freshness, rows per day, versions, null rates), the daily aggregates of a day, "
-        "or a back-fill of badges from the athletes' history (docs/gamification.md)",
+        "a back-fill of badges from the athletes' history (docs/gamification.md), or the athletes' training loads "
+        "recomputed from their workouts (docs/training.md)",
     )
-    lake.add_argument("action", choices=("status", "aggregate", "backfill"))
+    lake.add_argument("action", choices=("status", "aggregate", "backfill", "training"))
     lake.add_argument("--day", help="aggregate: the day, YYYY-MM-DD (UTC; default yesterday)")
     lake.add_argument(
         "--rule", action="append", help="backfill: a badge rule to replay the history into (repeat; default all)"
     )
-    lake.add_argument("--user", action="append", help="backfill: one athlete's id (repeat; default everybody)")
+    lake.add_argument(
+        "--user", action="append", help="backfill, training: one athlete's id (repeat; default everybody)"
+    )
     lake.add_argument("--root", help="the lake's folder (default: ARENA_LAKE_DIR, else data/lake)")
     lake.add_argument(
         "--url", default="http://127.0.0.1:8000", help="status: the running Arena whose relay lag to show"
@@ -553,6 +758,20 @@ def main(argv: list[str] | None = None) -> int:
     models.add_argument("--keep", action="store_true", help="train: keep the new version without promoting it")
     models.add_argument("--registry", help="the registry's folder (default: models/recommend under ARENA_DATA_DIR)")
     models.set_defaults(handler=_models)
+    segments = commands.add_parser(
+        "segments",
+        help="segments: backfill one, matching every stored workout against it (docs/segments.md; ARENA_OPERATOR_TOKEN)",
+    )
+    segments.add_argument("action", choices=("backfill",))
+    segments.add_argument("segment_id", help="the segment's id")
+    segments.add_argument("--url", default="http://127.0.0.1:8000", help="where Arena answers")
+    segments.set_defaults(handler=_segments)
+    privacy = commands.add_parser(
+        "privacy", help="data rights: verify that an erased person is gone from every store (docs/privacy.md)"
+    )
+    privacy.add_argument("action", choices=("verify", "retention"))
+    privacy.add_argument("user_id", nargs="?", help="verify: the erased account's id")
+    privacy.set_defaults(handler=_privacy)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the demo's every request is no news

@@ -263,6 +263,7 @@ class DemoRace:
                 "user_id": user,
                 "name": "You (demo)" if user == runner_id else f"{rng.choice(_FIRST)} {rng.choice(_LAST)}",
                 "category": rng.choice(["women", "men"]),
+                "health": user != runner_id,  # the simulated field's heart rates; the demo account gave no consent
             }
             for user in field_ids
         ]

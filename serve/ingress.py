@@ -85,10 +85,12 @@ def prepare_local_ray(ingress: str, *, stats_port: int = 8404, metrics_port: int
     for name, value in _HAPROXY.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("RAY_SERVE_HAPROXY_MAXCONN", str(_max_connections()))
-    # Serve's own proxy stands behind HAProxy as its fallback, on a fixed port (8500) it binds
-    # with SO_REUSEPORT too: a second Arena's fallback would share it, so each takes a free one.
-    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", str(_port(8500, "fallback proxy")))
-    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", str(_port(9500, "fallback gRPC proxy")))
+    # Serve's own proxy stands behind HAProxy as its fallback, on a port it binds with SO_REUSEPORT: a
+    # second Arena's fallback on the same port would share its connections. Serve's fixed 8500 was
+    # taken when free by two Arenas starting at once (one's requests then reached the other), so each
+    # draws a free port at random; nothing but its own HAProxy connects to it.
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", str(free_port()))
+    os.environ.setdefault("RAY_SERVE_FALLBACK_PROXY_GRPC_PORT", str(free_port()))
     if "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT" not in os.environ:
         first = _replica_ports()
         for protocol, base in (("HTTP", first), ("GRPC", first + _GRPC_OFFSET)):
@@ -140,6 +142,7 @@ def _launcher(folder: Path) -> Path:
     return script
 
 
+_RANDOM = random.SystemRandom()  # ports are drawn from the system's randomness (free_port)
 _REPLICA_PORTS = 50  # direct-ingress ports one Arena's replicas may take on a machine
 _GRPC_OFFSET = 10_000
 
@@ -153,7 +156,7 @@ def _replica_ports(low: int = 30_000, high: int = 40_000) -> int:
     Arena takes a block of its own instead (Serve's own allocation within it is unchanged).
     """
     blocks = list(range(low, high - _REPLICA_PORTS, _REPLICA_PORTS))
-    start = (os.getpid() * 7919) % len(blocks)  # two Arenas starting at once probe different blocks first
+    start = _RANDOM.randrange(len(blocks))  # two Arenas starting at once probe different blocks first
     for base in blocks[start:] + blocks[:start]:
         if all(_free(port) and _free(port + _GRPC_OFFSET) for port in range(base, base + _REPLICA_PORTS)):
             return base
@@ -177,7 +180,10 @@ _PORTS = range(20000, 32000)
 
 def free_port() -> int:
     """A port nothing listens on or connects from, outside the ranges the kernel and Ray hand out."""
-    for port in random.sample(_PORTS, 200):
+    # The system's randomness, not the random module's: a test framework may seed that one alike in two
+    # processes (pytest-xdist workers), which then chose the same ports and one's client reached the other's
+    # server.
+    for port in _RANDOM.sample(_PORTS, 200):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

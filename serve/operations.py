@@ -16,10 +16,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from actors.segment import Segment
 from serve.addresses import client_address
-from serve.context import Arena, ArenaDep, authenticate
+from serve.context import Arena, ArenaDep, EntityId, authenticate
 from serve.metrics import render
 from serve.problems import Problem
+from serve.segment_backfill import start_backfill
 
 __all__ = ["router"]
 
@@ -92,6 +94,20 @@ async def replay(
     """Those that now apply are removed; the others stay, with their error."""
     await _operator(request, arena)
     return await _relay_call(arena, "replay", subscription, limit)
+
+
+@router.post("/ops/segments/{segment_id}/backfill", status_code=202, summary="Backfill a segment again (operators)")
+async def backfill_segment(segment_id: EntityId, request: Request, arena: ArenaDep) -> dict | None:
+    """A new run of the segment's backfill (docs/segments.md), superseding any before it; efforts already
+    counted are not counted again. Its state as it starts: follow it with the GET."""
+    await _operator(request, arena)
+    return await start_backfill(arena, segment_id)
+
+
+@router.get("/ops/segments/{segment_id}/backfill", summary="A segment's backfill: its state and progress (operators)")
+async def segment_backfill(segment_id: EntityId, request: Request, arena: ArenaDep) -> dict | None:
+    await _operator(request, arena)
+    return await arena.ref(Segment, segment_id).ask(Segment.backfill_state)
 
 
 async def _relay_call(arena: Arena, method: str, *args: object) -> Any:

@@ -68,6 +68,12 @@ async def _segment_page(
     return _file(WEB / "segment.html")  # the script reads the segment's id from the address
 
 
+async def _event_page(
+    sport_event_id: Annotated[str, PathParam(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+) -> FileResponse:
+    return _file(WEB / "event.html")  # the script reads the event's id from the address
+
+
 async def _asset(name: str) -> Response:
     path = _ASSETS.get(name)  # only the files that were there at start: no path ever reaches the disk
     if path is None:
@@ -84,4 +90,5 @@ def install(app: FastAPI) -> None:
     app.add_api_route("/challenges/{challenge_id}", _challenge_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/routes/{route_id}", _route_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/segments/{segment_id}", _segment_page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/events/{sport_event_id}", _event_page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/static/{name}", _asset, methods=["GET"], include_in_schema=False)

@@ -15,7 +15,7 @@ from starlette.types import Send
 
 from engine.errors import EngineError, Forbidden, NotFound, Rejected
 
-__all__ = ["Problem", "install", "problem_response", "internal_error", "send_problem"]
+__all__ = ["Problem", "engine_problem", "install", "problem_response", "internal_error", "problem_json", "send_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +26,13 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -59,11 +61,16 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
+def problem_json(path: str, status: int, detail: str, **extra: Any) -> bytes:
+    """A problem's body, for answers made outside FastAPI (ASGI middleware, ``serve.push``)."""
+    title = _TITLES.get(status, "Error")
+    problem = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": path, **extra}
+    return json.dumps(problem).encode()
+
+
 async def send_problem(send: Send, path: str, status: int, detail: str) -> None:
     """A problem answer sent from ASGI middleware, outside FastAPI's handlers."""
-    title = _TITLES.get(status, "Error")
-    problem = {"type": "about:blank", "title": title, "status": status, "detail": detail, "instance": path}
-    body = json.dumps(problem).encode()
+    body = problem_json(path, status, detail)
     headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -77,20 +84,27 @@ def internal_error(request: Request, error: BaseException) -> JSONResponse:
     return problem_response(request, 500, detail, error_id=error_id)
 
 
-async def _engine(request: Request, error: EngineError) -> JSONResponse:
-    # Rejections are written for the caller. Anything else an engine says (a handler that failed,
-    # a message it could not read) is ours to fix, and its text names internals: never sent out.
-    if isinstance(error, NotFound):
-        return problem_response(request, 404, error.message, code=error.code)
-    if isinstance(error, Forbidden):
-        return problem_response(request, 403, error.message, code=error.code)
-    if isinstance(error, Rejected):
-        return problem_response(request, 409, error.message, code=error.code)
+def engine_problem(error: EngineError) -> Problem | None:
+    """What the caller is told of an engine's error; None where it is ours to fix (a 500).
+
+    Rejections are written for the caller. Anything else an engine says (a handler that failed,
+    a message it could not read) names internals: never sent out."""
+    for kind, status in ((NotFound, 404), (Forbidden, 403), (Rejected, 409)):
+        if isinstance(error, kind):
+            return Problem(status, error.message, code=error.code)
     if error.retryable:
-        log.warning("retryable %s on %s %s: %s", error.code, request.method, request.url.path, error.message)
         detail = "the service is busy or restarting; retry in a moment"
-        return problem_response(request, 503, detail, {"Retry-After": "1"}, code=error.code)
-    return internal_error(request, error)
+        return Problem(503, detail, headers={"Retry-After": "1"}, code=error.code)
+    return None
+
+
+async def _engine(request: Request, error: EngineError) -> JSONResponse:
+    problem = engine_problem(error)
+    if problem is None:
+        return internal_error(request, error)
+    if problem.status == 503:
+        log.warning("retryable %s on %s %s: %s", error.code, request.method, request.url.path, error.message)
+    return problem_response(request, problem.status, problem.detail, problem.headers, **problem.extra)
 
 
 def install(app: FastAPI) -> None:

@@ -5,7 +5,9 @@ handle. Requests are batched with ``@serve.batch``: the users of one batch askin
 are scored in one matrix product (``engine.recommend.Index``). Each replica looks at the
 registry's ``current`` pointer every ``poll_s`` seconds; a new version is loaded beside the one
 serving and then swapped in with one assignment, so requests in flight finish on the old one and
-none fails (a promotion or a rollback is a pointer written atomically: ``arena models``).
+none fails (a promotion or a rollback is a pointer written atomically: ``arena models``). The
+version serving is loaded again the same way when its file was written again: an erasure took a
+person out of it (``engine.recommend.erasure``), and their embedding stops serving within ``poll_s``.
 
 ``train_from_lake`` is the training job: a Ray task that reads the lake's event tables with Ray
 Data, trains, evaluates on a time split, and keeps the result in the registry (docs/models.md).
@@ -37,6 +39,10 @@ TRAINING_TABLES = {
     "challenge.joined": ["user_id", "at", "challenge_id", "ends"],
     "race.result": ["user_id", "at", "race_id", "summary_sport", "result_place"],
     "group_event.attended": ["user_id", "at", "event_id", "group_id"],
+    "follow.started": ["user_id", "at", "followee_id"],
+    "follow.ended": ["user_id", "at", "followee_id"],
+    "kudos.given": ["user_id", "at", "owner"],
+    "comment.posted": ["user_id", "at", "owner"],
 }
 MAX_BATCH = 32
 BATCH_WAIT_S = 0.004
@@ -49,6 +55,7 @@ class _Served:
         from engine.recommend import Index
 
         self.version = version
+        self.stamp = registry.stamp(version)  # before loading: a file written again meanwhile is loaded again
         self.model = registry.load(version)
         self.index = Index(self.model)
 
@@ -69,7 +76,10 @@ class Recommender:
 
     def _refresh(self) -> str | None:
         version = self.registry.current()
-        if version is not None and (self.served is None or self.served.version != version):
+        stamp = self.registry.stamp(version) if version is not None else None
+        if version is not None and (
+            self.served is None or self.served.version != version or stamp not in (None, self.served.stamp)
+        ):
             try:
                 self.served = _Served(version, self.registry)  # loaded beside the old one, then swapped in
                 log.info("recommender: serving model %s", version)
@@ -157,6 +167,7 @@ def train_job(lake: Path | str, registry: Path | str, *, epochs: int = 30, dim: 
     from engine.recommend.evaluate import model_scorer, popularity_scorer
 
     started = time.perf_counter()
+    generation = Registry(registry).generation()  # before reading: an erasure after it voids this training
     data = build(tables if tables is not None else read_lake(lake))
     if not len(data):
         raise LookupError(f"the lake at {lake} holds no interactions to train on yet")
@@ -173,7 +184,7 @@ def train_job(lake: Path | str, registry: Path | str, *, epochs: int = 30, dim: 
     counts = {"pairs": len(data), "users": len(data.users), "items": len(data.items), "skipped": data.skipped,
               "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
     keeper = Registry(registry)
-    version = keeper.save(model, metrics, counts)
+    version = keeper.save(model, metrics, counts, since=generation)
     if promote:
         keeper.promote(version)
     return {"version": version, "promoted": promote, "metrics": metrics, "counts": counts}

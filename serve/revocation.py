@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from engine.revocations import Revocations
+from engine.revocations import Revocations, user_key
 
 __all__ = ["MemoryRevocations", "EngineRevocations", "revocations"]
 
@@ -46,7 +46,7 @@ class MemoryRevocations:
         self.apply(f"sid:{sid}", self._clock() + ttl)
 
     async def revoke_user(self, user_id: str, before: float, ttl: float) -> None:
-        self.apply(f"user:{user_id}", self._clock() + ttl, before)
+        self.apply(user_key(user_id), self._clock() + ttl, before)
 
     def revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
         now = self._clock()
@@ -54,7 +54,7 @@ class MemoryRevocations:
             entry = self._entries.get(key)
             if entry is not None and entry[0] > now:
                 return True
-        until, before = self._entries.get(f"user:{user_id}", (0.0, None))
+        until, before = self._entries.get(user_key(user_id), (0.0, None))
         return until > now and before is not None and issued_at <= before
 
     async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
@@ -93,7 +93,7 @@ class EngineRevocations:
         await self._revoke(f"sid:{sid}", ttl)
 
     async def revoke_user(self, user_id: str, before: float, ttl: float) -> None:
-        await self._revoke(f"user:{user_id}", ttl, before)
+        await self._revoke(user_key(user_id), ttl, before)
 
     async def is_revoked(self, jti: str, sid: str, user_id: str, issued_at: float) -> bool:
         if self._follower is None:

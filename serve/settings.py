@@ -69,6 +69,21 @@ class Settings(BaseSettings):
         None, min_length=1, description="custom resource of the Ray nodes that run entity hosts (unset: any node)"
     )
     snapshot_interval: float = Field(5.0, gt=0, description="seconds between write-behind snapshots")
+    snapshot_budget: float = Field(
+        1_000_000.0, gt=0, description="bytes/s one entity's periodic snapshots may average (a big race's board)"
+    )
+    snapshot_max_wait: float = Field(60.0, gt=0, description="the longest the budget holds a snapshot back, seconds")
+    telemetry_retention_days: int = Field(
+        90, ge=1, description="days raw race telemetry stays in the lake before retention deletes it (docs/privacy.md)"
+    )
+    audit_retention_days: int = Field(365, ge=1, description="days the security audit log of a day is kept")
+    retention_interval: float = Field(86_400.0, gt=0, description="seconds between runs of retention under arena run")
+    erasure_grace: float = Field(
+        7 * 86_400.0, ge=0, description="seconds between DELETE /me and the erasure, while the athlete may cancel it"
+    )
+    export_link_ttl: float = Field(
+        900.0, gt=0, le=86_400, description="seconds a data export's download link works (once) before it is deleted"
+    )
     passivate_after: float = Field(600.0, gt=0, description="seconds idle before an entity leaves memory")
     mailbox_capacity: int = Field(10_000, ge=1, description="queued messages per entity before Overloaded")
     race_host_idle: float = Field(
@@ -133,6 +148,10 @@ class Settings(BaseSettings):
     )
     https: bool = Field(False, description="clients reach Arena over HTTPS only: send Strict-Transport-Security")
     spectator_tick: float = Field(1.0, gt=0, le=60, description="seconds between refreshes of a watched race")
+    push_workers: int = Field(
+        0, ge=0, le=64, description="push processes arena run starts for live race streams (0: none; docs/push.md)"
+    )
+    push_port: int = Field(8100, ge=1, le=65535, description="the port the push processes share")
     ray_address: str | None = Field(None, description="join this Ray cluster instead of starting a local one")
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
     mqtt_url: Annotated[tuple[MqttUrl, ...], NoDecode] = Field(
@@ -165,6 +184,15 @@ class Settings(BaseSettings):
         "is rotated; unset: every webhook is refused",
     )
     billing_grace_s: float = Field(7 * 86_400, gt=0, description="seconds a past-due subscription keeps its plan")
+    webhooks_allow_private: bool = Field(
+        False,
+        description="outbound webhooks may go to http:// and to loopback, private and link-local addresses (tests, a "
+        "local setup); off: https to public addresses only, against SSRF (docs/commerce.md)",
+    )
+    webhooks_attempts: int = Field(12, ge=1, le=50, description="attempts at an outbound webhook before it is dead")
+    webhooks_backoff: float = Field(2.0, gt=0, description="seconds before an outbound webhook's 1st retry (doubling)")
+    webhooks_backoff_max: float = Field(900.0, gt=0, description="the longest wait between two attempts, seconds")
+    webhooks_timeout: float = Field(10.0, gt=0, le=120, description="seconds one outbound webhook attempt may take")
 
     @field_validator("database_url")
     @classmethod
@@ -315,7 +343,38 @@ class Settings(BaseSettings):
             streams.append(("connectors.lake:open_race_archive", str(self.lake_root)))
         if self.nats_url:
             streams.append(("connectors.nats_stream:open_stream", self.nats_url))
+        streams.append(("serve.outbound:open_outbound", self.webhooks_spec()))  # partners' webhooks (docs/commerce.md)
+        streams.append(("serve.erasure:open_eraser", self.eraser_spec()))  # last: after the lake took the batch
         return tuple(streams)
+
+    def webhooks_spec(self) -> str:
+        """The outbound webhooks' delivery policy (serve/outbound.py)."""
+        from urllib.parse import urlencode
+
+        return urlencode({"attempts": self.webhooks_attempts, "backoff": self.webhooks_backoff,
+                          "backoff_max": self.webhooks_backoff_max, "timeout": self.webhooks_timeout,
+                          "allow_private": int(self.webhooks_allow_private)})  # fmt: skip
+
+    def eraser_spec(self) -> str:
+        """Where the eraser finds what holds data besides the store (connectors/erasure.py)."""
+        from urllib.parse import urlencode
+
+        parts = {
+            "models": str((self.data_dir / "models" / "recommend").resolve()),
+            "files": str((self.data_dir / "exports").resolve()),
+            "access_ttl": str(self.access_token_ttl),
+        }
+        if self.lake:
+            parts["lake"] = str(self.lake_root)
+        if self.nats_url:
+            parts["nats"] = self.nats_url
+        if self.redis_url:
+            parts["redis"] = self.redis_url
+            parts["namespace"] = self.namespace
+        if self.mqtt_password_file is not None:
+            parts["mqtt"] = str(self.mqtt_password_file.resolve())
+            parts["mqtt_pid"] = ",".join(str(p.resolve()) for p in self.mqtt_pid_file)
+        return urlencode(parts)
 
     @property
     def lake_root(self) -> Path:
@@ -325,6 +384,8 @@ class Settings(BaseSettings):
     def host_config(self) -> HostConfig:
         return HostConfig(
             snapshot_interval=self.snapshot_interval,
+            snapshot_budget=self.snapshot_budget,
+            snapshot_max_wait=self.snapshot_max_wait,
             passivate_after=self.passivate_after,
             mailbox_capacity=self.mailbox_capacity,
             retire_after=self.race_host_idle,

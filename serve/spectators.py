@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,9 +22,11 @@ from engine.errors import EngineError
 from engine.race import STATES
 from engine.refs import Ref
 
-__all__ = ["RaceView", "Spectators"]
+__all__ = ["Follow", "RaceView", "Spectators"]
 
 log = logging.getLogger(__name__)
+
+Follow = Callable[[str, int], Awaitable[dict]]  # (race id, athletes known) -> the next tick, as Race.view answers
 
 
 @dataclass
@@ -136,9 +138,18 @@ class _Watch:
 
 class Spectators:
     def __init__(
-        self, race: Callable[[str], Ref[Race]], *, tick: float = 1.0, top: int = 100, idle_after: float = 30.0
+        self,
+        race: Callable[[str], Ref[Race]],
+        *,
+        tick: float = 1.0,
+        top: int = 100,
+        idle_after: float = 30.0,
+        follow: Follow | None = None,
     ) -> None:
+        """``follow``: where each tick comes from instead of asking the race once a tick; it answers
+        once the next tick is out (the push tier's tick relay, ``serve.push_ticks``), so it is not paced."""
         self._race = race  # RaceClient.ref: checks the race exists before waking its host
+        self._follow = follow
         self.tick = tick
         self._top = top
         self._idle_after = idle_after
@@ -186,7 +197,10 @@ class Spectators:
             started = time.monotonic()
             try:
                 known = len(watch.user_ids)
-                raw = await self._race(race_id).ask(Race.view, n=self._top, known=known)
+                if self._follow is not None:
+                    raw = await self._follow(race_id, known)
+                else:
+                    raw = await self._race(race_id).ask(Race.view, n=self._top, known=known)
             except EngineError as error:
                 watch.error = error
                 async with watch.changed:
@@ -225,7 +239,8 @@ class Spectators:
                 watch.error = None
                 async with watch.changed:
                     watch.changed.notify_all()
-            await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
+            if self._follow is None or watch.error is not None:
+                await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
         self._watches.pop(race_id, None)
 
     async def close(self) -> None:

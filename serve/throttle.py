@@ -83,7 +83,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/auth/login"): "login",
     ("POST", "/auth/refresh"): "refresh",
     ("POST", "/auth/password"): "password",
-    ("GET", "/me/export"): "export",
+    ("DELETE", "/me"): "password",  # erasure asks for the password too
+    ("POST", "/me/export"): "export",
     ("POST", "/workouts"): "workout",
     ("POST", "/workouts/import"): "import",
     ("POST", "/workouts/{workout_id}/comments"): "comment",

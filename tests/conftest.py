@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +48,31 @@ def require_program(name: str, path: str | None, install: str) -> None:
     pytest.skip(reason)
 
 
+# The suite runs on two pytest-xdist workers (`make test`: -n 2 --dist loadgroup), each with its own Ray
+# cluster. A module stays on one worker (its module-scoped app starts once); the modules that share one
+# fixed thing of a real service (Redis's test database, which each test empties; the Mosquitto on 1883)
+# are one group, run one after the other. The longest modules go first, so no worker is left with one at
+# the end.
+SHARED_SERVICES = {"test_bus", "test_erasure", "test_ratelimit", "test_throttle", "test_redis_erasure",
+                   "test_devices", "test_mqtt_shards"}  # fmt: skip
+LONGEST_FIRST = ["test_load_scenarios", "test_fuzz_openapi", "test_restart", "test_replica_chaos",
+                 "test_hostile_input", "test_race_lifecycle", "test_api_surface", "test_demo",
+                 "test_events_chaos", "test_multinode"]  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    def module(item) -> str:
+        return item.path.stem
+
+    def group(item) -> str:
+        return "shared-services" if module(item) in SHARED_SERVICES else module(item)
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))  # stable: collection order otherwise
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A fresh database for this test session, dropped at the end."""
@@ -67,6 +95,23 @@ def postgres_url() -> str:
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = Path(ROOT) / "reports" / "screenshots"  # the page tests' screenshots
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's, never a downloaded one) for a module's page tests. Not one for the
+    session: Playwright's sync API marks an event loop running in the main thread while it is open, and
+    every asyncio test after it would then fail to start its own."""
+    require_program("Chromium", CHROMIUM, "apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +126,32 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+def _named_actors() -> set[tuple[str, str]]:
+    ray = sys.modules.get("ray")  # a module that never imported Ray has started none
+    if ray is None or not ray.is_initialized():
+        return set()
+    return {(a["namespace"], a["name"]) for a in ray.util.list_named_actors(all_namespaces=True)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_leaves_no_actors():
+    """The hosts, relays, event logs and counters a module's apps started go with the module. They are
+    detached (they outlive a Serve app, as in production), so without this every module's stayed: 140 idle
+    host processes by the end of the suite, and the machine's memory with them."""
+    before = _named_actors()
+    yield
+    left = sorted((namespace, name) for namespace, name in _named_actors() - before if namespace != "serve")
+    if not left:  # Serve's own (namespace "serve"): its controller and proxies serve the next module
+        return
+    import ray
+
+    for namespace, name in left:
+        try:
+            ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+        except ValueError:  # gone already
+            pass
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -122,24 +193,30 @@ def clock() -> Clock:
     return Clock()
 
 
+def module_settings(tmp_path_factory, name: str, **overrides):
+    """Settings of a module's API on the shared Ray: its own store, folder and namespace (``name``), fast
+    argon2, a fixed key and the two admins, as a module's ``settings`` fixture starts from."""
+    from serve.settings import Settings
+
+    folder = tmp_path_factory.mktemp(name)
+    defaults = {
+        "database_url": f"sqlite:///{folder}/arena.db",
+        "namespace": f"{name}-{uuid.uuid4().hex[:8]}",
+        "hosts": 2,
+        "argon2_time_cost": 1,
+        "argon2_memory_kib": 1024,
+        "jwt_secret": "x" * 48,
+        "admin_emails": ["boss@example.com", "chief@example.com"],
+        "data_dir": folder,
+        "rate_limit_scale": 1000,  # counted as in production, but tests post far faster than people (test_throttle: 1)
+    }
+    return Settings(**(defaults | overrides))
+
+
 @pytest.fixture(scope="module")
 def settings(ray_cluster, tmp_path_factory):
     """Settings of an API on the shared Ray: its own store, namespace and fast argon2."""
-    from serve.settings import Settings
-
-    folder = tmp_path_factory.mktemp("api")
-    settings = Settings(
-        database_url=f"sqlite:///{folder}/arena.db",
-        namespace=f"api-{uuid.uuid4().hex[:8]}",
-        hosts=2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        jwt_secret="x" * 48,
-        admin_emails=["boss@example.com", "chief@example.com"],
-        data_dir=folder,
-        spectator_tick=0.1,
-        rate_limit_scale=1000,  # counted as in production, but tests post far faster than people (test_throttle: 1)
-    )
+    settings = module_settings(tmp_path_factory, "api", spectator_tick=0.1)
     yield settings
     stop_cluster_services(settings.namespace)
 

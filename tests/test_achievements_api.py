@@ -4,12 +4,14 @@ allows, a race's podium badge after it is made final, a friend's badge notified 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime
 
 import pytest
 
 from tests.test_api import assert_problem, signup
+from tests.test_export import exported_archive
 from tests.test_races import live_race, organizer, run_samples
 
 pytestmark = pytest.mark.ray
@@ -49,7 +51,7 @@ async def test_achievements_show_as_the_profile_allows_and_friends_hear_of_a_bad
     assert [(n["type"], n["data"]["badge"], n["data"]["user_id"]) for n in told] == [("friend_badge", "streak_7", ana)]
     assert told[0]["data"]["user_name"] == "Ana"
     assert (await client.get("/notifications", headers=quiet_h)).json()["items"] == []  # muted
-    exported = (await client.get("/me/export", headers=ana_h)).json()["achievements"]  # data portability
+    exported = json.loads((await exported_archive(client, ana_h)).read("achievements.json"))  # data portability
     assert exported["badges"] == mine["badges"] and exported["time_zone"] is None
     own = [n["type"] for n in (await client.get("/notifications", headers=ana_h)).json()["items"]]
     assert own == ["badge", "follower", "follower"]
@@ -96,6 +98,10 @@ async def test_the_routes_refuse_the_unauthorized_and_the_malformed(client):
     bad_zone = await client.patch("/me", json={"profile": {"time_zone": "Moon/Tranquility"}}, headers=headers)
     assert "time zone" in assert_problem(bad_zone, 422)["errors"][0]["msg"]
 
+    refused = await client.put("/me/achievements/settings", json={"max_hr": 188, "rest_hr": 48}, headers=headers)
+    assert_problem(refused, 409, "consent")  # heart rates are health data
+    version = (await client.get("/consents")).json()["health"]["version"]
+    await client.put("/me/consents/health", json={"given": True, "version": version}, headers=headers)
     put = await client.put("/me/achievements/settings", json={"max_hr": 188, "rest_hr": 48}, headers=headers)
     assert put.json() == {"time_zone": None, "heart": {"max_hr": 188, "rest_hr": 48}}
     await client.patch("/me", json={"profile": {"time_zone": "Europe/Paris"}}, headers=headers)

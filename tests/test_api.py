@@ -214,6 +214,11 @@ async def test_a_manual_indoor_workout_is_recorded_and_listed(client):
     assert workout["indoor"] and workout["pace_s_per_km"] is None and workout["source"] == "manual"
     listed = (await client.get(f"/users/{ana}/workouts", headers=headers)).json()
     assert [w["id"] for w in listed["items"]] == [workout["id"]]
+    # without consent to health data, the heart rate is not stored (docs/privacy.md)
+    assert "avg_hr" not in (await client.get(f"/workouts/{workout['id']}", headers=headers)).json()
+    version = (await client.get("/consents")).json()["health"]["version"]
+    await client.put("/me/consents/health", json={"given": True, "version": version}, headers=headers)
+    workout = await manual(client, headers, sport="ride", distance_m=0, indoor=True, avg_hr=131)
     assert (await client.get(f"/workouts/{workout['id']}", headers=headers)).json()["avg_hr"] == 131
 
 

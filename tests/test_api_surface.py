@@ -34,6 +34,7 @@ PUBLIC = {
     ("GET", "/api/v1/races/{race_id}/live"),
     ("GET", "/api/v1/races/{race_id}/results"),
     ("GET", "/api/v1/races/{race_id}/results.csv"),
+    ("GET", "/api/v1/consents"),  # the texts one is asked to agree to, before signing up too
 }
 ENUMS = {"which": "followers", "answer": "accept", "action": "open", "decision": "accept", "type": "kudos"}
 

@@ -11,6 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from actors.campaign_audience import due_at, matches
+from actors.inbox import Inbox
+from engine.config import HostConfig
+from engine.events import EVENT_MESSAGE
+from engine.host import Host
+from persistence.sqlite import SQLiteStore
 from tests.test_api import PASSWORD, assert_problem, signup
 
 pytestmark = pytest.mark.ray
@@ -107,12 +112,25 @@ async def test_a_campaign_reaches_consenting_targeted_athletes_in_their_daytime_
     assert [n["data"]["title"] for n in got] == ["Spring offer"] and got[0]["data"]["campaign_id"] == first
     for other in (bo, cy, dee):  # no consent, not targeted, asleep
         assert await _marketing(client, other) == []
+    promoted = (await client.get("/feed", headers=ana)).json()["promoted"]
+    assert promoted["title"] == "Spring offer" and promoted["campaign_id"] == first, "the feed shows it too"
+    for other in (bo, cy, dee):
+        assert (await client.get("/feed", headers=other)).json()["promoted"] is None
 
     for title in ("Second", "Third"):  # the cap: 2 in 7 days
         await _settled(client, boss, await _campaign(client, boss, region, title), 1)
     await asyncio.sleep(1.0)
     await client.arena.drain()
     assert [n["data"]["title"] for n in await _marketing(client, ana)] == ["Second", "Spring offer"]
+    promoted = (await client.get("/feed", headers=ana)).json()["promoted"]
+    assert promoted["title"] == "Second", "the newest delivered, not the capped third"
+    cursor = (await client.get("/feed", params={"limit": 1}, headers=ana)).json()["next_cursor"]
+    if cursor:
+        assert (await client.get("/feed", params={"cursor": cursor}, headers=ana)).json()["promoted"] is None
+    assert_problem(await client.delete(f"/feed/promoted/{promoted['campaign_id']}"), 401)
+    gone = await client.delete(f"/feed/promoted/{promoted['campaign_id']}", headers=ana)
+    assert gone.status_code == 204 and (await client.get("/feed", headers=ana)).json()["promoted"] is None
+    assert_problem(await client.delete("/feed/promoted/" + "x" * 300, headers=ana), 422)
 
     mine = (await client.get("/me/marketing", headers=ana)).json()
     assert mine["marketing_consent"] is True and mine["consent_log"][-1]["via"] == "settings"
@@ -148,3 +166,66 @@ async def test_campaign_routes_are_for_admins_and_refuse_hostile_input(client):
     cancelled = await client.post(f"/campaigns/{created.json()['id']}/cancel", headers=boss)
     assert cancelled.status_code == 200 and cancelled.json()["cancelled"] is True
     assert cancelled.json()["pending_deliveries"] == 0
+
+
+def _wire(type_: str, version: int, seq: int, fields: dict) -> list:
+    """An event as a relay delivers it: [type, version, kind, id, seq, idx, at, user, fields, position]."""
+    return [type_, version, "campaign_audience", "a07", seq, 0, time.time(), None, fields, seq]
+
+
+async def test_the_feeds_promoted_card_goes_with_consent_a_mute_or_a_week_and_a_v1_event_still_counts(tmp_path):
+    host = Host([Inbox], SQLiteStore(tmp_path / "arena.db"), HostConfig(snapshot_interval=3600))
+    await host.start()
+    try:
+        message = {"kind": "offer", "title": "Spring", "body": "", "link": None}
+        old = _wire("campaign.sent", 1, 1, {"campaign_id": "c1", "user_id": "ana", "message": message})
+        await host.ask("inbox", "ana", EVENT_MESSAGE, {"events": [old]})  # a v1 event from before batches
+        assert (await host.ask("inbox", "ana", "promotion"))["campaign_id"] == "c1"
+        await host.ask("inbox", "ana", "set_mutes", {"types": ["marketing"]})
+        assert await host.ask("inbox", "ana", "promotion") is None, "a muted type hides the card"
+        await host.ask("inbox", "ana", "set_mutes", {"types": []})
+        assert (await host.ask("inbox", "ana", "promotion"))["campaign_id"] == "c1"
+        withdrawn = _wire("audience.changed", 1, 2, {"user_id": "ana", "shard": "a07", "consent": False,
+                                                     "profile": {}})  # fmt: skip
+        await host.ask("inbox", "ana", EVENT_MESSAGE, {"events": [withdrawn]})
+        assert await host.ask("inbox", "ana", "promotion") is None, "withdrawn consent takes it away at once"
+        later = _wire("campaign.sent", 2, 3, {"campaign_id": "c2", "user_ids": ["ana"], "message": message})
+        await host.ask("inbox", "ana", EVENT_MESSAGE, {"events": [later]})
+        assert (await host.ask("inbox", "ana", "promotion"))["campaign_id"] == "c2"
+        card = await host.ask("inbox", "ana", "promotion", at=time.time() + 8 * 86_400)
+        assert card is None, "a week later it is no longer promoted"
+    finally:
+        await host.stop()
+
+
+async def test_an_event_is_promoted_to_the_consenting_athletes_of_its_regions_by_admins_only(client):
+    from tests.test_races import organizer
+    from tests.test_sport_events import _event
+
+    boss = await _admin(client)
+    _, org = await organizer(client)
+    region = f"R{time.time_ns()}"
+    _, ana = await _athlete(client, "Ana", consent=True, region=region)
+    _, bo = await _athlete(client, "Bo", consent=True, region="elsewhere")
+    event = await client.post("/events", json=_event(title="Lyon 10k"), headers=org)
+    assert event.status_code == 201, event.text
+    path = f"/events/{event.json()['id']}/promotion"
+    body = {"regions": [region], "send_at": YESTERDAY}
+    assert_problem(await client.post(path, json=body), 401)
+    assert_problem(await client.post(path, json=body, headers=org), 403, "admin")
+    assert_problem(await client.post("/events/nope/promotion", json=body, headers=boss), 404)
+    for bad in [{**body, "regions": []}, {**body, "regions": ["r"] * 51}, {**body, "organizer": "me"},
+                {**body, "send_at": "soon"}, {**body, "title": "x" * 500}]:  # fmt: skip
+        assert_problem(await client.post(path, json=bad, headers=boss), 422)
+    assert_problem(await client.post("/events/" + "x" * 65 + "/promotion", json=body, headers=boss), 422)
+
+    made = await client.post(path, json=body, headers=boss)
+    assert made.status_code == 201, made.text
+    await _settled(client, boss, made.json()["id"], 1)
+    for _ in range(40):
+        if await _marketing(client, ana):
+            break
+        await asyncio.sleep(0.25)
+    (news,) = await _marketing(client, ana)
+    assert news["data"]["title"] == "Lyon 10k: near you" and news["data"]["link"] == path.removesuffix("/promotion")
+    assert await _marketing(client, bo) == []

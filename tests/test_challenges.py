@@ -338,3 +338,26 @@ async def test_the_group_board_and_points_take_an_edited_or_deleted_workout_back
     assert (row["distance_m"], row["workouts"]) == (4_000.0, 1)
     after = await world.ask("achievements", hal, "summary")
     assert 0 < after["points"] < points and "w1" not in [r["workout_id"] for r in after["recent"]]
+
+
+async def test_a_run_that_reaches_the_router_before_the_join_still_counts(world):
+    """Joining and running at once: the run's event can reach the athlete's routers (their challenges,
+    their groups) through its consumer before the join's event does through another."""
+    now = time.time()
+    await world.challenge("c9", _terms())
+    liv = await world.athlete("liv")
+    await world.ask("group", "g9", "create", {"owner": liv, "profile": {"name": "Club", "sports": ["run"]}})
+    await world.ask("group_members", member_shard("g9", liv), "found", {"user_id": liv})
+    terms = await world.ask("challenge", "c9", "terms")
+    body = {"user_id": liv, "terms": terms, "title": "C9", "workouts": []}
+    await world.ask("challenge_participants", participant_shard("c9", liv), "join", body)
+    await world.ask("account", liv, "add_workout", {"summary": _summary("w", km=7, start=now - 600)})
+    for name in ("challenge_entries.on_workout", "user_groups.on_workout"):
+        assert await world.relay.step(name) == 1  # the run first: neither router knows of a membership yet
+    await world.relay.drain()
+    assert (await world.standing("c9", liv))["progress"] == 7_000.0
+    board = await world.ask("group_members", member_shard("g9", liv), "board",
+                            {"week": week_of(now), "metric": "distance_m", "limit": 5})  # fmt: skip
+    assert board["rows"][0]["distance_m"] == 7_000.0
+    await world.relay.drain()  # nothing more: the join sent the run on once
+    assert len(await world.events("challenge.workout")) == 1 and len(await world.events("group.workout_shared")) == 1

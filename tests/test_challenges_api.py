@@ -12,6 +12,7 @@ import pytest
 
 from serve.app import API_PREFIX, api
 from tests.test_api import PASSWORD, assert_problem, signup
+from tests.test_routes import HOSTILE_ROUTE_IDS, new_route
 
 pytestmark = pytest.mark.ray
 
@@ -215,6 +216,7 @@ MALFORMED = [
     {**RUN, "team": True, "goal_type": "streak_days", "goal": 3},
     {**RUN, "team": True, "scope": "friends"},
     {**RUN, "goal_type": "streak_days", "goal": 30},
+    *({**RUN, "route_id": route_id} for route_id in HOSTILE_ROUTE_IDS),
     {**RUN, "extra": 1},
     ["not", "an", "object"],
 ]
@@ -251,3 +253,27 @@ async def test_a_challenge_that_is_over_takes_no_one(client):
     made = await create(client, org, **old)
     _, ana = await signup(client, "Ana")
     assert_problem(await client.post(f"/challenges/{made['id']}/join", headers=ana), 409, "over")
+
+
+async def test_a_challenge_shows_the_route_it_uses_even_once_the_route_is_deleted(client):
+    _, org = await organizer(client)
+    _, ath = await signup(client, "Ath")
+    route = await new_route(client, org)
+    link = {field: route[field] for field in ("id", "name", "sport", "distance_m", "elevation_gain_m")}
+    made = await create(client, org, route_id=route["id"])
+    assert made["linked_route"] == link and "route_id" not in made
+    assert (await client.get(f"/challenges/{made['id']}", headers=ath)).json()["linked_route"] == link
+    assert (await create(client, org))["linked_route"] is None
+
+    ride = await new_route(client, org, sport="ride")
+    assert_problem(await client.post("/challenges", json={**RUN, "route_id": ride["id"]}, headers=org), 409, "ride")
+    assert (await create(client, org, sports=[], route_id=ride["id"]))["linked_route"]["sport"] == "ride", "any sport"
+    hidden = await new_route(client, org, visibility="followers")
+    unseen = await new_route(client, ath, visibility="private")
+    for refused, words in ((hidden, "make the route public"), (unseen, "no route")):
+        answer = await client.post("/challenges", json={**RUN, "route_id": refused["id"]}, headers=org)
+        assert_problem(answer, 422, words)
+
+    assert (await client.delete(f"/routes/{route['id']}", headers=org)).status_code == 204
+    assert (await client.get(f"/challenges/{made['id']}", headers=ath)).json()["linked_route"] == link
+    assert_problem(await client.get(f"/routes/{route['id']}", headers=ath), 404)

@@ -34,6 +34,9 @@ RATED = declare(
 )
 
 
+CALLED = declare("test.called", fields=("source", "who"), user_field=None, doc="a roll call of many sinks")
+
+
 class Source(Entity):
     kind = "test_source"
 
@@ -57,6 +60,10 @@ class Source(Entity):
             self.n += 1
             self.emit(TICKED, source=self.id, n=self.n, to=to, poison=False)
         return self.n
+
+    @update
+    def call(self, who: list[str]) -> None:
+        self.emit(CALLED, source=self.id, who=who)
 
     @update
     def fan(self, who: str) -> None:
@@ -91,6 +98,10 @@ class Sink(Entity):
         if event.fields["poison"] and not CURED:
             raise RuntimeError("this sink cannot digest poison")
         self.seen.append([event.fields["source"], event.fields["n"]])
+
+    @react(CALLED, to=To.each("who", alone=True))
+    def on_called(self, event: Event) -> None:
+        self.seen.append(["called", *event.fields["who"]])
 
     @react(RATED, to=To.field("who"))
     def on_rated(self, event: Event) -> None:
@@ -288,6 +299,17 @@ async def test_an_old_version_is_upgraded_before_the_reaction_sees_it(world):
     assert await world.host.ask("test_sink", f"{p}-r", "star_list") == [4]
 
 
+async def test_a_reaction_to_each_alone_sees_only_its_own_id_of_the_list(world):
+    p = world.prefix
+    sinks = [f"{p}-s{n}" for n in range(5)]
+    await world.host.ask("test_source", f"{p}-c", "call", {"who": sinks})
+    await world.relay.drain()
+    for sink in sinks:
+        assert await _seen(world, sink) == [["called", sink]], "each sink gets the event once, with its id alone"
+    (record,) = await _mine(world, 0, f"{p}-c")
+    assert unpack(record.body)["who"] == sinks, "the outbox keeps the whole list"
+
+
 async def test_two_types_from_one_source_apply_whichever_reaction_runs_first(world):
     """Each reaction is a consumer of its own: a later event of one type may arrive before an earlier
     event of another type from the same source, and neither is taken for a repeat of the other."""
@@ -382,7 +404,7 @@ def test_declarations_are_checked():
 
 def test_subscriptions_are_named_by_kind_and_handler():
     names = sorted(s.name for s in subscriptions(KINDS))
-    assert names == ["test_sink.on_rated", "test_sink.on_tick"]
+    assert names == ["test_sink.on_called", "test_sink.on_rated", "test_sink.on_tick"]
     assert all(isinstance(s, Subscription) for s in subscriptions(KINDS))
 
 

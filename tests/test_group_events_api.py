@@ -14,6 +14,7 @@ import pytest
 from loadtest.gpx import synthetic_gpx
 from serve.app import API_PREFIX, api
 from tests.test_groups_api import create, join, problem, signup
+from tests.test_routes import HOSTILE_ROUTE_IDS, new_route
 
 pytestmark = pytest.mark.ray
 
@@ -186,6 +187,8 @@ MALFORMED = [
     {"meeting_point": {"lat": 1, "lon": 2, "label": "x" * 121}},
     {"meeting_point": {"lat": "NaN", "lon": 2, "label": "x"}},
     {"route": "r" * 501},
+    {"meeting_point": None},  # and no route to meet at the start of
+    *({"route_id": route_id} for route_id in HOSTILE_ROUTE_IDS),
     {"pace_groups": [{"label": "5:00", "pace_s_per_km": 10}]},
     {"pace_groups": [{"label": "x"}] * 11},
     {"capacity": 0},
@@ -214,7 +217,8 @@ async def test_malformed_oversized_and_hostile_events_are_refused_and_nothing_is
     at = f"{base}/{event['id']}"
     for bad in ({}, {"going": "yes"}, {"going": 1}, {"going": None}, {"going": True, "extra": 1}, [True]):
         problem(await client.put(f"{at}/rsvp", json=bad, headers=ana["headers"]), 422)
-    for bad in ({}, {"title": None}, {"capacity": None}, {"time_zone": "Europe/London"}, {"nope": 1}):
+    for bad in ({}, {"title": None}, {"capacity": None}, {"time_zone": "Europe/London"}, {"nope": 1},
+                *({"route_id": route_id} for route_id in HOSTILE_ROUTE_IDS)):  # fmt: skip
         problem(await client.patch(at, json=bad, headers=owner["headers"]), 422)
     for query in ({"which": "everyone"}, {"limit": 0}, {"limit": 101}, {"cursor": "%%%"}):
         assert (await client.get(f"{at}/attendees", params=query, headers=ana["headers"])).status_code in (400, 422)
@@ -263,3 +267,38 @@ async def test_an_imported_workout_says_where_it_started_and_a_typed_one_does_no
     assert imported.json()["start_point"] == [48.8462, 2.3371]
     typed = {"sport": "run", "start": "2026-11-20T07:00:00Z", "duration_s": 1800, "distance_m": 6000}
     assert (await client.post("/workouts", json=typed, headers=athlete["headers"])).json()["start_point"] is None
+
+
+async def test_an_event_on_a_route_meets_at_its_start_and_shows_it_after_the_route_goes_private(client):
+    owner, ana = await signup(client, "Olga"), await signup(client, "Ana")
+    group = await create(client, owner)
+    await join(client, group["id"], ana)
+    base = f"/groups/{group['id']}/events"
+    route = await new_route(client, owner["headers"])
+    link = {field: route[field] for field in ("id", "name", "sport", "distance_m", "elevation_gain_m")}
+    event = await new_event(client, group["id"], owner, route_id=route["id"], meeting_point=None)
+    lat, lon = route["start_point"]
+    assert event["meeting_point"] == {"lat": lat, "lon": lon, "label": f"Start of {route['name']}"}
+    assert event["linked_route"] == link and "route_id" not in event
+    given = await new_event(client, group["id"], owner, route_id=route["id"])
+    assert given["meeting_point"] == MEETING, "a meeting point given is kept"
+    listed = (await client.get(base, headers=ana["headers"])).json()["items"]
+    assert {e["id"]: e["linked_route"] for e in listed} == {event["id"]: link, given["id"]: link}
+
+    at = f"{base}/{event['id']}"
+    unlinked = await client.patch(at, json={"route_id": None}, headers=owner["headers"])
+    assert unlinked.json()["linked_route"] is None and unlinked.json()["meeting_point"] == event["meeting_point"]
+    assert (await client.patch(at, json={"route_id": route["id"]}, headers=owner["headers"])).json()["linked_route"]
+    problem(await client.patch(at, json={"sport": "ride"}, headers=owner["headers"]), 409, "route is for run")
+    ride = await new_route(client, owner["headers"], sport="ride")
+    problem(await client.patch(at, json={"route_id": ride["id"]}, headers=owner["headers"]), 409, "ride")
+    problem(await client.post(base, json=_event(route_id=ride["id"]), headers=owner["headers"]), 409, "ride")
+    hidden = await new_route(client, owner["headers"], visibility="private")
+    problem(await client.post(base, json=_event(route_id=hidden["id"]), headers=owner["headers"]), 422, "public")
+    unseen = await new_route(client, ana["headers"], visibility="followers")
+    problem(await client.patch(at, json={"route_id": unseen["id"]}, headers=owner["headers"]), 422, "no route")
+
+    assert (await client.patch(f"/routes/{route['id']}", json={"visibility": "private"},
+                               headers=owner["headers"])).status_code == 200  # fmt: skip
+    assert (await client.get(at, headers=ana["headers"])).json()["linked_route"] == link, "the link stays"
+    problem(await client.get(f"/routes/{route['id']}", headers=ana["headers"]), 404)

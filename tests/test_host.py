@@ -357,6 +357,55 @@ def test_a_host_config_refuses_nonsense():
         HostConfig(mailbox_capacity=0)
 
 
+async def test_a_big_snapshot_holds_back_the_next_periodic_one_by_the_snapshot_budget(tmp_path, clock):
+    host = make_host(tmp_path, clock, snapshot_interval=1, snapshot_budget=4, compact_every=1)
+    await host.start()
+    await host.ask("counter", "a", "add", {"amount": 1})
+    clock.now += 1
+    await host.maintain()
+    assert host.counters["snapshots"] == 1
+    size = len((await host.store.load_snapshot("counter", "a")).state)
+    await host.ask("counter", "a", "add", {"amount": 2})
+    for _ in range(int(size / 4) - 1):  # the entity's share of the budget is not spent yet
+        clock.now += 1
+        await host.maintain()
+    assert host.counters["snapshots"] == 1 and host.metrics()["snapshot_lag_entities"] == 1
+    clock.now += 2
+    await host.maintain()
+    assert host.counters["snapshots"] == 2
+    await host.ask("counter", "a", "add", {"amount": 4})
+    await crash(host)  # what the snapshot left out, the journal has
+
+    again = make_host(tmp_path, clock)
+    await again.start()
+    assert (await again.ask("counter", "a", "value"))["total"] == 7
+    await again.ask("counter", "a", "add", {"amount": 8})
+    await again.stop()  # stopping (as passivating) snapshots whatever the budget says
+    store = SQLiteStore(tmp_path / "arena.db")
+    await store.open()
+    try:
+        assert (await store.load_snapshot("counter", "a")).seq == 4
+    finally:
+        await store.close()
+
+
+async def test_the_snapshot_budget_holds_a_snapshot_back_no_longer_than_snapshot_max_wait(tmp_path, clock):
+    host = make_host(tmp_path, clock, snapshot_interval=1, snapshot_budget=1e-3, snapshot_max_wait=3)
+    await host.start()
+    await host.ask("counter", "a", "add", {"amount": 1})
+    clock.now += 1
+    await host.maintain()
+    await host.ask("counter", "a", "add", {"amount": 2})
+    for _ in range(2):  # the budget alone would hold it back for days
+        clock.now += 1
+        await host.maintain()
+    assert host.counters["snapshots"] == 1
+    clock.now += 1
+    await host.maintain()
+    assert host.counters["snapshots"] == 2
+    await host.stop()
+
+
 async def test_metrics_show_snapshot_lag_until_the_write_behind_snapshot(tmp_path, clock):
     host = make_host(tmp_path, clock, snapshot_interval=5)
     await host.start()

@@ -12,8 +12,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from connectors.mqtt.codec import length as _length
 from loadtest import device_swarm
-from loadtest.mqtt_wire import Link, _length, connect_packet, publish_packet, topic
+from loadtest.mqtt_wire import Link, connect_packet, publish_packet, topic
 from loadtest.server import free_port
 from tests.conftest import require_program
 

@@ -16,7 +16,7 @@ import pytest
 from engine.commerce.signatures import sign_webhook
 from loadtest.server import free_port
 from serve.app import API_PREFIX, api
-from tests.conftest import stop_cluster_services
+from tests.conftest import module_settings, stop_cluster_services
 from tests.test_api import assert_problem, signup
 
 pytestmark = pytest.mark.ray
@@ -27,18 +27,10 @@ GRACE_S = 3
 
 @pytest.fixture(scope="module")
 def settings(ray_cluster, tmp_path_factory):
-    from serve.settings import Settings
 
-    folder = tmp_path_factory.mktemp("premium")
-    settings = Settings(
-        database_url=f"sqlite:///{folder}/arena.db",
-        namespace=f"premium-{uuid.uuid4().hex[:8]}",
-        hosts=2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        jwt_secret="x" * 48,
-        data_dir=folder,
-        rate_limit_scale=1000,
+    settings = module_settings(
+        tmp_path_factory,
+        "premium",
         billing_webhook_secret=f"old-key,{SECRET}",
         billing_grace_s=GRACE_S,
     )

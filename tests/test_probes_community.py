@@ -20,7 +20,7 @@ import pytest
 from engine.commerce.signatures import sign_webhook
 from serve.api.recommendations import _allowed
 from serve.app import api
-from tests.conftest import stop_cluster_services
+from tests.conftest import module_settings, stop_cluster_services
 from tests.test_challenges_api import organizer
 from tests.test_groups_api import PASSWORD, problem, signup
 from tests.test_segments_api import LON0, _import
@@ -37,19 +37,10 @@ EVENT = {"title": "Long run", "sport": "run", "start": SOON, "time_zone": "Europ
 @pytest.fixture(scope="module")
 def settings(ray_cluster, tmp_path_factory):
     """As conftest's, with a webhook key and no product feed configured."""
-    from serve.settings import Settings
 
-    folder = tmp_path_factory.mktemp("probes")
-    settings = Settings(
-        database_url=f"sqlite:///{folder}/arena.db",
-        namespace=f"probes-{uuid.uuid4().hex[:8]}",
-        hosts=2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        jwt_secret="x" * 48,
-        admin_emails=["boss@example.com", "chief@example.com"],
-        data_dir=folder,
-        rate_limit_scale=1000,
+    settings = module_settings(
+        tmp_path_factory,
+        "probes",
         shop_webhook_secret=SECRET,
     )
     yield settings

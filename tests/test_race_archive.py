@@ -88,6 +88,8 @@ async def test_a_settled_race_is_archived_whole_from_its_kept_journal_then_compa
     await host.start()
     archive = RaceArchive(tmp_path / "lake", entries_per_read=2)  # several reads of the journal
     relay = Relay(store, host.deliver, host.ask, [], streams=[archive])
+    # PostgreSQL's database is the session's: this relay reads from this test's start, not other tests' races.
+    start = relay.progress["stream:race-archive"].position = await store.last_event_position()
     try:
         taken = await _race_with_telemetry(host, "r1")
         await _settle_snapshots(host, store, "r1")
@@ -120,7 +122,7 @@ async def test_a_settled_race_is_archived_whole_from_its_kept_journal_then_compa
 
         # A relay that lost its cursor sends race.settled again: nothing is written twice.
         stamp = (path.stat().st_ino, path.stat().st_mtime_ns)
-        relay.progress["stream:race-archive"].position = 0
+        relay.progress["stream:race-archive"].position = start
         await relay.drain(timeout=30)
         assert race_file(tmp_path / "lake", "r1") == path and (path.stat().st_ino, path.stat().st_mtime_ns) == stamp
         assert archive.archived == 2 and archive.samples == taken and not archive.failed

@@ -63,7 +63,7 @@ async def until(condition, what: str, limit: float = 90.0) -> None:
     deadline = time.monotonic() + limit
     while not await condition():
         assert time.monotonic() < deadline, f"still waiting for {what}"
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.05)
 
 
 async def race_hosts(arena: Arena) -> int:

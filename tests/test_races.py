@@ -14,6 +14,7 @@ import pytest
 
 from connectors.lake import Lake
 from tests.test_api import assert_problem, signup
+from tests.test_routes import HOSTILE_ROUTE_IDS, new_route
 
 pytestmark = pytest.mark.ray
 
@@ -291,3 +292,55 @@ async def test_the_friends_leaderboard_shows_me_and_whom_i_follow_in_race_order(
     entries = (await client.get(f"/races/{race_id}/leaderboard/friends", headers=my_headers)).json()["entries"]
     assert {e["user_id"] for e in entries} == {me, friend}
     assert [e["place"] for e in entries] == sorted(e["place"] for e in entries)
+
+
+def _link(route: dict) -> dict:
+    return {field: route[field] for field in ("id", "name", "sport", "distance_m", "elevation_gain_m")}
+
+
+async def test_a_race_on_a_route_runs_its_distance_and_keeps_its_link_when_the_route_goes_private(client):
+    _, org = await organizer(client)
+    _, ath = await signup(client, "Ath")
+    mine, theirs = await new_route(client, org), await new_route(client, ath)
+    metres = mine["distance_m"]
+    body = {"name": "Harbour run", "sport": "run", "kind": "distance", "route_id": mine["id"]}
+    created = await client.post("/races", json=body, headers=org)
+    assert created.status_code == 201, created.text
+    race = created.json()
+    assert race["linked_route"] == _link(mine) and race["target_m"] == metres
+    track = (await client.get(f"/routes/{mine['id']}", headers=org)).json()["points"]
+    assert race["route"] == [point[:2] for point in track], "the organizer's own route is the course"
+    assert (await client.post(f"/races/{race['id']}/actions/open", headers=org)).json()["status"] == "open"
+    assert (await client.get(f"/races/{race['id']}")).json()["linked_route"] == _link(mine), "spectators see it"
+
+    near = await client.post("/races", json={**body, "target_m": round(metres * 1.01)}, headers=org)
+    assert near.status_code == 201 and near.json()["target_m"] == round(metres * 1.01), near.text
+    assert_problem(await client.post("/races", json={**body, "target_m": metres * 1.2}, headers=org), 409, "route")
+    ride = await new_route(client, org, sport="ride")
+    assert_problem(await client.post("/races", json={**body, "route_id": ride["id"]}, headers=org), 409, "ride")
+    for visibility in ("private", "followers"):
+        hidden = await new_route(client, org, visibility=visibility)
+        answer = await client.post("/races", json={**body, "route_id": hidden["id"]}, headers=org)
+        assert_problem(answer, 422, "make the route public")
+    unseen = await new_route(client, ath, visibility="private")
+    for route_id in (unseen["id"], "nosuchroute"):
+        assert_problem(await client.post("/races", json={**body, "route_id": route_id}, headers=org), 422, "no route")
+    for route_id in HOSTILE_ROUTE_IDS:
+        assert_problem(await client.post("/races", json={**body, "route_id": route_id}, headers=org), 422)
+        assert_problem(await client.patch(f"/races/{race['id']}", json={"route_id": route_id}, headers=org), 422)
+
+    # Another athlete's public route: linked, its distance taken, but not copied as the course.
+    plain = (await client.post("/races", json={**body, "route_id": None, "target_m": 800}, headers=org)).json()
+    changed = await client.patch(f"/races/{plain['id']}", json={"route_id": theirs["id"]}, headers=org)
+    assert changed.status_code == 200, changed.text
+    linked = changed.json()
+    assert linked["linked_route"] == _link(theirs) and linked["target_m"] == theirs["distance_m"]
+    assert linked["route"] is None
+    for change in ({"visibility": "private"}, None):  # made private, then deleted: the link stays, the track hides
+        if change is None:
+            assert (await client.delete(f"/routes/{theirs['id']}", headers=ath)).status_code == 204
+        else:
+            assert (await client.patch(f"/routes/{theirs['id']}", json=change, headers=ath)).status_code == 200
+        assert (await client.get(f"/races/{plain['id']}", headers=org)).json()["linked_route"] == _link(theirs)
+        assert_problem(await client.get(f"/routes/{theirs['id']}", headers=org), 404)
+        assert_problem(await client.get(f"/routes/{theirs['id']}.gpx", headers=org), 404)

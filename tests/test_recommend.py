@@ -58,6 +58,29 @@ def test_hostile_rows_are_dropped_alone_and_counted():
     assert data.item_features["group:g1"] == ["kind:group", "sport:not json"]
 
 
+def test_follows_that_still_hold_comments_and_kudos_become_pairs_with_their_weights():
+    rows = {
+        "follow.started": [
+            {"user_id": "ann", "followee_id": "bob", "at": 1.0},
+            {"user_id": "ann", "followee_id": "cat", "at": 1.0},  # ended at 2, again at 3: holds
+            {"user_id": "ann", "followee_id": "cat", "at": 3.0},
+            {"user_id": "bob", "followee_id": "dan", "at": 1.0},  # ended at 5: gone
+            {"user_id": "bob", "followee_id": ["dan"], "at": 1.0},  # hostile: dropped, counted
+        ],
+        "follow.ended": [
+            {"user_id": "ann", "followee_id": "cat", "at": 2.0},
+            {"user_id": "bob", "followee_id": "dan", "at": 5.0},
+        ],
+        "comment.posted": [{"user_id": "dan", "owner": "ann", "at": 4.0}],
+        "kudos.given": [{"user_id": "cat", "owner": "ann", "at": 4.0}, {"user_id": "cat", "owner": "cat", "at": 4.0}],
+    }
+    data = build(rows)
+    pairs = {(data.users[u], data.items[i], round(float(w), 3)) for u, i, w in zip(data.user, data.item, data.weight)}
+    assert pairs == {("ann", "user:bob", 1.0), ("ann", "user:cat", 1.0), ("dan", "user:ann", 0.7),
+                     ("cat", "user:ann", 0.5)}, "no follow that ended, no kudos to oneself"  # fmt: skip
+    assert data.skipped == 1
+
+
 def test_a_group_hidden_at_its_last_listing_is_never_in_the_index_and_one_listed_again_is():
     joined = [{"user_id": f"u{n}", "group_id": g, "at": float(n)} for n in range(6) for g in ("open", "secret", "back")]
     listed = [

@@ -75,6 +75,7 @@ async def test_nothing_shown_leaks_a_hidden_group_a_blocked_athlete_or_a_private
     public = await _group(reco, friend)
     hidden = await _group(reco, friend, visibility="hidden")
     mine = await _group(reco, me)
+    assert await reco.arena.drain()  # my membership of my own group reaches my list of groups (group.joined)
     # A model that proposes everything to everyone: the rules alone must keep it decent.
     people = [friend, blocker, blocked, private, followed]
     rows = {

@@ -87,8 +87,11 @@ async def bearer(client: Client, email: str) -> dict:
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def arena(request, tmp_path):
+@pytest.fixture
+def arena(postgres_url, tmp_path):
+    """A throwaway Arena on PostgreSQL, the store a deployment behind HAProxy runs. The embedded store's
+    once-only counting under resends is the engine's, tested on both stores by the SIGKILL tests
+    (tests/test_race_recovery.py, tests/test_ray_engine.py); a second Arena here only doubled the time."""
     settings = {
         "num_cpus": "2",
         "replicas": "2",
@@ -97,9 +100,8 @@ def arena(request, tmp_path):
         "admin_emails": json.dumps([ADMIN]),
         "rate_limit_scale": "0",
         "namespace": f"chaos-{uuid.uuid4().hex[:6]}",
+        "database_url": postgres_url,
     }
-    if request.param == "postgresql":
-        settings["database_url"] = request.getfixturevalue("postgres_url")
     port = free_port()
     process = start_arena(tmp_path, port, **settings)
     try:
@@ -114,6 +116,8 @@ async def test_a_replica_killed_mid_stream_costs_only_retries_that_the_contract_
     async with httpx.AsyncClient(base_url=f"{url}/api/v1", timeout=30) as http:
         client = Client(http)
         _, admin = await account(client, "boss", ADMIN)  # ARENA_ADMIN_EMAILS
+        me = (await client.send("GET", "/me", headers=admin)).json()
+        assert "admin" in me["roles"], f"{ADMIN} registered without the admin role (another Arena on {url}?): {me}"
         org_email = f"org-{uuid.uuid4().hex[:8]}@example.com"  # the PostgreSQL store is the session's
         org_id, _ = await account(client, "org", org_email)
         granted = await client.send("PUT", f"/users/{org_id}/roles", json={"roles": ["organizer"]}, headers=admin)

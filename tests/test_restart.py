@@ -37,7 +37,7 @@ class ArenaProcess:
             if b"Arena is running at" in log.read_bytes():
                 assert httpx.get(f"{self.url}/health", timeout=30).status_code == 200
                 return
-            time.sleep(1)
+            time.sleep(0.1)
         self.stop()
         tail = log.read_text(errors="replace")[-4000:]
         pytest.fail(f"arena run did not answer /health in time; the end of {log}:\n{tail}")

@@ -41,6 +41,17 @@ async def _route(client, who: dict, lat: float, lon: float, climb: float = 1.0, 
     return answer.json()
 
 
+# A route id that is not one: too long, empty, odd characters, not a string (races, events, challenges refuse it, 422).
+HOSTILE_ROUTE_IDS = ["x" * 65, "", "../../etc/passwd", "a b", "r\u0000", "<script>", 5, 1.5, True, ["r1"], {"$ne": 0}]
+
+
+async def new_route(client, headers: dict, sport: str = "run", visibility: str = "public") -> dict:
+    """A route of about 4 km from a random place, made by whoever ``headers`` signs in: for the races, group
+    events and challenges that use one."""
+    lat, lon = random.uniform(-50, 50), random.uniform(-170, 170)
+    return await _route(client, {"headers": headers}, lat, lon, sport=sport, visibility=visibility)
+
+
 @pytest.fixture
 async def world(client):
     ann, bob, cat = [await signup(client, name) for name in ("Ann", "Bob", "Cat")]
@@ -195,7 +206,8 @@ EXTERNAL = b"""<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY x SYSTEM "file:///et
 
 
 @pytest.mark.parametrize(
-    "data, words",
+    "data, words",  # named by the words: the GPX ones carry the time they were made, and every xdist worker
+    # must collect the same ids
     [
         (BILLION_LAUGHS, "entities"),
         (EXTERNAL, "external"),
@@ -207,6 +219,7 @@ EXTERNAL = b"""<?xml version="1.0"?><!DOCTYPE gpx [<!ENTITY x SYSTEM "file:///et
         (_gpx(10, 10, points=1), "at least two"),
         (b"<html><body>hi</body></html>", "root <html>"),
     ],
+    ids=lambda value: value if isinstance(value, str) else "",
 )
 async def test_hostile_and_broken_files_are_refused_safely(client, data, words):
     ann = await signup(client, "Ann")

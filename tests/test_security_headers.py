@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from serve.headers import API_POLICY, PAGE_POLICY
-from tests.test_web import Api, browser, server, sign_in  # noqa: F401 - the Chromium fixtures
+from tests.test_web import Api, server, sign_in  # noqa: F401 - the Chromium fixtures
 
 pytestmark = pytest.mark.ray
 

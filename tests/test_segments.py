@@ -1,12 +1,22 @@
-"""The segment matcher on generated tracks with GPS noise: loops, partial and reversed passes, the index."""
+"""The segment matcher on generated tracks with GPS noise: loops, partial and reversed passes, the index; the boards
+by sex and age group, and the profile fields they come from."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
 
+from actors.account import Account
+from actors.athlete import AGE_GROUPS, SEXES, age_group, birth_year_problem
+from actors.events import SEGMENT_EFFORT
+from actors.segment import Segment
+from engine.errors import Rejected
+from engine.events import Event
+from engine.race import SEXES as RACE_SEXES
 from engine.segments import SegmentIndex, SegmentShape, Track, match
 from engine.segments.index import track_cells
 
@@ -178,3 +188,72 @@ def test_candidates_need_both_the_start_cell_and_the_end_cell_among_the_tracks(r
         and int(index.end_cells[i]) in cells
     ]
     assert index.candidates(track).tolist() == expected
+
+
+def _effort(owner: str, elapsed_s: float, start: float, version: int = 2, **athlete: str | None) -> Event:
+    fields = {"segment_id": "s1", "owner": owner, "workout_id": f"w-{owner}-{start}", "visibility": "public",
+              "flagged": False, "start": start, "elapsed_s": elapsed_s, **athlete}  # fmt: skip
+    if version < SEGMENT_EFFORT.version:  # as the relay hands a reaction an old event: upgraded
+        assert SEGMENT_EFFORT.upgrade is not None
+        fields = SEGMENT_EFFORT.upgrade(fields, version)
+    return Event(SEGMENT_EFFORT.name, SEGMENT_EFFORT.version, "segment_shard", "x", 1, 0, start, owner, fields, 1)
+
+
+def test_boards_by_sex_and_age_group_filter_the_same_efforts_and_old_efforts_count_overall_only():
+    segment = Segment("s1")
+    segment.definition = {"id": "s1", "creator": "ann", "name": "Climb", "sport": "ride", "lat": [45.0, 45.01],
+                          "lon": [7.0, 7.01], "length_m": 1000.0, "shard": "x", "created": T0}  # fmt: skip
+    segment._now = T0
+    segment.on_effort(_effort("wen", 100.0, T0 - 60, sex="women", age_group="25_34"))
+    segment.on_effort(_effort("max", 90.0, T0 - 50, sex="men", age_group="55_64"))
+    segment.on_effort(_effort("ned", 80.0, T0 - 40, sex=None, age_group=None))  # gave neither
+    segment.on_effort(_effort("old", 85.0, T0 - 30, version=1))  # recorded before efforts carried them
+
+    def athletes(**filters: Any) -> list[str]:
+        return [row["athlete"] for row in segment.leaderboard(viewer="someone", **filters)["rows"]]
+
+    assert athletes() == ["ned", "old", "max", "wen"]
+    assert athletes(sex="women") == ["wen"]
+    assert athletes(sex="men") == ["max"]
+    assert athletes(age_group="25_34") == ["wen"] and athletes(sex="men", age_group="25_34") == []
+    assert athletes(board="year", since=T0 - 3600, sex="women") == ["wen"]
+    assert athletes(board="legend", since=T0 - 3600, sex="men") == ["max"]
+    for bad in ({"sex": "female"}, {"sex": "unknown"}, {"age_group": "75+"}):
+        with pytest.raises(Rejected):
+            athletes(**bad)
+
+
+def test_age_groups_turn_with_the_year_of_the_birth_year():
+    new_year = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    assert age_group(1990, new_year - 1) == "25_34"  # 34 in 2024
+    assert age_group(1990, new_year) == "35_44"  # 35 from 1 January 2025, whatever the birthday
+    assert [age_group(2025 - age, new_year) for age in (5, 19, 20, 24, 25, 64, 65, 69, 70, 74, 75, 120)] == [
+        "0_19", "0_19", "20_24", "20_24", "25_34", "55_64", "65_69", "65_69", "70_74", "70_74", "75_plus", "75_plus"
+    ]  # fmt: skip
+    assert age_group(None, new_year) is None and age_group(2030, new_year) is None
+    assert set(AGE_GROUPS) == {age_group(2025 - age, new_year) for age in range(0, 100)}
+    assert birth_year_problem(1990, new_year) is None and birth_year_problem(2020, new_year) is None
+    for bad in (1899, 2021, 3000, -1, True, "1990", 1990.0, None):
+        assert birth_year_problem(bad, new_year) is not None
+
+
+def test_the_sexes_are_the_races_own():
+    assert SEXES == RACE_SEXES[1:]
+
+
+def test_sex_and_birth_year_are_the_athletes_own_and_exported():
+    account = Account("wen")
+    account._now = T0
+    account.register("wen@example.com", "hash", "Wen")
+    me = account.update_profile(profile={"sex": "women", "birth_year": 1990, "city": "Lyon"})
+    assert me["profile"]["sex"] == "women" and me["profile"]["birth_year"] == 1990
+    assert account.export()["profile"]["birth_year"] == 1990
+    assert account.view(viewer="wen")["profile"]["sex"] == "women"
+    for viewer in ("bob", None):
+        profile = account.view(viewer=viewer)["profile"]
+        assert profile["city"] == "Lyon" and "sex" not in profile and "birth_year" not in profile
+    for bad in ({"sex": "female"}, {"sex": ""}, {"birth_year": 1800}, {"birth_year": 2100}, {"birth_year": "1990"},
+                {"birth_year": True}):  # fmt: skip
+        with pytest.raises(Rejected):
+            account.update_profile(profile=bad)
+    assert account.update_profile(profile={"sex": None})["profile"]["sex"] is None  # taken back

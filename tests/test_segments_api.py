@@ -8,7 +8,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 
+from actors.athlete import age_group
 from tests.test_groups_api import problem, signup
 
 pytestmark = pytest.mark.ray
@@ -83,9 +85,9 @@ async def test_efforts_are_matched_ranked_and_taken_back(client, world):
     mine = (await client.get(f"/segments/{sid}/leaderboard", headers=cat["headers"])).json()
     assert mine["rows"][0]["athlete"] == cat["id"] and mine["me"]["rank"] == 1  # cat sees her private effort
     legend = (await client.get(f"/segments/{sid}/leaderboard?board=legend", headers=bob["headers"])).json()
-    # Ann rode it most: twice after the segment was made, and her first ride counts too when its track
-    # reached the shard after the segment did (no backfill otherwise, docs/segments.md)
-    assert legend["local_legend"]["athlete"] == ann["id"] and legend["local_legend"]["efforts"] in (2, 3)
+    # Ann rode it most: twice after the segment was made, and once before (the segment's backfill finds it,
+    # and live matching too when its track reached the shard after the segment: counted once either way)
+    assert legend["local_legend"]["athlete"] == ann["id"] and legend["local_legend"]["efforts"] == 3
     friends = (await client.get(f"/segments/{sid}/leaderboard?board=friends", headers=ann["headers"])).json()
     assert [row["athlete"] for row in friends["rows"]] == [ann["id"]]  # ann follows nobody
     records = (await client.get("/me/segments/records", headers=bob["headers"])).json()["items"]
@@ -139,3 +141,120 @@ async def test_who_may_do_what_and_bad_input(client, world):
         problem(await client.get(f"/segments?{query}", headers=ann["headers"]), 422)
     problem(await client.get(f"/segments/{sid}/leaderboard?board=worst", headers=ann["headers"]), 422)
     assert math.isfinite(world["segment"]["length_m"])
+
+
+async def _backfilled(client, who: dict, sid: str) -> dict:
+    """The segment once its backfill has ended and the relay has carried the efforts it found to the boards."""
+    for _ in range(30):
+        await client.arena.drain()
+        segment = (await client.get(f"/segments/{sid}", headers=who["headers"])).json()
+        if segment["backfill"]["state"] not in ("listing", "running"):
+            break
+    await client.arena.drain()
+    return segment
+
+
+async def _seen_by(client, who: dict, sid: str) -> dict:
+    """What ``who`` sees of a segment's efforts: whose, from which workouts, how many; not the times."""
+    overall = (await client.get(f"/segments/{sid}/leaderboard", headers=who["headers"])).json()
+    legend = (await client.get(f"/segments/{sid}/leaderboard?board=legend", headers=who["headers"])).json()
+    records = (await client.get("/me/segments/records", headers=who["headers"])).json()["items"]
+    return {
+        "overall": [(row["athlete"], row["workout_id"]) for row in overall["rows"]],
+        "legend": [(row["athlete"], row["efforts"]) for row in legend["rows"]],
+        "record": [(r["workout_id"], r["efforts_kept"]) for r in records if r["segment_id"] == sid],
+    }
+
+
+async def test_a_new_segment_is_backfilled_with_what_live_matching_would_have_found(client):
+    ann, bob, cat, dan = [await signup(client, name) for name in ("Ann", "Bob", "Cat", "Dan")]
+    lon = LON0 + random.uniform(2.5, 4.0)  # a road of its own
+    zone = {"label": "Home", "lat": LAT0, "lon": lon, "radius_m": 1_000}  # hides where the segments start
+    assert (await client.post("/me/privacy-zones", json=zone, headers=dan["headers"])).status_code == 201
+    first = await _import(client, ann, 4.0, 1, lon=lon)
+    made = await client.post(
+        "/segments", json={"workout_id": first, "name": "Live", "from_m": 500, "to_m": 2500}, headers=ann["headers"]
+    )
+    assert made.status_code == 201, made.text
+    live = made.json()["id"]
+    assert (await _backfilled(client, ann, live))["backfill"]["state"] == "done"
+    await _import(client, ann, 4.0, 2, lon=lon)
+    bob_ride = await _import(client, bob, 3.0, 3, lon=lon)
+    await _import(client, cat, 2.0, 4, visibility="private", lon=lon)
+    await _import(client, dan, 2.5, 5, lon=lon)
+    await _board_when(client, cat, live, 3)
+
+    made = await client.post(  # the same start, 200 m shorter: another segment, made after every ride on it
+        "/segments", json={"workout_id": first, "name": "Later", "from_m": 500, "to_m": 2300}, headers=ann["headers"]
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["backfill"]["state"] in ("listing", "running", "done")
+    later = made.json()["id"]
+    job = (await _backfilled(client, bob, later))["backfill"]
+    assert job["state"] == "done" and job["run"] == 1 and job["chunks_done"] == job["chunks"]
+    # every stored workout checked (this test's five, and the module's others), four efforts: ann twice, bob,
+    # cat; dan's is hidden by his privacy zone
+    assert job["checked"] == job["workouts"] >= 5 and job["efforts"] == 4
+    for who in (ann, bob, cat, dan):
+        assert await _seen_by(client, who, later) == await _seen_by(client, who, live)
+    seen = await _seen_by(client, ann, later)
+    assert [athlete for athlete, _ in seen["overall"]] == [bob["id"], ann["id"]]  # cat's private effort: hers only
+    assert seen["legend"] == [(ann["id"], 2), (bob["id"], 1)] and seen["record"][0][1] == 2
+    assert (await _seen_by(client, cat, later))["overall"][0][0] == cat["id"]
+    assert (await _seen_by(client, dan, later))["record"] == []  # his ride started it inside his zone
+    assert (await _seen_by(client, bob, later))["overall"][0] == (bob["id"], bob_ride)
+
+    # An operator runs it again: it checks everything again and counts nothing twice.
+    before = {who["id"]: await _seen_by(client, who, later) for who in (ann, bob, cat, dan)}
+    client.arena.settings = client.arena.settings.model_copy(update={"operator_token": SecretStr("op-" + "s" * 40)})
+    operator = {"Authorization": "Bearer op-" + "s" * 40}
+    again = await client.post(f"http://arena/ops/segments/{later}/backfill", headers=operator)
+    assert again.status_code == 202 and again.json()["run"] == 2, again.text
+    job = (await _backfilled(client, bob, later))["backfill"]
+    assert job["state"] == "done" and job["run"] == 2 and job["efforts"] == 4
+    assert {who["id"]: await _seen_by(client, who, later) for who in (ann, bob, cat, dan)} == before
+    progress = await client.get(f"http://arena/ops/segments/{later}/backfill", headers=operator)
+    assert progress.json() == job
+
+    for headers in ({}, bob["headers"], {"Authorization": "Bearer op-wrong"}):
+        problem(await client.post(f"http://arena/ops/segments/{later}/backfill", headers=headers), 403, "operators")
+        problem(await client.get(f"http://arena/ops/segments/{later}/backfill", headers=headers), 403, "operators")
+    problem(await client.post("http://arena/ops/segments/nope/backfill", headers=operator), 404)
+    for bad in ("bad!id", "x" * 65, "%00"):
+        problem(await client.post(f"http://arena/ops/segments/{bad}/backfill", headers=operator), 422)
+
+
+async def test_boards_by_sex_and_age_group_and_the_profile_fields_they_come_from(client, world):
+    ann, sid = world["ann"], world["segment"]["id"]  # ann gave neither sex nor birth year
+    wen, max_ = [await signup(client, name) for name in ("Wen", "Max")]
+    for who, profile in ((wen, {"sex": "women", "birth_year": 1990}), (max_, {"sex": "men", "birth_year": 1960})):
+        answer = await client.patch("/me", json={"profile": profile}, headers=who["headers"])
+        assert answer.status_code == 200 and answer.json()["profile"]["birth_year"] == profile["birth_year"]
+    this_year = datetime.now(UTC).year
+    for bad in ({"sex": "female"}, {"sex": ""}, {"sex": 1}, {"birth_year": 1899}, {"birth_year": this_year},
+                {"birth_year": "1990"}, {"birth_year": True}, {"birth_year": 1990.5}, {"birth_year": 10**30},
+                {"age": 35}):  # fmt: skip
+        problem(await client.patch("/me", json={"profile": bad}, headers=wen["headers"]), 422)
+    viewers: tuple[dict, ...] = (max_["headers"], {})  # another athlete, or nobody signed in
+    for viewer in viewers:
+        profile = (await client.get(f"/users/{wen['id']}", headers=viewer)).json()["profile"]
+        assert profile["display_name"] == "Wen" and "sex" not in profile and "birth_year" not in profile
+    assert (await client.get("/me", headers=wen["headers"])).json()["profile"]["sex"] == "women"
+
+    await _import(client, wen, 3.0, 6, lon=world["lon"])  # faster than ann
+    await _import(client, max_, 3.5, 7, lon=world["lon"])
+    board = await _board_when(client, ann, sid, 3)
+    assert [row["athlete"] for row in board["rows"]] == [wen["id"], max_["id"], ann["id"]]
+    women = (await client.get(f"/segments/{sid}/leaderboard?sex=women", headers=ann["headers"])).json()
+    assert [row["athlete"] for row in women["rows"]] == [wen["id"]] and women["qom"]["athlete"] == wen["id"]
+    men = (await client.get(f"/segments/{sid}/leaderboard?sex=men&board=year", headers=ann["headers"])).json()
+    assert [row["athlete"] for row in men["rows"]] == [max_["id"]]
+    ridden = datetime.now(UTC) - timedelta(days=10 - 6)  # wen's ride, as _gpx dates it
+    group = age_group(1990, ridden.timestamp())
+    by_age = (await client.get(f"/segments/{sid}/leaderboard?age_group={group}", headers=max_["headers"])).json()
+    assert [row["athlete"] for row in by_age["rows"]] == [wen["id"]]
+    assert "sex" not in by_age["rows"][0] and "age_group" not in by_age["rows"][0]
+    segment = (await client.get(f"/segments/{sid}", headers=max_["headers"])).json()
+    assert segment["kom"]["athlete"] == wen["id"] and segment["qom"]["athlete"] == wen["id"]  # KOM: the fastest
+    for query in ("sex=female", "sex=unknown", "age_group=75+", "age_group=35"):
+        problem(await client.get(f"/segments/{sid}/leaderboard?{query}", headers=ann["headers"]), 422)

@@ -26,10 +26,13 @@ def serve_url(ray_cluster):
     serve.shutdown()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def arena_url(request, serve_url, tmp_path):
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def arena_url(request, serve_url, tmp_path_factory):
+    """One Arena app per store for the whole module: deploying one takes seconds, and no test here
+    leaves anything behind that another checks (only the last one fails sign-ins)."""
     from ray import serve
 
+    tmp_path = tmp_path_factory.mktemp(f"serve-{request.param}")
     if request.param == "sqlite":
         database_url = f"sqlite:///{tmp_path}/arena.db"
     else:

@@ -20,7 +20,7 @@ from aiohttp import web
 from engine.commerce.signatures import read_click, sign_webhook
 from loadtest.server import free_port
 from serve.app import API_PREFIX, api
-from tests.conftest import stop_cluster_services
+from tests.conftest import module_settings, stop_cluster_services
 from tests.test_api import PASSWORD, assert_problem, signup
 
 pytestmark = pytest.mark.ray
@@ -40,19 +40,10 @@ BAD = ["bad-1\tNo price\thttps://shop.example/p/bad-1\t\tin_stock\tAcme\t\tX\tsh
 @pytest.fixture(scope="module")
 def settings(ray_cluster, tmp_path_factory):
     """As conftest's, with the shop configured: the platform's feed and the webhook key."""
-    from serve.settings import Settings
 
-    folder = tmp_path_factory.mktemp("shop")
-    settings = Settings(
-        database_url=f"sqlite:///{folder}/arena.db",
-        namespace=f"shop-{uuid.uuid4().hex[:8]}",
-        hosts=2,
-        argon2_time_cost=1,
-        argon2_memory_kib=1024,
-        jwt_secret="x" * 48,
-        admin_emails=["boss@example.com"],
-        data_dir=folder,
-        rate_limit_scale=1000,
+    settings = module_settings(
+        tmp_path_factory,
+        "shop",
         shop_feed_url=f"http://127.0.0.1:{FEED_PORT}/feed.tsv",
         shop_webhook_secret=f"old-key,{SECRET}",
     )
@@ -302,6 +293,27 @@ async def test_a_thousand_simultaneous_attempts_at_a_hundred_codes_give_exactly_
     assert [a.status_code for a in answers].count(200) == 100
     assert_problem(answers[-1] if answers[-1].status_code == 409 else next(a for a in answers if a.status_code == 409),
                    409, "exhausted")  # fmt: skip
+
+
+async def test_an_exclusive_discount_is_for_members_whose_plan_has_it(client):
+    from actors.subscription import Subscription
+
+    boss = await admin(client)
+    ana_id, ana = await signup(client, "Ana")
+    made = await client.post("/shop/promotions", json=_promotion(mode="shared", codes=None, total=10, exclusive=True),
+                             headers=boss)  # fmt: skip
+    assert made.status_code == 201 and made.json()["exclusive"] is True, made.text
+    code = made.json()["id"]
+    refused = assert_problem(await client.post("/offers/redeem", json={"code": code}, headers=ana), 403)
+    assert refused["entitlement"] == "exclusive_discounts" and refused["plan"] == "premium_plus"
+    for plan, status in (("premium", 403), ("premium_plus", 200)):  # premium lacks it, premium_plus has it
+        await client.arena.ref(Subscription, ana_id).ask(
+            Subscription.apply, event_id=f"evt-{plan}", type="subscription.renewed", created=int(time.time()),
+            sequence=0 if plan == "premium" else 1, plan=plan, period_end=time.time() + 86_400, grace_s=86_400,
+        )  # fmt: skip
+        answer = await client.post("/offers/redeem", json={"code": code}, headers=ana)
+        assert answer.status_code == status, answer.text
+    assert_problem(await client.post("/shop/promotions", json=_promotion(exclusive="perhaps"), headers=boss), 422)
 
 
 async def test_promotions_expired_per_user_unknown_codes_and_who_may_manage_them(client):

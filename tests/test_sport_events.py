@@ -7,10 +7,13 @@ iCalendar feed read back line by line)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import segno
+from defusedxml.ElementTree import fromstring
 
 from actors.account import Account
 from actors.group_event import GroupEvent
@@ -153,6 +156,27 @@ def _event(**more) -> dict:
                            "required": True}], **more}  # fmt: skip
 
 
+_PATH_STEP = r"([Mmh])(-?[\d.]+) ?(-?[\d.]+)?"
+
+
+def _dark_modules(svg: bytes) -> set[tuple[int, int]]:
+    """A drawn QR code's dark modules (row, column; the quiet zone counts), read back from segno's SVG path."""
+    drawn = fromstring(svg)
+    path = next(p for p in drawn.iter("{http://www.w3.org/2000/svg}path") if p.get("class") == "qrline")
+    assert re.sub(_PATH_STEP, "", path.get("d")) == "", path.get("d")  # moves and horizontal runs only
+    x = y = 0.0
+    dark = set()
+    for step, a, b in re.findall(_PATH_STEP, path.get("d")):
+        if step == "h":
+            dark.update((int(y), int(x) + n) for n in range(int(a)))
+            x += float(a)
+        elif step == "M":
+            x, y = float(a), float(b)
+        else:
+            x, y = x + float(a), y + float(b)
+    return dark
+
+
 def _routes() -> list[tuple[str, str]]:
     wanted = ("/events", "/me/registrations", "/me/calendar-token", "/admin/partner-offers")
     return sorted(
@@ -166,7 +190,7 @@ def _routes() -> list[tuple[str, str]]:
 @pytest.mark.ray
 async def test_every_route_needs_a_token_and_organizer_routes_refuse_others(client):
     routes = _routes()
-    assert len(routes) == 15, routes
+    assert len(routes) == 17, routes  # promotion (serve/api/campaigns.py) included
     ids = {"sport_event_id": "e1", "registration_id": "r1"}
     for method, path in routes:
         problem(await client.request(method, path.format(**ids), json={}), 401)
@@ -182,6 +206,7 @@ async def test_every_route_needs_a_token_and_organizer_routes_refuse_others(clie
         ("GET", "/events/nope/partners"),
         ("GET", "/events/nope/registrations"),
         ("GET", "/events/nope/registrations/me"),
+        ("GET", "/events/nope/registrations/me/qr.svg"),
         ("POST", "/events/nope/registrations/r1/paid"),
         ("DELETE", "/events/nope/registrations/me"),
     ):
@@ -241,6 +266,19 @@ async def test_register_waitlist_concurrent_bibs_check_in_and_forged_tickets(cli
     who = next(p for p, r in zip(people, regs) if r["id"] == registered[0]["id"])
     mine = (await client.get(f"{base}/registrations/me", headers=who["headers"])).json()
     assert mine["ticket"] == ticket and mine["answers"] == {"size": "M"}
+    drawn = await client.get(f"{base}/registrations/me/qr.svg", headers=who["headers"])
+    assert drawn.status_code == 200, drawn.text
+    assert (drawn.headers["content-type"], drawn.headers["cache-control"]) == ("image/svg+xml", "private, no-store")
+    assert drawn.content.startswith(b"<svg ")  # no XML declaration: the page parses it as an SVG element
+    code = segno.make(ticket, error="m", boost_error=False)  # what the venue's scanner reads: the ticket itself
+    assert code.error == "M" and not code.is_micro
+    quiet = 4  # modules of blank border around the code
+    assert _dark_modules(drawn.content) == {(quiet + r, quiet + c) for r, row in enumerate(code.matrix)
+                                            for c, on in enumerate(row) if on}  # fmt: skip
+    waitlisted = next(p for p, r in zip(people, regs) if r["status"] == "waitlisted")
+    problem(await client.get(f"{base}/registrations/me/qr.svg", headers=waitlisted["headers"]), 404, "no ticket")
+    problem(await client.get(f"{base}/registrations/me/qr.svg", headers=org), 404, "not registered")
+    problem(await client.get("/events/bad%20id/registrations/me/qr.svg", headers=who["headers"]), 422)
     problem(await client.post(f"{base}/check-in", json={"token": ticket}, headers=who["headers"]), 403)
     first = await client.post(f"{base}/check-in", json={"token": ticket}, headers=org)
     assert first.status_code == 200 and first.json()["already"] is False

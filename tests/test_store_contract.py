@@ -537,3 +537,68 @@ async def test_load_of_more_ids_than_one_query_takes_finds_them_all(store: Store
     await store.append([entry(kind, entity_id, 1) for entity_id in ids])
     loaded = await store.load(kind, ids)
     assert all(loaded[entity_id] == (None, [entry(kind, entity_id, 1)]) for entity_id in ids)
+
+
+async def test_load_reads_the_journal_after_each_snapshot_across_many_segments_in_seq_order(
+    store: Store, kind: str
+) -> None:
+    for first in range(1, 13, 3):  # four segments each, written interleaved
+        await store.append([entry(kind, entity_id, s) for entity_id in ("b", "a") for s in range(first, first + 3)])
+    await store.save_snapshots([snapshot(kind, "a", 5), snapshot(kind, "c", 2)])
+    loaded = await store.load(kind, ["c", "b", "a"])
+    assert loaded["a"] == (snapshot(kind, "a", 5), [entry(kind, "a", s) for s in range(6, 13)])
+    assert loaded["b"] == (None, [entry(kind, "b", s) for s in range(1, 13)])
+    assert loaded["c"] == (snapshot(kind, "c", 2), [])
+
+
+async def test_mentions_find_every_row_that_names_a_person_and_erase_events_leaves_none(store):
+    from engine.events import EventRecord
+    from engine.store import DeadLetter
+
+    person, other, stand_in = f"u-{uuid4().hex}", f"u-{uuid4().hex}", f"gone-{uuid4().hex}"
+    body = msgpack.packb
+
+    def event(source: str, seq: int, type_: str, user: str | None, fields: dict) -> EventRecord:
+        return EventRecord("account", source, seq, 0, type_, 1, 1.0, user, body(fields))
+
+    await store.append(
+        [
+            JournalEntry("feed", person, 1, "add", body({"x": 1}), 1.0),  # by id
+            JournalEntry("group", "g1", 1, "join", body({"user_id": person}), 1.0),  # by bytes
+            JournalEntry("group", "g2", 1, "join", body({"user_id": other}), 1.0),  # not them
+        ],
+        [Reminder("inbox", person, 5.0)],
+        [
+            event(person, 1, "workout.recorded", person, {"owner": person}),  # about them: deleted
+            event(person, 2, "account.erased", person, {"user_id": person}),  # kept: the notice
+            event(other, 1, "group.joined", other, {"user_id": other, "by": person}),  # names them: rewritten
+            event(other, 2, "group.joined", other, {"user_id": other, "by": other}),  # untouched
+        ],
+    )
+    await store.save_snapshots([Snapshot("group", "g1", 1, body({"members": [person, other]}), 1.0)])
+    ours = {person, other}  # PostgreSQL's database is shared by the session's tests: only this test's events
+    recorded = [r for r in await store.read_events(0, 1_000_000) if r.source_id in ours]
+    await store.add_dead_letters([DeadLetter("feed.on_workout", person, recorded[0], "boom", 3, 1.0)])
+    await store.save_cursor(f"export-{person}", 1)
+
+    found = {(m.place, m.kind, m.key) for m in await store.mentions(person)}
+    positions = [str(r.position) for r in recorded]
+    (letter,) = [d for d in await store.dead_letters(limit=100_000) if d.target == person]
+    assert found == {
+        ("journal", "feed", person), ("journal", "group", "g1"), ("snapshot", "group", "g1"),
+        ("reminder", "inbox", person), ("event", "workout.recorded", positions[0]),
+        ("event", "account.erased", positions[1]), ("event", "group.joined", positions[2]),
+        ("dead_letter", "feed.on_workout", str(letter.id)), ("cursor", f"export-{person}", ""),
+    }  # fmt: skip
+
+    changed = await store.erase_events(person, stand_in, keep=["account.erased"])
+    assert changed == 3  # one deleted, one rewritten, one dead letter
+    left = [r for r in await store.read_events(0, 1_000_000) if r.source_id in ours | {stand_in}]
+    assert [(r.type, r.user_id) for r in left] == [
+        ("account.erased", person), ("group.joined", other), ("group.joined", other),
+    ]  # fmt: skip
+    assert msgpack.unpackb(left[1].body) == {"user_id": other, "by": stand_in}
+    assert msgpack.unpackb(left[2].body) == {"user_id": other, "by": other}
+    assert [d for d in await store.dead_letters(limit=100_000) if d.target == person] == []
+    assert {m.place for m in await store.mentions(person)} == {"journal", "snapshot", "reminder", "event", "cursor"}
+    assert [m.kind for m in await store.mentions(person) if m.place == "event"] == ["account.erased"]

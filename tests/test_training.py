@@ -21,6 +21,7 @@ from engine.training import load
 from engine.training.load import Thresholds
 from engine.training.predictions import predict
 from engine.training.reports import against_professionals
+from engine.training.wellness import trend, trends
 from persistence.sqlite import SQLiteStore
 
 DAY = 86_400.0
@@ -135,6 +136,26 @@ def test_the_forecast_runs_the_model_forward_and_settles_at_the_planned_load():
 
 
 # -- predictions and professionals ----------------------------------------------------------------------
+
+
+def test_hrv_and_resting_hr_trends_against_a_60_day_baseline_worked_example():
+    today = 800_000
+    base_days = range(today - 66, today - 6)  # the 60 days before the last 7
+    hrv = {d: (50.0 if d % 2 else 70.0) for d in base_days} | {d: 45.0 for d in range(today - 6, today + 1)}
+    # ln values alternate ln 50 / ln 70: mean ln(sqrt(3500)) = ln 59.16, SD (n-1) 0.16824 * sqrt(60/59) = 0.16966,
+    # smallest worthwhile change 0.08483: normal range 59.16 * exp(-/+0.08483) = 54.35 .. 64.40
+    judged = trend(hrv, today, log=True, higher_is_better=True)
+    assert (judged["baseline"], judged["low"], judged["high"], judged["recent"]) == (59.2, 54.3, 64.4, 45.0)
+    assert judged["status"] == "below" and judged["concern"] is True
+    # A steady resting heart rate of 50: SD 0, so the change is the 2 bpm floor; 55 this week is above.
+    resting = {d: 50.0 for d in base_days} | {d: 55.0 for d in range(today - 6, today + 1)}
+    judged = trend(resting, today, log=False, higher_is_better=False)
+    assert (judged["low"], judged["high"], judged["status"], judged["concern"]) == (48.0, 52.0, "above", True)
+    both = trends([(d, resting.get(d), hrv.get(d)) for d in range(today - 66, today + 1)], today)
+    assert len(both["notes"]) == 2 and "45.0 ms" in both["notes"][0] and "55.0 bpm" in both["notes"][1]
+    few = trend({d: 60.0 for d in range(today - 19, today + 1)}, today, log=True, higher_is_better=True)
+    assert few["status"] == "unknown" and few["recent"] == 60.0, "14 baseline readings before any judgement"
+    assert trend({}, today, log=True, higher_is_better=True)["recent"] is None
 
 
 def test_riegel_from_one_effort_and_a_personal_exponent_from_two():
@@ -301,3 +322,49 @@ async def test_thresholds_are_overridable_and_remeasure_every_workout(world):
     assert (await world.ask("training", "cy", "status"))["time_zone"] == "Pacific/Kiritimati"
     with pytest.raises(Exception, match="time zone"):
         await world.ask("training", "cy", "set_time_zone", {"time_zone": "../../etc/passwd"})
+
+
+# -- recompute from the lake -----------------------------------------------------------------------
+
+
+@pytest.mark.ray
+async def test_a_recompute_from_the_lake_gives_an_empty_entity_what_the_live_one_has_and_again_nothing(
+    ray_cluster, world, tmp_path
+):
+    from connectors.lake.training import recompute
+    from connectors.lake.writer import LakeWriter
+
+    await world.ask("account", "ana", "register", {"email": "a@x.org", "password_hash": "-", "display_name": "Ana"})
+    await world.ask("account", "bo", "register", {"email": "b@x.org", "password_hash": "-", "display_name": "Bo"})
+    for n in range(12):
+        await world.workout("ana", _summary(f"a{n}", _midday(3 * n + 1), minutes=30 + 5 * n, rpe=4 + n % 5))
+    await world.workout("ana", _summary("old", _midday(800)))  # before the two-year window
+    await world.workout("bo", _summary("b0", _midday(2), avg_hr=150.0, max_hr=180.0))
+    await world.ask("account", "ana", "edit_workout", {"workout_id": "a1", "changes": {"moving_s": 7200.0}})
+    await world.ask("account", "ana", "remove_workout", {"workout_id": "a2"})
+    await world.relay.drain()
+    live = {user: await world.ask("training", user, "status") for user in ("ana", "bo")}
+    assert live["ana"]["workouts"] == 11
+
+    root = tmp_path / "lake"
+    await LakeWriter(root).publish(await world.store.read_events(0, 10_000))
+    fresh_path = tmp_path / "fresh"  # a store whose training entities never saw an event
+    fresh_path.mkdir()
+    fresh = Host([Training], SQLiteStore(fresh_path / "arena.db"), HostConfig(snapshot_interval=3600))
+    await fresh.start()
+    try:
+
+        async def ask(kind, entity_id, message_type, body=None):
+            return await fresh.ask(kind, entity_id, message_type, body)
+
+        done = await recompute(root, ask)
+        assert (done["users"], done["workouts"], done["skipped"]) == (2, 13, 0), done  # 11 + a2's deletion + b0
+        assert {user: await ask("training", user, "status") for user in ("ana", "bo")} == live
+        again = await recompute(root, ask, users=["ana"])
+        assert again["users"] == 1 and await ask("training", "ana", "status") == live["ana"]
+        hostile = [["x" * 65, 1, {}], ["w", "1", {}], ["w", 1, "summary"], "w", ["w", 2, {"start": "noon"}]]
+        answer = await ask("training", "ana", "backfill", {"workouts": hostile})
+        assert answer == {"applied": 0, "skipped": 5, "workouts": 11}
+        assert await ask("training", "ana", "status") == live["ana"]
+    finally:
+        await fresh.stop()

@@ -24,6 +24,8 @@ ROUTES = [
     ("GET", "/me/reports/year-over-year"),
     ("GET", "/me/reports/professionals"),
     ("GET", "/me/reports/peers"),
+    ("GET", "/me/training/wellness"),
+    ("PUT", "/me/training/wellness/2026-01-01"),
 ]
 
 
@@ -172,3 +174,44 @@ async def test_a_hard_week_puts_a_training_warning_in_the_inbox_once(client):
     assert all(n["data"]["reason"] and n["data"]["url"] == "/me/training" for n in warned)
     mine = (await client.get("/me/training", headers=headers)).json()
     assert {w["warning"] for w in mine["warnings"]} <= set(load.WARNINGS) and mine["acwr"] > 1.5
+
+
+async def test_resting_hr_and_hrv_need_consent_show_their_trend_and_go_with_the_consent(client):
+    ana, headers = await signup(client, "Ana")
+    today = date.today()
+    refused = await client.put(f"/me/training/wellness/{today}", json={"hrv_ms": 60}, headers=headers)
+    assert_problem(refused, 409, "consent")
+    assert (await client.get("/me/training/wellness", headers=headers)).json()["days"] == []
+    version = (await client.get("/consents")).json()["health"]["version"]
+    await client.put("/me/consents/health", json={"given": True, "version": version}, headers=headers)
+    for n in range(66, 6, -1):  # a 60-day baseline of 50 bpm and 50/70 ms, then a week of 56 bpm and 45 ms
+        body = {"resting_hr": 50, "hrv_ms": 50 if n % 2 else 70}
+        answer = await client.put(f"/me/training/wellness/{today - timedelta(days=n)}", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    for n in range(6, -1, -1):
+        body = {"resting_hr": 56, "hrv_ms": 45}
+        last = await client.put(f"/me/training/wellness/{today - timedelta(days=n)}", json=body, headers=headers)
+    seen = last.json()
+    assert seen["hrv"]["status"] == "below" and seen["hrv"]["concern"] and seen["resting_hr"]["status"] == "above"
+    assert len(seen["notes"]) == 2
+    read = (await client.get("/me/training/wellness", params={"from": str(today - timedelta(days=2))},
+                             headers=headers)).json()  # fmt: skip
+    assert [d["hrv_ms"] for d in read["days"]] == [45, 45, 45]
+    only_hr = await client.put(f"/me/training/wellness/{today}", json={"resting_hr": 57}, headers=headers)
+    assert only_hr.json()["days"][-1] == {"day": str(today), "resting_hr": 57, "hrv_ms": 45}, "a null keeps the other"
+
+    for day, body in ((today, {}), (today, {"hrv_ms": 0}), (today, {"hrv_ms": 1e9}), (today, {"resting_hr": "x"}),
+                      (today, {"hrv_ms": 50, "spo2": 97}), (today - timedelta(days=900), {"hrv_ms": 50}),
+                      ("yesterday", {"hrv_ms": 50}), (today + timedelta(days=30), {"hrv_ms": 50})):  # fmt: skip
+        assert_problem(await client.put(f"/me/training/wellness/{day}", json=body, headers=headers), 422)
+    assert_problem(await client.get("/me/training/wellness", params={"from": "2026-13-01"}, headers=headers), 422)
+    assert_problem(await client.get("/me/training/wellness", params={"from": str(today), "to": str(today -
+                   timedelta(days=3))}, headers=headers), 422)  # fmt: skip
+
+    await client.put("/me/consents/health", json={"given": False, "version": version}, headers=headers)
+    for _ in range(40):  # the withdrawal reaches the training entity through the relay
+        if not (await client.get("/me/training/wellness", headers=headers)).json()["days"]:
+            break
+        await client.arena.drain()
+    gone = (await client.get("/me/training/wellness", headers=headers)).json()
+    assert gone["days"] == [] and gone["hrv"]["status"] == "unknown" and ana

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import shutil
 import threading
 import time
 import uuid
@@ -23,12 +22,10 @@ import httpx
 import pytest
 
 from loadtest.server import free_port
-from tests.conftest import ROOT, require_program
+from tests.conftest import SHOTS  # the Chromium (`browser`) is conftest's, one for the session
 
 pytestmark = pytest.mark.ray
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SHOTS = Path(ROOT) / "reports" / "screenshots"
 PASSWORD = "correct horse battery"
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
@@ -62,18 +59,6 @@ def server(settings):
     thread.join(10)
     for handle in arena.cluster.hosts[settings.hosts :]:
         ray.kill(handle, no_restart=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_program("Chromium", CHROMIUM, "apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield browser
-        browser.close()
 
 
 class Api:

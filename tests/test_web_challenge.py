@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.test_web import HOSTILE, PASSWORD, SHOTS, Api, browser, server, sign_in  # noqa: F401  (fixtures)
+from tests.test_web import HOSTILE, PASSWORD, SHOTS, Api, server, sign_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.ray
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.test_web import HOSTILE, SHOTS, Api, browser, server, sign_in  # noqa: F401 - the Chromium fixtures
+from tests.test_web import HOSTILE, SHOTS, Api, server, sign_in  # noqa: F401 - the Chromium fixtures
 
 pytestmark = pytest.mark.ray
 

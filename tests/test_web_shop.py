@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from engine.commerce.feed import fingerprint
-from tests.test_web import HOSTILE, PASSWORD, SHOTS, Api, browser, server, sign_in  # noqa: F401  (fixtures)
+from tests.test_web import HOSTILE, PASSWORD, SHOTS, Api, server, sign_in  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.ray
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.test_web import SHOTS, Api, browser, server, sign_in  # noqa: F401 - the Chromium fixtures
+from tests.test_web import SHOTS, Api, server, sign_in  # noqa: F401 - the Chromium fixtures
 
 pytestmark = pytest.mark.ray
 

@@ -22,7 +22,7 @@ from typing import Any
 from connectors.lake.query import Lake
 from engine.gamification import badges
 
-__all__ = ["PAGE", "backfill", "histories", "users_in"]
+__all__ = ["PAGE", "backfill", "histories", "prefixed", "quoted", "row_value", "users_in"]
 
 PAGE = 1_000  # users whose histories one task reads
 
@@ -36,7 +36,7 @@ _META = frozenset({"position", "event_id", "source_kind", "source_id", "seq", "i
                    "type", "day"})  # fmt: skip
 
 
-def _value(value: Any) -> Any:
+def row_value(value: Any) -> Any:
     """A flattened field back as the event held it: JSON text (lists, deeper maps) decoded, an
     instant as unix seconds, anything else msgpack cannot carry as text."""
     if isinstance(value, str) and value[:1] in ("{", "["):
@@ -51,26 +51,26 @@ def _value(value: Any) -> Any:
     return str(value)
 
 
-def _prefixed(row: dict, prefix: str, names: Iterable[str]) -> dict:
-    return {name: _value(row.get(f"{prefix}_{name}")) for name in names}
+def prefixed(row: dict, prefix: str, names: Iterable[str]) -> dict:
+    return {name: row_value(row.get(f"{prefix}_{name}")) for name in names}
 
 
 def _item(event_type: str, row: dict) -> dict | None:
     """The item ``Achievements.backfill`` takes, made of one lake row (None: not an item)."""
-    at = _value(row.get("at"))
+    at = row_value(row.get("at"))
     if not isinstance(at, int | float) or not math.isfinite(at):
         return None
     if event_type == _WORKOUT_TYPE:
-        summary = _prefixed(row, "summary", _SUMMARY)
+        summary = prefixed(row, "summary", _SUMMARY)
         if summary["source"] == "race":  # its race's result carries it
             return None
         return {"on": badges.WORKOUT, "at": at, "summary": summary}
     if event_type == _RESULT_TYPE:
         return {"on": badges.RACE_RESULT, "at": at, "race_id": row.get("race_id"),
-                "result": _prefixed(row, "result", _RESULT), "summary": _prefixed(row, "summary", _SUMMARY)}  # fmt: skip
+                "result": prefixed(row, "result", _RESULT), "summary": prefixed(row, "summary", _SUMMARY)}  # fmt: skip
     # The lake names a field that clashes with its metadata with a "_" after it (race.result's user_id_).
     fields = {
-        name[:-1] if name.endswith("_") and name[:-1] in _META else name: _value(value)
+        name[:-1] if name.endswith("_") and name[:-1] in _META else name: row_value(value)
         for name, value in row.items()
         if name not in _META
     }
@@ -95,7 +95,7 @@ def users_in(root: Path | str, event_types: list[str]) -> list[str]:
         present = [t for t in event_types if t in lake.tables]
         if not present:
             return []
-        union = " UNION ".join(f"SELECT DISTINCT user_id FROM {_quoted(t)} WHERE user_id IS NOT NULL" for t in present)
+        union = " UNION ".join(f"SELECT DISTINCT user_id FROM {quoted(t)} WHERE user_id IS NOT NULL" for t in present)
         return [row[0] for row in lake.sql(f"SELECT user_id FROM ({union}) ORDER BY 1").fetchall()]
 
 
@@ -106,7 +106,7 @@ def histories(root: Path | str, event_types: list[str], users: list[str]) -> lis
         for event_type in event_types:
             if event_type not in lake.tables:
                 continue
-            relation = lake.sql(f"SELECT * FROM {_quoted(event_type)} WHERE list_contains(?, user_id)", [users])
+            relation = lake.sql(f"SELECT * FROM {quoted(event_type)} WHERE list_contains(?, user_id)", [users])
             names = relation.columns
             for values in relation.fetchall():
                 row = dict(zip(names, values, strict=True))
@@ -116,7 +116,7 @@ def histories(root: Path | str, event_types: list[str], users: list[str]) -> lis
     return [(user, [item for _, item in sorted(found[user], key=lambda p: p[0])]) for user in users if user in found]
 
 
-def _quoted(name: str) -> str:
+def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "partitions",
     "parts",
     "part_name",
+    "replacing",
     "split_redundant",
     "temp_files",
 ]
@@ -164,12 +165,20 @@ def atomic_write(path: Path, table: pa.Table, facts: dict, *, row_group_size: in
     metadata = dict(table.schema.metadata or {})
     metadata[META_KEY] = json.dumps(facts, separators=(",", ":")).encode()
     table = table.replace_schema_metadata(metadata)
+    with replacing(path) as temp, open(temp, "wb") as sink:
+        pq.write_table(table, sink, row_group_size=row_group_size, compression=COMPRESSION, **options)
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A hidden temporary name beside ``path`` to write its new content under: once the block ends the file
+    is flushed and renamed over ``path`` (atomic), and the folder flushed; if the block raises, it is removed
+    and ``path`` stays as it was."""
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
     try:
-        with open(temp, "wb") as sink:
-            pq.write_table(table, sink, row_group_size=row_group_size, compression=COMPRESSION, **options)
-            sink.flush()
-            os.fsync(sink.fileno())
+        yield temp
+        with open(temp, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

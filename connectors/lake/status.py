@@ -74,19 +74,24 @@ class _Table:
         self.leftovers += len(redundant) + len(temp_files(partition))
         day = partition.name.split("=", 1)[1]
         for part in live:
-            metadata = pq.read_metadata(part.path)
+            try:
+                metadata = pq.read_metadata(part.path)
+                size = part.path.stat().st_size
+                nulls = {field: _nulls(part.path, metadata, field) for field in self.fields}
+            except FileNotFoundError:  # a compaction replaced it since the listing: its rows are in the new file
+                continue
             facts = meta_of(metadata)
             self.files += 1
             self.rows += metadata.num_rows
-            self.bytes += part.path.stat().st_size
+            self.bytes += size
             if day in self.per_day:
                 self.per_day[day] += metadata.num_rows
             self.versions.update(v for v in facts.get("versions") or [] if isinstance(v, int))
             newest = facts.get("newest")
             if isinstance(newest, int | float) and (self.newest is None or newest > self.newest):
                 self.newest = float(newest)
-            for field in self.fields:
-                self.nulls[field] += _nulls(part.path, metadata, field)
+            for field, count in nulls.items():
+                self.nulls[field] += count
 
     def summary(self, now: float) -> dict[str, Any]:
         return {

@@ -88,8 +88,14 @@ class LakeWriter:
 
     async def publish(self, records: Sequence[EventRecord]) -> None:
         """Write ``records`` durably; a thread does it, so the relay's other consumers keep moving.
-        Every ``compact_every`` batches the small files are merged (crash-safe: ``compaction``)."""
+        Every ``compact_every`` batches the small files are merged (crash-safe: ``compaction``). An athlete
+        who withdrew consent to health data loses it from every row about them (``connectors.lake.health``)."""
         await asyncio.to_thread(self.write, records)
+        for record in records:
+            if record.type == "health.withdrawn" and record.user_id:  # docs/privacy.md
+                from connectors.lake.health import strip_health  # it imports this module's neighbours
+
+                await asyncio.to_thread(strip_health, self.root, record.user_id)
         self._batches += 1
         if self.compact_every and self._batches % self.compact_every == 0:
             from connectors.lake.compaction import compact_all  # it imports this module

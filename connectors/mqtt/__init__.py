@@ -19,10 +19,10 @@ A device's status reaches its race (``Race.signal``), so spectators see who lost
 signal. The hub asks races through ``RaceClient``, as the API does: a settled race is
 read from its record and refuses samples, so no device wakes its host.
 
-The rooms: ``transport`` (paho on asyncio), ``uplink`` (topics and payloads, parsed into
-the telemetry contract's fields), ``routes`` (the device → race route cache), ``batching``
-(per-race batches and their acks), ``notices`` (what races tell, relayed to their
-devices), ``hub`` (the wiring).
+The rooms: ``codec`` and ``transport`` (the hub's MQTT 3.1.1 client, an asyncio protocol),
+``uplink`` (topics and payloads, parsed into the telemetry contract's fields), ``routes``
+(the device → race route cache), ``batching`` (per-race batches and their acks), ``notices``
+(what races tell, relayed to their devices), ``hub`` (the wiring).
 """
 
 from connectors.mqtt.hub import SHARE_GROUP, Hub, OnStatus, Route

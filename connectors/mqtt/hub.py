@@ -9,7 +9,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from actors.device import Device
 from actors.race import Race
@@ -18,7 +17,7 @@ from connectors.mqtt.batching import Batches
 from connectors.mqtt.notices import Notices
 from connectors.mqtt.routes import Lookup, Routes
 from connectors.mqtt.transport import Message, Transport
-from connectors.mqtt.uplink import PREFIX, Drop, Uplink, device_of, status, uplink
+from connectors.mqtt.uplink import MAX_PAYLOAD, PREFIX, Drop, Uplink, device_of, status, uplink
 from engine.cluster import Cluster
 from engine.errors import EngineError
 
@@ -27,6 +26,8 @@ __all__ = ["SHARE_GROUP", "Hub", "OnStatus", "Route"]
 log = logging.getLogger(__name__)
 
 SHARE_GROUP = "arena-hub"
+_SENDERS = 100_000  # telemetry topics whose device id is kept (the cache starts over past that)
+MAX_PACKET = 4 * MAX_PAYLOAD  # a PUBLISH the transport holds whole; a larger one is read past and dropped
 
 Route = Lookup
 OnStatus = Callable[[str, str], Awaitable[None]]
@@ -50,13 +51,17 @@ class Hub:
         route: Route | None = None,
         on_status: OnStatus | None = None,
         batch_window: float = 0.05,
+        max_batch_window: float = 0.5,
+        ingests_per_s: float = 50.0,
         max_batch: int = 1_000,
         route_ttl: float = 10.0,
         retry_delay: float = 0.5,
         shard: tuple[int, int] = (0, 1),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``monotonic`` ages cached routes; a test passes a clock it moves by hand."""
+        """``batch_window`` lengthens up to ``max_batch_window`` to keep this hub's ingest messages (journal
+        rows) to ``ingests_per_s`` (connectors/mqtt/batching.py). ``monotonic`` ages cached routes; a
+        test passes a clock it moves by hand."""
         if cluster is None and route is None:
             raise ValueError("a hub needs a cluster (to ingest and, by default, to route devices)")
         if batch_window <= 0 or max_batch < 1:
@@ -71,6 +76,7 @@ class Hub:
         self.dropped: Counter[str] = Counter()
         self.signal: dict[str, tuple[str, float]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._senders: dict[str, str] = {}  # telemetry topic → its device id
         self._stopping = False
         # A shared subscription splits the stream between the hubs of a group; a plain one (no
         # group) is the only kind Mosquitto 2.0 restores from its store after a restart, so a
@@ -84,7 +90,9 @@ class Hub:
             password=password,
             topics=[f"{share}{PREFIX}+/{leaf}" for leaf in ("telemetry", "status")],
             on_messages=self._receive,
+            on_oversized=self._oversized,
             retry_delay=retry_delay,
+            max_packet=MAX_PACKET,
         )
         self._routes = Routes(route or self._ask_device, route_ttl, self._spawn, monotonic)
         self._on_status = on_status or (self._tell_race if cluster is not None else None)
@@ -96,6 +104,8 @@ class Hub:
                 cluster,
                 races,
                 window=batch_window,
+                max_window=max_batch_window,
+                ingests_per_s=ingests_per_s,
                 max_batch=max_batch,
                 retry_delay=retry_delay,
                 ack=lambda messages: self._ack(messages),  # looked up at each call: a test may stand in for it
@@ -119,8 +129,8 @@ class Hub:
         return self._transport.failed_reconnects
 
     @property
-    def _client(self) -> Any:  # paho's client, for tests that look at the connection
-        return self._transport.client
+    def _client(self) -> Transport:  # the connection, for tests that look at it
+        return self._transport
 
     @property
     def batches(self) -> int:
@@ -165,11 +175,32 @@ class Hub:
         if self._stopping:
             return  # not acknowledged: the broker gives it to the next session
         self.received += len(inbox)
+        senders = self._senders
         for topic, payload, mid, qos in inbox:
-            if topic.endswith("/status"):
+            device_id = senders.get(topic)
+            if device_id is not None:  # a telemetry topic seen before
+                self._telemetry(device_id, payload, mid, qos)
+            elif topic.endswith("/status"):
                 self._spawn(self._status(topic, payload, mid, qos))
             else:
-                self._telemetry(topic, payload, mid, qos)
+                try:
+                    device_id = device_of(topic, "telemetry")
+                except Drop as drop:
+                    self._drop(None, drop.reason, drop.detail, [(mid, qos)])
+                    continue
+                if len(senders) >= _SENDERS:
+                    senders.clear()
+                senders[topic] = device_id
+                self._telemetry(device_id, payload, mid, qos)
+
+    def _oversized(self, topic: str, size: int, mid: int, qos: int) -> None:
+        """A message far past ``MAX_PAYLOAD``, which the transport read past instead of holding."""
+        self.received += 1
+        try:
+            device_id: str | None = device_of(topic, topic.rpartition("/")[2])
+        except Drop:
+            device_id = None
+        self._drop(device_id, "oversized", f"a message holds at most {MAX_PAYLOAD} bytes, not {size}", [(mid, qos)])
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -181,11 +212,9 @@ class Hub:
         if not task.cancelled() and task.exception() is not None:
             log.error("mqtt hub task failed", exc_info=task.exception())
 
-    def _telemetry(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
+    def _telemetry(self, device_id: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         """Into its race's batch at once when the device's route is cached (the common case)."""
-        device_id = None
         try:
-            device_id = device_of(topic, "telemetry")
             message = uplink(payload)
         except Drop as drop:
             self._drop(device_id, drop.reason, drop.detail, [(mid, qos)])
@@ -212,8 +241,9 @@ class Hub:
         if route.get("race_id") != message.race:
             return self._drop(device_id, "not_bound", f"this device is not bound to race {message.race}", [(mid, qos)])
         assert self._batches is not None  # a hub without a cluster routes, but ingests nothing
-        self._listen(message.race)
-        self._batches.add(message.race, route["owner"], message.samples, (device_id, route["owner"], mid, qos))
+        owner = route["owner"]
+        if self._batches.add(message.race, owner, message.rows, (device_id, owner, mid, qos)):
+            self._listen(message.race)  # once per race and window is enough: listening is for good
 
     async def _status(self, topic: str, payload: bytes | bytearray, mid: int, qos: int) -> None:
         device_id = None
@@ -270,7 +300,5 @@ class Hub:
         self._ack(messages)
 
     def _ack(self, messages: list[tuple[int, int]]) -> None:
-        for mid, qos in messages:
-            if qos > 0:
-                self._transport.ack(mid, qos)
-            self.acked += 1
+        self._transport.ack(messages)
+        self.acked += len(messages)

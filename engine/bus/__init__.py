@@ -18,6 +18,9 @@ class Bus(Protocol):
     async def publish(self, user_id: str, event: dict) -> None:
         """Send ``event`` to every subscriber of ``user_id``, on any replica."""
 
+    async def publish_many(self, events: list[tuple[str, dict]]) -> None:
+        """``publish`` of each ``(user_id, event)``, in one move where the transport can."""
+
     def subscribe(self, user_id: str) -> AbstractAsyncContextManager[AsyncIterator[dict]]:
         """Events of ``user_id`` published from now on, until the context exits."""
 

@@ -20,6 +20,8 @@ __all__ = ["RayBus"]
 
 log = logging.getLogger(__name__)
 
+_PUBLISH_CHUNK = 4_096  # events per call of publish_many: a few MB at most
+
 
 class _EventLog:
     """The Ray actor behind RayBus: the last ``capacity`` events of all users, numbered from 1."""
@@ -32,8 +34,12 @@ class _EventLog:
         self._waiting: dict[str, asyncio.Event] = {}  # poller -> its waiting poll's wake-up
 
     async def publish(self, user_id: str, data: bytes) -> None:
-        self._seq += 1
-        self._events.append((self._seq, user_id, data))
+        await self.publish_many([(user_id, data)])
+
+    async def publish_many(self, events: list[tuple[str, bytes]]) -> None:
+        for user_id, data in events:
+            self._seq += 1
+            self._events.append((self._seq, user_id, data))
         for wake in self._waiting.values():
             wake.set()
 
@@ -131,6 +137,10 @@ class RayBus(FanoutBus):
 
     async def _send(self, user_id: str, data: bytes) -> None:
         await self._log().publish.remote(user_id, data)
+
+    async def _send_many(self, events: list[tuple[str, bytes]]) -> None:
+        for first in range(0, len(events), _PUBLISH_CHUNK):
+            await self._log().publish_many.remote(events[first : first + _PUBLISH_CHUNK])
 
     async def _join(self, subscription: Subscription) -> None:
         joined = self._joining[subscription] = asyncio.get_running_loop().create_future()

@@ -1,4 +1,4 @@
-"""Implicit interactions from the lake's event rows: who joined, followed into or did what with whom.
+"""Implicit interactions from the lake's event rows: who joined, followed, cheered or did what with whom.
 
 ``build`` takes rows as the lake keeps them (one mapping per event, the lake's column names:
 ``user_id``, ``at``, the event's fields flattened one level) per event type, and makes the
@@ -28,7 +28,8 @@ KINDS = ("user", "group", "challenge", "race")
 # Co-participation links each athlete to this many neighbours on each side (by place in a race, by
 # arrival at a group event), so a race of 50,000 makes 300,000 pairs, not a billion.
 NEIGHBOURS = 3
-_WEIGHTS = {"group": 1.0, "challenge": 1.0, "race": 1.0, "together": 1.0, "raced_with": 0.5}
+_WEIGHTS = {"group": 1.0, "challenge": 1.0, "race": 1.0, "together": 1.0, "raced_with": 0.5, "follow": 1.0,
+            "comment": 0.7, "kudos": 0.5}
 _MAX_ID = 128
 
 
@@ -104,6 +105,28 @@ class _Builder:
         self.pairs.append((user, item_key(item_kind, item), instant, weight))
 
 
+def _social(b: _Builder, tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> None:
+    """Who follows, comments on and gives kudos to whom: user → user pairs. A follow counts from its last
+    ``follow.started`` unless a later ``follow.ended`` undid it (unfollowed, or blocked)."""
+    follows: dict[tuple[str, str], float] = {}
+    changes = [(row, True) for row in tables.get("follow.started", ())]
+    changes += [(row, False) for row in tables.get("follow.ended", ())]
+    changes.sort(key=lambda change: _instant(change[0].get("at")) or 0.0)
+    for row, started in changes:
+        user, other, at = _id(row.get("user_id")), _id(row.get("followee_id")), _instant(row.get("at"))
+        if user is None or other is None or at is None:
+            b.skipped += 1
+        elif started:
+            follows[(user, other)] = at
+        else:
+            follows.pop((user, other), None)
+    for (user, other), at in follows.items():
+        b.add(user, "user", other, at, _WEIGHTS["follow"])
+    for table, weight in (("comment.posted", _WEIGHTS["comment"]), ("kudos.given", _WEIGHTS["kudos"])):
+        for row in tables.get(table, ()):
+            b.add(row.get("user_id"), "user", row.get("owner"), row.get("at"), weight)
+
+
 def build(tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> Interactions:
     """The training set from the lake's rows of each event type (types missing: no rows)."""
     b = _Builder()
@@ -151,6 +174,7 @@ def build(tables: Mapping[str, Iterable[Mapping[str, Any]]]) -> Interactions:
             for n, (_, user, at) in enumerate(members):
                 for _, other, other_at in members[max(0, n - NEIGHBOURS) : n + NEIGHBOURS + 1]:
                     b.add(user, "user", other, max(at, other_at), weight)
+    _social(b, tables)
     never: set[str] = set()
     listed = sorted(tables.get("group.listed", ()), key=lambda r: _instant(r.get("at")) or 0.0)
     for row in listed:

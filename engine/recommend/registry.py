@@ -6,6 +6,7 @@
   versions/v000001/meta.json    {"version", "created", "metrics", "counts"}
   current                       the promoted version's name
   history.json                  the versions promoted, in order (rollback walks it back)
+  generation                    how many erasures began here (``engine.recommend.erasure``)
 ```
 
 Every file is written under a temporary name and renamed into place (``os.replace``, atomic),
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +27,13 @@ import torch
 
 from engine.recommend.model import Model
 
-__all__ = ["Registry"]
+__all__ = ["ErasedMeanwhile", "Registry"]
 
 _VERSION = re.compile(r"^v\d{6}$")
+
+
+class ErasedMeanwhile(RuntimeError):
+    """A version was trained from data read before an erasure began: it may hold the person, so it is not kept."""
 
 
 class Registry:
@@ -38,9 +44,18 @@ class Registry:
     def _versions(self) -> Path:
         return self.root / "versions"
 
-    def save(self, model: Model, metrics: dict, counts: dict | None = None) -> str:
-        """Keep ``model`` as the next version (not promoted); returns its name."""
+    def save(self, model: Model, metrics: dict, counts: dict | None = None, *, since: int | None = None) -> str:
+        """Keep ``model`` as the next version (not promoted); returns its name. ``since``: the
+        ``generation`` before its training data was read; if an erasure began after, the version
+        is deleted and ``ErasedMeanwhile`` raised (train again)."""
         self._versions.mkdir(parents=True, exist_ok=True)
+        version = self._save(model, metrics, counts)
+        if since is not None and self.generation() != since:  # looked at after the version is in place: an
+            shutil.rmtree(self._versions / version, ignore_errors=True)  # erasure scrubs it or this deletes it
+            raise ErasedMeanwhile(f"an erasure began while {version} was trained; it was not kept")
+        return version
+
+    def _save(self, model: Model, metrics: dict, counts: dict | None) -> str:
         while True:
             names = [p.name for p in self._versions.iterdir() if _VERSION.match(p.name)]
             version = f"v{max([int(n[1:]) for n in names] + [0]) + 1:06d}"
@@ -66,6 +81,27 @@ class Registry:
                 meta = json.loads((path / "meta.json").read_text())
                 metas.append({**meta, "current": path.name == current})
         return metas
+
+    def generation(self) -> int:
+        """Bumped by each erasure as it begins (``begin_erasure``); 0 before any."""
+        try:
+            return int((self.root / "generation").read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def begin_erasure(self) -> int:
+        """Bump ``generation``: a training that read its data before now will not keep its version."""
+        generation = self.generation() + 1
+        self._write("generation", str(generation))
+        return generation
+
+    def stamp(self, version: str) -> tuple[int, int] | None:
+        """What changes when a version's model file is written again (an erasure): its inode and mtime."""
+        try:
+            stat = (self._versions / version / "model.pt").stat() if _VERSION.match(version) else None
+        except OSError:
+            return None
+        return None if stat is None else (stat.st_ino, stat.st_mtime_ns)
 
     def current(self) -> str | None:
         try:

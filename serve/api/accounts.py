@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from actors.account import ROLES, VISIBILITIES, Account
 from actors.achievements import Achievements
+from actors.athlete import SEXES, birth_year_problem
 from actors.email import EmailClaim
 from engine.errors import NotFound, Rejected
 from engine.gamification import badges
@@ -20,6 +21,7 @@ from serve.addresses import client_address
 from serve.api.races import privacy_changed
 from serve.audit import audit
 from serve.auth import InvalidToken
+from serve.consents import current
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.problems import Problem
 
@@ -46,6 +48,7 @@ class Registration(Strict):
     email: Annotated[str, Field(max_length=254)]
     password: Password
     display_name: Annotated[str, Field(min_length=1, max_length=80)]
+    health_consent: bool = False  # to the current text of GET /consents (docs/privacy.md)
 
     @field_validator("email")
     @classmethod
@@ -75,6 +78,9 @@ class Profile(Strict):
     units: Literal["metric", "imperial"] | None = None
     bio: Annotated[str | None, Field(max_length=500)] = None
     time_zone: Annotated[str | None, Field(max_length=64)] = None  # IANA, e.g. Europe/Paris: the athlete's days
+    # for the segment boards by sex and age group only: shown to nobody else (docs/segments.md)
+    sex: Literal[SEXES] | None = None  # type: ignore[valid-type]
+    birth_year: Annotated[int | None, Field(strict=True)] = None
 
     @field_validator("time_zone")
     @classmethod
@@ -82,12 +88,23 @@ class Profile(Strict):
         badges.time_zone(name)  # a ValueError that names it
         return name
 
+    @field_validator("birth_year")
+    @classmethod
+    def _plausible_year(cls, year: int | None) -> int | None:
+        if year is not None and (problem := birth_year_problem(year, time.time())):
+            raise ValueError(problem)
+        return year
+
 
 class ProfileUpdate(Strict):
     profile: Profile | None = None
     private: bool | None = None
     default_visibility: Literal[VISIBILITIES] | None = None  # type: ignore[valid-type]
     marketing_consent: bool | None = None  # news and offers (docs/commerce.md); recorded with when and how
+
+
+class Reauthentication(Strict):
+    password: Annotated[str, Field(max_length=256)]
 
 
 class Roles(Strict):
@@ -138,9 +155,14 @@ async def register(body: Registration, arena: ArenaDep) -> dict:
     password_hash = await arena.passwords.hash(body.password)
     admins = {normalise_email(e) for e in arena.settings.admin_emails}
     roles = ["athlete", "admin"] if body.email in admins else ["athlete"]
-    return await arena.ref(Account, user_id).ask(
+    account = arena.ref(Account, user_id)
+    me = await account.ask(
         Account.register, email=body.email, password_hash=password_hash, display_name=body.display_name, roles=roles
     )
+    if body.health_consent:
+        await account.ask(Account.set_health_consent, given=True, version=current("health"), via="registration")
+        me = await account.ask(Account.me)
+    return me
 
 
 @router.post("/auth/login", summary="Sign in: an access token and a rotating refresh token")
@@ -247,6 +269,8 @@ async def me(caller: CallerDep, arena: ArenaDep) -> dict:
 @router.patch("/me", summary="Edit my profile and privacy")
 async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> dict:
     changes = body.model_dump(exclude_none=True)
+    if "marketing_consent" in changes:
+        changes["consent_version"] = current("marketing")
     if body.profile is not None:  # only the fields sent: a profile edit leaves the others as they are
         changes["profile"] = body.profile.model_dump(exclude_unset=True)
     me = await arena.ref(Account, caller.id).ask(Account.update_profile, **changes)
@@ -257,12 +281,34 @@ async def edit_me(body: ProfileUpdate, caller: CallerDep, arena: ArenaDep) -> di
     return me
 
 
-@router.get("/me/export", summary="Everything Arena holds about me (data portability)")
-async def export(caller: CallerDep, arena: ArenaDep) -> dict:
-    account = await arena.ref(Account, caller.id).ask(Account.export)
-    achievements = arena.ref(Achievements, caller.id)
-    mine = {**await achievements.ask(Achievements.summary), **await achievements.ask(Achievements.settings)}
-    return {**account, "achievements": mine}
+@router.delete("/me", status_code=202, summary="Erase my account after a grace period (I may cancel until then)")
+async def erase_me(body: Reauthentication, caller: CallerDep, request: Request, arena: ArenaDep) -> dict:
+    """Re-authenticated with the password: a stolen access token alone cannot erase an account. At the
+    grace period's end the account is erased from everywhere Arena keeps data (docs/privacy.md)."""
+    address = client_address(request)
+    account = arena.ref(Account, caller.id)
+    credentials = await account.ask(Account.credentials)
+    if not await arena.passwords.verify(credentials["password_hash"], body.password):
+        await audit(arena, "account.erasure_refused", actor=caller.id, address=address)
+        raise Problem(403, "the password is wrong")
+    erasure = await account.ask(Account.request_erasure, due=time.time() + arena.settings.erasure_grace)
+    await audit(arena, "account.erasure_requested", actor=caller.id, address=address)
+    return {**erasure, "cancel": "DELETE /me/erasure"}
+
+
+@router.get("/me/erasure", summary="My pending erasure, if any")
+async def erasure(caller: CallerDep, arena: ArenaDep) -> dict:
+    pending = await arena.ref(Account, caller.id).ask(Account.erasure_pending)
+    if pending is None:
+        raise Problem(404, "no erasure is pending")
+    return pending
+
+
+@router.delete("/me/erasure", status_code=204, summary="Cancel my pending erasure")
+async def cancel_erasure(caller: CallerDep, request: Request, arena: ArenaDep) -> Response:
+    await arena.ref(Account, caller.id).ask(Account.cancel_erasure)
+    await audit(arena, "account.erasure_cancelled", actor=caller.id, address=client_address(request))
+    return Response(status_code=204)
 
 
 @router.get("/users/{user_id}", summary="An athlete's profile, as the caller may see it")

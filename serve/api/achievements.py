@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from actors.account import Account
 from actors.achievements import Achievements
 from engine.gamification import badges
+from serve.consents import require_health_consent
 from serve.context import ArenaDep, CallerDep, EntityId, OptionalCallerDep
 from serve.problems import Problem
 
@@ -60,6 +61,8 @@ async def settings(caller: CallerDep, arena: ArenaDep) -> dict:
 
 @router.put("/me/achievements/settings", summary="Set (or, without a maximum, forget) my heart rates")
 async def set_settings(body: HeartSettings, caller: CallerDep, arena: ArenaDep) -> dict:
+    if body.max_hr is not None:
+        await require_health_consent(arena, caller.id)
     achievements = arena.ref(Achievements, caller.id)
     await achievements.ask(Achievements.set_heart, max_hr=body.max_hr, rest_hr=body.rest_hr)
     return await achievements.ask(Achievements.settings)

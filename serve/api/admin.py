@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from actors.audit import AuditDay
+from serve.access_log import record_reads
 from serve.audit import audit_day
 from serve.context import ArenaDep, CallerDep
 from serve.pagination import Cursor, Limit, paged
@@ -29,4 +30,7 @@ async def audit_log(
     if "admin" not in caller.roles:
         raise Problem(403, "only an admin may read the audit log")
     day = day or audit_day()
-    return {"day": day, **await paged(arena.ref(AuditDay, day), AuditDay.read, cursor, limit, event=event)}
+    page = await paged(arena.ref(AuditDay, day), AuditDay.read, cursor, limit, event=event)
+    subjects = [entry.get(name) for entry in page["items"] for name in ("actor", "subject", "user_id")]
+    await record_reads(arena, caller, subjects, "audit log", day)  # docs/privacy.md
+    return {"day": day, **page}

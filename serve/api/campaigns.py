@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime
@@ -12,10 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, NaiveDatetime
 from actors.account import Account
 from actors.campaign import SHARDS, Campaign
 from actors.campaign_audience import CampaignAudience
+from actors.sport_event import SportEvent
 from actors.subscription import PLANS
 from actors.workout import SPORTS
 from engine.commerce.signatures import BadSignature, make_click, read_click
+from engine.errors import NotFound
 from serve.auth import Caller
+from serve.consents import current
 from serve.context import Arena, ArenaDep, CallerDep, new_id
 from serve.problems import Problem
 
@@ -72,6 +77,47 @@ async def create_campaign(body: CampaignIn, caller: CallerDep, arena: ArenaDep) 
     return await arena.ref(Campaign, new_id()).ask(Campaign.create, spec=spec)
 
 
+class EventPromotionIn(BaseModel):
+    """An organizer's event promoted to the consenting athletes of the regions around its venue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    regions: Annotated[list[Name], Field(min_length=1, max_length=50, description="the athletes' profile regions")]
+    send_at: NaiveDatetime = Field(description="local wall time in each recipient's time zone")
+    title: Annotated[str | None, Field(min_length=1, max_length=120)] = None
+    same_sport: bool = Field(True, description="only athletes who do the event's sport (their profile's sports)")
+
+
+@router.post(
+    "/events/{sport_event_id}/promotion",
+    status_code=201,
+    summary="Promote an event to the consenting athletes of its regions, as a campaign (admins)",
+)
+async def promote_event(
+    sport_event_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    body: EventPromotionIn,
+    caller: CallerDep,
+    arena: ArenaDep,
+) -> dict:
+    _admin(caller, "promote an event")
+    if not 2000 <= body.send_at.year <= 2100:
+        raise Problem(422, "send_at is out of range")
+    try:
+        event = await arena.ref(SportEvent, sport_event_id).ask(SportEvent.view)
+    except NotFound:
+        raise Problem(404, "no such event") from None
+    if event["status"] != "scheduled" or event["started"]:
+        raise Problem(409, "only an event still to come is promoted")
+    when = datetime.fromtimestamp(event["start"], ZoneInfo(event["time_zone"])).strftime("%d %B %Y, %H:%M")
+    place = (event.get("venue") or {}).get("address") or "online"
+    message = {"kind": "news", "title": body.title or f"{event['title']}: near you", "body": f"{when} · {place}",
+               "link": f"/events/{sport_event_id}", "url": f"/events/{sport_event_id}"}  # fmt: skip
+    target = Target(regions=body.regions, sports=[event["sport"]] if body.same_sport else []).model_dump()
+    spec = {"message": message, "target": target, "created_by": caller.id, "sport_event_id": sport_event_id,
+            "send_at": body.send_at.replace(second=0, microsecond=0).isoformat(timespec="minutes")}  # fmt: skip
+    return await arena.ref(Campaign, new_id()).ask(Campaign.create, spec=spec)
+
+
 async def _figures(arena: Arena, campaign_id: str) -> dict:
     shards = [arena.ref(CampaignAudience, f"a{i:02d}") for i in range(SHARDS)]
     answers = await asyncio.gather(*(s.ask(CampaignAudience.figures, campaign_id=campaign_id) for s in shards))
@@ -113,6 +159,8 @@ async def opt_out(arena: ArenaDep, token: Annotated[str, Query(min_length=1, max
         raise Problem(400, "this opt-out link is not valid")
     if not await arena.ref(Account, user_id).ask(Account.exists):
         raise Problem(404, "no such account")
-    me = await arena.ref(Account, user_id).ask(Account.update_profile, marketing_consent=False, consent_via="link")
+    me = await arena.ref(Account, user_id).ask(
+        Account.update_profile, marketing_consent=False, consent_via="link", consent_version=current("marketing")
+    )
     return {"marketing_consent": me["marketing_consent"], "opted_out_at": me["consent_log"][-1]["at"]
             if me["consent_log"] else None}  # fmt: skip

@@ -30,9 +30,11 @@ from actors.challenge_participants import MAX_JOIN_WORKOUTS, ChallengeParticipan
 from actors.group import Group
 from actors.group_members import GroupMembers
 from actors.group_shards import MEMBER_SHARDS, member_shard
+from actors.route import link
 from actors.workout import SPORTS
 from engine.challenges.goals import ADDITIVE, EFFORTS, GOAL_TYPES
 from engine.errors import EngineError, NotFound
+from serve.api.routes import RouteId, shared_route
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.pagination import Cursor, Limit, decode_cursor, encode_cursor, paged
@@ -70,6 +72,9 @@ class ChallengeIn(BaseModel):
     scope: Scope = "everyone"
     group_id: GroupId | None = None
     team: bool = Field(False, description="group against group: a team's progress is its members' sum")
+    route_id: RouteId | None = Field(
+        None, description="a public route to show with it (linked_route), of one of its sports; it counts nothing"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ChallengeIn:
@@ -178,7 +183,9 @@ async def create_challenge(body: ChallengeIn, caller: CallerDep, arena: ArenaDep
     elif not caller.has("organizer"):
         raise Problem(403, "only organizers (and a group's admins, for their group) create challenges")
     challenge_id = new_id()
-    card = body.model_dump(mode="json")
+    card = body.model_dump(mode="json", exclude={"route_id"})
+    if body.route_id is not None:
+        card["linked_route"] = link(await shared_route(arena, body.route_id, caller))
     made = await arena.ref(Challenge, challenge_id).ask(Challenge.create, by=caller.id, card=card)
     await arena.ref(ChallengeBoard, challenge_id).ask(ChallengeBoard.open, goal_type=body.goal_type, goal=body.goal)
     await arena.ref(ChallengeDirectory, "all").ask(ChallengeDirectory.add, card=made)

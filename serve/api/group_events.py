@@ -33,9 +33,12 @@ from actors.group_event import (
 )
 from actors.group_event_calendar import CALENDAR_MOST, EventCalendar
 from actors.group_event_index import UPCOMING_MOST, GroupEventIndex
+from actors.route import link
 from actors.workout import SPORTS
 from engine.errors import EngineError, Rejected
 from serve.api.groups import _admin, _member, _named, _reader
+from serve.api.routes import RouteId, shared_route
+from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from serve.problems import Problem
@@ -47,7 +50,14 @@ router = APIRouter(tags=["group events"])
 Sport = Literal[SPORTS]  # type: ignore[valid-type]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_LENGTH)]
 Description = Annotated[str, Field(max_length=DESCRIPTION_LENGTH)]
-Route = Annotated[str | None, Field(max_length=ROUTE_LENGTH, description="how the route goes, or a route's id")]
+Route = Annotated[str | None, Field(max_length=ROUTE_LENGTH, description="how the route goes, in words")]
+LinkedRoute = Annotated[
+    RouteId | None,
+    Field(
+        description="a public route of the event's sport (shown as linked_route; null unlinks it): the meeting"
+        " point is its start when none is given"
+    ),
+]
 TimeZone = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$"),
@@ -92,12 +102,19 @@ class EventIn(BaseModel):
     sport: Sport
     start: Start
     time_zone: TimeZone
-    meeting_point: MeetingPoint
+    meeting_point: MeetingPoint | None = None
     route: Route = None
+    route_id: LinkedRoute = None
     pace_groups: Annotated[list[PaceGroup], Field(max_length=PACE_GROUPS_MOST)] = []
     capacity: Capacity = CAPACITY_MOST
 
     _zone = field_validator("time_zone")(_known_zone)
+
+    @model_validator(mode="after")
+    def _placed(self) -> EventIn:
+        if self.meeting_point is None and self.route_id is None:
+            raise ValueError("an event needs a meeting_point, or a route_id to meet at the route's start")
+        return self
 
 
 class EventEdit(BaseModel):
@@ -110,6 +127,7 @@ class EventEdit(BaseModel):
     time_zone: TimeZone | None = None
     meeting_point: MeetingPoint | None = None
     route: Route = None
+    route_id: LinkedRoute = None
     pace_groups: Annotated[list[PaceGroup] | None, Field(max_length=PACE_GROUPS_MOST)] = None
     capacity: Capacity | None = None
 
@@ -119,7 +137,7 @@ class EventEdit(BaseModel):
     def _consistent(self) -> EventEdit:
         if not self.model_fields_set:
             raise ValueError("nothing to change")
-        for name in self.model_fields_set - {"route"}:
+        for name in self.model_fields_set - {"route", "route_id"}:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         if "time_zone" in self.model_fields_set and "start" not in self.model_fields_set:
@@ -159,6 +177,16 @@ def _details(body: EventIn | EventEdit, fields: set[str], time_zone: str) -> dic
     return details
 
 
+async def _linked(arena: Arena, caller: Caller, details: dict) -> dict | None:
+    """Turns ``route_id`` in ``details`` into the event's ``linked_route`` (null unlinks); the route, if one."""
+    if "route_id" not in details:
+        return None
+    route_id = details.pop("route_id")
+    route = None if route_id is None else await shared_route(arena, route_id, caller)
+    details["linked_route"] = None if route is None else link(route)
+    return route
+
+
 async def _views(arena: Arena, cards: list[dict], viewer: str) -> list[dict]:
     """The live events of a page of cards (one batched call); one gone since is left out."""
     views = await arena.cluster.deliver(
@@ -179,6 +207,10 @@ async def create_event(group_id: EntityId, body: EventIn, caller: CallerDep, are
     if await arena.ref(GroupEventIndex, group_id).ask(GroupEventIndex.upcoming_count) >= UPCOMING_MOST:
         raise Problem(409, f"this group has {UPCOMING_MOST} events to come, as many as a group may have")
     details = _details(body, set(EventIn.model_fields), body.time_zone)
+    route = await _linked(arena, caller, details)
+    if route is not None and body.meeting_point is None:
+        lat, lon = route["start_point"]
+        details["meeting_point"] = {"lat": lat, "lon": lon, "label": f"Start of {route['name']}"[:LABEL_LENGTH]}
     view = await arena.ref(GroupEvent, new_id()).ask(GroupEvent.create, group_id=group_id, by=caller.id,
                                                      details=details)  # fmt: skip
     await _listed(arena, group_id, view)
@@ -216,6 +248,7 @@ async def edit_event(
     event = arena.ref(GroupEvent, event_id)
     zone = body.time_zone or (await event.ask(GroupEvent.card, group_id=group_id))["time_zone"]
     changes = _details(body, body.model_fields_set, zone)
+    await _linked(arena, caller, changes)
     view = await event.ask(GroupEvent.edit, group_id=group_id, by=caller.id, changes=changes)
     await _listed(arena, group_id, view)
     return view

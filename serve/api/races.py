@@ -24,6 +24,7 @@ from actors.race import (
     MAX_NAME_CHARS,
     MAX_ROUTE_POINTS,
     MAX_TARGET_M,
+    ROUTE_TOLERANCE,
     SETTLED,
     SHARED_RACE_CAPACITY,
     SHARED_RACE_PREFIX,
@@ -32,11 +33,14 @@ from actors.race import (
     RaceIndex,
     RaceRef,
 )
+from actors.route import link
 from connectors.samples import MAX_SAMPLES_PER_POST, Sample, pack_samples
 from engine.dates import EARLIEST, LATEST_SCHEDULED
 from engine.errors import EngineError, NotFound
 from engine.race import RACE_KINDS, SPORTS, TIGHTEN
+from serve.access_log import record_reads
 from serve.api.devices import bind_device
+from serve.api.routes import RouteId, shared_route
 from serve.audit import audit
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
@@ -44,7 +48,7 @@ from serve.problems import Problem
 from serve.race_privacy import PUBLIC, Audience, audience, conceal, shown
 from serve.spectators import RaceView
 
-__all__ = ["privacy_changed", "router"]
+__all__ = ["health_changed", "live_event", "live_view", "privacy_changed", "router", "status_event"]
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/races", tags=["races"])
@@ -82,7 +86,18 @@ class RaceSettings(BaseModel):
     ] = None
     registration_opens: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
     registration_closes: Annotated[float | None, Field(ge=EARLIEST, le=LATEST_SCHEDULED)] = None
-    route: Annotated[list[RoutePoint] | None, Field(min_length=2, max_length=MAX_ROUTE_POINTS)] = None
+    route: Annotated[
+        list[RoutePoint] | None,
+        Field(min_length=2, max_length=MAX_ROUTE_POINTS, description="the course as [lat, lon] points, for maps"),
+    ] = None
+    route_id: Annotated[
+        RouteId | None,
+        Field(
+            description="a public route the race uses (shown as linked_route): a distance race given no target_m"
+            f" runs the route's distance, and one off it by more than {ROUTE_TOLERANCE:.0%} is refused; the route's"
+            " track becomes the course when the route is the organizer's own and no route points are given"
+        ),
+    ] = None
     # fair-play thresholds this race tightens (engine/race/profiles.py TIGHTEN: which, and how far)
     fair_play: dict[Literal[tuple(TIGHTEN)], Annotated[float, Field(gt=0)]] | None = None  # type: ignore[valid-type]
 
@@ -115,8 +130,17 @@ class Telemetry(BaseModel):
     samples: Annotated[list[Sample], Field(min_length=1, max_length=MAX_SAMPLES_PER_POST)]
 
 
-def _settings(body: RaceSettings) -> dict:
-    return body.model_dump(exclude_none=True)
+async def _settings(arena: Arena, caller: Caller, body: RaceSettings) -> dict:
+    """The race's settings as the entity takes them: a ``route_id`` becomes the route's ``linked_route``, and
+    replaces the course unless points are given: with the route's track when the route is the organizer's,
+    else with none, so that another athlete's route made private later is not still drawn on the race."""
+    config = body.model_dump(exclude_none=True, exclude={"route_id"})
+    if body.route_id is not None:
+        route = await shared_route(arena, body.route_id, caller)
+        config["linked_route"] = link(route)
+        if body.route is None:
+            config["route"] = [point[:2] for point in route["points"]] if route["owner"] == caller.id else None
+    return config
 
 
 @router.post("", status_code=201, summary="Create a race (organizers)")
@@ -126,8 +150,9 @@ async def create(body: NewRace, caller: CallerDep, arena: ArenaDep) -> dict:
     # A small race lives on the shared hosts (no process of its own): its id says so (actors/race.py).
     small = body.capacity is not None and body.capacity <= SHARED_RACE_CAPACITY
     race_id = f"{SHARED_RACE_PREFIX}{new_id()}" if small else new_id()
+    config = await _settings(arena, caller, body)
     await arena.ref(RaceRef, race_id).ask(RaceRef.register, organizer=caller.id)
-    info = await arena.races.ref(race_id).ask(Race.create, organizer=caller.id, config=_settings(body))
+    info = await arena.races.ref(race_id).ask(Race.create, organizer=caller.id, config=config)
     await arena.ref(RaceIndex, "all").ask(
         RaceIndex.add, race_id=race_id, name=body.name, organizer=caller.id, status="draft"
     )
@@ -183,7 +208,8 @@ async def get(race_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> 
 
 @router.patch("/{race_id}", summary="Change a draft or open race (its organizer)")
 async def configure(race_id: EntityId, body: RaceSettings, caller: CallerDep, arena: ArenaDep) -> dict:
-    info = await arena.races.ref(race_id).ask(Race.configure, by=caller.id, changes=_settings(body))
+    changes = await _settings(arena, caller, body)
+    info = await arena.races.ref(race_id).ask(Race.configure, by=caller.id, changes=changes)
     await arena.ref(RaceIndex, "all").ask(RaceIndex.note, race_id=race_id, status=info["status"], name=info["name"])
     return info
 
@@ -211,11 +237,14 @@ async def transition(
 @router.post("/{race_id}/athletes", status_code=201, summary="Join a race")
 async def join(race_id: EntityId, body: Entry, caller: CallerDep, arena: ArenaDep) -> dict:
     me = await arena.ref(Account, caller.id).ask(Account.me)
+    if body.weight_kg is not None and not me["health_consent"]:
+        raise Problem(409, "a body weight is health data: give your consent first (PUT /me/consents/health)")
     participant = await arena.races.ref(race_id).ask(
         Race.join,
         user_id=caller.id,
         name=me["profile"].get("display_name") or "athlete",
         private=bool(me.get("private")),
+        health=bool(me.get("health_consent")),
         **body.model_dump(exclude_none=True),
     )
     await arena.ref(RaceEntries, caller.id).ask(RaceEntries.add, race_id=race_id)
@@ -230,6 +259,19 @@ async def privacy_changed(arena: Arena, user_id: str, private: bool) -> None:
             await arena.races.ref(race_id).ask(Race.privacy, user_id=user_id, private=private)
         except EngineError as error:  # a race that lost the athlete (or is gone) has nothing to show
             log.warning("race %s not told of %s's privacy: %s", race_id, user_id, error)
+
+    race_ids = await arena.ref(RaceEntries, user_id).ask(RaceEntries.race_ids)
+    await asyncio.gather(*(tell(race_id) for race_id in race_ids))
+
+
+async def health_changed(arena: Arena, user_id: str, given: bool) -> None:
+    """Tell every race the athlete joined that they gave or withdrew consent to health data."""
+
+    async def tell(race_id: str) -> None:
+        try:
+            await arena.races.ref(race_id).ask(Race.health_consent, user_id=user_id, given=given)
+        except EngineError as error:  # a settled race takes nothing more from them anyway
+            log.warning("race %s not told of %s's health consent: %s", race_id, user_id, error)
 
     race_ids = await arena.ref(RaceEntries, user_id).ask(RaceEntries.race_ids)
     await asyncio.gather(*(tell(race_id) for race_id in race_ids))
@@ -270,7 +312,7 @@ def _board(view, category: str, n: int) -> dict:
     }
 
 
-def _live_event(view, category: str, n: int) -> str:
+def live_event(view: RaceView, category: str, n: int) -> str:
     """The leaderboard event of one tick, encoded once for every stream that watches it;
     ``moved``: the athletes whose place changed since the tick before."""
     key = (category, n)
@@ -284,6 +326,19 @@ def _live_event(view, category: str, n: int) -> str:
         event = f"event: leaderboard\ndata: {json.dumps(board, separators=(',', ':'), default=float)}\n\n"
         cached = view.events[key] = (event, places)
     return cached[0]
+
+
+async def live_view(arena: Arena, race_id: str, caller: Caller | None, category: str, n: int) -> RaceView:
+    """The view a live stream starts from, after the stream's checks (here and in ``serve.push``):
+    a draft is its organizer's alone, and the category must be the race's."""
+    view = await _spectate(arena, race_id, caller)
+    _board(view, category, n)
+    return view
+
+
+def status_event(view: RaceView) -> str:
+    """The event that tells a stream the race's status: first, and again at each transition."""
+    return f"event: status\ndata: {json.dumps({'status': view.status, 'at': view.at})}\n\n"
 
 
 @router.get(
@@ -377,7 +432,7 @@ async def live(
     n: Top = 100,
 ) -> StreamingResponse:
     """The public stream: private athletes are hidden in it for every viewer (each tick is encoded once)."""
-    _board(await _spectate(arena, race_id, caller), category, n)  # a 404 now, before the stream starts
+    await live_view(arena, race_id, caller, category, n)  # a 404 now, before the stream starts
 
     async def events():
         yield "retry: 2000\n\n"
@@ -387,8 +442,8 @@ async def live(
                 return
             if view.status != status:  # a transition: draft, open, live, finished, final, cancelled
                 status = view.status
-                yield f"event: status\ndata: {json.dumps({'status': status, 'at': view.at})}\n\n"
-            yield _live_event(view, category, n)
+                yield status_event(view)
+            yield live_event(view, category, n)
             if view.status in SETTLED:
                 return
 
@@ -440,7 +495,9 @@ async def flags(race_id: EntityId, caller: CallerDep, arena: ArenaDep) -> list[d
     info = await _race(arena, race_id, caller)  # a draft's flags are as hidden as the draft
     if info["organizer"] != caller.id:
         raise Problem(403, "only the race's organizer reviews flags")
-    return await arena.races.ref(race_id).ask(Race.flags)
+    flagged = await arena.races.ref(race_id).ask(Race.flags)
+    await record_reads(arena, caller, [f.get("user_id") for f in flagged], "fair-play flags", race_id)
+    return flagged
 
 
 @router.post("/{race_id}/flags/{user_id}/{decision}", summary="Accept a flagged athlete or disqualify them")

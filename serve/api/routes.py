@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.datastructures import UploadFile
 
 from actors.account import VISIBILITIES, Account
@@ -29,7 +29,7 @@ from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from serve.problems import Problem
 
-__all__ = ["router"]
+__all__ = ["RouteId", "router", "shared_route"]
 
 router = APIRouter(tags=["routes"])
 
@@ -39,6 +39,11 @@ Description = Annotated[str, StringConstraints(strip_whitespace=True, max_length
 Sport = Literal[SPORTS]  # type: ignore[valid-type]
 Surface = Literal[SURFACES]  # type: ignore[valid-type]
 Visibility = Literal[VISIBILITIES]  # type: ignore[valid-type]
+RouteId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$"),
+    Field(description="a public route's id (GET /routes): shown with its name, sport, distance and climb"),
+]
 Metres = Annotated[float, Query(ge=0, le=2_000_000, allow_inf_nan=False)]
 Climb = Annotated[float, Query(ge=0, le=100_000, allow_inf_nan=False)]
 
@@ -178,6 +183,22 @@ async def _visible(arena: Arena, route_id: str, caller: Caller) -> dict:
     ):
         raise NotFound("no such route")
     return access
+
+
+async def shared_route(arena: Arena, route_id: str, caller: Caller) -> dict:
+    """The route a race, a group event or a challenge is to use (``Route.full``): one the caller sees (else
+    422, as for an unknown one) and public, since everyone who sees what uses it is shown the route."""
+    try:
+        access = await _visible(arena, route_id, caller)
+    except NotFound:
+        raise Problem(422, f"no route {route_id}") from None
+    if access["visibility"] != "public":
+        raise Problem(
+            422,
+            f"the route {route_id} is {access['visibility']}: what uses a route shows it to everyone who sees"
+            " it, so make the route public first (PATCH /routes/{id}) or pick a public one",
+        )
+    return await arena.ref(Route, route_id).ask(Route.full)
 
 
 async def _owned(arena: Arena, route_id: str, caller: Caller) -> None:

@@ -1,11 +1,13 @@
 """Segments: create one from a stretch of your own workout, read it, its leaderboards, your records, those near a point.
 
-Efforts come from the engine (a reaction to every recorded workout with a track, docs/segments.md);
-these routes only read them. Every route needs a token.
+Efforts come from the engine (a reaction to every recorded workout with a track, docs/segments.md) and,
+for the workouts recorded before a segment, from its backfill, which creating it starts (a Ray job,
+``serve/segment_backfill.py``). Every route needs a token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from datetime import UTC, datetime
@@ -17,6 +19,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from actors.account import Account
+from actors.athlete import AGE_GROUPS, SEXES
 from actors.segment import BOARDS, LEGEND_DAYS, NAME_LENGTH, Segment
 from actors.segment_index import MAX_VERTICES, SegmentShard
 from actors.segment_records import SegmentRecords
@@ -29,6 +32,7 @@ from serve.api.workouts import visible_workout
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, new_id
 from serve.problems import Problem
 from serve.race_privacy import named_as_seen
+from serve.segment_backfill import start_backfill
 
 __all__ = ["router"]
 
@@ -90,7 +94,7 @@ async def create_segment(body: SegmentIn, caller: CallerDep, arena: ArenaDep) ->
         )
     segment_id, shard = new_id(), segment_shard(lat[0], lon[0])
     await arena.ref(SegmentShard, shard).ask(SegmentShard.add, segment_id=segment_id, lat=lat, lon=lon, length_m=length)
-    return await arena.ref(Segment, segment_id).ask(
+    created = await arena.ref(Segment, segment_id).ask(
         Segment.define,
         creator=caller.id,
         name=body.name,
@@ -100,6 +104,7 @@ async def create_segment(body: SegmentIn, caller: CallerDep, arena: ArenaDep) ->
         length_m=round(length, 1),
         shard=shard,
     )
+    return {**created, "backfill": await start_backfill(arena, segment_id)}  # the workouts recorded before it
 
 
 @router.get("/segments", summary="Segments that start near a point, nearest first")
@@ -129,38 +134,65 @@ async def segments_near(
     return {"items": items}
 
 
-@router.get("/segments/{segment_id}", summary="A segment: its name, sport, length and points")
+@router.get("/segments/{segment_id}", summary="A segment: its name, sport, length and points, its KOM and QOM")
 async def get_segment(segment_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
-    return await arena.ref(Segment, segment_id).ask(Segment.info)
+    info = await arena.ref(Segment, segment_id).ask(Segment.info)
+    overall, women = await asyncio.gather(
+        _board(arena, segment_id, caller.id, "overall", 1), _board(arena, segment_id, caller.id, "overall", 1, "women")
+    )
+    return {**info, "kom": overall["kom"], "qom": women["qom"]}
 
 
 @router.get(
     "/segments/{segment_id}/leaderboard",
-    summary="A segment's leaderboard: overall (KOM), this year, friends, Local Legend",
+    summary="A segment's leaderboard: overall (KOM), this year, friends, Local Legend; by sex (QOM) and age group",
 )
 async def leaderboard(
     segment_id: EntityId,
     caller: CallerDep,
     arena: ArenaDep,
     board: Literal[BOARDS] = "overall",  # type: ignore[valid-type]
+    sex: Literal[SEXES] | None = None,  # type: ignore[valid-type]
+    age_group: Literal[AGE_GROUPS] | None = None,  # type: ignore[valid-type]
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> dict:
+    return await _board(arena, segment_id, caller.id, board, limit, sex, age_group)
+
+
+async def _board(
+    arena: Arena,
+    segment_id: str,
+    viewer: str,
+    board: str,
+    limit: int,
+    sex: str | None = None,
+    age_group: str | None = None,
+) -> dict:
+    """The board as ``viewer`` may see it; ``kom`` (overall, the fastest of all) and ``qom`` (overall, the
+    fastest woman) name its first row, and ``local_legend`` the legend's."""
     now = time.time()
     since = None
     if board == "year":
         since = datetime(datetime.fromtimestamp(now, UTC).year, 1, 1, tzinfo=UTC).timestamp()
     elif board == "legend":
         since = now - LEGEND_DAYS * 86_400
-    friends = await arena.ref(Account, caller.id).ask(Account.ids, which="following") if board == "friends" else None
+    friends = await arena.ref(Account, viewer).ask(Account.ids, which="following") if board == "friends" else None
     asked = limit if board == "legend" else min(100, limit + _SPARE_ROWS)
     answer = await arena.ref(Segment, segment_id).ask(
-        Segment.leaderboard, board=board, viewer=caller.id, friends=friends, since=since, limit=asked
+        Segment.leaderboard,
+        board=board,
+        viewer=viewer,
+        friends=friends,
+        since=since,
+        limit=asked,
+        sex=sex,
+        age_group=age_group,
     )
     if board != "legend":
-        answer = await _still_public(arena, answer, caller.id, limit)
-    answer["rows"] = await named_as_seen(arena, answer["rows"], caller.id, key="athlete")  # private profiles hidden
-    if board == "overall":
-        answer["kom"] = answer["rows"][0] if answer["rows"] else None
+        answer = await _still_public(arena, answer, viewer, limit)
+    answer["rows"] = await named_as_seen(arena, answer["rows"], viewer, key="athlete")  # private profiles hidden
+    if board == "overall" and age_group is None and sex in (None, "women"):
+        answer["qom" if sex else "kom"] = answer["rows"][0] if answer["rows"] else None
     if board == "legend":
         answer["local_legend"] = answer["rows"][0] if answer["rows"] else None
     return answer

@@ -27,6 +27,7 @@ from engine.commerce.wear import GEAR_TYPES
 from engine.errors import NotFound
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep
+from serve.entitlements import check
 from serve.problems import Problem
 from serve.webhooks import SIGNATURE_HEADER, signed_body
 
@@ -251,6 +252,7 @@ class PromotionIn(BaseModel):
     codes: Annotated[int, Field(ge=1, le=10_000, description="single-use codes to make")] | None = None
     per_user: Annotated[int, Field(ge=1, le=1_000)] = 1
     total: Annotated[int, Field(ge=1, le=100_000, description="a shared code's redemptions in all")] | None = None
+    exclusive: bool = Field(False, description="for members whose plan has exclusive_discounts (premium_plus)")
 
     @model_validator(mode="after")
     def _mode(self) -> PromotionIn:
@@ -283,7 +285,7 @@ async def create_promotion(body: PromotionIn, caller: CallerDep, arena: ArenaDep
     terms = {"title": body.title, "description": body.description, "mode": body.mode, "per_user": body.per_user,
              "discount": body.discount.model_dump(exclude_none=True), "total": body.total or 0,
              "starts": _instant(body.starts) if body.starts else time.time(), "expires": expires,
-             "created_by": caller.id}  # fmt: skip
+             "created_by": caller.id, "exclusive": body.exclusive}  # fmt: skip
     card = await arena.ref(Promotion, body.id).ask(Promotion.create, terms=terms, codes=sorted(codes))
     return {**card, "codes": [f"{body.id}-{c}" for c in sorted(codes)] if body.mode == "codes" else [body.id]}
 
@@ -319,4 +321,11 @@ async def redeem(body: RedeemIn, caller: CallerDep, arena: ArenaDep) -> dict:
     if parts is None:
         raise Problem(404, "no such code")
     promotion_id, suffix = parts
-    return await arena.ref(Promotion, promotion_id).ask(Promotion.redeem, suffix=suffix, user_id=caller.id)
+    promotion = arena.ref(Promotion, promotion_id)
+    try:
+        exclusive = (await promotion.ask(Promotion.card))["exclusive"]
+    except NotFound:
+        raise Problem(404, "no such code") from None
+    if exclusive:  # an exclusive discount: the one policy (serve/entitlements.py)
+        await check(arena, caller.id, "exclusive_discounts")
+    return await promotion.ask(Promotion.redeem, suffix=suffix, user_id=caller.id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Response
 
 from actors.account import Account
 from actors.feed import Feed
+from actors.inbox import Inbox
 from engine.errors import EngineError, NotFound
 from serve.context import ArenaDep, CallerDep, EntityId
 from serve.notify import notify
@@ -98,9 +100,17 @@ async def requests(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, li
     return await paged(arena.ref(Account, caller.id), Account.people, cursor, limit, which="requests")
 
 
-@router.get("/feed", summary="My feed: my activities and those of athletes I follow, newest first")
+@router.get(
+    "/feed",
+    summary="My feed: my activities and those of athletes I follow, newest first; on the first page, "
+    "`promoted`: the newest campaign delivered to me this week (docs/commerce.md), or null",
+)
 async def feed(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, limit: Limit = 20) -> dict:
-    page = await arena.ref(Feed, caller.id).ask(Feed.read, before=decode_cursor(cursor), limit=limit)
+    first = cursor is None
+    page, promoted = await asyncio.gather(
+        arena.ref(Feed, caller.id).ask(Feed.read, before=decode_cursor(cursor), limit=limit),
+        arena.ref(Inbox, caller.id).ask(Inbox.promotion) if first else asyncio.sleep(0, None),
+    )
     # Items are copies made at posting time: drop those since deleted or made private (one call per host).
     cards = await arena.cluster.deliver([("workout", item["id"], "card", None, None) for item in page["items"]])
     items = []
@@ -108,4 +118,10 @@ async def feed(caller: CallerDep, arena: ArenaDep, cursor: Cursor = None, limit:
         if isinstance(card, EngineError) or (card["visibility"] == "private" and card["owner"] != caller.id):
             continue
         items.append({**item, "title": card.get("title"), "kudos": card["kudos"], "comments": card["comments"]})
-    return {"items": items, "next_cursor": encode_cursor(page["next"])}
+    return {"items": items, "next_cursor": encode_cursor(page["next"]), "promoted": promoted}
+
+
+@router.delete("/feed/promoted/{campaign_id}", status_code=204, summary="Hide a campaign's promoted card from my feed")
+async def dismiss_promoted(campaign_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
+    await arena.ref(Inbox, caller.id).ask(Inbox.dismiss_promotion, campaign_id=campaign_id)
+    return Response(status_code=204)

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.account import Account
-from actors.training import WINDOW_DAYS, Training
+from actors.training import HEART_THRESHOLDS, WINDOW_DAYS, Training
 from engine.errors import Rejected
+from serve.consents import require_health_consent
 from serve.context import Arena, ArenaDep, CallerDep
 from serve.entitlements import requires
 from serve.problems import Problem
@@ -78,8 +79,55 @@ async def days(
 
 @router.put("/me/training/thresholds", summary="Set (or, with null, estimate again) my thresholds")
 async def set_thresholds(body: ThresholdsIn, caller: CallerDep, arena: ArenaDep) -> dict:
+    given = body.model_dump(exclude_unset=True)
+    if any(given.get(name) is not None for name in HEART_THRESHOLDS):
+        await require_health_consent(arena, caller.id)
     training = await _training(arena, caller.id)
     return await training.ask(Training.set_thresholds, thresholds=body.model_dump(exclude_unset=True))
+
+
+class WellnessIn(BaseModel):
+    """A morning's readings: either or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resting_hr: Annotated[float | None, Field(ge=25, le=120, description="resting heart rate, bpm")] = None
+    hrv_ms: Annotated[float | None, Field(ge=5, le=300, description="heart-rate variability, rMSSD in ms")] = None
+
+
+@router.put(
+    "/me/training/wellness/{day}",
+    summary="Record a morning's resting heart rate and HRV (health data: needs my consent); answers the trends",
+)
+async def record_wellness(day: date, body: WellnessIn, caller: CallerDep, arena: ArenaDep) -> dict:
+    if body.resting_hr is None and body.hrv_ms is None:
+        raise Problem(422, "send resting_hr, hrv_ms or both")
+    await require_health_consent(arena, caller.id)
+    training = await _training(arena, caller.id)
+    try:
+        return await training.ask(
+            Training.record_wellness, day=day.isoformat(), resting_hr=body.resting_hr, hrv_ms=body.hrv_ms
+        )
+    except Rejected as error:
+        raise Problem(422, str(error)) from None
+
+
+@router.get(
+    "/me/training/wellness",
+    summary="My resting heart rate and HRV: the 7-day means against my 60-day baseline, notes, and the readings",
+)
+async def wellness(
+    caller: CallerDep,
+    arena: ArenaDep,
+    first: Annotated[date | None, Query(alias="from", description="the first day (default: 90 days ago)")] = None,
+    last: Annotated[date | None, Query(alias="to", description="the last day (default: today)")] = None,
+) -> dict:
+    if first and last and (last < first or (last - first).days >= WINDOW_DAYS):
+        raise Problem(422, f"a range runs forward over 1 to {WINDOW_DAYS} days")
+    training = await _training(arena, caller.id)
+    return await training.ask(
+        Training.wellness_trends, first=first.isoformat() if first else None, last=last.isoformat() if last else None
+    )
 
 
 @router.get("/me/training/forecast", summary="Fitness and form for the next weeks under a planned weekly load")

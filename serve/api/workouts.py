@@ -10,17 +10,21 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response, UploadFile
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from actors.account import VISIBILITIES, Account
+from actors.account import HEALTH_FIELDS, VISIBILITIES, Account
+from actors.athlete import age_group
 from actors.feed import Feed
+from actors.my_activity import MyActivity
 from actors.workout import MAX_COMMENT_LENGTH, SPORTS, Workout, track_start
 from connectors.workout_files import MAX_FILE_BYTES, BadWorkoutFile, ParsedWorkout, fingerprint, parse_workout_file
 from engine import dates
 from engine.errors import NotFound, Rejected
+from engine.privacy_zones import Zone, visible_range
 from engine.training.tracks import TrackSummary, summarize
 from serve.auth import Caller
 from serve.context import Arena, ArenaDep, CallerDep, EntityId, OptionalCallerDep, new_id
 from serve.notify import notify
 from serve.pagination import Cursor, Limit, paged
+from serve.privacy_views import hide_workout, shown_to, zones_of
 from serve.problems import Problem
 
 __all__ = ["router", "publish_workout", "SPORTS"]
@@ -79,7 +83,18 @@ async def publish_workout(arena: Arena, owner: str, summary: dict, detail: dict,
     """Record a workout, list it in its owner's account, and fan it out to followers' feeds."""
     account = await arena.ref(Account, owner).ask(Account.me)
     summary = {**summary, "visibility": summary.get("visibility") or account["default_visibility"]}
-    await arena.ref(Workout, summary["id"]).ask(Workout.record, owner=owner, summary=summary, detail=detail)
+    if account["privacy_zones"] and detail.get("track"):  # segments match only what others may see
+        zones = [Zone(z["lat"], z["lon"], z["radius_m"]) for z in account["privacy_zones"]]
+        detail = {**detail, "shared": list(visible_range(detail["track"], zones))}
+    if not account["health_consent"]:  # heart rates are not stored without it (docs/privacy.md)
+        summary = {k: v for k, v in summary.items() if k not in HEALTH_FIELDS}
+        detail = {**detail, "splits": [{k: v for k, v in split.items() if k not in HEALTH_FIELDS}
+                                       for split in detail.get("splits", [])]}  # fmt: skip
+    profile = account["profile"]  # its efforts count on the segment boards of this sex and age group
+    athlete = {"sex": profile.get("sex"), "age_group": age_group(profile.get("birth_year"), summary["start"])}
+    await arena.ref(Workout, summary["id"]).ask(
+        Workout.record, owner=owner, summary=summary, detail=detail, athlete=athlete
+    )
     try:
         await arena.ref(Account, owner).ask(Account.add_workout, summary=summary, fingerprint=file_print)
     except Rejected as duplicate:
@@ -192,15 +207,19 @@ async def list_workouts(
     cursor: Cursor = None,
     limit: Limit = 20,
 ) -> dict:
-    return await paged(
-        arena.ref(Account, user_id), Account.workout_list, cursor, limit, viewer=caller.id if caller else None
-    )
+    viewer = caller.id if caller else None
+    page = await paged(arena.ref(Account, user_id), Account.workout_list, cursor, limit, viewer=viewer)
+    return {**page, "items": await shown_to(arena, viewer, user_id, page["items"])}
 
 
 @router.get("/workouts/{workout_id}", summary="One workout with its splits and track")
 async def get_workout(workout_id: EntityId, caller: OptionalCallerDep, arena: ArenaDep) -> dict:
     await visible_workout(arena, workout_id, caller)
-    return await arena.ref(Workout, workout_id).ask(Workout.full, viewer=caller.id if caller else None)
+    viewer = caller.id if caller else None
+    workout = await arena.ref(Workout, workout_id).ask(Workout.full, viewer=viewer)
+    if workout["owner"] == viewer:
+        return workout
+    return hide_workout(workout, (await zones_of(arena, [workout["owner"]]))[workout["owner"]])
 
 
 async def _owned(arena: Arena, workout_id: str, caller: Caller) -> dict:
@@ -233,6 +252,7 @@ async def give_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -
     access = await visible_workout(arena, workout_id, caller)
     given = await arena.ref(Workout, workout_id).ask(Workout.give_kudos, athlete=caller.id)
     if given["added"]:
+        await arena.ref(MyActivity, caller.id).ask(MyActivity.kudos_given, workout_id=workout_id, given=True)
         await notify(arena, access["owner"], "kudos", {"workout_id": workout_id, "from": caller.id})
     return {"kudos": given["kudos"]}
 
@@ -240,7 +260,9 @@ async def give_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -
 @router.delete("/workouts/{workout_id}/kudos", summary="Take kudos back")
 async def take_kudos(workout_id: EntityId, caller: CallerDep, arena: ArenaDep) -> dict:
     await visible_workout(arena, workout_id, caller)
-    return {"kudos": await arena.ref(Workout, workout_id).ask(Workout.take_kudos, athlete=caller.id)}
+    kudos = await arena.ref(Workout, workout_id).ask(Workout.take_kudos, athlete=caller.id)
+    await arena.ref(MyActivity, caller.id).ask(MyActivity.kudos_given, workout_id=workout_id, given=False)
+    return {"kudos": kudos}
 
 
 @router.get("/workouts/{workout_id}/kudos", summary="Who gave kudos")
@@ -260,6 +282,9 @@ async def comment(workout_id: EntityId, body: CommentIn, caller: CallerDep, aren
     access = await visible_workout(arena, workout_id, caller)
     item = await arena.ref(Workout, workout_id).ask(
         Workout.comment, comment_id=new_id(), author=caller.id, text=body.text
+    )
+    await arena.ref(MyActivity, caller.id).ask(  # the athlete's export finds it there (docs/privacy.md)
+        MyActivity.commented, workout_id=workout_id, comment_id=item["id"], text=body.text
     )
     if access["owner"] != caller.id:
         await notify(
@@ -284,4 +309,5 @@ async def list_comments(
 async def delete_comment(workout_id: EntityId, comment_id: EntityId, caller: CallerDep, arena: ArenaDep) -> Response:
     await visible_workout(arena, workout_id, caller)
     await arena.ref(Workout, workout_id).ask(Workout.remove_comment, comment_id=comment_id, by=caller.id)
+    await arena.ref(MyActivity, caller.id).ask(MyActivity.uncommented, workout_id=workout_id, comment_id=comment_id)
     return Response(status_code=204)

@@ -1,6 +1,6 @@
 // A challenge: its goal and period, the signed-in athlete's progress bar, join or leave, and the live
 // board (top, around me, friends), read again every few seconds.
-import { api, clear, clock, el, header, km, requireLogin } from "/static/common.js";
+import { api, clear, clock, el, header, km, pageLink, requireLogin } from "/static/common.js";
 
 const challengeId = decodeURIComponent(location.pathname.split("/")[2] || "");
 const REFRESH_MS = 3000;
@@ -95,6 +95,8 @@ async function start() {
   $("challenge-title").textContent = card.title;
   document.title = `${card.title} · Arena`;
   $("challenge-goal").textContent = goalText(card);
+  const linked = card.linked_route;
+  if (linked) $("challenge-goal").append(" · route: ", pageLink("routes", linked.id, linked.name, { class: "route-link" }));
   $("challenge-period").textContent = `${card.first_day} to ${card.last_day}, in each athlete's own time zone`;
   $("challenge-description").textContent = card.description;
   $("join").addEventListener("click", () => change("join"));

@@ -123,6 +123,13 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A link to one of Arena's own pages: "/routes/<id>" and the like, ids encoded, never a URL from data
+// (the community pages build no href themselves: tests/test_probes_community.py).
+export function pageLink(section, id, text, attrs = {}) {
+  if (!/^[a-z-]+$/.test(section)) throw new Error(`not a page section: ${section}`);
+  return el("a", { ...attrs, href: `/${section}/${encodeURIComponent(String(id))}` }, text);
+}
+
 export function clear(node, ...children) {
   node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
 }

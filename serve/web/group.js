@@ -1,7 +1,7 @@
 // A group's page: about (with the join button its policy allows), events with RSVP, the feed with a
 // post form for members, the week's leaderboard and the members, paged. What a non-member may not
 // read (a private group's content) is said so, section by section.
-import { ApiError, api, clear, clock, el, header, km, requireLogin } from "/static/common.js";
+import { ApiError, api, clear, clock, el, header, km, pageLink, requireLogin } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
 const groupId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
@@ -84,6 +84,9 @@ function eventItem(event, member) {
     mine,
     el("div", { class: "muted" }, `${event.start_local.replace("T", " ").slice(0, 16)} (${event.time_zone}) · ${event.sport} · ${event.meeting_point.label}`),
     el("div", { class: "muted" }, `${event.going}/${event.capacity} going${event.waitlist ? `, ${event.waitlist} waiting` : ""}${paces ? ` · pace groups: ${paces}` : ""}${event.route ? ` · ${event.route}` : ""}`),
+    event.linked_route
+      ? el("div", { class: "muted" }, "Route: ", pageLink("routes", event.linked_route.id, event.linked_route.name, { class: "route-link" }), ` · ${km(event.linked_route.distance_m)}`)
+      : null,
     buttons,
   );
 }

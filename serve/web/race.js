@@ -2,7 +2,7 @@
 // follow an athlete, around me, and the course with a dot per leading athlete.
 // Each tick of the SSE stream carries the top N and the totals (bounded, whatever the field);
 // rows further down are read as windows of the spectator cache while they are on screen.
-import { api, clear, clock, el, header, km, stream } from "/static/common.js";
+import { api, clear, clock, el, header, km, pageLink, stream } from "/static/common.js";
 
 const raceId = decodeURIComponent(location.pathname.split("/")[2] || "");
 const ROW = 32;
@@ -352,7 +352,9 @@ async function loadInfo() {
   showStatus(state.info.status);
   state.totals = state.info.totals || {};
   const kind = [state.info.sport, state.info.kind, state.info.target_m ? km(state.info.target_m) : null];
-  $("race-kind").textContent = kind.filter(Boolean).join(" · ");
+  const linked = state.info.linked_route;
+  const route = linked ? pageLink("routes", linked.id, linked.name, { class: "route-link" }) : null;
+  clear($("race-kind"), kind.filter(Boolean).join(" · "), route ? [" · route: ", route] : null);
 }
 
 async function main() {

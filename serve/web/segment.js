@@ -1,5 +1,6 @@
 // A segment: its line drawn as SVG from its points, and its leaderboard with tabs (overall with the KOM,
-// this year, friends, Local Legend) from GET /segments/{id}/leaderboard.
+// this year, friends, Local Legend), each for everyone or one sex and age group (the QOM on the women's
+// overall board), from GET /segments/{id}/leaderboard.
 import { api, clear, clock, el, header, requireLogin } from "/static/common.js";
 
 const $ = (id) => document.getElementById(id);
@@ -29,7 +30,10 @@ export function drawLine(points, id) {
   );
 }
 
+let shown = "overall";
+
 async function showBoard(segmentId, board) {
+  shown = board;
   for (const tab of document.querySelectorAll(".board")) {
     const chosen = tab.dataset.board === board;
     tab.setAttribute("aria-selected", String(chosen));
@@ -38,7 +42,10 @@ async function showBoard(segmentId, board) {
   $("figure-head").textContent = board === "legend" ? "Efforts (90 days)" : "Time";
   let answer;
   try {
-    answer = await api(`/segments/${encodeURIComponent(segmentId)}/leaderboard?board=${board}`);
+    const query = new URLSearchParams({ board });
+    if ($("board-sex").value) query.set("sex", $("board-sex").value);
+    if ($("board-age").value) query.set("age_group", $("board-age").value);
+    answer = await api(`/segments/${encodeURIComponent(segmentId)}/leaderboard?${query}`);
   } catch (error) {
     $("segment-error").textContent = error.message;
     return;
@@ -53,10 +60,9 @@ async function showBoard(segmentId, board) {
     ),
   );
   clear($("board-rows"), rows.length ? rows : el("tr", {}, el("td", { colspan: 3 }, "No efforts yet.")));
-  const crown = answer.kom || answer.local_legend;
-  $("board-note").textContent = crown
-    ? `${board === "legend" ? "Local Legend" : "KOM"}: ${crown.athlete}`
-    : "";
+  const crown = answer.qom || answer.kom || answer.local_legend;
+  const title = board === "legend" ? "Local Legend" : answer.qom ? "QOM" : "KOM";
+  $("board-note").textContent = crown ? `${title}: ${crown.athlete}` : "";
 }
 
 async function main() {
@@ -76,6 +82,9 @@ async function main() {
   clear($("line"), drawLine(segment.points, "segment-line"));
   for (const tab of document.querySelectorAll(".board")) {
     tab.addEventListener("click", () => showBoard(segmentId, tab.dataset.board));
+  }
+  for (const filter of [$("board-sex"), $("board-age")]) {
+    filter.addEventListener("change", () => showBoard(segmentId, shown));
   }
   await showBoard(segmentId, "overall");
 }
