@@ -65,31 +65,42 @@ async def main(args: argparse.Namespace) -> None:
     summary = []
     for entities in args.entities:
         with tempfile.TemporaryDirectory() as folder:
-            spec = HostSpec(f"sqlite:///{folder}/bench.db", (KIND,), hosts=1, open_store=OPEN_STORE)
-            cluster = Cluster(spec, namespace=f"bench-{uuid.uuid4().hex[:6]}")
-            handle = cluster.host_for("tally", "athlete-0")
-            await batched(handle, max(entities, args.batch * 4), args.batch, args.window, entities)  # activate all
-            batch_rates, peer_rates = [], []
-            for round_ in range(args.rounds):
-                batch_rates.append(await batched(handle, args.messages, args.batch, args.window, entities))
-                peer_rates.append(await one_call_per_message(handle, args.peer_messages, args.peer_window, entities))
-                print(
-                    f"{entities:,} entities, round {round_ + 1}: batched {batch_rates[-1]:,.0f} msg/s,"
-                    f" one call per message {peer_rates[-1]:,.0f} msg/s",
-                    flush=True,
+            hosts = {}  # SQLite's commit log on and off, side by side: rounds interleave
+            for log in args.commit_log:
+                spec = HostSpec(
+                    f"sqlite:///{folder}/bench-{log}.db?commit_log={log}", (KIND,), hosts=1, open_store=OPEN_STORE
                 )
-            metrics = (await cluster.metrics())[0]
-            cluster.kill()
-        best, peer = statistics.median(batch_rates), statistics.median(peer_rates)
-        summary.append(
-            f"{entities:>7,} entities | {best:>9,.0f} | {peer:>7,.0f} | {best / peer:>6.1f}x"
-            f" | {metrics['journal_entries'] / max(1, metrics['journal_commits']):,.0f}"
-        )
+                cluster = Cluster(spec, namespace=f"bench-{uuid.uuid4().hex[:6]}")
+                handle = cluster.host_for("tally", "athlete-0")
+                await batched(handle, max(entities, args.batch * 4), args.batch, args.window, entities)  # activate all
+                hosts[log] = (cluster, handle)
+            batch_rates: dict[str, list[float]] = {log: [] for log in hosts}
+            peer_rates = []
+            for round_ in range(args.rounds):
+                for log, (_, handle) in hosts.items():
+                    batch_rates[log].append(await batched(handle, args.messages, args.batch, args.window, entities))
+                    print(
+                        f"{entities:,} entities, round {round_ + 1}, commit log {log}:"
+                        f" batched {batch_rates[log][-1]:,.0f} msg/s",
+                        flush=True,
+                    )
+                peer_rates.append(await one_call_per_message(handle, args.peer_messages, args.peer_window, entities))
+                print(f"{entities:,} entities, round {round_ + 1}: one call per message {peer_rates[-1]:,.0f} msg/s")
+            peer = statistics.median(peer_rates)
+            for log, (cluster, _) in hosts.items():
+                metrics = (await cluster.metrics())[0]
+                cluster.kill()
+                best = statistics.median(batch_rates[log])
+                summary.append(
+                    f"{entities:>7,} entities | {log:>3} | {best:>9,.0f} | {peer:>7,.0f} | {best / peer:>6.1f}x"
+                    f" | {metrics['journal_entries'] / max(1, metrics['journal_commits']):,.0f}"
+                )
     ray.shutdown()
     print(
         f"\nmedian of {args.rounds} rounds; one host journaling to SQLite; batched: {args.batch:,} messages per call,"
-        f" {args.window} calls in flight; peer: one Ray call per message, {args.peer_window} in flight\n"
-        "          entities | batched msg/s | peer msg/s | ratio | entries per group commit"
+        f" {args.window} calls in flight; peer: one Ray call per message, {args.peer_window} in flight, on the"
+        f" last host\n"
+        "          entities | commit log | batched msg/s | peer msg/s | ratio | entries per group commit"
     )
     print("\n".join(summary))
 
@@ -105,6 +116,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--entities", type=int, nargs="+", default=[1_000, 10_000], help="distinct entities addressed (one run each)"
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--commit-log", nargs="+", choices=["on", "off"], default=["off", "on"],
+        help="SQLite's commit log on, off or both (interleaved rounds)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 

@@ -11,6 +11,7 @@ from persistence.sqlite import SQLiteStore
 __all__ = ["open_store", "PostgresStore", "SQLiteStore"]
 
 _ACCEPTED = "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host:port/database"
+_SQLITE_OPTIONS = {"commit_log": {"on": True, "off": False}}
 
 
 def open_store(url: str) -> Store:
@@ -20,9 +21,16 @@ def open_store(url: str) -> Store:
         raise ValueError(f"a store URL needs a scheme; use {_ACCEPTED}")
     if scheme == "sqlite":
         # sqlite:///a.db is the relative path a.db; sqlite:////a.db the absolute /a.db.
-        if not rest.startswith("/") or rest == "/":
+        path, _, query = rest.partition("?")
+        if not path.startswith("/") or path == "/":
             raise ValueError(f"a SQLite URL names a file after three slashes; use {_ACCEPTED}")
-        return SQLiteStore(rest[1:])
+        commit_log = True
+        for option in filter(None, query.split("&")):  # ?commit_log=off: every batch straight into the journal
+            name, _, value = option.partition("=")
+            if name not in _SQLITE_OPTIONS or value not in _SQLITE_OPTIONS[name]:
+                raise ValueError(f"unknown SQLite URL option {option!r}; the one option is commit_log=on|off")
+            commit_log = _SQLITE_OPTIONS[name][value]
+        return SQLiteStore(path[1:], commit_log=commit_log)
     if scheme in ("postgresql", "postgres"):
         return PostgresStore(url)
     # The scheme only: the rest of the URL may hold a password.

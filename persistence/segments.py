@@ -14,11 +14,11 @@ from operator import attrgetter
 from engine.codec import pack, unpack
 from engine.store import JournalConflict, JournalEntry, Snapshot
 
-__all__ = ["Segment", "pack_segments", "unpack_segments", "loaded_entities"]
+__all__ = ["SEGMENT_BYTES", "Segment", "pack_segments", "unpack_segments", "join_entries", "loaded_entities"]
 
 # A segment packs whole entries; it ends before it would grow past this, so that every
 # segment stays far below what engine.codec.unpack accepts when it is read back.
-_SEGMENT_BYTES = 1 << 20
+SEGMENT_BYTES = 1 << 20
 
 _SEQ = attrgetter("seq")
 Segment = tuple[str, str, int, int, bytes]  # a journal row: kind, entity_id, first_seq, last_seq, entries
@@ -42,7 +42,7 @@ def pack_segments(entries: Sequence[JournalEntry]) -> list[Segment]:
         size = 0
         for entry in run:
             seq = entry.seq
-            if segment and (seq != previous_seq + 1 or size + len(entry.body) > _SEGMENT_BYTES):
+            if segment and (seq != previous_seq + 1 or size + len(entry.body) > SEGMENT_BYTES):
                 if seq == previous_seq:
                     raise JournalConflict(
                         f"this batch of {len(entries)} entries holds seq {seq} of {kind} {entity_id!r} twice;"
@@ -55,6 +55,33 @@ def pack_segments(entries: Sequence[JournalEntry]) -> list[Segment]:
             previous_seq = seq
         rows.append((kind, entity_id, first_seq, previous_seq, pack(segment)))
     return rows
+
+
+def join_entries(packed: Sequence[bytes]) -> bytes:
+    """The entries of consecutive runs (each a segment's packed ``entries``) as one run's, without
+    unpacking them: a msgpack array is its length, then its elements."""
+    if len(packed) == 1:
+        return packed[0]
+    count, bodies = 0, []
+    for run in packed:
+        head = run[0]
+        if 0x90 <= head <= 0x9F:
+            length, start = head & 0x0F, 1
+        elif head == 0xDC:
+            length, start = int.from_bytes(run[1:3], "big"), 3
+        elif head == 0xDD:
+            length, start = int.from_bytes(run[1:5], "big"), 5
+        else:
+            raise ValueError(f"a segment's entries are not a msgpack array (first byte {head:#x})")
+        count += length
+        bodies.append(memoryview(run)[start:])
+    if count < 16:
+        header = bytes((0x90 | count,))
+    elif count < 1 << 16:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return header + b"".join(bodies)
 
 
 def unpack_segments(

@@ -6,12 +6,19 @@ every call runs there, in order, and the event loop only awaits it.
 The journal holds segments, not entries: one row per run of consecutive seqs of an
 entity in one append, its entries packed together. A row costs the same whether it
 holds one entry or a thousand, so a hot entity's burst costs one row.
+
+A batch that spans many entities would still cost a random-key row per entity; it is
+written instead as one row of the commit log (``journal_log``, appended at the end of its
+tree) and folded into the journal in bulk, an entity's runs of many commits joined into one
+segment: a host's journal cost is per commit, not per entity (docs/engine.md, "The commit
+log"). Every read of the journal folds what is pending first, so readers see one journal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +32,7 @@ from engine.erasure import replace_all
 from engine.events import EventRecord
 from engine.store import LOAD_CHUNK, DeadLetter, JournalConflict, JournalEntry, Mention, Reminder, Snapshot, StoreError
 from persistence.migrations import SCHEMA_MIGRATIONS_DDL, Migration, pending
-from persistence.segments import Segment, loaded_entities, pack_segments, unpack_segments
+from persistence.segments import SEGMENT_BYTES, Segment, join_entries, loaded_entities, pack_segments, unpack_segments
 
 __all__ = ["SQLiteStore"]
 
@@ -36,6 +43,33 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _BUSY_TIMEOUT_MS = 10_000
 _WAL_CHECKPOINT_PAGES = 10_000  # ~40 MiB of WAL between checkpoints
 _CACHE_KIB = 64 * 1024
+
+# The commit log (migrations/sqlite/0003_commit_log.sql). A batch of more segments than this is
+# logged as one row; fewer are cheaper as journal rows at once (a race's batch is one segment).
+_LOG_SEGMENTS = 32
+# A store folds once it logged this many entries since its last fold, or its oldest is this old:
+# a fold joins each entity's runs of all the commits it folds, so the fewer folds the fewer rows
+# (a fold of 100,000 entries over 10,000 entities takes ~120 ms here; the next commit waits for it).
+_FOLD_ENTRIES = 100_000
+_FOLD_AGE_S = 2.0
+# A fold that joined fewer than this many entries a row found the entities too spread out for the
+# log to pay (each entry is written twice): the store writes straight into the journal for a while.
+_FOLD_GAIN = 2.0
+_DIRECT_S = 30.0
+_VOUCHED = 500_000  # entities a store vouches for from memory; past it, it forgets them all and probes
+
+_INSERT_LOG = "INSERT INTO journal_log (owner, segments) VALUES (?, ?)"
+_SELECT_CLAIM = "SELECT owner FROM journal_claims WHERE kind = ? AND entity_id = ?"
+_UPSERT_CLAIM = (
+    "INSERT INTO journal_claims (kind, entity_id, owner) VALUES (?, ?, ?)"
+    " ON CONFLICT (kind, entity_id) DO UPDATE SET owner = excluded.owner"
+)
+_GENERATION = "SELECT value FROM journal_meta WHERE name = 'claims_generation'"
+_BUMP_GENERATION = "UPDATE journal_meta SET value = value + 1 WHERE name = 'claims_generation' RETURNING value"
+_OVERLAP = (
+    "SELECT 1 FROM journal WHERE kind = ? AND entity_id = ? AND last_seq >= ? AND first_seq <= ?"
+    " ORDER BY last_seq LIMIT 1"
+)
 
 _SNAPSHOT_ROW = attrgetter("kind", "entity_id", "seq", "state", "taken_at", "schema_version")
 
@@ -85,13 +119,16 @@ _INSERT_DEAD_LETTER = (
 class SQLiteStore:
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", commit_log: bool = True) -> None:
+        """``commit_log=False``: every batch straight into the journal, as before the log (for comparison)."""
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
         self.path = Path(path)
         self._synchronous = synchronous.upper()
         self._worker: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
+        self._claims = _Claims(_LOG_SEGMENTS if commit_log else None)
+        self._folding: asyncio.Future | None = None
 
     async def open(self) -> None:
         if self._worker is not None:
@@ -111,9 +148,14 @@ class SQLiteStore:
 
     async def close(self) -> None:
         worker, conn = self._worker, self._conn
-        self._worker = self._conn = None
         if worker is None:
             return
+        if self._claims.logged:  # fold what this store logged: readers need not (best effort)
+            try:
+                await self._run("fold the commit log", _fold_pending, self._claims)
+            except StoreError as error:
+                _log.warning("%s", error)
+        self._worker = self._conn = None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(worker, conn.close)
         worker.shutdown(wait=False)
@@ -122,34 +164,43 @@ class SQLiteStore:
         self, entries: Sequence[JournalEntry], reminders: Sequence[Reminder] = (), events: Sequence[EventRecord] = ()
     ) -> None:
         if entries or reminders or events:
-            await self._run("append to the journal", _append, entries, reminders, events)
+            await self._run("append to the journal", _append, self._claims, entries, reminders, events)
+            if self._claims.fold_due() and (self._folding is None or self._folding.done()):
+                # After the append's callers have their answer; the next append waits behind it.
+                self._folding = asyncio.ensure_future(self._fold())
+
+    async def _fold(self) -> None:
+        try:
+            await self._run("fold the commit log", _fold_pending, self._claims)
+        except StoreError as error:  # the log stays; the next fold or read folds it
+            _log.warning("%s", error)
 
     async def read_journal(
         self, kind: str, entity_id: str, after_seq: int = 0, up_to_seq: int | None = None
     ) -> list[JournalEntry]:
-        return await self._run("read the journal", _read_journal, kind, entity_id, after_seq, up_to_seq)
+        return await self._run("read the journal", _read_journal, self._claims, kind, entity_id, after_seq, up_to_seq)
 
     async def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
         if snapshots:
             await self._run("save snapshots", _in_transaction, _save_snapshots, snapshots)
 
     async def load(self, kind: str, entity_ids: Sequence[str]) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
-        return await self._run("load entities", _load, kind, list(dict.fromkeys(entity_ids)))
+        return await self._run("load entities", _load, self._claims, kind, list(dict.fromkeys(entity_ids)))
 
     async def load_snapshot(self, kind: str, entity_id: str) -> Snapshot | None:
         return await self._run("load a snapshot", _load_snapshot, kind, entity_id)
 
     async def compact(self, kind: str, entity_id: str, up_to_seq: int) -> int:
-        return await self._run("compact the journal", _compact, kind, entity_id, up_to_seq)
+        return await self._run("compact the journal", _compact, self._claims, kind, entity_id, up_to_seq)
 
     async def reminders(self) -> list[Reminder]:
         return await self._run("list reminders", _reminders)
 
     async def delete_entity(self, kind: str, entity_id: str) -> None:
-        await self._run("delete an entity", _in_transaction, _delete_entity, kind, entity_id)
+        await self._run("delete an entity", _in_transaction, _delete_entity, self._claims, kind, entity_id)
 
     async def entity_ids(self, kind: str) -> list[str]:
-        return await self._run("list entity ids", _entity_ids, kind)
+        return await self._run("list entity ids", _entity_ids, self._claims, kind)
 
     async def read_events(self, after: int, limit: int, types: Sequence[str] | None = None) -> list[EventRecord]:
         return await self._run("read events", _read_events, after, limit, None if types is None else list(types))
@@ -177,7 +228,7 @@ class SQLiteStore:
         return await self._run("prune events", _in_transaction, _prune_events, up_to)
 
     async def mentions(self, needle: str) -> list[Mention]:
-        return await self._run("find mentions", _mentions, needle)
+        return await self._run("find mentions", _mentions, self._claims, needle)
 
     async def erase_events(self, user_id: str, stand_in: str, keep: Sequence[str] = ()) -> int:
         return await self._run("erase events", _in_transaction, _erase_events, user_id, stand_in, list(keep))
@@ -279,25 +330,72 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
+class _Claims:
+    """One store's side of the commit log: its name in ``journal_claims``, the claims generation it
+    last saw, the last seq it journaled of each entity it claimed (what it vouches for without a
+    query), and what it logged since its last fold."""
+
+    def __init__(self, log_segments: int | None) -> None:
+        self.log_segments = log_segments  # a batch of more segments is logged; None: never
+        self.owner = os.urandom(8).hex()
+        self.generation = -1
+        self.last_seq: dict[tuple[str, str], int] = {}
+        self.logged = 0  # entries
+        self.logged_since = 0.0
+        self.pending: set[tuple[str, str]] = set()  # the entities of those entries
+        self.direct_until = 0.0  # the log did not pay: straight into the journal until then
+
+    def log(self, segments: int) -> bool:
+        """Whether a batch of ``segments`` goes to the log."""
+        return self.log_segments is not None and segments > self.log_segments and time.monotonic() >= self.direct_until
+
+    def folded(self, rows: int, entries: int) -> None:
+        """A fold of this store's committed: nothing of its own is pending."""
+        self.logged = 0
+        self.pending.clear()
+        if rows and entries / rows < _FOLD_GAIN:
+            self.direct_until = time.monotonic() + _DIRECT_S
+
+    def fold_due(self) -> bool:
+        return self.logged >= _FOLD_ENTRIES or (self.logged > 0 and time.monotonic() - self.logged_since >= _FOLD_AGE_S)
+
+
 def _append(
     conn: sqlite3.Connection,
+    claims: _Claims,
     entries: Sequence[JournalEntry],
     reminders: Sequence[Reminder],
     events: Sequence[EventRecord],
 ) -> None:
     # Packed before the write lock is taken: other processes wait only for the writes.
-    _in_transaction(conn, _write, pack_segments(entries), len(entries), reminders, events)
+    segments = pack_segments(entries)
+    logged = pack(segments) if claims.log(len(segments)) else None
+    journaled = _in_transaction(conn, _write, claims, segments, logged, len(entries), reminders, events)
+    if len(claims.last_seq) + len(journaled) > _VOUCHED:
+        claims.last_seq.clear()
+    claims.last_seq.update(journaled)  # once durable
+    if logged is not None:
+        if not claims.logged:
+            claims.logged_since = time.monotonic()
+        claims.logged += len(entries)
+        claims.pending.update(journaled)
 
 
 def _write(
     conn: sqlite3.Connection,
+    claims: _Claims,
     segments: list[Segment],
+    logged: bytes | None,
     count: int,
     reminders: Sequence[Reminder],
     events: Sequence[EventRecord],
-) -> None:
+) -> dict[tuple[str, str], int]:
+    journaled = _vouch(conn, claims, segments, count) if segments else {}
     try:
-        conn.executemany(_INSERT_SEGMENT, segments)
+        if logged is None:
+            conn.executemany(_INSERT_SEGMENT, segments)
+        else:
+            conn.execute(_INSERT_LOG, (claims.owner, logged))
         if events:
             conn.executemany(_INSERT_EVENT, (event[:9] for event in events))
     except sqlite3.IntegrityError as exc:
@@ -306,17 +404,121 @@ def _write(
         raise JournalConflict(
             f"the journal already holds a seq of an entity in this batch of {count} entries; nothing was written"
         ) from exc
-    if not reminders:
+    if reminders:
+        # The last reminder of an entity in the batch wins, as if applied one by one.
+        latest = {(reminder.kind, reminder.entity_id): reminder.due for reminder in reminders}
+        conn.executemany(_UPSERT_REMINDER, ((*key, due) for key, due in latest.items() if due is not None))
+        conn.executemany(_DELETE_REMINDER, (key for key, due in latest.items() if due is None))
+    return journaled
+
+
+def _vouch(
+    conn: sqlite3.Connection, claims: _Claims, segments: list[Segment], count: int
+) -> dict[tuple[str, str], int]:
+    """Each entity's last seq once ``segments`` are written; raises ``JournalConflict`` if one shares a
+    seq with what is journaled or logged. The log is not in the journal's key, so the trigger cannot
+    see it: a store vouches for the entities it claimed and wrote past (no query), and probes the
+    others after folding the log when another store may have logged them."""
+    generation = conn.execute(_GENERATION).fetchone()[0]
+    if generation != claims.generation:  # a store took a claim over or an entity was deleted: check again
+        claims.last_seq.clear()
+        claims.generation = generation
+    known = claims.last_seq
+    journaled: dict[tuple[str, str], int] = {}
+    unsure: list[Segment] = []
+    for segment in segments:  # an entity's segments come in seq order (pack_segments)
+        key = segment[:2]
+        last = journaled.get(key)
+        if last is None:
+            last = known.get(key)
+        if last is None or segment[2] <= last:
+            unsure.append(segment)
+        journaled[key] = segment[3]
+    if unsure:
+        _probe(conn, claims, unsure, count)
+    return journaled
+
+
+def _probe(conn: sqlite3.Connection, claims: _Claims, unsure: list[Segment], count: int) -> None:
+    keys = list(dict.fromkeys(segment[:2] for segment in unsure))
+    owners = [row[0] for key in keys if (row := conn.execute(_SELECT_CLAIM, key).fetchone()) is not None]
+    if owners:  # claimed: the claimer's log may hold its seqs (an entity never claimed was never logged)
+        _fold(conn)
+    for kind, entity_id, first_seq, last_seq, _ in unsure:
+        if conn.execute(_OVERLAP, (kind, entity_id, first_seq, last_seq)).fetchone() is not None:
+            raise JournalConflict(
+                f"the journal already holds a seq of {kind} {entity_id!r} in {first_seq}..{last_seq}"
+                f" (a batch of {count} entries); nothing was written"
+            )
+    conn.executemany(_UPSERT_CLAIM, ((kind, entity_id, claims.owner) for kind, entity_id in keys))
+    if any(owner != claims.owner for owner in owners):  # taken over: the old claimer must not vouch again
+        claims.generation = conn.execute(_BUMP_GENERATION).fetchone()[0]
+
+
+def _fold(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Every logged segment into the journal, in the caller's transaction; an entity's consecutive
+    runs, of however many commits, become one row (up to the segment size). Returns the rows written
+    and the entries they hold."""
+    rows = conn.execute("SELECT id, segments FROM journal_log ORDER BY id").fetchall()
+    if not rows:
+        return 0, 0
+    runs: dict[tuple[str, str], list[list]] = {}
+    for _, logged in rows:
+        for kind, entity_id, first_seq, last_seq, packed in unpack(logged):
+            entity = runs.get((kind, entity_id))
+            if entity is None:
+                runs[kind, entity_id] = [[first_seq, last_seq, [packed], len(packed)]]
+                continue
+            run = entity[-1]
+            if first_seq == run[1] + 1 and run[3] + len(packed) <= SEGMENT_BYTES:
+                run[1] = last_seq
+                run[2].append(packed)
+                run[3] += len(packed)
+            else:
+                entity.append([first_seq, last_seq, [packed], len(packed)])
+    folded = [
+        (kind, entity_id, first_seq, last_seq, join_entries(packed))
+        for (kind, entity_id), entity in runs.items()
+        for first_seq, last_seq, packed, _ in entity
+    ]
+    conn.executemany(_INSERT_SEGMENT, folded)
+    conn.execute("DELETE FROM journal_log WHERE id <= ?", (rows[-1][0],))
+    return len(folded), sum(row[3] - row[2] + 1 for row in folded)
+
+
+def _fold_pending(conn: sqlite3.Connection, claims: _Claims) -> None:
+    """Fold the log if it holds anything: before a read of the journal, readers see every durable entry."""
+    if conn.execute("SELECT 1 FROM journal_log LIMIT 1").fetchone() is not None:
+        claims.folded(*_in_transaction(conn, _fold))
+    else:
+        claims.folded(0, 0)
+
+
+def _fold_for(conn: sqlite3.Connection, claims: _Claims, kind: str, entity_ids: Sequence[str]) -> None:
+    """Fold the log before reading these entities' journals if it may hold some of their entries:
+    this store's log holds only the entities it logged since its last fold, and another store's only
+    entities it claimed. A host activating its own entities mostly folds nothing."""
+    if any((kind, entity_id) in claims.pending for entity_id in entity_ids):
+        _fold_pending(conn, claims)
         return
-    # The last reminder of an entity in the batch wins, as if applied one by one.
-    latest = {(reminder.kind, reminder.entity_id): reminder.due for reminder in reminders}
-    conn.executemany(_UPSERT_REMINDER, ((*key, due) for key, due in latest.items() if due is not None))
-    conn.executemany(_DELETE_REMINDER, (key for key, due in latest.items() if due is None))
+    if conn.execute("SELECT 1 FROM journal_log LIMIT 1").fetchone() is None:
+        return
+    for start in range(0, len(entity_ids), LOAD_CHUNK):
+        chunk = entity_ids[start : start + LOAD_CHUNK]
+        foreign = conn.execute(
+            f"SELECT 1 FROM journal_claims WHERE kind = ? AND entity_id IN ({', '.join('?' * len(chunk))})"
+            " AND owner != ? LIMIT 1",
+            (kind, *chunk, claims.owner),
+        ).fetchone()
+        if foreign is not None:
+            _fold_pending(conn, claims)
+            return
 
 
 def _read_journal(
-    conn: sqlite3.Connection, kind: str, entity_id: str, after_seq: int, up_to_seq: int | None
+    conn: sqlite3.Connection, claims: _Claims, kind: str, entity_id: str, after_seq: int, up_to_seq: int | None
 ) -> list[JournalEntry]:
+    _fold_for(conn, claims, kind, [entity_id])
     if up_to_seq is None:
         return unpack_segments(kind, entity_id, after_seq, conn.execute(_SELECT_SEGMENTS, (kind, entity_id, after_seq)))
     rows = conn.execute(_SELECT_SEGMENTS_UP_TO, (kind, entity_id, after_seq, up_to_seq))
@@ -328,8 +530,9 @@ def _save_snapshots(conn: sqlite3.Connection, snapshots: Sequence[Snapshot]) -> 
 
 
 def _load(
-    conn: sqlite3.Connection, kind: str, entity_ids: list[str]
+    conn: sqlite3.Connection, claims: _Claims, kind: str, entity_ids: list[str]
 ) -> dict[str, tuple[Snapshot | None, list[JournalEntry]]]:
+    _fold_for(conn, claims, kind, entity_ids)
     loaded: dict[str, tuple[Snapshot | None, list[JournalEntry]]] = {}
     for start in range(0, len(entity_ids), LOAD_CHUNK):
         chunk = entity_ids[start : start + LOAD_CHUNK]
@@ -365,7 +568,8 @@ def _load_snapshot(conn: sqlite3.Connection, kind: str, entity_id: str) -> Snaps
     return None if row is None else Snapshot(*row)
 
 
-def _compact(conn: sqlite3.Connection, kind: str, entity_id: str, up_to_seq: int) -> int:
+def _compact(conn: sqlite3.Connection, claims: _Claims, kind: str, entity_id: str, up_to_seq: int) -> int:
+    _fold_for(conn, claims, kind, [entity_id])  # erasure compacts to leave no entry naming the person
     return sum(count for (count,) in conn.execute(_DELETE_SEGMENTS, (kind, entity_id, up_to_seq)))
 
 
@@ -374,12 +578,16 @@ def _reminders(conn: sqlite3.Connection) -> list[Reminder]:
     return [Reminder(*row) for row in rows]
 
 
-def _delete_entity(conn: sqlite3.Connection, kind: str, entity_id: str) -> None:
-    for table in ("journal", "snapshots", "reminders"):
+def _delete_entity(conn: sqlite3.Connection, claims: _Claims, kind: str, entity_id: str) -> None:
+    _fold(conn)
+    for table in ("journal", "snapshots", "reminders", "journal_claims"):
         conn.execute(f"DELETE FROM {table} WHERE kind = ? AND entity_id = ?", (kind, entity_id))
+    claims.generation = conn.execute(_BUMP_GENERATION).fetchone()[0]  # no other store vouches for it any more
+    claims.last_seq.pop((kind, entity_id), None)
 
 
-def _entity_ids(conn: sqlite3.Connection, kind: str) -> list[str]:
+def _entity_ids(conn: sqlite3.Connection, claims: _Claims, kind: str) -> list[str]:
+    _fold_pending(conn, claims)
     return [entity_id for (entity_id,) in conn.execute(_ENTITY_IDS, (kind,))]
 
 
@@ -451,7 +659,8 @@ _MENTIONS = (
 )  # fmt: skip
 
 
-def _mentions(conn: sqlite3.Connection, needle: str) -> list[Mention]:
+def _mentions(conn: sqlite3.Connection, claims: _Claims, needle: str) -> list[Mention]:
+    _fold_pending(conn, claims)
     found: list[Mention] = []
     for place, query in _MENTIONS:
         found.extend(Mention(place, kind, str(key)) for kind, key in conn.execute(query, (needle, needle.encode())))

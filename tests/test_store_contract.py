@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -514,6 +515,14 @@ def test_open_store_picks_the_store_by_scheme() -> None:
     assert isinstance(open_store("postgres://postgres@127.0.0.1/arena"), PostgresStore)
 
 
+def test_a_sqlite_url_may_turn_the_commit_log_off_and_names_no_other_option() -> None:
+    assert open_store("sqlite:///data/arena.db?commit_log=off")._claims.log_segments is None  # type: ignore[attr-defined]
+    assert open_store("sqlite:///data/arena.db?commit_log=on")._claims.log_segments == 32  # type: ignore[attr-defined]
+    for url in ("sqlite:///a.db?commit_log=maybe", "sqlite:///a.db?journal=off", "sqlite:///?commit_log=off"):
+        with pytest.raises(ValueError, match="commit_log|three slashes"):
+            open_store(url)
+
+
 @pytest.mark.parametrize("url", ["mysql://x", "sqlite://", "sqlite:///", "arena.db", ""])
 def test_open_store_rejects_other_urls(url: str) -> None:
     with pytest.raises(ValueError, match="sqlite:///"):
@@ -602,3 +611,104 @@ async def test_mentions_find_every_row_that_names_a_person_and_erase_events_leav
     assert [d for d in await store.dead_letters(limit=100_000) if d.target == person] == []
     assert {m.place for m in await store.mentions(person)} == {"journal", "snapshot", "reminder", "event", "cursor"}
     assert [m.kind for m in await store.mentions(person) if m.place == "event"] == ["account.erased"]
+
+
+# A host's group commit that spans many entities (SQLite writes more than 32 segments as one row
+# of its commit log and folds it into the journal later; every reader must see one journal).
+WIDE = 100
+
+
+def wide(kind: str, seq: int, body: bytes = b"\x80", count: int = WIDE) -> list[JournalEntry]:
+    return [entry(kind, f"w{n}", seq, body) for n in range(count)]
+
+
+async def test_wide_batches_read_back_whole_from_this_store_and_from_another(
+    backend: Backend, store: Store, kind: str
+) -> None:
+    for seq in range(1, 6):
+        await store.append(wide(kind, seq, bytes([seq])))
+    other = backend.make()
+    await other.open()
+    try:
+        for reader in (other, store):
+            loaded = await reader.load(kind, [f"w{n}" for n in range(WIDE)])
+            assert all(
+                snap is None and journal == [entry(kind, entity_id, s, bytes([s])) for s in range(1, 6)]
+                for entity_id, (snap, journal) in loaded.items()
+            )
+            assert await reader.read_journal(kind, "w7", after_seq=2, up_to_seq=4) == [
+                entry(kind, "w7", s, bytes([s])) for s in (3, 4)
+            ]
+            assert await reader.entity_ids(kind) == sorted(f"w{n}" for n in range(WIDE))
+        await store.append(wide(kind, 6, b"\x06"))  # logged again after the reads folded the rest
+        await store.save_snapshots([snapshot(kind, "w3", 4)])
+        assert (await other.load(kind, ["w3"]))["w3"][1] == [entry(kind, "w3", s, bytes([s])) for s in (5, 6)]
+        await other.compact(kind, "w3", 4)
+        assert [e.seq for e in await store.read_journal(kind, "w3") if e.seq > 4] == [5, 6]
+        await other.delete_entity(kind, "w4")
+        assert await store.read_journal(kind, "w4") == [] and "w4" not in await store.entity_ids(kind)
+        await store.append([entry(kind, "w4", 1, b"again")])  # a deleted entity starts over
+        assert await other.read_journal(kind, "w4") == [entry(kind, "w4", 1, b"again")]
+    finally:
+        await other.close()
+
+
+async def test_a_wide_batch_conflicts_with_what_another_store_journaled_even_before_it_is_folded(
+    backend: Backend, store: Store, kind: str
+) -> None:
+    other = backend.make()
+    await other.open()
+    try:
+        await store.append(wide(kind, 1))
+        with pytest.raises(JournalConflict):
+            await other.append([entry(kind, "w5", 1, b"other")])
+        with pytest.raises(JournalConflict):
+            await other.append(wide(kind, 1, b"other"))
+        await other.append([entry(kind, "w5", 2, b"other")])  # the other store takes w5 over
+        with pytest.raises(JournalConflict):  # so this one may no longer vouch for w5 from memory
+            await store.append(wide(kind, 2))
+        assert [e.seq for e in await store.read_journal(kind, "w6")] == [1]  # the refused batch wrote nothing
+        await store.append([e for e in wide(kind, 2) if e.entity_id != "w5"])
+        for reader in (store, other):
+            assert [(e.seq, e.body) for e in await reader.read_journal(kind, "w5")] == [(1, b"\x80"), (2, b"other")]
+            assert [e.seq for e in await reader.read_journal(kind, "w6")] == [1, 2]
+    finally:
+        await other.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_two_stores_writing_wide_and_narrow_batches_agree_with_a_model_of_the_journal(
+    backend: Backend, store: Store, kind: str, seed: int
+) -> None:
+    """Two stores (two hosts, or two activations of an entity) write batches of 1, 3 or 50 entities; one
+    in ten entries repeats a seq already written (a stale activation): exactly those batches conflict,
+    and every read from either store equals the model."""
+    rng = random.Random(seed)
+    other = backend.make()
+    await other.open()
+    stores = [store, other]
+    model: dict[str, list[tuple[int, bytes]]] = {}
+    ids = [f"e{n}" for n in range(60)]
+    try:
+        for step in range(60):
+            batch, stale = [], False
+            for entity_id in rng.sample(ids, rng.choice([1, 3, 50])):
+                have = model.get(entity_id, [])
+                seq = len(have) + 1
+                if have and rng.random() < 0.1:
+                    seq, stale = rng.randint(1, len(have)), True
+                batch.append(entry(kind, entity_id, seq, f"{step}".encode()))
+            writer = rng.choice(stores)
+            if stale:
+                with pytest.raises(JournalConflict):
+                    await writer.append(batch)
+            else:
+                await writer.append(batch)
+                for e in batch:
+                    model.setdefault(e.entity_id, []).append((e.seq, e.body))
+            if rng.random() < 0.25 or step == 59:
+                loaded = await rng.choice(stores).load(kind, ids)
+                read = {key: [(e.seq, e.body) for e in journal] for key, (_, journal) in loaded.items() if journal}
+                assert read == model, f"step {step}"
+    finally:
+        await other.close()
