@@ -194,11 +194,11 @@ class Cluster:
         quarter of its samples/s while the process came up."""
         self._notices().start()
 
-    def start_relay(self, streams: tuple[tuple[str, str], ...] = ()) -> Any:
+    def start_relay(self, streams: tuple[tuple[str, str], ...] = (), batch: int | None = None) -> Any:
         """Start the cluster's relay (``engine.relay``) if it does not run: the process that delivers
         domain events to the entities that react to them and publishes them to ``streams``. Every
         process that connects may call it; the first one's ``streams`` hold."""
-        spec = RelaySpec(replace(self.spec, namespace=self.namespace), streams, self.max_dedicated)
+        spec = RelaySpec(replace(self.spec, namespace=self.namespace), streams, self.max_dedicated, batch)
         handle = RelayActor.options(  # type: ignore[attr-defined]  # @ray.remote
             name=RELAY_NAME,
             namespace=self.namespace,

@@ -28,6 +28,7 @@ class RelaySpec:
     hosts: HostSpec  # the cluster's: its store, every kind (shared and dedicated) and its namespace
     streams: tuple[tuple[str, str], ...] = ()  # ("module:function", url) of each outside stream
     max_dedicated: int | None = None
+    batch: int | None = None  # events a consumer reads a step (None: engine.relay.BATCH)
 
 
 @ray.remote
@@ -47,6 +48,7 @@ class RelayActor:
             self._cluster.ask,
             subscriptions(kinds),
             streams=streams,  # type: ignore[arg-type]  # each opener answers a Stream
+            **({} if spec.batch is None else {"batch": spec.batch}),
         )
         self._started: asyncio.Task | None = None
 

@@ -92,7 +92,7 @@ async def main(args: argparse.Namespace) -> None:
                 cluster.kill()
                 best = statistics.median(batch_rates[log])
                 summary.append(
-                    f"{entities:>7,} entities | {log:>3} | {best:>9,.0f} | {peer:>7,.0f} | {best / peer:>6.1f}x"
+                    f"{entities:>7,} entities | {log:>4} | {best:>9,.0f} | {peer:>7,.0f} | {best / peer:>6.1f}x"
                     f" | {metrics['journal_entries'] / max(1, metrics['journal_commits']):,.0f}"
                 )
     ray.shutdown()
@@ -117,8 +117,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--commit-log", nargs="+", choices=["on", "off"], default=["off", "on"],
-        help="SQLite's commit log on, off or both (interleaved rounds)",
+        "--commit-log", nargs="+", choices=["auto", "on", "off"], default=["off", "auto"],
+        help="SQLite's commit log modes to compare (interleaved rounds)",
     )  # fmt: skip
     return parser.parse_args(argv)
 

@@ -22,6 +22,7 @@ import ray
 
 from engine.cluster import Cluster
 from engine.ray_host import HostSpec
+from engine.relay import BATCH
 from persistence import open_store
 
 KINDS = ("loadtest.bench_entities:Ticker", "loadtest.bench_entities:Counter")
@@ -112,7 +113,7 @@ def _nats_up(host: str = "127.0.0.1", port: int = 4222) -> bool:
 async def main(args: argparse.Namespace) -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     with tempfile.TemporaryDirectory() as folder:
-        store_url = f"sqlite:///{folder}/events.db"
+        store_url = f"sqlite:///{folder}/events.db?commit_log={args.commit_log}"
         namespace = f"events-{uuid.uuid4().hex[:6]}"
         spec = HostSpec(store_url, KINDS, hosts=2, open_store="persistence:open_store", namespace=namespace)
         cluster = Cluster(spec, namespace=namespace)
@@ -131,10 +132,10 @@ async def main(args: argparse.Namespace) -> None:
                 started = time.perf_counter()
                 await _emit(cluster, args.sources, args.per_source, counters, args.per_call)
                 emitted = time.perf_counter() - started
-                relay = cluster.start_relay()
+                relay = cluster.start_relay(batch=args.relay_batch)
                 started = time.perf_counter()
             else:
-                relay = cluster.start_relay()
+                relay = cluster.start_relay(batch=args.relay_batch)
                 assert await relay.settle.remote(60)
                 started = time.perf_counter()
                 await _emit(cluster, args.sources, args.per_source, counters, args.per_call)
@@ -150,7 +151,8 @@ async def main(args: argparse.Namespace) -> None:
         rate, direct_rate = events / elapsed, events / direct
         print(
             f"\n{events:,} events from {args.sources:,} sources ({args.per_call} per message) to {args.counters:,}"
-            f" counters, 2 shared hosts, journal on SQLite\n"
+            f" counters, 2 shared hosts, journal on SQLite (commit log {args.commit_log}),"
+            f" {args.relay_batch or BATCH:,} events a relay step\n"
             f"  Arena, durable (emitted in the journal commit, relayed, applied once): {elapsed:.2f} s,"
             f" {rate:,.0f} events/s (emitting took {emitted:.2f} s; {tick['deliveries']:,} deliveries)\n"
             f"  peer, the same messages sent straight from memory (chunks of {args.chunk:,}, not durable):"
@@ -172,6 +174,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--backlog", action="store_true", help="emit everything first, then time the relay alone (outbox -> entities)"
     )
+    parser.add_argument("--relay-batch", type=int, default=None, help="events a relay step reads (engine.relay.BATCH)")
+    parser.add_argument("--commit-log", choices=["auto", "on", "off"], default="auto", help="SQLite's commit log")
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="'' skips the JetStream part")
     return parser.parse_args(argv)
 

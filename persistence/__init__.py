@@ -11,7 +11,7 @@ from persistence.sqlite import SQLiteStore
 __all__ = ["open_store", "PostgresStore", "SQLiteStore"]
 
 _ACCEPTED = "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host:port/database"
-_SQLITE_OPTIONS = {"commit_log": {"on": True, "off": False}}
+_COMMIT_LOG = ("auto", "on", "off")
 
 
 def open_store(url: str) -> Store:
@@ -24,12 +24,12 @@ def open_store(url: str) -> Store:
         path, _, query = rest.partition("?")
         if not path.startswith("/") or path == "/":
             raise ValueError(f"a SQLite URL names a file after three slashes; use {_ACCEPTED}")
-        commit_log = True
+        commit_log = "auto"
         for option in filter(None, query.split("&")):  # ?commit_log=off: every batch straight into the journal
             name, _, value = option.partition("=")
-            if name not in _SQLITE_OPTIONS or value not in _SQLITE_OPTIONS[name]:
-                raise ValueError(f"unknown SQLite URL option {option!r}; the one option is commit_log=on|off")
-            commit_log = _SQLITE_OPTIONS[name][value]
+            if name != "commit_log" or value not in _COMMIT_LOG:
+                raise ValueError(f"unknown SQLite URL option {option!r}; the one option is commit_log=auto|on|off")
+            commit_log = value
         return SQLiteStore(path[1:], commit_log=commit_log)
     if scheme in ("postgresql", "postgres"):
         return PostgresStore(url)

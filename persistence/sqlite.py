@@ -21,7 +21,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -40,6 +40,7 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_COMMIT_LOG = ("auto", "on", "off")
 _BUSY_TIMEOUT_MS = 10_000
 _WAL_CHECKPOINT_PAGES = 10_000  # ~40 MiB of WAL between checkpoints
 _CACHE_KIB = 64 * 1024
@@ -52,14 +53,13 @@ _LOG_SEGMENTS = 32
 # (a fold of 100,000 entries over 10,000 entities takes ~120 ms here; the next commit waits for it).
 _FOLD_ENTRIES = 100_000
 _FOLD_AGE_S = 2.0
-# A fold that joined fewer than this many entries a row found the entities too spread out for the
-# log to pay (each entry is written twice): the store writes straight into the journal for a while.
+# The log pays only if a fold joins runs: a store logs wide batches while, over the last
+# _FOLD_ENTRIES entries of them, an entity had at least this many on average (else each entry
+# is written twice for nothing: 100,000 athletes each once in a fold is 0.8x the journal alone).
 _FOLD_GAIN = 2.0
-_DIRECT_S = 30.0
 _VOUCHED = 500_000  # entities a store vouches for from memory; past it, it forgets them all and probes
 
 _INSERT_LOG = "INSERT INTO journal_log (owner, segments) VALUES (?, ?)"
-_SELECT_CLAIM = "SELECT owner FROM journal_claims WHERE kind = ? AND entity_id = ?"
 _UPSERT_CLAIM = (
     "INSERT INTO journal_claims (kind, entity_id, owner) VALUES (?, ?, ?)"
     " ON CONFLICT (kind, entity_id) DO UPDATE SET owner = excluded.owner"
@@ -119,15 +119,18 @@ _INSERT_DEAD_LETTER = (
 class SQLiteStore:
     name = "sqlite"
 
-    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", commit_log: bool = True) -> None:
-        """``commit_log=False``: every batch straight into the journal, as before the log (for comparison)."""
+    def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", commit_log: str = "auto") -> None:
+        """``commit_log``: ``"auto"`` logs wide batches while their entities repeat enough for folds to
+        join runs, ``"on"`` always, ``"off"`` never (every batch straight into the journal, as before)."""
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, not {synchronous!r}")
         self.path = Path(path)
         self._synchronous = synchronous.upper()
         self._worker: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
-        self._claims = _Claims(_LOG_SEGMENTS if commit_log else None)
+        if commit_log not in _COMMIT_LOG:
+            raise ValueError(f"commit_log must be one of {', '.join(_COMMIT_LOG)}, not {commit_log!r}")
+        self._claims = _Claims(None if commit_log == "off" else _LOG_SEGMENTS, always=commit_log == "on")
         self._folding: asyncio.Future | None = None
 
     async def open(self) -> None:
@@ -335,26 +338,42 @@ class _Claims:
     last saw, the last seq it journaled of each entity it claimed (what it vouches for without a
     query), and what it logged since its last fold."""
 
-    def __init__(self, log_segments: int | None) -> None:
-        self.log_segments = log_segments  # a batch of more segments is logged; None: never
+    def __init__(self, log_segments: int | None, always: bool = False) -> None:
+        self.log_segments = log_segments  # a batch of more segments may be logged; None: never
+        self.always = always  # log every such batch, whatever ``observe`` finds
         self.owner = os.urandom(8).hex()
         self.generation = -1
         self.last_seq: dict[tuple[str, str], int] = {}
         self.logged = 0  # entries
         self.logged_since = 0.0
         self.pending: set[tuple[str, str]] = set()  # the entities of those entries
-        self.direct_until = 0.0  # the log did not pay: straight into the journal until then
+        self.logging = always  # whether wide batches go to the log (decided by ``observe``)
+        self.window: set[tuple[str, str]] = set()  # the entities of the wide batches observed...
+        self.window_entries = 0  # ...and their entries
 
-    def log(self, segments: int) -> bool:
-        """Whether a batch of ``segments`` goes to the log."""
-        return self.log_segments is not None and segments > self.log_segments and time.monotonic() >= self.direct_until
+    @property
+    def on(self) -> bool:
+        """Whether this store may log (``commit_log=False``: never, and no claims: the journal as before)."""
+        return self.log_segments is not None
 
-    def folded(self, rows: int, entries: int) -> None:
+    def wide(self, segments: list[Segment]) -> bool:
+        return self.log_segments is not None and len(segments) > self.log_segments
+
+    def observe(self, keys: Iterable[tuple[str, str]], entries: int) -> None:
+        """A wide batch of ``entries`` for the entities ``keys`` was written: over each fold's worth of
+        them, decide whether their entities repeat enough for a fold to join runs (then they go to the
+        log) or not (straight into the journal)."""
+        self.window.update(keys)
+        self.window_entries += entries
+        if self.window_entries >= _FOLD_ENTRIES:
+            self.logging = self.always or self.window_entries >= _FOLD_GAIN * len(self.window)
+            self.window.clear()
+            self.window_entries = 0
+
+    def folded(self) -> None:
         """A fold of this store's committed: nothing of its own is pending."""
         self.logged = 0
         self.pending.clear()
-        if rows and entries / rows < _FOLD_GAIN:
-            self.direct_until = time.monotonic() + _DIRECT_S
 
     def fold_due(self) -> bool:
         return self.logged >= _FOLD_ENTRIES or (self.logged > 0 and time.monotonic() - self.logged_since >= _FOLD_AGE_S)
@@ -369,8 +388,13 @@ def _append(
 ) -> None:
     # Packed before the write lock is taken: other processes wait only for the writes.
     segments = pack_segments(entries)
-    logged = pack(segments) if claims.log(len(segments)) else None
-    journaled = _in_transaction(conn, _write, claims, segments, logged, len(entries), reminders, events)
+    wide = claims.wide(segments)
+    logged = pack(segments) if wide and claims.logging else None
+    journaled, unclaimed = _in_transaction(conn, _write, claims, segments, logged, len(entries), reminders, events)
+    if wide:
+        claims.observe(journaled, len(entries))
+    for key in unclaimed:  # written straight into the journal, not claimed: not vouched for
+        del journaled[key]
     if len(claims.last_seq) + len(journaled) > _VOUCHED:
         claims.last_seq.clear()
     claims.last_seq.update(journaled)  # once durable
@@ -389,8 +413,8 @@ def _write(
     count: int,
     reminders: Sequence[Reminder],
     events: Sequence[EventRecord],
-) -> dict[tuple[str, str], int]:
-    journaled = _vouch(conn, claims, segments, count) if segments else {}
+) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
+    journaled, unclaimed = _vouch(conn, claims, segments, count, logged is not None) if segments and claims.on else ({}, set())
     try:
         if logged is None:
             conn.executemany(_INSERT_SEGMENT, segments)
@@ -409,16 +433,17 @@ def _write(
         latest = {(reminder.kind, reminder.entity_id): reminder.due for reminder in reminders}
         conn.executemany(_UPSERT_REMINDER, ((*key, due) for key, due in latest.items() if due is not None))
         conn.executemany(_DELETE_REMINDER, (key for key, due in latest.items() if due is None))
-    return journaled
+    return journaled, unclaimed
 
 
 def _vouch(
-    conn: sqlite3.Connection, claims: _Claims, segments: list[Segment], count: int
-) -> dict[tuple[str, str], int]:
-    """Each entity's last seq once ``segments`` are written; raises ``JournalConflict`` if one shares a
-    seq with what is journaled or logged. The log is not in the journal's key, so the trigger cannot
-    see it: a store vouches for the entities it claimed and wrote past (no query), and probes the
-    others after folding the log when another store may have logged them."""
+    conn: sqlite3.Connection, claims: _Claims, segments: list[Segment], count: int, logging: bool
+) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
+    """Check ``segments`` against what is journaled or logged (``JournalConflict`` if one shares a seq);
+    answer each entity's last seq once they are written, and the entities this store leaves unclaimed. The log is not in
+    the journal's key, so the trigger cannot see it: a store vouches for the entities it claimed and
+    wrote past (no query) and checks the others, folding the log first where another store claimed
+    them (its log may hold them)."""
     generation = conn.execute(_GENERATION).fetchone()[0]
     if generation != claims.generation:  # a store took a claim over or an entity was deleted: check again
         claims.last_seq.clear()
@@ -434,34 +459,55 @@ def _vouch(
         if last is None or segment[2] <= last:
             unsure.append(segment)
         journaled[key] = segment[3]
-    if unsure:
-        _probe(conn, claims, unsure, count)
-    return journaled
+    return journaled, _probe(conn, claims, unsure, count, logging) if unsure else set()
 
 
-def _probe(conn: sqlite3.Connection, claims: _Claims, unsure: list[Segment], count: int) -> None:
+def _probe(
+    conn: sqlite3.Connection, claims: _Claims, unsure: list[Segment], count: int, logging: bool
+) -> set[tuple[str, str]]:
+    """Check the segments this store cannot vouch for; answer the entities it leaves unclaimed."""
     keys = list(dict.fromkeys(segment[:2] for segment in unsure))
-    owners = [row[0] for key in keys if (row := conn.execute(_SELECT_CLAIM, key).fetchone()) is not None]
+    anyone = conn.execute("SELECT 1 FROM journal_claims LIMIT 1").fetchone() is not None
+    owners = _owners(conn, keys) if anyone else {}
     if owners:  # claimed: the claimer's log may hold its seqs (an entity never claimed was never logged)
         _fold(conn)
-    for kind, entity_id, first_seq, last_seq, _ in unsure:
-        if conn.execute(_OVERLAP, (kind, entity_id, first_seq, last_seq)).fetchone() is not None:
-            raise JournalConflict(
-                f"the journal already holds a seq of {kind} {entity_id!r} in {first_seq}..{last_seq}"
-                f" (a batch of {count} entries); nothing was written"
-            )
-    conn.executemany(_UPSERT_CLAIM, ((kind, entity_id, claims.owner) for kind, entity_id in keys))
-    if any(owner != claims.owner for owner in owners):  # taken over: the old claimer must not vouch again
+    if logging:  # the journal's trigger will not see them: probe, and claim them all
+        for kind, entity_id, first_seq, last_seq, _ in unsure:
+            if conn.execute(_OVERLAP, (kind, entity_id, first_seq, last_seq)).fetchone() is not None:
+                raise JournalConflict(
+                    f"the journal already holds a seq of {kind} {entity_id!r} in {first_seq}..{last_seq}"
+                    f" (a batch of {count} entries); nothing was written"
+                )
+        claimed, unclaimed = keys, set()
+    else:  # straight into the journal, whose trigger checks them: only what another store may log is claimed
+        claimed, unclaimed = list(owners), set(keys) - set(owners)
+    conn.executemany(_UPSERT_CLAIM, ((kind, entity_id, claims.owner) for kind, entity_id in claimed))
+    if any(owner != claims.owner for owner in owners.values()):  # taken over: the old claimer must not vouch again
         claims.generation = conn.execute(_BUMP_GENERATION).fetchone()[0]
+    return unclaimed
 
 
-def _fold(conn: sqlite3.Connection) -> tuple[int, int]:
+def _owners(conn: sqlite3.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The claimer of each of ``keys`` that has one: a query per 500, not per entity."""
+    owners: dict[tuple[str, str], str] = {}
+    for start in range(0, len(keys), LOAD_CHUNK):
+        chunk = keys[start : start + LOAD_CHUNK]
+        rows = conn.execute(
+            f"WITH wanted (kind, entity_id) AS (VALUES {', '.join(['(?, ?)'] * len(chunk))})"
+            " SELECT c.kind, c.entity_id, c.owner FROM wanted CROSS JOIN journal_claims AS c"
+            " WHERE c.kind = wanted.kind AND c.entity_id = wanted.entity_id",
+            [value for key in chunk for value in key],
+        )
+        owners.update(((kind, entity_id), owner) for kind, entity_id, owner in rows)
+    return owners
+
+
+def _fold(conn: sqlite3.Connection) -> int:
     """Every logged segment into the journal, in the caller's transaction; an entity's consecutive
-    runs, of however many commits, become one row (up to the segment size). Returns the rows written
-    and the entries they hold."""
+    runs, of however many commits, become one row (up to the segment size). Returns the rows written."""
     rows = conn.execute("SELECT id, segments FROM journal_log ORDER BY id").fetchall()
     if not rows:
-        return 0, 0
+        return 0
     runs: dict[tuple[str, str], list[list]] = {}
     for _, logged in rows:
         for kind, entity_id, first_seq, last_seq, packed in unpack(logged):
@@ -483,15 +529,14 @@ def _fold(conn: sqlite3.Connection) -> tuple[int, int]:
     ]
     conn.executemany(_INSERT_SEGMENT, folded)
     conn.execute("DELETE FROM journal_log WHERE id <= ?", (rows[-1][0],))
-    return len(folded), sum(row[3] - row[2] + 1 for row in folded)
+    return len(folded)
 
 
 def _fold_pending(conn: sqlite3.Connection, claims: _Claims) -> None:
     """Fold the log if it holds anything: before a read of the journal, readers see every durable entry."""
     if conn.execute("SELECT 1 FROM journal_log LIMIT 1").fetchone() is not None:
-        claims.folded(*_in_transaction(conn, _fold))
-    else:
-        claims.folded(0, 0)
+        _in_transaction(conn, _fold)
+    claims.folded()
 
 
 def _fold_for(conn: sqlite3.Connection, claims: _Claims, kind: str, entity_ids: Sequence[str]) -> None:

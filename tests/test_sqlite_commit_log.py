@@ -35,7 +35,7 @@ def rows(path: Path, table: str) -> int:
 
 async def test_many_commits_across_many_entities_fold_into_one_row_per_entity(tmp_path: Path) -> None:
     path = tmp_path / "arena.db"
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, commit_log="on")
     await store.open()
     try:
         for seq in range(1, 21):
@@ -50,7 +50,7 @@ async def test_many_commits_across_many_entities_fold_into_one_row_per_entity(tm
 
 async def test_a_fold_keeps_each_row_under_the_segment_size(tmp_path: Path) -> None:
     path = tmp_path / "arena.db"
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, commit_log="on")
     await store.open()
     try:
         for seq in range(1, 6):  # athlete-0 gets 300 kB a commit: five commits are 1.5 MB, two rows
@@ -81,7 +81,7 @@ def test_a_host_killed_before_its_fold_loses_nothing(tmp_path: Path) -> None:
         persistence.sqlite._FOLD_AGE_S = 3600.0
 
         async def main():
-            store = SQLiteStore({str(path)!r})
+            store = SQLiteStore({str(path)!r}, commit_log="on")
             await store.open()
             for seq in (1, 2, 3):
                 await store.append([JournalEntry("tally", f"athlete-{{n}}", seq, "record", b"x", 1.0) for n in range(100)])
@@ -104,3 +104,31 @@ def test_a_host_killed_before_its_fold_loses_nothing(tmp_path: Path) -> None:
     loaded = asyncio.run(read())
     assert all([e.seq for e in journal] == [1, 2, 3] for _, journal in loaded.values())
     assert rows(path, "journal_log") == 0
+
+
+async def test_by_default_a_store_logs_only_the_batches_whose_entities_repeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``commit_log="auto"``: over each fold's worth of wide batches (1,000 entries here) the store
+    counts their entities; it logs while each had two entries or more on average, since a fold then
+    joins runs, and writes straight into the journal otherwise (each entry would be written twice)."""
+    monkeypatch.setattr(persistence.sqlite, "_FOLD_ENTRIES", 1_000)
+    path = tmp_path / "arena.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        for seq in range(1, 11):  # 100 athletes, 10 entries each in 1,000: it starts logging after them
+            await store.append(batch(seq))
+        await store.append(batch(11))
+        assert rows(path, "journal_log") == 1
+        for seq in range(12, 32):  # now 40,000 others, once each: 0.025 entries an athlete in 1,000
+            for part in range(40):
+                entries = [JournalEntry("tally", f"once-{seq}-{part}-{n}", 1, "once", b"\x80", 1.0) for n in range(50)]
+                await store.append(entries)
+        await store.entity_ids("tally")  # folds what is logged
+        assert rows(path, "journal_log") == 0
+        await store.append([JournalEntry("tally", f"late-{n}", 1, "once", b"\x80", 1.0) for n in range(50)])
+        assert rows(path, "journal_log") == 0  # back to the journal itself
+        assert [e.seq for e in await store.read_journal("tally", "athlete-3")] == list(range(1, 12))
+    finally:
+        await store.close()
