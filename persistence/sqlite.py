@@ -173,6 +173,8 @@ class SQLiteStore:
                 self._folding = asyncio.ensure_future(self._fold())
 
     async def _fold(self) -> None:
+        if self._worker is None:  # closed meanwhile: close folded
+            return
         try:
             await self._run("fold the commit log", _fold_pending, self._claims)
         except StoreError as error:  # the log stays; the next fold or read folds it
