@@ -355,7 +355,7 @@ class _Claims:
 
     @property
     def on(self) -> bool:
-        """Whether this store may log (``commit_log=False``: never, and no claims: the journal as before)."""
+        """Whether this store may log (``commit_log="off"``: never, and no claims: the journal as before)."""
         return self.log_segments is not None
 
     def wide(self, segments: list[Segment]) -> bool:
@@ -416,7 +416,10 @@ def _write(
     reminders: Sequence[Reminder],
     events: Sequence[EventRecord],
 ) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
-    journaled, unclaimed = _vouch(conn, claims, segments, count, logged is not None) if segments and claims.on else ({}, set())
+    journaled: dict[tuple[str, str], int] = {}
+    unclaimed: set[tuple[str, str]] = set()
+    if segments and claims.on:
+        journaled, unclaimed = _vouch(conn, claims, segments, count, logged is not None)
     try:
         if logged is None:
             conn.executemany(_INSERT_SEGMENT, segments)
@@ -442,10 +445,10 @@ def _vouch(
     conn: sqlite3.Connection, claims: _Claims, segments: list[Segment], count: int, logging: bool
 ) -> tuple[dict[tuple[str, str], int], set[tuple[str, str]]]:
     """Check ``segments`` against what is journaled or logged (``JournalConflict`` if one shares a seq);
-    answer each entity's last seq once they are written, and the entities this store leaves unclaimed. The log is not in
-    the journal's key, so the trigger cannot see it: a store vouches for the entities it claimed and
-    wrote past (no query) and checks the others, folding the log first where another store claimed
-    them (its log may hold them)."""
+    answer each entity's last seq once they are written, and the entities this store leaves
+    unclaimed. The log is not in the journal's key, so the trigger cannot see it: a store vouches for
+    the entities it claimed and wrote past (no query) and checks the others, folding the log first
+    where another store claimed them (its log may hold them)."""
     generation = conn.execute(_GENERATION).fetchone()[0]
     if generation != claims.generation:  # a store took a claim over or an entity was deleted: check again
         claims.last_seq.clear()
