@@ -3,6 +3,7 @@ against unbatched throughput of the same model (one replica), printed as a ratio
 
     .venv/bin/python -m loadtest.bench_reco                      # 3,000-athlete community, 20 s at 200/s
     .venv/bin/python -m loadtest.bench_reco --rate 200 --seconds 10 --users 1000
+    .venv/bin/python -m loadtest.bench_reco --extra-people 1000000   # a catalogue of a million people
 
 Requests go through a deployment handle, as the API sends them (the API's own HTTP cost is measured
 by loadtest/bench_ingress.py). Each asks for 30 people of a random known athlete.
@@ -58,12 +59,36 @@ async def _throughput(handle, method: str, users: list[str], concurrency: int, s
     return done / (time.perf_counter() - started)
 
 
+def _widened(model, people: int):
+    """``model`` with ``people`` more people to recommend, their vectors drawn like the trained ones'
+    (the search's cost is what is measured: a matrix product over every person, then a top-k)."""
+    from engine.recommend.model import Model
+
+    rng = np.random.default_rng(3)
+    trained = model.item_vectors
+    extra = rng.normal(trained.mean(axis=0), trained.std(axis=0), (people, trained.shape[1])).astype(np.float32)
+    return Model(
+        items=[*model.items, *(f"user:extra-{n}" for n in range(people))],
+        item_vectors=np.concatenate([trained, extra]),
+        users=model.users,
+        user_vectors=model.user_vectors,
+        features=model.features,
+        feature_vectors=model.feature_vectors,
+        never=model.never,
+        ends=model.ends,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--extra-people", type=int, default=0,
+        help="people added to the model's catalogue with random vectors (how batching fares with 10^5-10^6 items)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     import ray
@@ -75,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
 
     data = build(community(args.users))
     model = train(data, epochs=10)
+    if args.extra_people:
+        model = _widened(model, args.extra_people)
     folder = tempfile.mkdtemp(prefix="bench-reco-")
     registry = Registry(folder)
     registry.promote(registry.save(model, {}))
