@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test bench-engine bench-reco bench-fanout bench-events bench-groups bench-segments bench-challenge bench-race bench-board bench-fairplay bench-mqtt bench-ingress bench-push load-athletes load-join-surge load-spectators load-devices load-race-day setup system postgis clean
+.PHONY: run test bench-engine bench-store bench-reco bench-fanout bench-events bench-groups bench-segments bench-challenge bench-race bench-board bench-fairplay bench-mqtt bench-ingress bench-push load-athletes load-join-surge load-spectators load-devices load-race-day setup system postgis clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ test: $(STAMP) system
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m loadtest.bench_engine
+
+bench-store: $(STAMP)
+	$(BIN)/python -m loadtest.bench_store
 
 bench-reco: $(STAMP)
 	$(BIN)/python -m loadtest.reco_eval
