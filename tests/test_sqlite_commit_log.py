@@ -132,3 +132,21 @@ async def test_by_default_a_store_logs_only_the_batches_whose_entities_repeat(
         assert [e.seq for e in await store.read_journal("tally", "athlete-3")] == list(range(1, 12))
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("sizes", [(1, 1), (15, 1), (8, 8), (16, 3), (65_535, 1), (40_000, 30_000), (3, 70_000, 2)])
+def test_runs_join_into_one_without_unpacking_across_every_msgpack_array_header(sizes: tuple[int, ...]) -> None:
+    """A fold joins runs byte-wise (fixarray, array16 and array32 headers, and crossing between them)."""
+    from engine.codec import pack, unpack
+    from persistence.segments import join_entries
+
+    runs = [[["m", bytes([n % 256]), float(n), 1] for n in range(start, start + size)] for start, size in
+            zip([sum(sizes[:i]) for i in range(len(sizes))], sizes, strict=True)]  # fmt: skip
+    assert unpack(join_entries([pack(run) for run in runs])) == [entry for run in runs for entry in run]
+
+
+def test_a_run_that_is_not_an_array_is_refused() -> None:
+    from persistence.segments import join_entries
+
+    with pytest.raises(ValueError, match="not a msgpack array"):
+        join_entries([b"\x91\x01", b"\x81\xa1a\x01"])
