@@ -272,7 +272,7 @@ async def _arena(riders: Riders, seconds: list[np.ndarray], args: argparse.Names
     ]
     with tempfile.TemporaryDirectory() as folder:
         cluster = Cluster(
-            HostSpec(f"sqlite:///{folder}/race.db", KINDS, hosts=1, open_store=OPEN_STORE),
+            HostSpec(f"sqlite:///{folder}/race.db?commit_log={args.commit_log}", KINDS, hosts=1, open_store=OPEN_STORE),
             namespace=f"race-{uuid.uuid4().hex[:8]}",
         )
         cluster.start_notices()  # as serve.context.connect does: not at the gun
@@ -564,6 +564,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--fields", type=int, nargs="+", default=[10_000, 50_000], help="riders per race (one race each)"
     )
     parser.add_argument("--seconds", type=int, default=60, help="simulated seconds sent as fast as possible")
+    parser.add_argument("--commit-log", choices=["auto", "on", "off"], default="auto", help="SQLite's commit log")
     parser.add_argument("--batch", type=int, default=5_000, help="samples per ingest call")
     parser.add_argument("--window", type=int, default=4, help="ingest calls in flight")
     parser.add_argument("--live-seconds", type=int, default=20, help="seconds paced in real time for freshness")
