@@ -25,10 +25,13 @@ from pathlib import Path
 __all__ = [
     "DEVICE_TOPICS",
     "HUB_USER",
+    "LANES",
     "PasswordFile",
     "acl_text",
     "broker_of",
     "device_topics",
+    "lane_of",
+    "lanes_of",
     "reload",
     "reload_brokers",
     "running_broker",
@@ -42,10 +45,43 @@ DEVICE_TOPICS = "arena/v1/devices"
 _TIMEOUT = 10.0
 
 
-def device_topics(device_id: str) -> dict[str, str]:
-    """The v1 topics of one device: what it publishes and what it subscribes to."""
+# The race lanes of the race-keyed telemetry topic. Part of the topic contract (a device is told
+# its topic when it is bound to a race), so it does not follow the number of hubs: hubs split lanes.
+LANES = 64
+
+
+def device_topics(device_id: str, race_id: str | None = None) -> dict[str, str]:
+    """The v1 topics of one device: what it publishes and what it subscribes to.
+
+    Bound to a race, a device's telemetry goes to ``.../telemetry/{lane_of(race)}``, which
+    only the hubs of that lane hear (docs/mqtt.md, "Race lanes"); unbound, or from a device
+    that predates lanes, ``.../telemetry`` reaches every hub of its broker and works the same.
+    """
     base = f"{DEVICE_TOPICS}/{device_id}"
-    return {"telemetry": f"{base}/telemetry", "status": f"{base}/status", "downlink": f"{base}/downlink"}
+    telemetry = f"{base}/telemetry" if race_id is None else f"{base}/telemetry/{lane_of(race_id)}"
+    return {"telemetry": telemetry, "status": f"{base}/status", "downlink": f"{base}/downlink"}
+
+
+def lane_of(race_id: str) -> int:
+    """The lane of a race's telemetry topic (stable: crc32 of its id, modulo ``LANES``)."""
+    return zlib.crc32(race_id.encode()) % LANES
+
+
+def lanes_of(member: int, members: int, per_race: int = 2) -> list[int]:
+    """The lanes that hub process ``member`` of a broker's ``members`` subscribes to.
+
+    Lane ``l`` is heard by ``per_race`` hubs, members ``l``, ``l + 1``, ... (mod ``members``),
+    which split it (a shared subscription per lane): each race's samples reach that many hubs
+    of a broker instead of all of them, so a race gets that many ingest messages (journal
+    rows) per batch window, whatever the number of hubs, and one hub may die without the
+    lane going deaf.
+    """
+    if not 0 <= member < members:
+        raise ValueError(f"member is 0 to {members - 1}, not {member}")
+    if per_race < 1:
+        raise ValueError(f"per_race must be at least 1, got {per_race}")
+    reach = min(per_race, members)
+    return [lane for lane in range(LANES) if (member - lane) % members < reach]
 
 
 def broker_of(device_id: str, brokers: int) -> int:
@@ -144,10 +180,13 @@ def acl_text(hub_user: str = HUB_USER) -> str:
 
     Mosquitto authorises a shared subscription (``$share/group/filter``) against
     its filter, so the hub's ``arena/v1/#`` covers ``$share/hub/arena/v1/devices/+/telemetry``.
+    Each race lane is a line of its own: the broker itself refuses a lane that does not exist
+    (MQTT 5's "not authorized"), which no hub would hear.
     """
     return (
         f"pattern write {DEVICE_TOPICS}/%u/telemetry\n"
-        f"pattern write {DEVICE_TOPICS}/%u/status\n"
+        + "".join(f"pattern write {DEVICE_TOPICS}/%u/telemetry/{lane}\n" for lane in range(LANES))
+        + f"pattern write {DEVICE_TOPICS}/%u/status\n"
         f"pattern read {DEVICE_TOPICS}/%u/downlink\n"
         "\n"
         f"user {hub_user}\n"

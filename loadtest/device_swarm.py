@@ -9,8 +9,9 @@ shards the devices over several such processes, and ``--brokers`` spreads them o
 broker shards as Arena does (``connectors.mosquitto.broker_of``).
 
 A device samples at ``--rate`` Hz and publishes every ``--samples-per-message``
-samples, msgpack ``{"race": id, "samples": [...]}`` at QoS 1 to
-``arena/v1/devices/{id}/telemetry``; its last will is ``{"state": "offline"}``,
+samples, msgpack ``{"race": id, "samples": [...]}`` at QoS 1 to its race's lane,
+``arena/v1/devices/{id}/telemetry/{lane}`` (what binding tells a device; ``--device-keyed``:
+``.../telemetry``, as devices did before race lanes); its last will is ``{"state": "offline"}``,
 retained on ``.../status``. Athletes follow a loop route with their own pace
 (slowly changing), heart rate drifting up with noise and ±5 m GPS noise; some
 devices drop out for a few seconds and come back on a new connection, resuming
@@ -45,7 +46,7 @@ import msgpack
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connectors.mosquitto import broker_of
+from connectors.mosquitto import broker_of, device_topics
 from loadtest.mqtt_wire import Link, connect_packet, topic
 
 TOPIC = "arena/v1/devices/{}/{}"
@@ -140,9 +141,9 @@ class _Device:
         "id", "athlete", "topic", "status", "hello", "broker", "buffer", "offline_until", "link", "connected", "due"
     )  # fmt: skip
 
-    def __init__(self, device_id: str, athlete: Athlete, broker: tuple[str, int], hello: bytes) -> None:
+    def __init__(self, device_id: str, athlete: Athlete, broker: tuple[str, int], hello: bytes, telemetry: str) -> None:
         self.id, self.athlete, self.broker, self.hello = device_id, athlete, broker, hello
-        self.topic = topic(TOPIC.format(device_id, "telemetry"))
+        self.topic = topic(telemetry)
         self.status = topic(TOPIC.format(device_id, "status"))
         self.buffer: list[dict] = []
         self.offline_until = 0.0
@@ -199,7 +200,8 @@ async def _shard(args: argparse.Namespace, first: int, count: int, report: multi
             keepalive=keepalive,
         )
         broker = shards[broker_of(device_id, len(shards))]
-        devices.append(_Device(device_id, athlete(rng, args.cheaters), broker, hello))
+        telemetry = device_topics(device_id, None if args.device_keyed else args.race)["telemetry"]
+        devices.append(_Device(device_id, athlete(rng, args.cheaters), broker, hello, telemetry))
     race, spm = args.race, args.samples_per_message
     for device in devices:
         # The first message after 1 … spm samples, then every spm: devices that all started
@@ -355,6 +357,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=1883)
     p.add_argument("--brokers", default=None, help="host:port,... broker shards; a device goes to broker_of(its id)")
     p.add_argument("--race", default="race", help="race id in every message")
+    p.add_argument(
+        "--device-keyed",
+        action="store_true",
+        help="publish to .../telemetry, not the race's lane (devices before lanes)",
+    )
     p.add_argument("--prefix", default="dev-", help="device ids are PREFIX + index (also their MQTT username)")
     p.add_argument("--first", type=int, default=0, help="index of the first device")
     p.add_argument("--password", default=None, help="one password for every device (none: anonymous)")
@@ -499,7 +506,7 @@ def _locust_users() -> None:
                 return
             body = {"race": self.race, "samples": [self.athlete.sample(self.route, time.time(), 1.0, self.rng)]}
             started = time.perf_counter()
-            info = self.client.publish(TOPIC.format(self.id, "telemetry"), msgpack.packb(body), qos=1)
+            info = self.client.publish(device_topics(self.id, self.race)["telemetry"], msgpack.packb(body), qos=1)
             error = None
             try:
                 info.wait_for_publish(self.PUBACK_S)

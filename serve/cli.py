@@ -219,12 +219,34 @@ def _start_demo(settings, url: str, athletes: int):
 LOCAL_BROKER = "mqtt://127.0.0.1:1883"  # the hubs' broker when ARENA_MQTT_URL is unset
 
 
+_MEMBER_NEEDS_SHARE = "--member needs --share: the hubs of a lane split it through a shared subscription"
+
+
+def _member(text: str) -> tuple[int, int]:
+    """``J/K``: hub process J (0-based) of the K that share each broker."""
+    j, slash, k = text.partition("/")
+    try:
+        member = (int(j), int(k))
+    except ValueError:
+        member = (-1, 0)
+    if not slash or not 0 <= member[0] < member[1]:
+        raise argparse.ArgumentTypeError(f"J/K with 0 <= J < K (hub J of K), not {text!r}")
+    return member
+
+
 def _no_such_broker(broker: int, brokers: int) -> str:
     return f"--broker is 0 to {brokers - 1} (ARENA_MQTT_URL lists {brokers} brokers), not {broker}"
 
 
 def build_hubs(
-    settings, cluster, *, broker: int | None = None, client_id: str | None = None, share: str | None = None
+    settings,
+    cluster,
+    *,
+    broker: int | None = None,
+    client_id: str | None = None,
+    share: str | None = None,
+    member: tuple[int, int] | None = None,
+    hubs_per_race: int = 2,
 ) -> list:
     """The MQTT hubs of ``settings``: one per broker in ``ARENA_MQTT_URL`` (or only broker ``broker``).
 
@@ -233,13 +255,15 @@ def build_hubs(
     ``ARENA_MQTT_HUB_PASSWORD`` is the password of user ``arena-hub`` unless a URL names another user.
     ``share``: the shared-subscription group of several hub processes per broker; None: each hub
     holds a plain subscription, which the broker keeps across its own restarts.
+    ``member``: ``(j, k)``, this process is hub ``j`` of the ``k`` hub processes of ``share`` on each
+    broker, and hears only the race lanes ``lanes_of(j, k, hubs_per_race)``; None: every lane.
     """
     import socket
 
     from pydantic import TypeAdapter
 
     from actors.race_client import RaceClient
-    from connectors.mosquitto import HUB_USER
+    from connectors.mosquitto import HUB_USER, lanes_of
     from connectors.mqtt import Hub
     from serve.settings import MqttUrl
 
@@ -247,7 +271,10 @@ def build_hubs(
     n = len(brokers)
     if broker is not None and not 0 <= broker < n:
         raise ValueError(_no_such_broker(broker, n))
-    base = client_id or f"arena-hub-{socket.gethostname()}"
+    if member is not None and share is None:
+        raise ValueError(_MEMBER_NEEDS_SHARE)  # plain subscriptions would give each lane to every member, twice
+    lanes = None if member is None else lanes_of(*member, hubs_per_race)
+    base = client_id or f"arena-hub-{socket.gethostname()}" + ("" if member is None else f"-m{member[0]}")
     hub_password = settings.mqtt_hub_password.get_secret_value() if settings.mqtt_hub_password else None
     races = RaceClient(cluster, host_idle=settings.race_host_idle)  # one per process: what it learned holds for all
     hubs = []
@@ -265,6 +292,7 @@ def build_hubs(
                 password=hub_password if hub_password is not None else url.password,
                 shard=(i, n),
                 group=share,
+                lanes=lanes,
             )
         )
     return hubs
@@ -288,6 +316,9 @@ def _hub(args: argparse.Namespace) -> int:
     if args.broker is not None and not 0 <= args.broker < brokers:
         print(_no_such_broker(args.broker, brokers), file=sys.stderr)
         return 2
+    if args.member is not None and args.share is None:
+        print(_MEMBER_NEEDS_SHARE, file=sys.stderr)
+        return 2
 
     async def run() -> int:
         ray.init(address=settings.ray_address or "auto", namespace=settings.namespace, configure_logging=False)
@@ -295,7 +326,15 @@ def _hub(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
-        hubs = build_hubs(settings, connect(settings), broker=args.broker, client_id=args.client_id, share=args.share)
+        hubs = build_hubs(
+            settings,
+            connect(settings),
+            broker=args.broker,
+            client_id=args.client_id,
+            share=args.share,
+            member=args.member,
+            hubs_per_race=args.hubs_per_race,
+        )
         started = await asyncio.gather(*(hub.start() for hub in hubs), return_exceptions=True)
         failed = [(hub, error) for hub, error in zip(hubs, started, strict=True) if isinstance(error, BaseException)]
         for hub, error in failed:
@@ -304,7 +343,8 @@ def _hub(args: argparse.Namespace) -> int:
         if not failed:
             for hub in running:
                 index, n = hub.shard
-                print(f"MQTT hub {hub.client_id} on {hub.host}:{hub.port}, broker {index} of {n}", flush=True)
+                heard = "every race lane" if hub.lanes is None else f"race lanes {', '.join(map(str, hub.lanes))}"
+                print(f"MQTT hub {hub.client_id} on {hub.host}:{hub.port}, broker {index} of {n}, {heard}", flush=True)
             print("Ctrl-C stops", flush=True)
             await stopping.wait()
         stopped = await asyncio.gather(*(hub.stop() for hub in running), return_exceptions=True)
@@ -710,6 +750,16 @@ def main(argv: list[str] | None = None) -> int:
         help="split each broker's stream with the other hub processes of GROUP (default arena-hub; an MQTT "
         "shared subscription). Without it, each broker has one hub with a plain subscription: Mosquitto 2.0 "
         "restores only those after a restart of its own",
+    )
+    hub.add_argument(
+        "--member",
+        type=_member,
+        metavar="J/K",
+        help="with --share: this process is hub J of the K hub processes on each broker, and hears only its "
+        'race lanes, so each race\'s devices reach --hubs-per-race hubs, not K (docs/mqtt.md, "Race lanes")',
+    )
+    hub.add_argument(
+        "--hubs-per-race", type=_positive, default=2, help="with --member: the hubs that hear each lane (default 2)"
     )
     hub.set_defaults(handler=_hub)
     push = commands.add_parser(

@@ -145,6 +145,24 @@ def test_a_device_publishes_to_its_own_telemetry_and_the_hub_receives_it(broker)
         assert _received(arena) == [(device_topics(device_id)["telemetry"], b'{"race": "r", "samples": []}')]
 
 
+def test_a_bound_device_publishes_on_its_races_lane_and_nowhere_else(broker):
+    device_id, password = _device(broker)
+    other, _ = _device(broker)
+    lane = device_topics(device_id, "race-1")["telemetry"]
+    with hub(broker) as arena, peer(broker.port, device_id, password) as device:
+        assert arena.subscribe("$share/hub.lanes/arena/v1/devices/+/telemetry/+") == 1
+        assert device.connect() == 0
+        assert device.publish(lane, b'{"race": "race-1", "samples": []}') == 0
+        for forged in (
+            f"{lane}0",
+            lane.rpartition("/")[0] + "/07",
+            lane + "/1",
+            device_topics(other, "race-1")["telemetry"],
+        ):
+            assert device.publish(forged, b"forged") == NOT_AUTHORIZED, forged
+        assert _received(arena) == [(lane, b'{"race": "race-1", "samples": []}')]
+
+
 def test_a_device_cannot_publish_as_another_device(broker):
     device_id, password = _device(broker)
     other, _ = _device(broker)
@@ -306,5 +324,7 @@ async def test_binding_my_device_to_a_race_i_joined(client):
     bound = await client.put(f"/devices/{device['id']}/race/{race_id}", headers=headers)
     assert bound.status_code == 200, bound.text
     assert bound.json()["device"]["race_id"] == race_id and isinstance(bound.json()["participant"], int)
+    assert bound.json()["topics"] == device_topics(device["id"], race_id)  # its telemetry on the race's lane
+    assert bound.json()["topics"]["telemetry"] != device["mqtt"]["topics"]["telemetry"]
     unbound = await client.delete(f"/devices/{device['id']}/race", headers=headers)
     assert unbound.json()["race_id"] is None

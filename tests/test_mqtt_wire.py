@@ -80,7 +80,7 @@ def test_packets_split_anywhere_are_read_whole_and_unknown_ones_skipped():
 def test_the_swarm_publishes_through_arenas_acl_and_a_dropped_device_leaves_its_will(tmp_path):
     for program in ("mosquitto", "mosquitto_passwd"):
         require_program(program, shutil.which(program), "apt-get install mosquitto")
-    from connectors.mosquitto import HUB_USER, PasswordFile, acl_text, running_broker
+    from connectors.mosquitto import HUB_USER, PasswordFile, acl_text, lane_of, running_broker
 
     port = free_port()
     passwords = PasswordFile(tmp_path / "passwd")
@@ -90,11 +90,14 @@ def test_the_swarm_publishes_through_arenas_acl_and_a_dropped_device_leaves_its_
         seen: dict[str, list] = {"telemetry": [], "status": []}
         lock = threading.Lock()
 
+        topics: set[str] = set()
+
         def on_message(client, userdata, message):
-            leaf = message.topic.rsplit("/", 1)[1]
+            leaf = message.topic.split("/")[4]  # telemetry comes on the race's lane: .../telemetry/{lane}
             body = json.loads(message.payload) if leaf == "status" else msgpack.unpackb(message.payload)
             with lock:
                 seen[leaf].append((message.topic.split("/")[3], body))
+                topics.add(message.topic)
 
         subscribed = threading.Event()
         listener = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="listener")
@@ -102,7 +105,7 @@ def test_the_swarm_publishes_through_arenas_acl_and_a_dropped_device_leaves_its_
         listener.on_message = on_message
         listener.on_subscribe = lambda *_: subscribed.set()
         listener.connect("127.0.0.1", port)
-        listener.subscribe("arena/v1/devices/+/+", qos=1)
+        listener.subscribe("arena/v1/devices/#", qos=1)
         listener.loop_start()
         try:
             assert subscribed.wait(10), "the broker never confirmed the listener's subscription"
@@ -136,6 +139,8 @@ def test_the_swarm_publishes_through_arenas_acl_and_a_dropped_device_leaves_its_
     with lock:
         telemetry, status = list(seen["telemetry"]), list(seen["status"])
     assert stats["messages"] - stats["dropouts"] <= len(telemetry) <= stats["messages"]
+    lane = lane_of("r1")  # each device's telemetry on the race's lane, through the devices' ACL
+    assert {t for t in topics if "/telemetry" in t} == {f"arena/v1/devices/w{k}/telemetry/{lane}" for k in range(20)}
     for _, body in telemetry:
         assert body["race"] == "r1" and body["samples"]
         assert all(sample["seq"] >= 1 and sample["t"] > 0 and -90 <= sample["lat"] <= 90 for sample in body["samples"])

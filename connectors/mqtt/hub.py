@@ -8,11 +8,12 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from actors.device import Device
 from actors.race import Race
 from actors.race_client import RaceClient
+from connectors.mosquitto import LANES
 from connectors.mqtt.batching import Batches
 from connectors.mqtt.notices import Notices
 from connectors.mqtt.routes import Lookup, Routes
@@ -35,7 +36,13 @@ OnStatus = Callable[[str, str], Awaitable[None]]
 
 class Hub:
     """One gateway process; several with the same ``group`` split the stream between them
-    (``group=None``: a plain subscription, for the one hub of a broker)."""
+    (``group=None``: a plain subscription, for the one hub of a broker).
+
+    ``lanes``: the race lanes this hub hears (``connectors.mosquitto.lanes_of``), each a
+    shared subscription of its own (group ``{group}.{lane}``), so a race's devices reach only
+    the hubs of its lane; None: every lane, shared by the whole group. Device-keyed telemetry
+    (``.../telemetry``, no lane) and statuses are always shared by the whole group.
+    """
 
     def __init__(
         self,
@@ -57,6 +64,7 @@ class Hub:
         route_ttl: float = 10.0,
         retry_delay: float = 0.5,
         shard: tuple[int, int] = (0, 1),
+        lanes: Sequence[int] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``batch_window`` lengthens up to ``max_batch_window`` to keep this hub's ingest messages (journal
@@ -82,13 +90,21 @@ class Hub:
         # group) is the only kind Mosquitto 2.0 restores from its store after a restart, so a
         # lone hub per broker loses nothing that devices send before it is back (docs/mqtt.md).
         share = f"$share/{group}/" if group else ""
+        topics = [f"{share}{PREFIX}+/{leaf}" for leaf in ("telemetry", "status")]
+        if lanes is None:
+            topics.append(f"{share}{PREFIX}+/telemetry/+")
+        else:
+            if any(not 0 <= lane < LANES for lane in lanes) or len(set(lanes)) != len(lanes):
+                raise ValueError(f"lanes are distinct numbers from 0 to {LANES - 1}")
+            topics += [(f"$share/{group}.{lane}/" if group else "") + f"{PREFIX}+/telemetry/{lane}" for lane in lanes]
+        self.lanes = None if lanes is None else tuple(lanes)
         self._transport = Transport(
             host,
             port,
             self.client_id,
             username=username,
             password=password,
-            topics=[f"{share}{PREFIX}+/{leaf}" for leaf in ("telemetry", "status")],
+            topics=topics,
             on_messages=self._receive,
             on_oversized=self._oversized,
             retry_delay=retry_delay,
@@ -186,7 +202,7 @@ class Hub:
                 try:
                     device_id = device_of(topic, "telemetry")
                 except Drop as drop:
-                    self._drop(None, drop.reason, drop.detail, [(mid, qos)])
+                    self._drop(drop.device, drop.reason, drop.detail, [(mid, qos)])
                     continue
                 if len(senders) >= _SENDERS:
                     senders.clear()
@@ -197,7 +213,7 @@ class Hub:
         """A message far past ``MAX_PAYLOAD``, which the transport read past instead of holding."""
         self.received += 1
         try:
-            device_id: str | None = device_of(topic, topic.rpartition("/")[2])
+            device_id: str | None = device_of(topic, "status" if topic.endswith("/status") else "telemetry")
         except Drop:
             device_id = None
         self._drop(device_id, "oversized", f"a message holds at most {MAX_PAYLOAD} bytes, not {size}", [(mid, qos)])

@@ -18,6 +18,7 @@ import numpy as np
 from msgspec import Meta
 from msgspec.structs import astuple
 
+from connectors.mosquitto import LANES
 from connectors.samples import MAX_SAMPLES_PER_POST
 from engine.telemetry import FIELDS, SAMPLE_DTYPE
 
@@ -31,9 +32,10 @@ MAX_ID = 128
 class Drop(Exception):
     """Bad input: acknowledged, counted under ``reason`` and explained on the downlink."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, device: str | None = None) -> None:
         super().__init__(detail)
         self.reason, self.detail = reason, detail
+        self.device = device  # whom to explain it to, where the refused topic still names its device
 
 
 Row = tuple[Any, ...]  # one sample's readings in FIELDS order
@@ -112,11 +114,20 @@ def pack(rows: list[Row], entries: np.ndarray | int) -> np.ndarray:
 
 
 def device_of(topic: str, leaf: str) -> str:
-    if not topic.startswith(PREFIX) or not topic.endswith("/" + leaf):
+    """The device of ``arena/v1/devices/{id}/{leaf}``; telemetry also comes on a race lane,
+    ``.../telemetry/{lane}`` (``connectors.mosquitto.device_topics``), written as the number it is."""
+    if not topic.startswith(PREFIX):
         raise Drop("topic", f"not an arena/v1 {leaf} topic: {topic[:200]}")
-    device_id = topic[len(PREFIX) : -len(leaf) - 1]
-    if not device_id or len(device_id) > MAX_ID or "/" in device_id:
+    device_id, _, tail = topic[len(PREFIX) :].partition("/")
+    if not device_id or len(device_id) > MAX_ID:
         raise Drop("topic", f"not a device id: {device_id[:200]!r}")
+    if tail != leaf:
+        lane = tail[len(leaf) + 1 :] if leaf == "telemetry" and tail.startswith("telemetry/") else None
+        if lane is None:
+            raise Drop("topic", f"not an arena/v1 {leaf} topic: {topic[:200]}")
+        if not (lane.isascii() and lane.isdigit() and str(int(lane)) == lane and int(lane) < LANES):
+            detail = f"a race lane is a number from 0 to {LANES - 1}, not {lane[:20]!r}"
+            raise Drop("topic", detail, device_id)
     return device_id
 
 

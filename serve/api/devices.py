@@ -96,7 +96,8 @@ async def bind_device(arena: Arena, caller: Caller, device_id: str, race_id: str
     The device entity owns the binding: an unknown id, or someone else's device, is 404;
     a revoked one 409. The race says whether the caller may bind there (in the race, not
     ended) and keeps a copy; a device bound to another race moves here, and that race
-    forgets it. A copy the device then refuses is taken back.
+    forgets it. A copy the device then refuses is taken back. The answer's ``topics`` are the
+    device's for this race: its telemetry on the race's lane.
     """
     if (await _mine(arena, device_id, caller))["revoked"]:
         raise Problem(409, "this device was revoked")
@@ -107,7 +108,8 @@ async def bind_device(arena: Arena, caller: Caller, device_id: str, race_id: str
         await _release(arena, race_id, device_id)
         raise
     await _release(arena, device.pop("moved_from"), device_id)
-    return {"device": device, "participant": participant}
+    # the race's lane: only the hubs of the lane hear it (the device-keyed topic still works)
+    return {"device": device, "participant": participant, "topics": device_topics(device_id, race_id)}
 
 
 async def _release(arena: Arena, race_id: str | None, device_id: str) -> None:
