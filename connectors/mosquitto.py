@@ -73,8 +73,8 @@ def lanes_of(member: int, members: int, per_race: int = 2) -> list[int]:
     Lane ``l`` is heard by ``per_race`` hubs, members ``l``, ``l + 1``, ... (mod ``members``),
     which split it (a shared subscription per lane): each race's samples reach that many hubs
     of a broker instead of all of them, so a race gets that many ingest messages (journal
-    rows) per batch window, whatever the number of hubs, and one hub may die without the
-    lane going deaf.
+    rows) per batch window, whatever the number of hubs. A hub that dies leaves its share of
+    its lanes queued in its session until it is back; the others carry on (docs/mqtt.md).
     """
     if not 0 <= member < members:
         raise ValueError(f"member is 0 to {members - 1}, not {member}")
