@@ -356,21 +356,38 @@ def _hub(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def _ask_operator(url: str, path: str, *, method: str = "GET", timeout: float = 10) -> tuple[int, dict]:
+def _ask_operator(
+    url: str, path: str, *, method: str = "GET", timeout: float = 10, retry_for: float = 0
+) -> tuple[int, dict]:
     """An operators' route of a running Arena (``ARENA_OPERATOR_TOKEN`` when set): its status and its
-    JSON answer. OSError when nothing answers."""
-    request = urllib.request.Request(f"{url.rstrip('/')}{path}", method=method)
-    token = os.environ.get("ARENA_OPERATOR_TOKEN")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, json.load(answer)
-    except urllib.error.HTTPError as error:
+    JSON answer. OSError when nothing answers. ``retry_for``: seconds to keep asking again while it
+    answers 503 with ``Retry-After`` (a part restarting), as that header says."""
+    deadline = time.monotonic() + retry_for
+    while True:
+        request = urllib.request.Request(f"{url.rstrip('/')}{path}", method=method)
+        token = os.environ.get("ARENA_OPERATOR_TOKEN")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            return error.code, json.load(error)
-        except ValueError:
-            return error.code, {"status": f"HTTP {error.code}"}
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return answer.status, json.load(answer)
+        except urllib.error.HTTPError as error:
+            wait = _retry_after(error) if error.code == 503 else None
+            if wait is not None and time.monotonic() + wait < deadline:
+                time.sleep(wait)
+                continue
+            try:
+                return error.code, json.load(error)
+            except ValueError:
+                return error.code, {"status": f"HTTP {error.code}"}
+
+
+def _retry_after(error: urllib.error.HTTPError) -> float | None:
+    """The seconds a 503's ``Retry-After`` asks for (1 to 30), or None without one."""
+    try:
+        return min(max(float(error.headers.get("Retry-After", "")), 1.0), 30.0)
+    except ValueError:
+        return None
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -395,9 +412,10 @@ def _events(args: argparse.Namespace) -> int:
     }[args.action]
     query = urllib.parse.urlencode({"subscription": args.subscription} if args.subscription else {})
     try:
+        replay = args.action == "replay"  # a POST is not asked twice
         code, body = _ask_operator(
-            args.url, path + (f"?{query}" if query else ""), method="POST" if args.action == "replay" else "GET",
-            timeout=120,
+            args.url, path + (f"?{query}" if query else ""), method="POST" if replay else "GET",
+            timeout=120, retry_for=0 if replay else 60,
         )  # fmt: skip
     except OSError as error:
         print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
