@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from gevent import socket
 from locust import User, between, task
 
+from loadtest.live_events import produced_at
 from loadtest.scenarios.crowd_file import crowd
 
 TOP = 10
@@ -57,7 +58,7 @@ class Spectator(User):
                         fire(
                             request_type="SSE",
                             name="leaderboard event",
-                            response_time=max(0.0, time.time() - _produced_at(line)) * 1000,
+                            response_time=max(0.0, time.time() - produced_at(line)) * 1000,
                             response_length=len(line),
                             exception=None,
                         )
@@ -65,9 +66,3 @@ class Spectator(User):
                         return
             except OSError as error:  # a stream that stalls for 30 s or breaks is a failure
                 fire(request_type="SSE", name="leaderboard event", response_time=0, response_length=0, exception=error)
-
-
-def _produced_at(data: bytes) -> float:
-    """The view's time, the board's first ``"at"``, read without decoding the whole board."""
-    start = data.index(b'"at":') + 5
-    return float(data[start : data.index(b",", start)])
