@@ -43,16 +43,21 @@ async def race(ray_cluster, tmp_path):
     )
     race_id = uuid.uuid4().hex
     try:
-        config = {"name": "R", "sport": "run", "kind": "time", "duration_s": 3600}
-        await cluster.ask("race_ref", race_id, "register", {"organizer": "org"})  # as the API creates races
-        await cluster.ask("race", race_id, "create", {"organizer": "org", "config": config})
-        await cluster.ask("race", race_id, "open", {"by": "org"})
-        for user in ("a0", "a1"):
-            await cluster.ask("race", race_id, "join", {"user_id": user, "name": user.upper()})
-        await cluster.ask("race", race_id, "start", {"by": "org"})
+        await start_race(cluster, race_id)
         yield cluster, race_id
     finally:
         cluster.kill()
+
+
+async def start_race(cluster: Cluster, race_id: str) -> None:
+    """A live race with athletes a0 and a1, created as the API creates races."""
+    config = {"name": "R", "sport": "run", "kind": "time", "duration_s": 3600}
+    await cluster.ask("race_ref", race_id, "register", {"organizer": "org"})
+    await cluster.ask("race", race_id, "create", {"organizer": "org", "config": config})
+    await cluster.ask("race", race_id, "open", {"by": "org"})
+    for user in ("a0", "a1"):
+        await cluster.ask("race", race_id, "join", {"user_id": user, "name": user.upper()})
+    await cluster.ask("race", race_id, "start", {"by": "org"})
 
 
 def _routes(table: dict[str, dict]):

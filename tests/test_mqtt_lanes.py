@@ -22,7 +22,7 @@ from loadtest.server import free_port
 from serve.cli import build_hubs, main
 from serve.kinds import KINDS, OPEN_STORE
 from serve.settings import Settings
-from tests.test_mqtt_hub import SAMPLES_PER_MESSAGE, _Device, _distance, _message, _routes, _until
+from tests.test_mqtt_hub import SAMPLES_PER_MESSAGE, _Device, _distance, _message, _routes, _until, start_race
 
 # -- the lanes, without a broker ---------------------------------------------------------
 
@@ -141,14 +141,8 @@ async def two_races(ray_cluster, tmp_path):
     )
     races = (_race_on(0), _race_on(2))
     try:
-        config = {"name": "R", "sport": "run", "kind": "time", "duration_s": 3600}
         for race_id in races:
-            await cluster.ask("race_ref", race_id, "register", {"organizer": "org"})
-            await cluster.ask("race", race_id, "create", {"organizer": "org", "config": config})
-            await cluster.ask("race", race_id, "open", {"by": "org"})
-            for user in ("a0", "a1"):
-                await cluster.ask("race", race_id, "join", {"user_id": user, "name": user.upper()})
-            await cluster.ask("race", race_id, "start", {"by": "org"})
+            await start_race(cluster, race_id)
         yield cluster, races
     finally:
         cluster.kill()
