@@ -69,8 +69,8 @@ def test_a_member_answers_and_posts_and_an_outsider_sees_a_private_group_from_ou
     outside = browser.new_page(bypass_csp=True)
     sign_in(outside, base, zed["email"], f"/groups/{private}")
     outside.wait_for_function("document.getElementById('group-name').textContent === 'Night Owls'")
-    outside.wait_for_selector("#events .refused")
-    for section in ("#events", "#feed", "#members"):
+    for section in ("#events", "#feed", "#members"):  # each section asks on its own: wait for each answer
+        outside.wait_for_selector(f"{section} .refused")
         assert "for its members" in outside.text_content(section), section
     assert "Midnight run" not in outside.text_content("main")
     assert outside.is_hidden("#post-form")
