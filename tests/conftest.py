@@ -19,10 +19,9 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_ADMIN_URL = os.environ.get("ARENA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # A database per xdist worker (15, 14, ...): each test empties its own, never the other worker's.
-_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-REDIS_URL = os.environ.get(
-    "ARENA_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - int(_WORKER[2:] or 0) % 8 if _WORKER[2:].isdigit() else 15}"
-)
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1, ...
+_REDIS_DB = 15 - int(_WORKER[2:]) % 8 if _WORKER[2:].isdigit() else 15
+REDIS_URL = os.environ.get("ARENA_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_REDIS_DB}")
 
 
 def _reachable(host: str, port: int) -> bool:
