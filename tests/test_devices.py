@@ -17,7 +17,7 @@ import pytest
 from paho.mqtt.client import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from connectors.mosquitto import HUB_USER, PasswordFile, acl_text, device_topics, reload, running_broker
+from connectors.mosquitto import HUB_USER, LANES, PasswordFile, acl_text, device_topics, reload, running_broker
 from loadtest.server import free_port
 from tests.test_api import PASSWORD, assert_problem, signup
 
@@ -153,10 +153,11 @@ def test_a_bound_device_publishes_on_its_races_lane_and_nowhere_else(broker):
         assert arena.subscribe("$share/hub.lanes/arena/v1/devices/+/telemetry/+") == 1
         assert device.connect() == 0
         assert device.publish(lane, b'{"race": "race-1", "samples": []}') == 0
+        base = lane.rpartition("/")[0]
         for forged in (
-            f"{lane}0",
-            lane.rpartition("/")[0] + "/07",
-            lane + "/1",
+            f"{base}/{LANES}",  # no such lane
+            f"{base}/07",  # not written as the number it is
+            f"{lane}/1",
             device_topics(other, "race-1")["telemetry"],
         ):
             assert device.publish(forged, b"forged") == NOT_AUTHORIZED, forged
