@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import random
 import tempfile
 import time
@@ -62,20 +63,13 @@ async def _throughput(handle, method: str, users: list[str], concurrency: int, s
 def _widened(model, people: int):
     """``model`` with ``people`` more people to recommend, their vectors drawn like the trained ones'
     (the search's cost is what is measured: a matrix product over every person, then a top-k)."""
-    from engine.recommend.model import Model
-
     rng = np.random.default_rng(3)
     trained = model.item_vectors
     extra = rng.normal(trained.mean(axis=0), trained.std(axis=0), (people, trained.shape[1])).astype(np.float32)
-    return Model(
+    return dataclasses.replace(  # a new Model: its lookups are built again for the wider catalogue
+        model,
         items=[*model.items, *(f"user:extra-{n}" for n in range(people))],
         item_vectors=np.concatenate([trained, extra]),
-        users=model.users,
-        user_vectors=model.user_vectors,
-        features=model.features,
-        feature_vectors=model.feature_vectors,
-        never=model.never,
-        ends=model.ends,
     )
 
 

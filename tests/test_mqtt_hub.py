@@ -37,16 +37,21 @@ def broker(tmp_path):
 @pytest.fixture
 async def race(ray_cluster, tmp_path):
     """A live race with athletes a0 and a1 on a fresh cluster."""
-    cluster = Cluster(
-        HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1, open_store=OPEN_STORE),
-        namespace=f"mqtt-{uuid.uuid4().hex[:8]}",
-    )
+    cluster = fresh_cluster(tmp_path, "mqtt")
     race_id = uuid.uuid4().hex
     try:
         await start_race(cluster, race_id)
         yield cluster, race_id
     finally:
         cluster.kill()
+
+
+def fresh_cluster(tmp_path, prefix: str) -> Cluster:
+    """Arena's kinds on one host journaling to a SQLite file of the test, in a namespace of its own."""
+    return Cluster(
+        HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1, open_store=OPEN_STORE),
+        namespace=f"{prefix}-{uuid.uuid4().hex[:8]}",
+    )
 
 
 async def start_race(cluster: Cluster, race_id: str) -> None:

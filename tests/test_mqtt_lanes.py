@@ -16,13 +16,19 @@ import pytest
 from connectors.mosquitto import LANES, device_topics, lane_of, lanes_of, running_broker
 from connectors.mqtt import Hub
 from connectors.mqtt.uplink import Drop, device_of
-from engine.cluster import Cluster
-from engine.ray_host import HostSpec
 from loadtest.server import free_port
 from serve.cli import build_hubs, main
-from serve.kinds import KINDS, OPEN_STORE
 from serve.settings import Settings
-from tests.test_mqtt_hub import SAMPLES_PER_MESSAGE, _Device, _distance, _message, _routes, _until, start_race
+from tests.test_mqtt_hub import (
+    SAMPLES_PER_MESSAGE,
+    _Device,
+    _distance,
+    _message,
+    _routes,
+    _until,
+    fresh_cluster,
+    start_race,
+)
 
 # -- the lanes, without a broker ---------------------------------------------------------
 
@@ -135,10 +141,7 @@ def _race_on(member: int, members: int = 4) -> str:
 
 @pytest.fixture
 async def two_races(ray_cluster, tmp_path):
-    cluster = Cluster(
-        HostSpec(f"sqlite:///{tmp_path}/a.db", KINDS, hosts=1, open_store=OPEN_STORE),
-        namespace=f"lanes-{uuid.uuid4().hex[:8]}",
-    )
+    cluster = fresh_cluster(tmp_path, "lanes")
     races = (_race_on(0), _race_on(2))
     try:
         for race_id in races:
