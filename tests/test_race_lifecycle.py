@@ -77,6 +77,18 @@ def no_race_hosts(arena: Arena):
     return check
 
 
+def archive_caught_up(client, settings):
+    """The lake's race archive has taken every race settled so far. It tells each settled race so
+    (``mark_archived``), which wakes a race host that had retired: wait for it before asking for none."""
+    headers = {"Authorization": f"Bearer {settings.operator_token.get_secret_value()}"}
+
+    async def check() -> bool:
+        consumers = (await client.get("http://arena/ops/events", headers=headers)).json()["consumers"]
+        return consumers["stream:race-archive"]["lag"] == 0
+
+    return check
+
+
 async def run_to_final(
     client, org: dict, name: str, devices: tuple[str, ...] = (), capacity: int | None = None
 ) -> str:
@@ -136,6 +148,7 @@ async def test_many_races_run_to_final_and_their_processes_go_while_their_result
     finished: list[str] = []
     for wave in range(RACES // WAVE):
         finished += await asyncio.gather(*(run_to_final(client, org, f"Race {wave}.{i}") for i in range(WAVE)))
+        await until(archive_caught_up(client, settings), f"the lake to archive wave {wave}")
         await until(no_race_hosts(arena), f"the race hosts of wave {wave} to stop")
     assert len(set(finished)) == RACES
 
