@@ -8,6 +8,7 @@ Errors travel as values, so one bad message never fails its batch.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -23,6 +24,7 @@ from engine.codec import pack, unpack
 from engine.config import HostConfig
 from engine.entity import Entity
 from engine.errors import EngineError, HandlerFailed, MalformedMessage
+from engine.gc_tuning import tune_gc
 from engine.host import Host
 from engine.notices import NOTICE_LOG, publisher
 from engine.relay import RELAY_NAME
@@ -95,6 +97,7 @@ class HostActor:
     def __init__(self, spec: HostSpec) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         self._spec = spec
+        tune_gc(spec.config.gc_young)  # this actor owns its process
         kinds = [load_kind(path) for path in spec.kinds]
         if spec.dedicated is not None:
             only = spec.dedicated
@@ -187,7 +190,16 @@ class HostActor:
 
     async def metrics(self) -> dict:
         host = await self._ready()
-        return {"pid": os.getpid(), "index": self._spec.index, "dedicated": self._spec.dedicated, **host.metrics()}
+        return {
+            "pid": os.getpid(),
+            "index": self._spec.index,
+            "dedicated": self._spec.dedicated,
+            **host.metrics(),
+            # The process's own: the host owns it (its store's thread included).
+            "cpu_seconds": time.process_time(),
+            "gc_young": gc.get_threshold()[0],
+            "gc_full_collections": gc.get_stats()[2]["collections"],
+        }
 
     async def health(self) -> dict:
         host = await self._ready()

@@ -18,6 +18,7 @@ import ray
 
 from engine.cluster import Cluster
 from engine.codec import pack, unpack
+from engine.config import HostConfig
 from engine.ray_host import HostSpec
 from serve.kinds import OPEN_STORE
 
@@ -65,34 +66,46 @@ async def main(args: argparse.Namespace) -> None:
     summary = []
     for entities in args.entities:
         with tempfile.TemporaryDirectory() as folder:
-            hosts = {}  # SQLite's commit log on and off, side by side: rounds interleave
+            hosts = {}  # each configuration's host, side by side: rounds interleave
             for log in args.commit_log:
-                spec = HostSpec(
-                    f"sqlite:///{folder}/bench-{log}.db?commit_log={log}", (KIND,), hosts=1, open_store=OPEN_STORE
-                )
-                cluster = Cluster(spec, namespace=f"bench-{uuid.uuid4().hex[:6]}")
-                handle = cluster.host_for("tally", "athlete-0")
-                await batched(handle, max(entities, args.batch * 4), args.batch, args.window, entities)  # activate all
-                hosts[log] = (cluster, handle)
-            batch_rates: dict[str, list[float]] = {log: [] for log in hosts}
+                for young in args.gc_young:
+                    name = f"log {log}, gc {young or 'default'}"
+                    spec = HostSpec(
+                        f"sqlite:///{folder}/bench-{log}-{young}.db?commit_log={log}",
+                        (KIND,),
+                        HostConfig(gc_young=young),
+                        hosts=1,
+                        open_store=OPEN_STORE,
+                    )
+                    cluster = Cluster(spec, namespace=f"bench-{uuid.uuid4().hex[:6]}")
+                    handle = cluster.host_for("tally", "athlete-0")
+                    await batched(handle, max(entities, args.batch * 4), args.batch, args.window, entities)  # activate
+                    hosts[name] = (cluster, handle)
+            batch_rates: dict[str, list[float]] = {name: [] for name in hosts}
+            host_cpu: dict[str, list[float]] = {name: [] for name in hosts}
             peer_rates = []
             for round_ in range(args.rounds):
-                for log, (_, handle) in hosts.items():
-                    batch_rates[log].append(await batched(handle, args.messages, args.batch, args.window, entities))
+                for name, (_, handle) in hosts.items():
+                    before = (await handle.metrics.remote())["cpu_seconds"]
+                    batch_rates[name].append(await batched(handle, args.messages, args.batch, args.window, entities))
+                    host_cpu[name].append(
+                        ((await handle.metrics.remote())["cpu_seconds"] - before) / args.messages * 1e6
+                    )
                     print(
-                        f"{entities:,} entities, round {round_ + 1}, commit log {log}:"
-                        f" batched {batch_rates[log][-1]:,.0f} msg/s",
+                        f"{entities:,} entities, round {round_ + 1}, {name}: batched {batch_rates[name][-1]:,.0f} msg/s,"
+                        f" host CPU {host_cpu[name][-1]:.2f} us per message",
                         flush=True,
                     )
                 peer_rates.append(await one_call_per_message(handle, args.peer_messages, args.peer_window, entities))
                 print(f"{entities:,} entities, round {round_ + 1}: one call per message {peer_rates[-1]:,.0f} msg/s")
             peer = statistics.median(peer_rates)
-            for log, (cluster, _) in hosts.items():
+            for name, (cluster, _) in hosts.items():
                 metrics = (await cluster.metrics())[0]
                 cluster.kill()
-                best = statistics.median(batch_rates[log])
+                best = statistics.median(batch_rates[name])
                 summary.append(
-                    f"{entities:>7,} entities | {log:>4} | {best:>9,.0f} | {peer:>7,.0f} | {best / peer:>6.1f}x"
+                    f"{entities:>8,} | {name:>22} | {best:>9,.0f} | {statistics.median(host_cpu[name]):>6.2f}"
+                    f" | {peer:>7,.0f} | {best / peer:>6.1f}x"
                     f" | {metrics['journal_entries'] / max(1, metrics['journal_commits']):,.0f}"
                 )
     ray.shutdown()
@@ -100,7 +113,7 @@ async def main(args: argparse.Namespace) -> None:
         f"\nmedian of {args.rounds} rounds; one host journaling to SQLite; batched: {args.batch:,} messages per call,"
         f" {args.window} calls in flight; peer: one Ray call per message, {args.peer_window} in flight, on the"
         f" last host\n"
-        "          entities | commit log | batched msg/s | peer msg/s | ratio | entries per group commit"
+        "entities | configuration | batched msg/s | host CPU us/msg | peer msg/s | ratio | entries per group commit"
     )
     print("\n".join(summary))
 
@@ -117,8 +130,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--commit-log", nargs="+", choices=["auto", "on", "off"], default=["off", "auto"],
+        "--commit-log", nargs="+", choices=["auto", "on", "off"], default=["auto"],
         help="SQLite's commit log modes to compare (interleaved rounds)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gc-young", type=int, nargs="+", default=[0, HostConfig().gc_young],
+        help="the host's young-collection threshold to compare (0: CPython's default; engine.gc_tuning)",
     )  # fmt: skip
     return parser.parse_args(argv)
 

@@ -28,6 +28,7 @@ import ray
 
 from actors.race import Race
 from engine.cluster import Cluster
+from engine.config import HostConfig
 from engine.race import RaceBoard
 from engine.ray_host import HostSpec
 from engine.telemetry import SAMPLE_DTYPE, empty, encode
@@ -272,7 +273,13 @@ async def _arena(riders: Riders, seconds: list[np.ndarray], args: argparse.Names
     ]
     with tempfile.TemporaryDirectory() as folder:
         cluster = Cluster(
-            HostSpec(f"sqlite:///{folder}/race.db?commit_log={args.commit_log}", KINDS, hosts=1, open_store=OPEN_STORE),
+            HostSpec(
+                f"sqlite:///{folder}/race.db?commit_log={args.commit_log}",
+                KINDS,
+                HostConfig(gc_young=args.gc_young),
+                hosts=1,
+                open_store=OPEN_STORE,
+            ),
             namespace=f"race-{uuid.uuid4().hex[:8]}",
         )
         cluster.start_notices()  # as serve.context.connect does: not at the gun
@@ -565,6 +572,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seconds", type=int, default=60, help="simulated seconds sent as fast as possible")
     parser.add_argument("--commit-log", choices=["auto", "on", "off"], default="auto", help="SQLite's commit log")
+    parser.add_argument(
+        "--gc-young", type=int, default=HostConfig().gc_young,
+        help="the race host's young-collection threshold (0: CPython's default; engine.gc_tuning)",
+    )  # fmt: skip
     parser.add_argument("--batch", type=int, default=5_000, help="samples per ingest call")
     parser.add_argument("--window", type=int, default=4, help="ingest calls in flight")
     parser.add_argument("--live-seconds", type=int, default=20, help="seconds paced in real time for freshness")

@@ -32,6 +32,8 @@ _COUNTERS = (
     "passivations",
     "snapshots",
     "timers_fired",
+    "cpu_seconds",  # the host's process, all its threads
+    "gc_full_collections",  # of the collector's oldest generation (engine.gc_tuning)
 )
 
 

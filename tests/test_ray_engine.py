@@ -36,6 +36,8 @@ async def test_messages_reach_entities_spread_over_hosts(cluster):
     assert all(m["alive"] for m in metrics)
     assert sum(m["active_entities"] for m in metrics) == 40
     assert all(m["active_entities"] > 0 for m in metrics[:2])  # both shared hosts got some
+    # Each host's process collects young objects at its config's pace (engine.gc_tuning) and reports its CPU.
+    assert all(m["gc_young"] == HostConfig().gc_young and m["cpu_seconds"] > 0 for m in metrics)
 
 
 async def test_errors_travel_as_values_and_the_host_keeps_serving(cluster):

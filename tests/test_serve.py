@@ -72,6 +72,9 @@ def test_metrics_are_in_prometheus_text_format(arena_url):
     assert answer.headers["content-type"].startswith("text/plain")
     assert 'arena_host_active_entities{host="shared-0"}' in answer.text
     assert "arena_host_journal_commits_total" in answer.text
+    values = dict(line.rsplit(" ", 1) for line in answer.text.splitlines() if line and not line.startswith("#"))
+    assert float(values['arena_host_cpu_seconds_total{host="shared-0"}']) > 0  # the host process's own
+    assert 'arena_host_gc_full_collections_total{host="shared-0"}' in values
 
 
 def test_settings_refuse_an_unknown_database_scheme():
