@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 from ray import serve
 
 from connectors.workout_files import MAX_FILE_BYTES
+from engine.gc_tuning import tune_gc
 from serve import operations, pages, problems
 from serve.api import (
     accounts,
@@ -122,6 +123,7 @@ class Gateway:
     """The API as a Serve deployment: each replica builds its own ``Arena`` context."""
 
     def __init__(self, settings: Settings, recommender=None) -> None:
+        tune_gc(settings.gc_young)  # the replica owns its process (engine.gc_tuning)
         self.arena = Arena.build(settings)
         self.recommender = recommender
 

@@ -15,6 +15,7 @@ from pydantic import AnyUrl, Field, SecretStr, TypeAdapter, UrlConstraints, Vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.config import HostConfig
+from engine.gc_tuning import YOUNG
 
 __all__ = ["MqttUrl", "Settings"]
 
@@ -91,6 +92,12 @@ class Settings(BaseSettings):
     )
     race_hosts_max: int = Field(
         100, ge=1, description="race hosts (a Ray process each) alive at once; the next race waits (503)"
+    )
+    gc_young: int = Field(
+        YOUNG,
+        ge=0,
+        description="container allocations between the collector's young collections in Arena's entity hosts"
+        " and API replicas (0: CPython's default of 700; docs/engine.md)",
     )
     jwt_secret: SecretStr | None = Field(
         None, description="signing key of access tokens; generated into data/jwt-secret when unset"
@@ -389,5 +396,6 @@ class Settings(BaseSettings):
             passivate_after=self.passivate_after,
             mailbox_capacity=self.mailbox_capacity,
             retire_after=self.race_host_idle,
+            gc_young=self.gc_young,
             archived_kinds=("race",) if self.lake else (),  # the lake archives a race's telemetry from its journal
         )

@@ -44,3 +44,16 @@ def test_a_negative_threshold_is_refused_by_the_config_and_the_function():
         HostConfig(gc_young=-1)
     with pytest.raises(ValueError, match="young"):
         tune_gc(-5)
+
+
+def test_the_setting_reaches_the_hosts_config_and_refuses_a_negative(monkeypatch):
+    from pydantic import ValidationError
+
+    from serve.settings import Settings
+
+    assert Settings().host_config().gc_young == HostConfig().gc_young
+    monkeypatch.setenv("ARENA_GC_YOUNG", "0")
+    assert Settings().host_config().gc_young == 0
+    monkeypatch.setenv("ARENA_GC_YOUNG", "-1")
+    with pytest.raises(ValidationError, match="gc_young"):
+        Settings()
