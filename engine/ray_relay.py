@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from engine.gc_tuning import tune_gc
 from engine.ray_host import HostSpec, load_kind, load_store_opener
 from engine.relay import RELAY_NAME, Relay, subscriptions
 
@@ -37,6 +38,7 @@ class RelayActor:
         from engine.cluster import Cluster  # the cluster module imports this one
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        tune_gc(spec.hosts.config.gc_young)  # the relay owns its process, and moves events in batches as hosts do
         self._spec = spec
         kinds = [load_kind(path) for path in spec.hosts.kinds]
         self._store = load_store_opener(spec.hosts.open_store)(spec.hosts.store_url)

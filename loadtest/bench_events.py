@@ -21,6 +21,7 @@ import uuid
 import ray
 
 from engine.cluster import Cluster
+from engine.config import HostConfig
 from engine.ray_host import HostSpec
 from engine.relay import BATCH
 from persistence import open_store
@@ -115,7 +116,14 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         store_url = f"sqlite:///{folder}/events.db?commit_log={args.commit_log}"
         namespace = f"events-{uuid.uuid4().hex[:6]}"
-        spec = HostSpec(store_url, KINDS, hosts=2, open_store="persistence:open_store", namespace=namespace)
+        spec = HostSpec(
+            store_url,
+            KINDS,
+            HostConfig(gc_young=args.gc_young),
+            hosts=2,
+            open_store="persistence:open_store",
+            namespace=namespace,
+        )
         cluster = Cluster(spec, namespace=namespace)
         counters = [f"c{i}" for i in range(args.counters)]
         events = args.sources * args.per_source
@@ -176,6 +184,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--relay-batch", type=int, default=None, help="events a relay step reads (engine.relay.BATCH)")
     parser.add_argument("--commit-log", choices=["auto", "on", "off"], default="auto", help="SQLite's commit log")
+    parser.add_argument(
+        "--gc-young", type=int, default=HostConfig().gc_young,
+        help="the hosts' and the relay's young-collection threshold (0: CPython's default; engine.gc_tuning)",
+    )  # fmt: skip
     parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="'' skips the JetStream part")
     return parser.parse_args(argv)
 
