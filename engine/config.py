@@ -41,4 +41,4 @@ class HostConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"HostConfig.{name} must be at least 1, got {getattr(self, name)}")
         if self.gc_young < 0:
-            raise ValueError(f"HostConfig.gc_young must be 0 (the default) or more, got {self.gc_young}")
+            raise ValueError(f"HostConfig.gc_young must be 0 (CPython's default) or more, got {self.gc_young}")

@@ -96,8 +96,8 @@ class Settings(BaseSettings):
     gc_young: int = Field(
         YOUNG,
         ge=0,
-        description="container allocations between the collector's young collections in Arena's entity hosts"
-        " and API replicas (0: CPython's default of 700; docs/engine.md)",
+        description="container allocations between the collector's young collections in Arena's entity hosts,"
+        " relay and API replicas (0: CPython's default of 700; docs/engine.md)",
     )
     jwt_secret: SecretStr | None = Field(
         None, description="signing key of access tokens; generated into data/jwt-secret when unset"
