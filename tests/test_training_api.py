@@ -4,7 +4,8 @@ token, 422 for malformed and hostile parameters, a warning in the inbox, peers f
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -29,13 +30,17 @@ ROUTES = [
 ]
 
 
-def _day(days_ago: int, hour: int = 7) -> str:
-    midnight = (int(time.time()) // DAY - days_ago) * DAY
-    return datetime.fromtimestamp(midnight + hour * 3600, UTC).isoformat()
+def _day(days_ago: int, hour: int = 7, zone: str = "UTC") -> str:
+    """``hour`` o'clock ``days_ago`` days before today, both in the athlete's ``zone``: the day a
+    training figure counts a workout on (between 23:00 and 24:00 UTC, Paris is already tomorrow)."""
+    today = datetime.now(ZoneInfo(zone)).date() - timedelta(days=days_ago)
+    return datetime.combine(today, datetime.min.time(), ZoneInfo(zone)).replace(hour=hour).isoformat()
 
 
-async def _run(client, headers, days_ago: int, minutes: float, km: float, **more) -> None:
-    body = {"sport": "run", "start": _day(days_ago), "duration_s": minutes * 60, "distance_m": km * 1000, **more}
+async def _run(client, headers, days_ago: int, minutes: float, km: float, zone: str = "UTC", **more) -> None:
+    body = {
+        "sport": "run", "start": _day(days_ago, zone=zone), "duration_s": minutes * 60, "distance_m": km * 1000, **more,
+    }  # fmt: skip
     answer = await client.post("/workouts", json=body, headers=headers)
     assert answer.status_code == 201, answer.text
 
@@ -58,8 +63,8 @@ async def test_my_training_its_chart_thresholds_forecast_predictions_and_reports
     await _subscribe(client, ana)
     await client.patch("/me", json={"profile": {"time_zone": "Europe/Paris", "region": "Bretagne"}}, headers=headers)
     for days_ago in range(20, 0, -2):
-        await _run(client, headers, days_ago, 50, 10)
-    await _run(client, headers, 365 + 3, 60, 12)  # a year ago
+        await _run(client, headers, days_ago, 50, 10, zone="Europe/Paris")
+    await _run(client, headers, 365 + 3, 60, 12, zone="Europe/Paris")  # a year ago
     assert await client.arena.drain()
 
     mine = (await client.get("/me/training", headers=headers)).json()
