@@ -12,14 +12,18 @@ from engine.config import HostConfig
 from engine.gc_tuning import tune_gc
 
 _PROBE = """
-import gc, json, sys
+import gc, json, sys, weakref
 from engine.gc_tuning import tune_gc
+class Node:
+    pass
 before = gc.get_threshold()
-garbage = []
-garbage.append(garbage)  # a cycle, unreachable once the name goes: collected, not frozen
-del garbage
+node = Node()
+node.self = node  # a cycle, unreachable once the name goes: collected before the freeze, not frozen
+cycle = weakref.ref(node)
+del node
 tune_gc(int(sys.argv[1]))
-print(json.dumps({"before": before, "after": gc.get_threshold(), "frozen": gc.get_freeze_count()}))
+print(json.dumps({"before": before, "after": gc.get_threshold(), "frozen": gc.get_freeze_count(),
+                  "cycle_freed": cycle() is None}))
 """
 
 
@@ -32,6 +36,7 @@ def test_a_host_process_collects_young_objects_less_often_and_freezes_what_it_st
     seen = _probe(50_000)
     assert seen["after"] == [50_000, *seen["before"][1:]]
     assert seen["frozen"] > 1_000  # the interpreter's and the imports' objects
+    assert seen["cycle_freed"], "garbage was frozen with the rest"
 
 
 def test_zero_leaves_the_interpreter_as_it_was():
