@@ -392,7 +392,7 @@ def _retry_after(error: urllib.error.HTTPError) -> float | None:
 
 def _health(args: argparse.Namespace) -> int:
     try:
-        code, body = _ask_operator(args.url, "/health/details")
+        code, body = _ask_operator(args.url, "/health/details", timeout=30)  # it asks every host and the store
     except OSError as error:
         print(f"Arena does not answer at {args.url}: {error}", file=sys.stderr)
         return 1
@@ -456,7 +456,7 @@ def _lake_consumers(url: str) -> str:
     """The lake's consumers of the outbox (and the other streams), with their lag, as the running
     Arena's relay reports them; a line saying why not when nothing answers."""
     try:
-        code, body = _ask_operator(url, "/ops/events", timeout=30)
+        code, body = _ask_operator(url, "/ops/events", timeout=30, retry_for=60)  # the relay may be restarting
     except OSError as error:
         return f"\nconsumers: no Arena answers at {url} ({error}); their lag is unknown"
     if code != 200:
